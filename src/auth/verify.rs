@@ -1,0 +1,295 @@
+//! Deciding whether a request may pass: the signature first (once per distinct
+//! URL/policy, then from the memo), the policy's conditions on every request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use moka::sync::Cache;
+
+use super::encoding::{JsonEscape, cloudfront_base64_decode};
+use super::keys::{HashAlgorithm, PublicKey, TrustedKeys};
+use super::policy::{MAX_EPOCH, Policy, canned_policy_document, parse_custom_policy};
+use super::rejection::DenyReason;
+use super::request::{
+    CredentialSource, Credentials, MAX_COOKIE_BYTES, MAX_URL_BYTES, SignedTarget,
+    choose_credentials,
+};
+
+/// One viewer request, as much of it as verification needs.
+#[derive(Clone, Copy, Debug)]
+pub struct ViewerRequest<'a> {
+    /// Scheme and host the viewer used (or the configured public base URL),
+    /// without a trailing slash, e.g. `https://cdn.example.com`.
+    pub base_url: &'a str,
+    /// The request target split by [`super::split_target`].
+    pub target: &'a SignedTarget<'a>,
+    /// The values of the request's `Cookie` headers.
+    pub cookie_headers: &'a [&'a str],
+    /// The viewer's address, for `AWS:SourceIp`.
+    pub client_ip: Option<IpAddr>,
+    /// The current Unix time in seconds.
+    pub now: u64,
+}
+
+/// A request that proved itself.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Whether a signed URL or signed cookies proved it.
+    pub source: CredentialSource,
+    /// The key that signed it.
+    pub key_pair_id: String,
+    /// The digest the signature covers.
+    pub hash_algorithm: HashAlgorithm,
+    /// The policy it satisfies.
+    pub policy: Arc<Policy>,
+    /// Whether the signature check was answered from the memo.
+    pub memo_hit: bool,
+}
+
+/// A refused request: the reason, and the key it named, when it named one.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    pub reason: DenyReason,
+    pub key_pair_id: Option<String>,
+    /// The policy, when it was read and validly signed but its conditions failed.
+    pub policy: Option<Arc<Policy>>,
+}
+
+impl From<DenyReason> for Rejection {
+    fn from(reason: DenyReason) -> Self {
+        Self {
+            reason,
+            key_pair_id: None,
+            policy: None,
+        }
+    }
+}
+
+/// Checks signed requests and remembers signatures already proven good.
+///
+/// The memo key holds, byte for byte, the hash algorithm, the key's
+/// fingerprint, the policy as signed (the rebuilt canned document or the
+/// custom policy parameter as sent) and the signature as sent; a different
+/// URL, policy, key or algorithm is a different key and cannot hit. Only the
+/// RSA/ECDSA operation is skipped on a hit: time, IP and Resource are checked
+/// on every request.
+#[derive(Clone)]
+pub struct Verifier {
+    memo: Cache<Box<[u8]>, Arc<Policy>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Verifier(memo entries: {})", self.memo.entry_count())
+    }
+}
+
+/// A generous default: some 100,000 hot URLs.
+pub const DEFAULT_MEMO_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self::new(DEFAULT_MEMO_BYTES)
+    }
+}
+
+enum PolicyMaterial<'a> {
+    /// The canned document CloudFront rebuilds, and its expiry.
+    Canned { document: String, expires: u64 },
+    /// The `Policy` parameter as sent (CloudFront base64).
+    Custom { encoded: &'a str },
+}
+
+impl PolicyMaterial<'_> {
+    fn signed_bytes(&self) -> &[u8] {
+        match self {
+            Self::Canned { document, .. } => document.as_bytes(),
+            Self::Custom { encoded } => encoded.as_bytes(),
+        }
+    }
+}
+
+impl Verifier {
+    /// A verifier whose memo holds at most `memo_bytes` of keys and policies.
+    pub fn new(memo_bytes: u64) -> Self {
+        Self {
+            memo: Cache::builder()
+                .max_capacity(memo_bytes)
+                .weigher(|key: &Box<[u8]>, policy: &Arc<Policy>| {
+                    let policy_bytes = policy.resource.as_ref().map_or(0, String::len) + 96;
+                    u32::try_from(key.len() + policy_bytes).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
+
+    /// Verifies `request` against the keys the behavior trusts.
+    pub fn verify(
+        &self,
+        request: &ViewerRequest<'_>,
+        trusted: &TrustedKeys,
+    ) -> Result<Grant, Rejection> {
+        let target_bytes = request.target.stripped.len();
+        if target_bytes > MAX_URL_BYTES {
+            return Err(DenyReason::UrlTooLong {
+                bytes: target_bytes,
+            }
+            .into());
+        }
+        let cookie_bytes: usize = request.cookie_headers.iter().map(|h| h.len()).sum();
+        if cookie_bytes > MAX_COOKIE_BYTES {
+            return Err(DenyReason::CookiesTooLarge {
+                bytes: cookie_bytes,
+            }
+            .into());
+        }
+        let (source, credentials) = choose_credentials(
+            request.target.url_credentials.clone(),
+            request.cookie_headers,
+        );
+        let url = format!("{}{}", request.base_url, request.target.stripped);
+
+        let key_pair_id = credentials
+            .key_pair_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .ok_or(DenyReason::MissingKeyPairId)?;
+        let with_key = |reason: DenyReason| Rejection {
+            reason,
+            key_pair_id: Some(key_pair_id.to_owned()),
+            policy: None,
+        };
+        let key = trusted.get(key_pair_id).ok_or_else(|| {
+            with_key(DenyReason::UnknownKey {
+                key_pair_id: key_pair_id.to_owned(),
+            })
+        })?;
+        if let Some(name) = credentials.duplicated {
+            return Err(with_key(DenyReason::DuplicateParameter { name }));
+        }
+        let hash_algorithm = match credentials.hash_algorithm.as_deref() {
+            None => HashAlgorithm::Sha1,
+            Some(value) => HashAlgorithm::from_param(value).ok_or_else(|| {
+                with_key(DenyReason::UnsupportedHashAlgorithm {
+                    value: value.chars().take(32).collect(),
+                })
+            })?,
+        };
+        let material = policy_material(&credentials, &url).map_err(with_key)?;
+        let signature = credentials
+            .signature
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| with_key(DenyReason::MissingSignature))?;
+
+        let memo_key = memo_key(hash_algorithm, key, &material, signature);
+        let (policy, memo_hit) = match self.memo.get(&memo_key) {
+            Some(policy) => (policy, true),
+            None => {
+                let policy = Arc::new(
+                    check_signature(key, key_pair_id, hash_algorithm, &material, signature, &url)
+                        .map_err(with_key)?,
+                );
+                self.memo.insert(memo_key, policy.clone());
+                (policy, false)
+            }
+        };
+        if let Err(failure) = policy.check(&url, request.now, request.client_ip) {
+            return Err(Rejection {
+                reason: DenyReason::Condition(failure),
+                key_pair_id: Some(key_pair_id.to_owned()),
+                policy: Some(policy),
+            });
+        }
+        Ok(Grant {
+            source,
+            key_pair_id: key_pair_id.to_owned(),
+            hash_algorithm,
+            policy,
+            memo_hit,
+        })
+    }
+}
+
+fn policy_material<'a>(
+    credentials: &'a Credentials<'a>,
+    url: &str,
+) -> Result<PolicyMaterial<'a>, DenyReason> {
+    let malformed = |detail: &str| DenyReason::MalformedPolicy {
+        detail: detail.to_owned(),
+    };
+    match (
+        credentials.expires.as_deref(),
+        credentials.policy.as_deref(),
+    ) {
+        (Some(expires), None) => {
+            let seconds = parse_epoch_param(expires).ok_or_else(|| {
+                malformed("Expires is not a whole number of seconds up to 2147483647")
+            })?;
+            Ok(PolicyMaterial::Canned {
+                document: canned_policy_document(url, seconds, JsonEscape::Required),
+                expires: seconds,
+            })
+        }
+        (None, Some(encoded)) => Ok(PolicyMaterial::Custom { encoded }),
+        (Some(_), Some(_)) => Err(malformed("both Expires and Policy are present")),
+        (None, None) => Err(malformed("neither Expires nor Policy is present")),
+    }
+}
+
+fn parse_epoch_param(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|&seconds| seconds <= MAX_EPOCH)
+}
+
+fn memo_key(
+    algorithm: HashAlgorithm,
+    key: &PublicKey,
+    material: &PolicyMaterial<'_>,
+    signature: &str,
+) -> Box<[u8]> {
+    let policy = material.signed_bytes();
+    let mut memo_key = Vec::with_capacity(1 + 32 + 1 + 4 + policy.len() + signature.len());
+    memo_key.push(algorithm as u8);
+    memo_key.extend_from_slice(key.fingerprint());
+    memo_key.push(matches!(material, PolicyMaterial::Custom { .. }) as u8);
+    memo_key.extend_from_slice(&(policy.len() as u32).to_le_bytes());
+    memo_key.extend_from_slice(policy);
+    memo_key.extend_from_slice(signature.as_bytes());
+    memo_key.into_boxed_slice()
+}
+
+fn check_signature(
+    key: &PublicKey,
+    key_pair_id: &str,
+    algorithm: HashAlgorithm,
+    material: &PolicyMaterial<'_>,
+    signature: &str,
+    url: &str,
+) -> Result<Policy, DenyReason> {
+    let signature = cloudfront_base64_decode(signature).ok_or(DenyReason::UndecodableSignature)?;
+    let (document, policy) = match material {
+        PolicyMaterial::Canned { document, expires } => {
+            (document.as_bytes().to_vec(), Policy::canned(url, *expires))
+        }
+        PolicyMaterial::Custom { encoded } => {
+            let document =
+                cloudfront_base64_decode(encoded).ok_or_else(|| DenyReason::MalformedPolicy {
+                    detail: "Policy is not CloudFront base64".to_owned(),
+                })?;
+            let policy =
+                parse_custom_policy(&document).map_err(|e| DenyReason::MalformedPolicy {
+                    detail: e.to_string(),
+                })?;
+            (document, policy)
+        }
+    };
+    if !key.verify(algorithm, &document, &signature) {
+        return Err(DenyReason::BadSignature {
+            key_pair_id: key_pair_id.to_owned(),
+        });
+    }
+    Ok(policy)
+}
