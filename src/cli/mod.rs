@@ -1,0 +1,103 @@
+//! The `keyfront` command line.
+
+mod dates;
+mod keygen;
+mod sign;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{KeyError, PrivateKey, PublicKey};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keyfront",
+    version,
+    about = "A self-hosted edge for private content: CloudFront-style signed URLs and cookies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Sign a URL or cookies, byte-identical to `aws cloudfront sign`.
+    #[command(subcommand)]
+    Sign(sign::SignCommand),
+    /// Explain whether a signed URL or cookies would be accepted, and why not.
+    Verify(verify::VerifyArgs),
+    /// Write a new key pair in the formats CloudFront accepts.
+    Keygen(keygen::KeygenArgs),
+}
+
+/// A failure of a command, reported as one line and exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{flag}: {value:?}: {reason}")]
+    BadArgument {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Key { path: PathBuf, source: KeyError },
+}
+
+impl CliError {
+    fn bad(flag: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::BadArgument {
+            flag,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit status.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Sign(command) => sign::run(command),
+        Command::Verify(args) => verify::run(args),
+        Command::Keygen(args) => keygen::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("keyfront: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a private key; `file://PATH` is accepted too, as the AWS CLI takes it.
+fn load_private_key(path: &Path) -> Result<PrivateKey, CliError> {
+    let path = strip_file_scheme(path);
+    PrivateKey::from_pem(&read_text(&path)?).map_err(|source| CliError::Key { path, source })
+}
+
+fn load_public_key(path: &Path) -> Result<PublicKey, CliError> {
+    let path = strip_file_scheme(path);
+    PublicKey::from_pem(&read_text(&path)?).map_err(|source| CliError::Key { path, source })
+}
+
+fn strip_file_scheme(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    PathBuf::from(text.strip_prefix("file://").unwrap_or(&text))
+}
