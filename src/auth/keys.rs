@@ -102,8 +102,18 @@ fn check_rsa_size(key: &RsaPublicKey) -> Result<(), KeyError> {
 
 #[derive(Clone)]
 enum PublicKeyKind {
-    Rsa(RsaPublicKey),
+    /// The parsed key, and its PKCS#1 DER for ring, whose RSA verification is
+    /// about 6x faster than the rsa crate's.
+    Rsa(RsaPublicKey, Vec<u8>),
     EcdsaP256(p256::ecdsa::VerifyingKey),
+}
+
+fn rsa_kind(key: RsaPublicKey) -> Result<PublicKeyKind, KeyError> {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    let der = key
+        .to_pkcs1_der()
+        .map_err(|e| invalid("RSA PUBLIC KEY", e))?;
+    Ok(PublicKeyKind::Rsa(key, der.into_vec()))
 }
 
 /// A public key that checks signatures. Cheap to clone.
@@ -131,7 +141,7 @@ impl PublicKey {
         let label = pem_label(pem)?;
         let kind = match label {
             "PUBLIC KEY" => match RsaPublicKey::from_public_key_pem(pem) {
-                Ok(rsa) => PublicKeyKind::Rsa(rsa),
+                Ok(rsa) => rsa_kind(rsa)?,
                 Err(rsa_error) => match p256::ecdsa::VerifyingKey::from_public_key_pem(pem) {
                     Ok(ec) => PublicKeyKind::EcdsaP256(ec),
                     Err(_) => {
@@ -142,20 +152,20 @@ impl PublicKey {
                     }
                 },
             },
-            "RSA PUBLIC KEY" => PublicKeyKind::Rsa(
-                RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| invalid(label, e))?,
-            ),
+            "RSA PUBLIC KEY" => {
+                rsa_kind(RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| invalid(label, e))?)?
+            }
             other => return Err(KeyError::UnsupportedLabel(other.to_owned())),
         };
         Self::from_kind(kind)
     }
 
     fn from_kind(kind: PublicKeyKind) -> Result<Self, KeyError> {
-        if let PublicKeyKind::Rsa(rsa) = &kind {
+        if let PublicKeyKind::Rsa(rsa, _) = &kind {
             check_rsa_size(rsa)?;
         }
         let der = match &kind {
-            PublicKeyKind::Rsa(k) => k
+            PublicKeyKind::Rsa(k, _) => k
                 .to_public_key_der()
                 .map_err(|e| invalid("PUBLIC KEY", e))?,
             PublicKeyKind::EcdsaP256(k) => k
@@ -171,11 +181,20 @@ impl PublicKey {
     /// Whether `signature` is this key's signature of `message` under `algorithm`.
     /// ECDSA signatures are DER-encoded, as CloudFront's are.
     pub fn verify(&self, algorithm: HashAlgorithm, message: &[u8], signature: &[u8]) -> bool {
-        let digest = algorithm.digest(message);
         match self.kind.as_ref() {
-            PublicKeyKind::Rsa(key) => key.verify(algorithm.pkcs1v15(), &digest, signature).is_ok(),
+            PublicKeyKind::Rsa(_, pkcs1_der) => {
+                let scheme = match algorithm {
+                    HashAlgorithm::Sha1 => {
+                        &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
+                    }
+                    HashAlgorithm::Sha256 => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                };
+                ring::signature::UnparsedPublicKey::new(scheme, pkcs1_der)
+                    .verify(message, signature)
+                    .is_ok()
+            }
             PublicKeyKind::EcdsaP256(key) => p256::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|sig| key.verify_prehash(&digest, &sig).is_ok()),
+                .is_ok_and(|sig| key.verify_prehash(&algorithm.digest(message), &sig).is_ok()),
         }
     }
 
@@ -187,7 +206,7 @@ impl PublicKey {
     /// The key as `BEGIN PUBLIC KEY` PEM, the form CloudFront's console takes.
     pub fn to_pem(&self) -> String {
         let pem = match self.kind.as_ref() {
-            PublicKeyKind::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKeyKind::Rsa(k, _) => k.to_public_key_pem(LineEnding::LF),
             PublicKeyKind::EcdsaP256(k) => k.to_public_key_pem(LineEnding::LF),
         };
         pem.expect("encoding a valid public key to PEM cannot fail")
@@ -207,7 +226,7 @@ impl PublicKey {
     pub fn describe(&self) -> String {
         use rsa::traits::PublicKeyParts;
         match self.kind.as_ref() {
-            PublicKeyKind::Rsa(k) => format!("RSA-{}", k.n().bits()),
+            PublicKeyKind::Rsa(k, _) => format!("RSA-{}", k.n().bits()),
             PublicKeyKind::EcdsaP256(_) => "ECDSA-P256".to_owned(),
         }
     }
@@ -320,7 +339,9 @@ impl PrivateKey {
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         let kind = match &self.kind {
-            PrivateKeyKind::Rsa(k) => PublicKeyKind::Rsa(k.to_public_key()),
+            PrivateKeyKind::Rsa(k) => {
+                rsa_kind(k.to_public_key()).expect("a loaded RSA key encodes to DER")
+            }
             PrivateKeyKind::EcdsaP256(k) => PublicKeyKind::EcdsaP256(*k.verifying_key()),
         };
         PublicKey::from_kind(kind).expect("a loaded private key has a valid public key")

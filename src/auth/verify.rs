@@ -111,6 +111,7 @@ impl PolicyMaterial<'_> {
 
 impl Verifier {
     /// A verifier whose memo holds at most `memo_bytes` of keys and policies.
+    #[allow(clippy::borrowed_box)] // moka's weigher receives `&K`, and K is Box<[u8]>.
     pub fn new(memo_bytes: u64) -> Self {
         Self {
             memo: Cache::builder()

@@ -1,6 +1,7 @@
 //! The `keyfront` command line.
 
 mod dates;
+mod demo;
 mod keygen;
 mod sign;
 mod verify;
@@ -32,6 +33,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write a new key pair in the formats CloudFront accepts.
     Keygen(keygen::KeygenArgs),
+    /// Sign sample URLs and cookies with a fresh key and show what is accepted.
+    Demo(demo::DemoArgs),
 }
 
 /// A failure of a command, reported as one line and exit status 2.
@@ -69,6 +72,7 @@ pub fn run() -> ExitCode {
         Command::Sign(command) => sign::run(command),
         Command::Verify(args) => verify::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match outcome {
         Ok(code) => code,
