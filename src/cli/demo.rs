@@ -1,113 +1,208 @@
-//! `keyfront demo`: signs and verifies sample URLs and cookies with a fresh key,
-//! showing what the edge will accept and what it will refuse, and why.
+//! `keyfront demo`: the whole CloudFront + S3 setup on loopback. A fresh key
+//! pair, the embedded S3 origin with sample files uploaded through its S3 API,
+//! the edge in front of it, and signed URLs, cookies and curl lines that work.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::CliError;
-use crate::auth::{
-    HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Rejection, Signer,
-    TrustedKeys, Verifier, ViewerRequest, split_target,
-};
+use super::serve::load_config;
+use crate::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
+use crate::edge::build_server;
+use crate::origin::{Credentials, S3Origin, put_object};
+use crate::s3store::{self, BucketAccess};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// The public base URL the sample URLs use.
-    #[arg(long, default_value = "https://cdn.example.com")]
-    base_url: String,
+    /// Where the keys, the config and the bucket live (created if missing).
+    #[arg(long, default_value = "demo-data")]
+    dir: PathBuf,
+    /// The edge's address.
+    #[arg(long, default_value = "127.0.0.1:8480")]
+    listen: SocketAddr,
+    /// The embedded origin's address.
+    #[arg(long, default_value = "127.0.0.1:9480")]
+    origin_listen: SocketAddr,
+}
+
+const BUCKET: &str = "media";
+const ACCESS_KEY: &str = "keyfront-demo";
+
+fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Sample files: an SVG image, a one-page PDF, and 8 MiB of patterned bytes
+/// to seek in with Range requests.
+fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="320" height="120"><rect width="320" height="120" fill="#1d3557"/><text x="24" y="70" font-size="32" fill="#f1faee" font-family="sans-serif">keyfront demo</text></svg>"##.to_vec();
+    let large: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    vec![
+        ("/images/logo.svg", "image/svg+xml", svg),
+        (
+            "/docs/guide.pdf",
+            "application/pdf",
+            minimal_pdf("keyfront serves this PDF through a signed URL."),
+        ),
+        ("/videos/sample.bin", "application/octet-stream", large),
+        (
+            "/public/hello.txt",
+            "text/plain",
+            b"hello from a public behavior: no signature needed\n".to_vec(),
+        ),
+    ]
+}
+
+/// A one-page PDF with a correct cross-reference table.
+fn minimal_pdf(text: &str) -> Vec<u8> {
+    let content = format!("BT /F1 18 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut pdf = String::from("%PDF-1.4\n");
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.push_str(&format!("{} 0 obj\n{object}\nendobj\n", i + 1));
+    }
+    let xref = pdf.len();
+    pdf.push_str(&format!(
+        "xref\n0 {}\n0000000000 65535 f \n",
+        objects.len() + 1
+    ));
+    for offset in offsets {
+        pdf.push_str(&format!("{offset:010} 00000 n \n"));
+    }
+    pdf.push_str(&format!(
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objects.len() + 1
+    ));
+    pdf.into_bytes()
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let key = PrivateKey::generate(KeyAlgorithm::Rsa);
-    let public = key.public_key();
-    let key_id = public.derived_key_id();
-    let trusted = TrustedKeys::new([(key_id.clone(), public)]);
-    let signer = Signer::new(&key_id, key, HashAlgorithm::Sha1);
-    let verifier = Verifier::default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let base = args.base_url.trim_end_matches('/');
-    println!("keyfront demo: a new RSA-2048 key pair, key id {key_id}\n");
+    let key_id = key.public_key().derived_key_id();
+    let public_path = dir.join("public_key.pem");
+    let private_path = dir.join("private_key.pem");
+    std::fs::write(&public_path, key.public_key().to_pem()).map_err(io(&public_path))?;
+    std::fs::write(&private_path, key.to_pem()).map_err(io(&private_path))?;
 
-    let canned_url = signer.sign_url(
-        &format!("{base}/videos/intro.mp4"),
+    let secret = format!("demo-secret-{}", &key_id[1..9]);
+    let access = BucketAccess {
+        bucket: BUCKET.to_owned(),
+        access_key_id: ACCESS_KEY.to_owned(),
+        secret_access_key: secret.clone(),
+    };
+    let origin_address = s3store::spawn(dir.join("store"), args.origin_listen, vec![access])
+        .map_err(CliError::Store)?;
+    let credentials = Credentials {
+        access_key_id: ACCESS_KEY.to_owned(),
+        secret_access_key: secret.clone(),
+        session_token: None,
+    };
+    let origin = S3Origin::new(
+        &format!("http://{origin_address}"),
+        BUCKET,
+        "us-east-1",
+        true,
+        credentials,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .map_err(|reason| CliError::bad("--origin-listen", origin_address.to_string(), reason))?;
+    for (key, content_type, body) in samples() {
+        let status = put_object(&origin, key, content_type, &body).map_err(io(dir))?;
+        if status != 200 {
+            return Err(CliError::bad(
+                "upload",
+                key,
+                format!("the embedded origin answered {status}"),
+            ));
+        }
+    }
+
+    let config_path = dir.join("keyfront.yaml");
+    let config_text = format!(
+        "# Written by `keyfront demo`.\nlisten: {listen}\nkey_groups:\n  demo:\n    - id: {key_id}\n      public_key: public_key.pem\norigins:\n  media:\n    type: s3\n    endpoint: http://{origin_address}\n    bucket: {BUCKET}\n    path_style: true\n    access_key_id: {ACCESS_KEY}\n    secret_access_key: {secret}\nbehaviors:\n  - path_pattern: /public/*\n    origin: media\n  - path_pattern: \"*\"\n    origin: media\n    trusted_key_groups: [demo]\n",
+        listen = args.listen
+    );
+    std::fs::write(&config_path, config_text).map_err(io(&config_path))?;
+    let config = load_config(&config_path)?;
+
+    print_guide(&args, &key_id, key);
+    build_server(config, 2).run_forever()
+}
+
+fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey) {
+    let base = format!("http://{}", args.listen);
+    let signer = Signer::new(key_id, key, HashAlgorithm::Sha1);
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    let canned = signer.sign_url(
+        &format!("{base}/docs/guide.pdf"),
         &PolicySpec::Canned {
-            expires: now + 3600,
+            expires: in_an_hour,
         },
     );
     let folder = PolicyTerms {
         resource: Some(format!("{base}/videos/*")),
-        date_less_than: now + 3600,
+        date_less_than: in_an_hour,
         ..PolicyTerms::default()
     };
-    let folder_url = format!("{base}/videos/intro.mp4");
-    let wildcard_url = signer.sign_url(&folder_url, &PolicySpec::for_url(&folder_url, &folder));
-    let wildcard_query = wildcard_url.split_once('?').map_or("", |(_, q)| q);
-    let cookies = signer.sign_cookies(&folder_url, &PolicySpec::for_url(&folder_url, &folder));
-    let cookie_header = cookies
+    let video = format!("{base}/videos/sample.bin");
+    let wildcard = signer.sign_url(&video, &PolicySpec::for_url(&video, &folder));
+    let image = format!("{base}/images/logo.svg");
+    let cookie_policy = PolicySpec::for_url(
+        &image,
+        &PolicyTerms {
+            resource: Some(format!("{base}/images/*")),
+            ..folder.clone()
+        },
+    );
+    let cookies = signer
+        .sign_cookies(&image, &cookie_policy)
         .iter()
         .map(|(n, v)| format!("{n}={v}"))
         .collect::<Vec<_>>()
         .join("; ");
+    println!(
+        r#"
+keyfront demo: the edge on {base}, the embedded S3 origin behind it, key id {key_id}
+(keys, config and bucket under {dir}; every URL below is valid for one hour)
 
-    let judge = |label: &str, url: &str, cookie: Option<&str>, at: u64| {
-        let (origin, target) = url.split_at(base.len());
-        let target = split_target(target);
-        let cookie_headers: Vec<&str> = cookie.into_iter().collect();
-        let request = ViewerRequest {
-            base_url: origin,
-            target: &target,
-            cookie_headers: &cookie_headers,
-            client_ip: None,
-            now: at,
-        };
-        let verdict = match verifier.verify(&request, &trusted) {
-            Ok(_) => "200 allowed".to_owned(),
-            Err(Rejection { reason, .. }) => format!(
-                "{} {}: {reason}",
-                reason.status(),
-                reason.error_code().code()
-            ),
-        };
-        println!("  {label:<44} {verdict}");
-    };
-    println!("canned policy URL (one file, one hour):\n  {canned_url}\n");
-    println!("custom policy URL for the folder {base}/videos/*:\n  {wildcard_url}\n");
-    println!("signed cookies for the same folder:\n  Cookie: {cookie_header}\n");
-    println!("what the edge decides:");
-    judge("canned URL", &canned_url, None, now);
-    judge("canned URL, two hours later", &canned_url, None, now + 7200);
-    judge(
-        "canned URL, path changed",
-        &canned_url.replace("intro", "outro"),
-        None,
-        now,
+Canned policy URL for one file:
+  {canned}
+Custom policy URL covering {base}/videos/*:
+  {wildcard}
+Signed cookies covering {base}/images/*:
+  Cookie: {cookies}
+
+Try:
+  curl -sS -o guide.pdf -w '%{{http_code}} %{{size_download}} bytes\n' '{canned}'
+  curl -sS -I '{canned}'
+  curl -sS -r 1000-1999 -o /dev/null -w '%{{http_code}} %{{size_download}} bytes\n' '{wildcard}'
+  curl -sS -o /dev/null -w '%{{http_code}} %{{size_download}} bytes\n' -H 'Cookie: {cookies}' '{image}'
+  curl -sS '{base}/public/hello.txt'
+  curl -sS '{base}/docs/guide.pdf'                      # unsigned: 403 MissingKey
+  keyfront verify --url '{canned}' --key {key_id}={dir}/public_key.pem
+
+keyfront is serving; Ctrl-C stops it."#,
+        dir = args.dir.display()
     );
-    judge(
-        "folder URL, another file in the folder",
-        &format!("{base}/videos/2026/talk.mp4?{wildcard_query}"),
-        None,
-        now,
-    );
-    judge(
-        "folder URL, a file outside the folder",
-        &format!("{base}/private/report.pdf?{wildcard_query}"),
-        None,
-        now,
-    );
-    judge(
-        "cookies, a file in the folder",
-        &format!("{base}/videos/any.mp4"),
-        Some(&cookie_header),
-        now,
-    );
-    judge(
-        "no signature at all",
-        &format!("{base}/videos/intro.mp4"),
-        None,
-        now,
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 mod dates;
 mod demo;
 mod keygen;
+mod serve;
 mod sign;
 mod verify;
 
@@ -33,8 +34,14 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write a new key pair in the formats CloudFront accepts.
     Keygen(keygen::KeygenArgs),
-    /// Sign sample URLs and cookies with a fresh key and show what is accepted.
+    /// Run the whole stack locally: embedded S3 origin, edge, sample files, signed URLs.
     Demo(demo::DemoArgs),
+    /// Run the edge with a YAML config.
+    Serve(serve::ServeArgs),
+    /// Validate a config without serving; exit 2 naming the bad field.
+    CheckConfig(serve::CheckConfigArgs),
+    /// Run the embedded S3-compatible origin on its own.
+    Origin(serve::OriginArgs),
 }
 
 /// A failure of a command, reported as one line and exit status 2.
@@ -53,6 +60,10 @@ pub enum CliError {
     },
     #[error("{path}: {source}")]
     Key { path: PathBuf, source: KeyError },
+    #[error("{0}")]
+    Config(crate::config::ConfigError),
+    #[error("{0}")]
+    Store(crate::s3store::StoreError),
 }
 
 impl CliError {
@@ -68,11 +79,15 @@ impl CliError {
 /// Parses the command line, runs the command, and maps the outcome to an exit status.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let outcome = match cli.command {
         Command::Sign(command) => sign::run(command),
         Command::Verify(args) => verify::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::CheckConfig(args) => serve::check_config(args),
+        Command::Origin(args) => serve::origin(args),
     };
     match outcome {
         Ok(code) => code,
@@ -104,4 +119,14 @@ fn load_public_key(path: &Path) -> Result<PublicKey, CliError> {
 fn strip_file_scheme(path: &Path) -> PathBuf {
     let text = path.to_string_lossy();
     PathBuf::from(text.strip_prefix("file://").unwrap_or(&text))
+}
+
+/// Application logs through `tracing`, level from `RUST_LOG` (default `info`), to stderr.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,0 +1,121 @@
+//! `keyfront serve`, `keyfront check-config` and `keyfront origin`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::CliError;
+use crate::config::Config;
+use crate::edge::build_server;
+use crate::s3store::{self, BucketAccess};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The YAML configuration (see config/keyfront.yaml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Worker threads for the viewer listeners.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
+    threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckConfigArgs {
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct OriginArgs {
+    /// The directory holding one sub-directory per bucket.
+    #[arg(long)]
+    root: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// A bucket and the only key that opens it: NAME=ACCESS_KEY_ID:SECRET; repeatable.
+    #[arg(
+        long = "bucket",
+        value_name = "NAME=ACCESS_KEY_ID:SECRET",
+        required = true
+    )]
+    buckets: Vec<String>,
+}
+
+pub fn load_config(path: &Path) -> Result<Config, CliError> {
+    Config::load(path).map_err(CliError::Config)
+}
+
+/// Starts the embedded stores the config names.
+pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
+    for store in &config.embedded_stores {
+        let access = BucketAccess {
+            bucket: store.bucket.clone(),
+            access_key_id: store.access_key_id.clone(),
+            secret_access_key: store.secret_access_key.clone(),
+        };
+        let bound = s3store::spawn(store.root.clone(), store.listen, vec![access])
+            .map_err(CliError::Store)?;
+        tracing::info!(address = %bound, root = %store.root.display(), "embedded origin listening");
+    }
+    Ok(())
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let config = load_config(&args.config)?;
+    start_embedded_stores(&config)?;
+    for address in &config.listen {
+        tracing::info!(%address, "edge listening");
+    }
+    build_server(config, args.threads).run_forever()
+}
+
+pub fn check_config(args: CheckConfigArgs) -> Result<ExitCode, CliError> {
+    let config = load_config(&args.config)?;
+    println!(
+        "{}: ok ({} behaviors, {} listeners)",
+        args.config.display(),
+        config.behaviors.len(),
+        config.listen.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
+    let mut buckets = Vec::new();
+    for spec in &args.buckets {
+        let parsed = spec
+            .split_once('=')
+            .and_then(|(name, keys)| keys.split_once(':').map(|(id, secret)| (name, id, secret)));
+        let Some((bucket, access_key_id, secret_access_key)) = parsed else {
+            return Err(CliError::bad(
+                "--bucket",
+                spec,
+                "expected NAME=ACCESS_KEY_ID:SECRET",
+            ));
+        };
+        buckets.push(BucketAccess {
+            bucket: bucket.to_owned(),
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+        });
+    }
+    let service = s3store::service(args.root.clone(), &buckets).map_err(CliError::Store)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|source| CliError::Io {
+        path: args.root.clone(),
+        source,
+    })?;
+    runtime.block_on(async {
+        let (listener, bound) = s3store::bind(args.listen).await.map_err(CliError::Store)?;
+        println!(
+            "embedded S3 origin on http://{bound}, buckets under {}; Ctrl-C stops it",
+            args.root.display()
+        );
+        tokio::select! {
+            () = s3store::serve(listener, service) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

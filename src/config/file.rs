@@ -1,0 +1,107 @@
+//! The YAML file as written: serde structs, unknown fields refused.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Viewer listeners, `host:port`; one address or a list.
+    pub listen: OneOrMany,
+    /// The admin listener (metrics, health), `host:port`.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// `scheme://host[:port]` used to rebuild signed URLs, when keyfront sits
+    /// behind a TLS terminator or is reached by another name.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+    /// Key group name -> its public keys.
+    #[serde(default)]
+    pub key_groups: BTreeMap<String, Vec<KeyFile>>,
+    /// Origin name -> where misses are fetched from.
+    pub origins: BTreeMap<String, OriginFile>,
+    /// Cache behaviors, matched first to last; the last must be `*`.
+    pub behaviors: Vec<BehaviorFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub id: String,
+    /// A PEM path, relative to the config file.
+    pub public_key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OriginFile {
+    /// An S3-compatible bucket (AWS S3, MinIO, ...).
+    S3 {
+        endpoint: String,
+        bucket: String,
+        #[serde(default = "default_region")]
+        region: String,
+        #[serde(default)]
+        path_style: bool,
+        #[serde(default)]
+        access_key_id: Option<String>,
+        #[serde(default)]
+        secret_access_key: Option<String>,
+        #[serde(default)]
+        session_token: Option<String>,
+        #[serde(default)]
+        connect_timeout: Option<String>,
+        #[serde(default)]
+        first_byte_timeout: Option<String>,
+    },
+    /// keyfront's own S3-compatible store, started in-process.
+    Embedded {
+        /// The directory holding the buckets, relative to the config file.
+        root: String,
+        /// Where the store listens, `host:port`.
+        listen: String,
+        bucket: String,
+        access_key_id: String,
+        secret_access_key: String,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviorFile {
+    pub path_pattern: String,
+    pub origin: String,
+    #[serde(default)]
+    pub trusted_key_groups: Vec<String>,
+    #[serde(default = "default_methods")]
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub ttl: TtlFile,
+    /// Pass the origin's `x-amz-meta-*` headers on to viewers.
+    #[serde(default)]
+    pub forward_metadata_headers: bool,
+}
+
+fn default_methods() -> Vec<String> {
+    vec!["GET".to_owned(), "HEAD".to_owned()]
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlFile {
+    pub min: Option<String>,
+    pub default: Option<String>,
+    pub max: Option<String>,
+}

@@ -1,0 +1,526 @@
+//! The edge's configuration: the YAML file (`file`), validated into the types
+//! the rest of keyfront uses. Every error names the field path and the value.
+
+mod file;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
+use crate::origin::{Credentials, S3Origin};
+use file::{BehaviorFile, ConfigFile, OneOrMany, OriginFile};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {field}: {message}")]
+    Syntax {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
+    #[error("{file}: {field}: {value:?}: {reason}")]
+    Invalid {
+        file: PathBuf,
+        field: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    /// `scheme://host[:port]` without a trailing slash, when configured.
+    pub public_base_url: Option<String>,
+    pub behaviors: Vec<Behavior>,
+    /// Embedded stores to start before serving.
+    pub embedded_stores: Vec<EmbeddedStore>,
+}
+
+/// One cache behavior: which requests it takes and what it does with them.
+#[derive(Debug)]
+pub struct Behavior {
+    /// CloudFront path pattern (`*`, `?`), always starting with `/`.
+    pub path_pattern: String,
+    pub origin_name: String,
+    pub origin: Arc<S3Origin>,
+    /// Keys whose signatures are accepted; empty means the behavior is public.
+    pub trusted_keys: TrustedKeys,
+    pub allowed_methods: AllowedMethods,
+    pub ttl: Ttl,
+    pub forward_metadata_headers: bool,
+}
+
+impl Behavior {
+    /// Whether requests for `path` fall under this behavior.
+    pub fn matches(&self, path: &str) -> bool {
+        wildcard_matches(self.path_pattern.as_bytes(), path.as_bytes())
+    }
+}
+
+/// CloudFront's three allowed-method sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowedMethods {
+    GetHead,
+    GetHeadOptions,
+    All,
+}
+
+impl AllowedMethods {
+    pub fn allows(self, method: &http::Method) -> bool {
+        use http::Method;
+        match self {
+            Self::GetHead => matches!(*method, Method::GET | Method::HEAD),
+            Self::GetHeadOptions => matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS),
+            Self::All => matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::PUT
+                    | Method::POST
+                    | Method::PATCH
+                    | Method::DELETE
+            ),
+        }
+    }
+}
+
+/// Minimum, default and maximum time to live, as CloudFront's behaviors have them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ttl {
+    pub min: Duration,
+    pub default: Duration,
+    pub max: Duration,
+}
+
+/// An embedded S3-compatible store to run in-process.
+#[derive(Clone, Debug)]
+pub struct EmbeddedStore {
+    pub root: PathBuf,
+    pub listen: SocketAddr,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, `1d`, or plain seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits.parse().ok()?;
+    let seconds = match unit {
+        "ms" => return Some(Duration::from_millis(amount)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    amount.checked_mul(seconds).map(Duration::from_secs)
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates `text`, resolving relative paths against `path`'s directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let file: ConfigFile =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| ConfigError::Syntax {
+                file: path.to_owned(),
+                field: match e.path().to_string() {
+                    p if p == "." => "(top level)".to_owned(),
+                    p => p,
+                },
+                message: e.inner().to_string(),
+            })?;
+        Validator {
+            file: path,
+            base_dir: path.parent().unwrap_or(Path::new(".")),
+            environment: |name: &str| std::env::var(name).ok(),
+        }
+        .validate(file)
+    }
+}
+
+struct Validator<'a, E> {
+    file: &'a Path,
+    base_dir: &'a Path,
+    environment: E,
+}
+
+impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
+    fn invalid(
+        &self,
+        field: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            field: field.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn address(&self, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+        text.parse().map_err(|_| {
+            self.invalid(
+                field,
+                text,
+                "expected host:port with an IP address, e.g. 127.0.0.1:8080",
+            )
+        })
+    }
+
+    fn duration(
+        &self,
+        field: String,
+        text: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match text {
+            None => Ok(default),
+            Some(text) => parse_duration(text).ok_or_else(|| {
+                self.invalid(
+                    field,
+                    text,
+                    "expected a duration such as 500ms, 30s, 5m, 1h, 1d",
+                )
+            }),
+        }
+    }
+
+    fn validate(&self, file: ConfigFile) -> Result<Config, ConfigError> {
+        let listen_texts = match &file.listen {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        };
+        if listen_texts.is_empty() {
+            return Err(self.invalid("listen", "[]", "at least one address is needed"));
+        }
+        let listen = listen_texts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| self.address(&format!("listen[{i}]"), a))
+            .collect::<Result<_, _>>()?;
+        let admin_listen = file
+            .admin_listen
+            .as_deref()
+            .map(|a| self.address("admin_listen", a))
+            .transpose()?;
+        let public_base_url = file
+            .public_base_url
+            .as_deref()
+            .map(|url| self.base_url(url))
+            .transpose()?;
+        let key_groups = self.key_groups(&file)?;
+        let mut embedded_stores = Vec::new();
+        let mut origins = BTreeMap::new();
+        for (name, origin) in &file.origins {
+            let origin = self.origin(name, origin, &mut embedded_stores)?;
+            origins.insert(name.clone(), Arc::new(origin));
+        }
+        let behaviors = file
+            .behaviors
+            .iter()
+            .enumerate()
+            .map(|(i, b)| self.behavior(i, b, &origins, &key_groups))
+            .collect::<Result<Vec<_>, _>>()?;
+        match behaviors.last() {
+            None => {
+                return Err(self.invalid(
+                    "behaviors",
+                    "[]",
+                    "at least the default behavior (path_pattern: \"*\") is needed",
+                ));
+            }
+            Some(last) if last.path_pattern != "/*" && last.path_pattern != "*" => {
+                let field = format!("behaviors[{}].path_pattern", behaviors.len() - 1);
+                return Err(self.invalid(
+                    field,
+                    &last.path_pattern,
+                    "the last behavior is the default and must be \"*\"",
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(Config {
+            listen,
+            admin_listen,
+            public_base_url,
+            behaviors,
+            embedded_stores,
+        })
+    }
+
+    fn base_url(&self, url: &str) -> Result<String, ConfigError> {
+        let trimmed = url.trim_end_matches('/');
+        let rest = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains('/') => Ok(trimmed.to_owned()),
+            _ => Err(self.invalid(
+                "public_base_url",
+                url,
+                "expected scheme and host only, e.g. https://cdn.example.com",
+            )),
+        }
+    }
+
+    fn key_groups(
+        &self,
+        file: &ConfigFile,
+    ) -> Result<HashMap<String, Vec<(String, PublicKey)>>, ConfigError> {
+        let mut groups = HashMap::new();
+        let mut seen: HashMap<String, [u8; 32]> = HashMap::new();
+        for (name, keys) in &file.key_groups {
+            let mut loaded = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let field = format!("key_groups.{name}[{i}].public_key");
+                let path = self.base_dir.join(&key.public_key);
+                let pem = std::fs::read_to_string(&path)
+                    .map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
+                let public = PublicKey::from_pem(&pem)
+                    .map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
+                if key.id.is_empty() {
+                    return Err(self.invalid(
+                        format!("key_groups.{name}[{i}].id"),
+                        "",
+                        "a key id is needed",
+                    ));
+                }
+                if let Some(other) = seen.insert(key.id.clone(), *public.fingerprint())
+                    && other != *public.fingerprint()
+                {
+                    return Err(self.invalid(
+                        format!("key_groups.{name}[{i}].id"),
+                        &key.id,
+                        "this id names another key elsewhere",
+                    ));
+                }
+                loaded.push((key.id.clone(), public));
+            }
+            groups.insert(name.clone(), loaded);
+        }
+        Ok(groups)
+    }
+
+    fn origin(
+        &self,
+        name: &str,
+        origin: &OriginFile,
+        embedded: &mut Vec<EmbeddedStore>,
+    ) -> Result<S3Origin, ConfigError> {
+        let field = |f: &str| format!("origins.{name}.{f}");
+        match origin {
+            OriginFile::S3 {
+                endpoint,
+                bucket,
+                region,
+                path_style,
+                access_key_id,
+                secret_access_key,
+                session_token,
+                connect_timeout,
+                first_byte_timeout,
+            } => {
+                let from_env = |value: &Option<String>, variable: &str| {
+                    value.clone().or_else(|| (self.environment)(variable))
+                };
+                let access_key_id =
+                    from_env(access_key_id, "AWS_ACCESS_KEY_ID").ok_or_else(|| {
+                        self.invalid(
+                            field("access_key_id"),
+                            "",
+                            "not set here nor in AWS_ACCESS_KEY_ID",
+                        )
+                    })?;
+                let secret_access_key = from_env(secret_access_key, "AWS_SECRET_ACCESS_KEY")
+                    .ok_or_else(|| {
+                        self.invalid(
+                            field("secret_access_key"),
+                            "",
+                            "not set here nor in AWS_SECRET_ACCESS_KEY",
+                        )
+                    })?;
+                let session_token = from_env(session_token, "AWS_SESSION_TOKEN");
+                S3Origin::new(
+                    endpoint,
+                    bucket,
+                    region,
+                    *path_style,
+                    Credentials {
+                        access_key_id,
+                        secret_access_key,
+                        session_token,
+                    },
+                    self.duration(
+                        field("connect_timeout"),
+                        connect_timeout.as_deref(),
+                        Duration::from_secs(2),
+                    )?,
+                    self.duration(
+                        field("first_byte_timeout"),
+                        first_byte_timeout.as_deref(),
+                        Duration::from_secs(30),
+                    )?,
+                )
+                .map_err(|reason| self.invalid(field("endpoint"), endpoint, reason))
+            }
+            OriginFile::Embedded {
+                root,
+                listen,
+                bucket,
+                access_key_id,
+                secret_access_key,
+            } => {
+                let listen = self.address(&field("listen"), listen)?;
+                if bucket.is_empty() || bucket.contains('/') {
+                    return Err(self.invalid(field("bucket"), bucket, "expected a bucket name"));
+                }
+                embedded.push(EmbeddedStore {
+                    root: self.base_dir.join(root),
+                    listen,
+                    bucket: bucket.clone(),
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: secret_access_key.clone(),
+                });
+                let credentials = Credentials {
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: secret_access_key.clone(),
+                    session_token: None,
+                };
+                S3Origin::new(
+                    &format!("http://{listen}"),
+                    bucket,
+                    "us-east-1",
+                    true,
+                    credentials,
+                    Duration::from_secs(2),
+                    Duration::from_secs(30),
+                )
+                .map_err(|reason| self.invalid(field("listen"), listen.to_string(), reason))
+            }
+        }
+    }
+
+    fn behavior(
+        &self,
+        index: usize,
+        behavior: &BehaviorFile,
+        origins: &BTreeMap<String, Arc<S3Origin>>,
+        key_groups: &HashMap<String, Vec<(String, PublicKey)>>,
+    ) -> Result<Behavior, ConfigError> {
+        let field = |f: &str| format!("behaviors[{index}].{f}");
+        let origin = origins.get(&behavior.origin).ok_or_else(|| {
+            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
+            self.invalid(
+                field("origin"),
+                &behavior.origin,
+                format!("no such origin (known: {})", known.join(", ")),
+            )
+        })?;
+        let mut trusted = Vec::new();
+        for (i, group) in behavior.trusted_key_groups.iter().enumerate() {
+            let keys = key_groups.get(group).ok_or_else(|| {
+                self.invalid(
+                    format!("behaviors[{index}].trusted_key_groups[{i}]"),
+                    group,
+                    "no such key group",
+                )
+            })?;
+            trusted.extend(keys.iter().cloned());
+        }
+        let mut methods: Vec<String> = behavior
+            .allowed_methods
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        methods.sort();
+        let allowed_methods = match methods.join(",").as_str() {
+            "GET,HEAD" => AllowedMethods::GetHead,
+            "GET,HEAD,OPTIONS" => AllowedMethods::GetHeadOptions,
+            "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT" => AllowedMethods::All,
+            _ => {
+                return Err(self.invalid(
+                    field("allowed_methods"),
+                    behavior.allowed_methods.join(","),
+                    "CloudFront's sets are [GET, HEAD], [GET, HEAD, OPTIONS] and [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]",
+                ));
+            }
+        };
+        let ttl = Ttl {
+            min: self.duration(
+                field("ttl.min"),
+                behavior.ttl.min.as_deref(),
+                Duration::ZERO,
+            )?,
+            default: self.duration(
+                field("ttl.default"),
+                behavior.ttl.default.as_deref(),
+                Duration::from_secs(86_400),
+            )?,
+            max: self.duration(
+                field("ttl.max"),
+                behavior.ttl.max.as_deref(),
+                Duration::from_secs(31_536_000),
+            )?,
+        };
+        if !(ttl.min <= ttl.default && ttl.default <= ttl.max) {
+            return Err(self.invalid(
+                field("ttl"),
+                format!("{ttl:?}"),
+                "expected min <= default <= max",
+            ));
+        }
+        let pattern = &behavior.path_pattern;
+        if pattern.is_empty() {
+            return Err(self.invalid(
+                field("path_pattern"),
+                pattern,
+                "a path pattern is needed (\"*\" for the default)",
+            ));
+        }
+        Ok(Behavior {
+            path_pattern: if pattern.starts_with('/') || pattern == "*" {
+                pattern.clone()
+            } else {
+                format!("/{pattern}")
+            },
+            origin_name: behavior.origin.clone(),
+            origin: origin.clone(),
+            trusted_keys: TrustedKeys::new(trusted),
+            allowed_methods,
+            ttl,
+            forward_metadata_headers: behavior.forward_metadata_headers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+use super::*;
+
+fn write_key(dir: &Path) {
+    let key = crate::auth::PrivateKey::generate(crate::auth::KeyAlgorithm::Ecdsa);
+    std::fs::write(dir.join("public.pem"), key.public_key().to_pem()).unwrap();
+}
+
+const GOOD: &str = r#"
+listen: 127.0.0.1:8080
+key_groups:
+  main:
+    - id: K1
+      public_key: public.pem
+origins:
+  store:
+    type: embedded
+    root: store
+    listen: 127.0.0.1:9000
+    bucket: media
+    access_key_id: edge
+    secret_access_key: edge-secret
+behaviors:
+  - path_pattern: public/*
+    origin: store
+  - path_pattern: "*"
+    origin: store
+    trusted_key_groups: [main]
+    allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]
+    ttl: {min: 0, default: 1d, max: 365d}
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    write_key(dir.path());
+    Config::parse(text, &dir.path().join("keyfront.yaml"))
+}
+
+fn error_text(text: &str) -> String {
+    parse(text).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn a_good_config_validates() {
+    let config = parse(GOOD).unwrap();
+    assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(config.behaviors[0].path_pattern, "/public/*");
+    assert!(config.behaviors[0].trusted_keys.is_empty());
+    assert!(config.behaviors[1].trusted_keys.get("K1").is_some());
+    assert_eq!(config.behaviors[1].allowed_methods, AllowedMethods::All);
+    assert_eq!(
+        config.behaviors[1].ttl.max,
+        Duration::from_secs(365 * 86_400)
+    );
+    assert_eq!(config.embedded_stores.len(), 1);
+}
+
+#[test]
+fn errors_name_the_field_and_the_value() {
+    let cases = [
+        (
+            GOOD.replace(
+                "    bucket: media\n",
+                "    bucket: media\n    colour: blue\n",
+            ),
+            "origins.store: unknown field `colour`",
+        ),
+        (
+            GOOD.replace("public_key: public.pem", "public_key: missing.pem"),
+            "key_groups.main[0].public_key: \"missing.pem\"",
+        ),
+        (
+            GOOD.replace("default: 1d", "default: 1 fortnight"),
+            "behaviors[1].ttl.default: \"1 fortnight\"",
+        ),
+        (
+            GOOD.replace(
+                "    origin: store\n    trusted",
+                "    origin: nowhere\n    trusted",
+            ),
+            "behaviors[1].origin: \"nowhere\": no such origin (known: store)",
+        ),
+        (
+            GOOD.replace("trusted_key_groups: [main]", "trusted_key_groups: [other]"),
+            "behaviors[1].trusted_key_groups[0]: \"other\"",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080", "listen: localhost"),
+            "listen[0]: \"localhost\"",
+        ),
+        (
+            GOOD.replace(
+                "[GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]",
+                "[GET, PUT]",
+            ),
+            "behaviors[1].allowed_methods: \"GET,PUT\"",
+        ),
+        (
+            GOOD.replace("path_pattern: \"*\"", "path_pattern: \"/x/*\""),
+            "behaviors[1].path_pattern: \"/x/*\": the last behavior is the default",
+        ),
+        (
+            GOOD.replace("type: embedded", "type: ftp"),
+            "origins.store: unknown variant `ftp`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let message = error_text(&text);
+        assert!(
+            message.contains(expected),
+            "expected {expected:?} in {message:?}"
+        );
+    }
+}
+
+#[test]
+fn unreadable_pem_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("public.pem"), "not a key").unwrap();
+    let message = Config::parse(GOOD, &dir.path().join("k.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("key_groups.main[0].public_key: \"public.pem\": not a PEM key"),
+        "{message}"
+    );
+}
+
+#[test]
+fn s3_credentials_come_from_the_file_or_the_environment() {
+    let file = r#"
+listen: 127.0.0.1:8080
+origins:
+  s3:
+    type: s3
+    endpoint: https://s3.eu-west-1.amazonaws.com
+    bucket: media
+    region: eu-west-1
+behaviors:
+  - path_pattern: "*"
+    origin: s3
+"#;
+    let parsed: ConfigFile = serde_yaml::from_str(file).unwrap();
+    let dir = Path::new("/nonexistent");
+    let with_env = |vars: &'static [(&'static str, &'static str)]| Validator {
+        file: Path::new("k.yaml"),
+        base_dir: dir,
+        environment: move |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        },
+    };
+    let missing = with_env(&[])
+        .validate(serde_yaml::from_str(file).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("origins.s3.access_key_id"), "{missing}");
+    let config = with_env(&[
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ])
+    .validate(parsed)
+    .unwrap();
+    assert_eq!(
+        config.behaviors[0].origin.host,
+        "media.s3.eu-west-1.amazonaws.com"
+    );
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+    assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+    assert_eq!(parse_duration("2 h"), None);
+    assert_eq!(parse_duration("h"), None);
+}

@@ -1,0 +1,20 @@
+//! What one request carries from phase to phase.
+
+use bytes::Bytes;
+
+/// Per-request state, created empty by `new_ctx` and filled by `request_filter`.
+#[derive(Debug, Default)]
+pub struct RequestContext {
+    /// Index of the matched behavior in the edge's behavior list.
+    pub behavior: Option<usize>,
+    /// The viewer's path, signing parameters removed: what is logged, never the query.
+    pub path: String,
+    /// The path sent to the origin (bucket prefix and S3 encoding applied).
+    pub origin_path: Option<String>,
+    /// How the request was judged, for the access log: `public`, `signed_url`,
+    /// `signed_cookies`, or a rejection label such as `expired`.
+    pub decision: &'static str,
+    /// A body that replaces the origin's, when the edge rewrites an origin
+    /// error (the origin's own body is dropped chunk by chunk).
+    pub replacement_body: Option<Bytes>,
+}

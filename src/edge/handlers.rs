@@ -1,0 +1,289 @@
+//! What the phases do: one function per concern, so the trait impl stays short.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+
+use super::respond::{
+    self, BAD_GATEWAY, BAD_REQUEST, EdgeError, GATEWAY_TIMEOUT, METHOD_NOT_ALLOWED, NOT_FOUND,
+};
+use super::{EdgeState, RequestContext};
+use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
+use crate::origin::S3Origin;
+
+/// Viewer headers that go on to S3; everything else (cookies, viewer
+/// authorization, hop-by-hop headers) stays at the edge.
+const FORWARDED_HEADERS: [&str; 10] = [
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "content-type",
+    "content-length",
+    "content-md5",
+    "content-encoding",
+    "cache-control",
+];
+
+/// See `Edge::request_filter`.
+pub async fn handle_request(
+    state: &EdgeState,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+) -> Result<bool> {
+    let header = session.req_header();
+    let Ok(raw_target) = std::str::from_utf8(header.raw_path()) else {
+        respond::write_error(session, BAD_REQUEST).await?;
+        return Ok(true);
+    };
+    let raw_target = raw_target.to_owned();
+    let target = split_target(&raw_target);
+    ctx.path = target
+        .stripped
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let Some(index) = state.behaviors.iter().position(|b| b.matches(&ctx.path)) else {
+        // The config always ends with a `*` behavior, so only a path not
+        // starting with `/` gets here.
+        respond::write_error(session, BAD_REQUEST).await?;
+        return Ok(true);
+    };
+    ctx.behavior = Some(index);
+    let behavior = &state.behaviors[index];
+    if !behavior
+        .allowed_methods
+        .allows(&session.req_header().method)
+    {
+        ctx.decision = "method_not_allowed";
+        respond::write_error(session, METHOD_NOT_ALLOWED).await?;
+        return Ok(true);
+    }
+    ctx.decision = "public";
+    if !behavior.trusted_keys.is_empty() {
+        let base_url = viewer_base_url(state, session.req_header());
+        let cookies: Vec<&str> = session
+            .req_header()
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let request = ViewerRequest {
+            base_url: &base_url,
+            target: &target,
+            cookie_headers: &cookies,
+            client_ip: client_ip(session),
+            now: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        match state.verifier.verify(&request, &behavior.trusted_keys) {
+            Ok(grant) => {
+                ctx.decision = match grant.source {
+                    CredentialSource::SignedCookies => "signed_cookies",
+                    _ => "signed_url",
+                };
+            }
+            Err(rejection) => {
+                ctx.decision = rejection.reason.label();
+                respond::write_xml(
+                    session,
+                    rejection.reason.status(),
+                    rejection.reason.xml_body(),
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+    }
+    ctx.origin_path = behavior.origin.object_path(&ctx.path);
+    if ctx.origin_path.is_none() {
+        respond::write_error(session, NOT_FOUND).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// `public_base_url` if configured, else `http://` and the viewer's `Host`.
+fn viewer_base_url(state: &EdgeState, header: &RequestHeader) -> String {
+    if let Some(base) = &state.public_base_url {
+        return base.clone();
+    }
+    let host = header
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| header.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    format!("http://{host}")
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// See `Edge::upstream_peer`. Host names are resolved here, asynchronously,
+/// so that DNS changes (S3 rotates addresses) are followed.
+pub async fn origin_peer(origin: &S3Origin) -> Result<Box<HttpPeer>> {
+    let address = match origin.address.parse::<std::net::SocketAddr>() {
+        Ok(address) => address,
+        Err(_) => tokio::net::lookup_host(&origin.address)
+            .await
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    format!("cannot resolve origin {}", origin.address),
+                )
+            })?,
+    };
+    let mut peer = HttpPeer::new(address, origin.tls, origin.server_name().to_owned());
+    peer.options.connection_timeout = Some(origin.connect_timeout);
+    peer.options.read_timeout = Some(origin.first_byte_timeout);
+    Ok(Box::new(peer))
+}
+
+/// See `Edge::upstream_request_filter`.
+pub fn sign_origin_request(
+    origin: &S3Origin,
+    request: &mut RequestHeader,
+    ctx: &RequestContext,
+) -> Result<()> {
+    let path = ctx
+        .origin_path
+        .as_deref()
+        .expect("request_filter set the origin path");
+    let uri: http::Uri = path
+        .parse()
+        .or_err(ErrorType::InternalError, "origin path is not a URI")?;
+    request.set_uri(uri);
+    let dropped: Vec<http::HeaderName> = request
+        .headers
+        .keys()
+        .filter(|name| !FORWARDED_HEADERS.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    for name in dropped {
+        request.remove_header(&name);
+    }
+    request.insert_header("host", &origin.host)?;
+    let signed = origin
+        .sign(request.method.as_str(), path, &[], SystemTime::now())
+        .or_err(ErrorType::InternalError, "signing the origin request")?;
+    for (name, value) in signed {
+        request.insert_header(name, value)?;
+    }
+    Ok(())
+}
+
+/// See `Edge::response_filter`.
+pub fn filter_origin_response(
+    state: &EdgeState,
+    response: &mut ResponseHeader,
+    ctx: &mut RequestContext,
+) -> Result<()> {
+    let behavior = &state.behaviors[ctx.behavior.expect("matched in request_filter")];
+    if response.status == 403 {
+        // The viewer proved itself already; a 403 from S3 means the bucket
+        // refused keyfront's own signature or credentials.
+        tracing::error!(origin = %behavior.origin_name, path = %ctx.path, "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region");
+        return replace_with_error(response, ctx, BAD_GATEWAY);
+    }
+    let internal: Vec<http::HeaderName> = response
+        .headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with("x-amz-")
+                && !(behavior.forward_metadata_headers && name.starts_with("x-amz-meta-"))
+        })
+        .cloned()
+        .collect();
+    for name in internal {
+        response.remove_header(&name);
+    }
+    if matches!(response.status.as_u16(), 200 | 206)
+        && response.headers.get("accept-ranges").is_none()
+    {
+        response.insert_header("accept-ranges", "bytes")?;
+    }
+    Ok(())
+}
+
+fn replace_with_error(
+    response: &mut ResponseHeader,
+    ctx: &mut RequestContext,
+    error: EdgeError,
+) -> Result<()> {
+    let body = Bytes::from(error_xml(error.code, error.message));
+    let mut replaced = ResponseHeader::build(error.status, Some(3))?;
+    replaced.insert_header("content-type", "text/xml")?;
+    replaced.insert_header("content-length", body.len().to_string())?;
+    *response = replaced;
+    ctx.replacement_body = Some(body);
+    Ok(())
+}
+
+/// See `Edge::fail_to_proxy`.
+pub async fn handle_proxy_failure(
+    state: &EdgeState,
+    session: &mut Session,
+    error: &Error,
+    ctx: &mut RequestContext,
+) -> FailToProxy {
+    let from_origin = matches!(error.esource(), ErrorSource::Upstream)
+        || matches!(
+            error.etype(),
+            ErrorType::ConnectTimedout
+                | ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError
+        );
+    let edge_error = match error.etype() {
+        _ if !from_origin => None,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            Some(GATEWAY_TIMEOUT)
+        }
+        _ => Some(BAD_GATEWAY),
+    };
+    let Some(edge_error) = edge_error else {
+        // The viewer's side failed (it went away, or sent garbage): nothing to tell the origin about.
+        let status = if matches!(
+            error.etype(),
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+        ) {
+            0
+        } else {
+            400
+        };
+        if status > 0 {
+            let _ = respond::write_error(session, BAD_REQUEST).await;
+        }
+        return FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        };
+    };
+    let origin = ctx
+        .behavior
+        .map_or("-", |i| state.behaviors[i].origin_name.as_str());
+    tracing::error!(origin, path = %ctx.path, status = edge_error.status, cause = %error, "origin request failed");
+    if session.response_written().is_none() {
+        let _ = respond::write_error(session, edge_error).await;
+    }
+    FailToProxy {
+        error_code: edge_error.status,
+        can_reuse_downstream: false,
+    }
+}

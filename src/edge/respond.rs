@@ -1,0 +1,62 @@
+//! Responses the edge writes itself: CloudFront-style XML errors.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+
+use crate::auth::error_xml;
+
+/// An error response for viewers: a status and CloudFront-style `<Error>` XML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+pub const METHOD_NOT_ALLOWED: EdgeError = EdgeError {
+    status: 403,
+    code: "MethodNotAllowed",
+    message: "This distribution is not configured to allow the HTTP request method that was used for this request.",
+};
+pub const NOT_FOUND: EdgeError = EdgeError {
+    status: 404,
+    code: "NoSuchKey",
+    message: "The specified key does not exist.",
+};
+pub const BAD_REQUEST: EdgeError = EdgeError {
+    status: 400,
+    code: "BadRequest",
+    message: "The request could not be understood.",
+};
+pub const BAD_GATEWAY: EdgeError = EdgeError {
+    status: 502,
+    code: "BadGateway",
+    message: "The origin could not be reached or refused the edge's request.",
+};
+pub const GATEWAY_TIMEOUT: EdgeError = EdgeError {
+    status: 504,
+    code: "GatewayTimeout",
+    message: "The origin did not answer in time.",
+};
+
+/// Writes a whole XML response; for HEAD, the same headers and no body.
+pub async fn write_xml(session: &mut Session, status: u16, body: String) -> Result<()> {
+    let body = Bytes::from(body);
+    let mut header = ResponseHeader::build(status, Some(3))?;
+    header.insert_header("content-type", "text/xml")?;
+    header.insert_header("content-length", body.len().to_string())?;
+    let head = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(header), head)
+        .await?;
+    if !head {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Writes `error` as the response.
+pub async fn write_error(session: &mut Session, error: EdgeError) -> Result<()> {
+    write_xml(session, error.status, error_xml(error.code, error.message)).await
+}

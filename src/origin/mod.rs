@@ -1,0 +1,318 @@
+//! The private S3-compatible origin: where objects live, how requests to it
+//! are addressed, and their SigV4 signatures (aws-sigv4, never hand-written).
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+mod upload;
+pub use upload::put_object;
+
+/// Access key, secret and optional session token. `Debug` shows the key id only.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({}, secret redacted)", self.access_key_id)
+    }
+}
+
+/// An S3 bucket behind an endpoint.
+#[derive(Debug)]
+pub struct S3Origin {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// Whether the connection uses TLS.
+    pub tls: bool,
+    /// The `Host` header (and TLS server name): the endpoint's host, or
+    /// `bucket.host` for virtual-hosted addressing.
+    pub host: String,
+    pub bucket: String,
+    pub region: String,
+    pub path_style: bool,
+    credentials: Credentials,
+    /// Limit on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the response to start (and between reads).
+    pub first_byte_timeout: Duration,
+}
+
+/// What S3 leaves unencoded in a canonical URI: RFC 3986's unreserved
+/// characters. `/` separates segments and is kept by the caller.
+const S3_KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Why a request to the origin could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[error("signing the origin request: {0}")]
+pub struct SignError(String);
+
+impl S3Origin {
+    /// Describes the bucket at `endpoint` (`http://host:port` or `https://host`).
+    pub fn new(
+        endpoint: &str,
+        bucket: &str,
+        region: &str,
+        path_style: bool,
+        credentials: Credentials,
+        connect_timeout: Duration,
+        first_byte_timeout: Duration,
+    ) -> Result<Self, String> {
+        let (tls, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = endpoint.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err("expected http://host[:port] or https://host[:port]".to_owned());
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err("expected scheme and host only, without a path".to_owned());
+        }
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+            && !authority.ends_with(']');
+        let address = if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:{}", if tls { 443 } else { 80 })
+        };
+        let host = if path_style {
+            authority.to_owned()
+        } else {
+            format!("{bucket}.{authority}")
+        };
+        let address = if path_style {
+            address
+        } else {
+            format!("{bucket}.{address}")
+        };
+        Ok(Self {
+            address,
+            tls,
+            host,
+            bucket: bucket.to_owned(),
+            region: region.to_owned(),
+            path_style,
+            credentials,
+            connect_timeout,
+            first_byte_timeout,
+        })
+    }
+
+    /// The host name for TLS SNI: `host` without its port.
+    pub fn server_name(&self) -> &str {
+        self.host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(name, _)| name)
+    }
+
+    /// The origin path for a viewer path (as received, percent-encoded): the
+    /// object key is the decoded path without its leading `/`, re-encoded once
+    /// as S3 canonicalises it, so the bytes sent are the bytes signed.
+    /// `None` for an empty key, which would address the bucket itself.
+    pub fn object_path(&self, viewer_path: &str) -> Option<String> {
+        let key = percent_decode_str(viewer_path.strip_prefix('/').unwrap_or(viewer_path))
+            .decode_utf8()
+            .ok()?;
+        if key.is_empty() {
+            return None;
+        }
+        let encoded: Vec<String> = key
+            .split('/')
+            .map(|segment| utf8_percent_encode(segment, S3_KEY_ENCODE).to_string())
+            .collect();
+        let encoded = encoded.join("/");
+        Some(if self.path_style {
+            format!("/{}/{encoded}", self.bucket)
+        } else {
+            format!("/{encoded}")
+        })
+    }
+
+    /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-content-sha256`,
+    /// `x-amz-security-token`) for a request with an unsigned payload. `headers`
+    /// are the other headers to sign; `host` is always signed.
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        time: SystemTime,
+    ) -> Result<Vec<(String, String)>, SignError> {
+        let identity = aws_credential_types::Credentials::new(
+            &self.credentials.access_key_id,
+            &self.credentials.secret_access_key,
+            self.credentials.session_token.clone(),
+            None,
+            "keyfront-config",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        // S3 paths are encoded once and never normalised (unlike other AWS services).
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(|e| SignError(e.to_string()))?
+            .into();
+        let scheme = if self.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}{path}", self.host);
+        let all_headers =
+            std::iter::once(("host", self.host.as_str())).chain(headers.iter().copied());
+        let signable =
+            SignableRequest::new(method, url, all_headers, SignableBody::UnsignedPayload)
+                .map_err(|e| SignError(e.to_string()))?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|e| SignError(e.to_string()))?
+            .into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(endpoint: &str, path_style: bool) -> S3Origin {
+        let credentials = Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: Some("token".into()),
+        };
+        S3Origin::new(
+            endpoint,
+            "media",
+            "eu-west-1",
+            path_style,
+            credentials,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn addressing() {
+        let path = origin("http://127.0.0.1:9000", true);
+        assert_eq!(
+            (path.address.as_str(), path.host.as_str(), path.tls),
+            ("127.0.0.1:9000", "127.0.0.1:9000", false)
+        );
+        let virtual_hosted = origin("https://s3.eu-west-1.amazonaws.com", false);
+        assert_eq!(
+            virtual_hosted.address,
+            "media.s3.eu-west-1.amazonaws.com:443"
+        );
+        assert_eq!(
+            virtual_hosted.server_name(),
+            "media.s3.eu-west-1.amazonaws.com"
+        );
+        assert!(
+            S3Origin::new(
+                "ftp://x",
+                "b",
+                "r",
+                true,
+                path.credentials.clone(),
+                Duration::ZERO,
+                Duration::ZERO
+            )
+            .is_err()
+        );
+        assert!(
+            S3Origin::new(
+                "http://x/path",
+                "b",
+                "r",
+                true,
+                path.credentials.clone(),
+                Duration::ZERO,
+                Duration::ZERO
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn keys_are_encoded_once_as_s3_does() {
+        let path = origin("http://127.0.0.1:9000", true);
+        assert_eq!(
+            path.object_path("/docs/a%20b+c.pdf").unwrap(),
+            "/media/docs/a%20b%2Bc.pdf"
+        );
+        assert_eq!(
+            path.object_path("/caf%C3%A9/x~y").unwrap(),
+            "/media/caf%C3%A9/x~y"
+        );
+        assert_eq!(
+            path.object_path("/a//b").unwrap(),
+            "/media/a//b",
+            "never normalised"
+        );
+        assert_eq!(
+            path.object_path("/"),
+            None,
+            "the bucket itself is not an object"
+        );
+        assert_eq!(
+            origin("https://s3.amazonaws.com", false)
+                .object_path("/a")
+                .unwrap(),
+            "/a"
+        );
+    }
+
+    #[test]
+    fn signature_shape() {
+        let origin = origin("http://127.0.0.1:9000", true);
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let headers = origin
+            .sign("GET", "/media/a.mp4", &[("range", "bytes=0-99")], time)
+            .unwrap();
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("x-amz-date"), Some("20231114T221320Z"));
+        assert_eq!(get("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
+        assert_eq!(get("x-amz-security-token"), Some("token"));
+        let authorization = get("authorization").unwrap();
+        assert!(authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/eu-west-1/s3/aws4_request, SignedHeaders="));
+        assert!(
+            authorization
+                .contains("host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token"),
+            "{authorization}"
+        );
+        assert!(
+            !format!("{origin:?}").contains("wJalr"),
+            "secrets stay out of Debug output"
+        );
+    }
+}

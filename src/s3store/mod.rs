@@ -1,0 +1,143 @@
+//! The embedded S3-compatible origin: buckets as directories under a root,
+//! each with its own access key, SigV4 checked on every request (s3s), objects
+//! written to a temporary file and renamed into place (s3s-fs).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::SimpleAuth;
+use s3s::path::S3Path;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{S3Result, s3_error};
+use tokio::net::TcpListener;
+
+/// One bucket and the only credentials that open it.
+#[derive(Clone, Debug)]
+pub struct BucketAccess {
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Why the store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("opening the store: {0}")]
+    Open(String),
+}
+
+/// Refuses requests whose access key does not own the bucket they address.
+struct BucketOwners {
+    bucket_by_key: HashMap<String, String>,
+}
+
+#[async_trait::async_trait]
+impl S3Access for BucketOwners {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(credentials) = cx.credentials() else {
+            return Err(s3_error!(AccessDenied, "Requests must be signed"));
+        };
+        let owned = self.bucket_by_key.get(&credentials.access_key);
+        let bucket = match cx.s3_path() {
+            S3Path::Root => return Err(s3_error!(AccessDenied, "Listing buckets is not allowed")),
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+        };
+        if owned.is_some_and(|owned| owned.as_str() == &**bucket) {
+            Ok(())
+        } else {
+            Err(s3_error!(
+                AccessDenied,
+                "This access key does not open this bucket"
+            ))
+        }
+    }
+}
+
+/// Builds the S3 service over `root`, creating the buckets' directories.
+pub fn service(root: PathBuf, buckets: &[BucketAccess]) -> Result<S3Service, StoreError> {
+    let mut auth = SimpleAuth::new();
+    let mut bucket_by_key = HashMap::new();
+    for access in buckets {
+        let path = root.join(&access.bucket);
+        std::fs::create_dir_all(&path).map_err(|source| StoreError::Root { path, source })?;
+        auth.register(
+            access.access_key_id.clone(),
+            access.secret_access_key.clone().into(),
+        );
+        bucket_by_key.insert(access.access_key_id.clone(), access.bucket.clone());
+    }
+    let store = s3s_fs::FileSystem::new(&root).map_err(|e| StoreError::Open(format!("{e:?}")))?;
+    let mut builder = S3ServiceBuilder::new(store);
+    builder.set_auth(auth);
+    builder.set_access(BucketOwners { bucket_by_key });
+    Ok(builder.build())
+}
+
+/// Binds `address` (port 0 picks a free one) and returns the listener and the bound address.
+pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StoreError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StoreError::Listen { address, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StoreError::Listen { address, source })?;
+    Ok((listener, bound))
+}
+
+/// Serves S3 requests on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, service: S3Service) {
+    let connections = ConnectionBuilder::new(TokioExecutor::new());
+    loop {
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(error) => {
+                tracing::warn!(%error, "embedded origin: accepting a connection failed");
+                continue;
+            }
+        };
+        let connection = connections
+            .serve_connection(TokioIo::new(socket), service.clone())
+            .into_owned();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "embedded origin: connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Starts the store on its own thread and runtime, for processes whose main
+/// thread belongs to pingora. Returns the bound address once it listens.
+pub fn spawn(
+    root: PathBuf,
+    address: SocketAddr,
+    buckets: Vec<BucketAccess>,
+) -> Result<SocketAddr, StoreError> {
+    let service = service(root, &buckets)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("embedded-origin")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Open(e.to_string()))?;
+    let (listener, bound) = runtime.block_on(bind(address))?;
+    std::thread::Builder::new()
+        .name("embedded-origin".into())
+        .spawn(move || runtime.block_on(serve(listener, service)))
+        .map_err(|e| StoreError::Open(e.to_string()))?;
+    Ok(bound)
+}
