@@ -122,9 +122,21 @@ fn strip_file_scheme(path: &Path) -> PathBuf {
 }
 
 /// Application logs through `tracing`, level from `RUST_LOG` (default `info`), to stderr.
+/// pingora's own targets stay at `info` and above whatever `RUST_LOG` asks:
+/// at `debug` they print whole request headers, with SigV4 signatures,
+/// cookies and signed query strings.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = [
+        "pingora_proxy=info",
+        "pingora_core=info",
+        "pingora_http=info",
+    ]
+    .into_iter()
+    .fold(filter, |filter, directive| {
+        filter.add_directive(directive.parse().expect("a valid directive"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -147,15 +147,25 @@ impl Config {
     /// Validates `text`, resolving relative paths against `path`'s directory.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let deserializer = serde_yaml::Deserializer::from_str(text);
-        let file: ConfigFile =
-            serde_path_to_error::deserialize(deserializer).map_err(|e| ConfigError::Syntax {
+        let file: ConfigFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = match e.path().to_string() {
+                p if p == "." => "(top level)".to_owned(),
+                p => p,
+            };
+            // serde_yaml starts its message with its own, shorter path; ours is complete.
+            let message = e.inner().to_string();
+            let message = match message.split_once(": ") {
+                Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => {
+                    rest.to_owned()
+                }
+                _ => message,
+            };
+            ConfigError::Syntax {
                 file: path.to_owned(),
-                field: match e.path().to_string() {
-                    p if p == "." => "(top level)".to_owned(),
-                    p => p,
-                },
-                message: e.inner().to_string(),
-            })?;
+                field,
+                message,
+            }
+        })?;
         Validator {
             file: path,
             base_dir: path.parent().unwrap_or(Path::new(".")),

@@ -100,7 +100,7 @@ fn errors_name_the_field_and_the_value() {
         ),
         (
             GOOD.replace("type: embedded", "type: ftp"),
-            "origins.store: unknown variant `ftp`",
+            "origins.store.type: unknown variant `ftp`, expected `s3` or `embedded`",
         ),
     ];
     for (text, expected) in cases {

@@ -98,6 +98,13 @@ impl ProxyHttp for Edge {
         handlers::handle_proxy_failure(&self.state, session, error, ctx).await
     }
 
+    /// How pingora names the request in its own error lines: the method and
+    /// the stripped path. pingora's default prints the whole URI, signatures
+    /// included.
+    fn request_summary(&self, session: &Session, ctx: &RequestContext) -> String {
+        format!("{} {}", session.req_header().method, ctx.path)
+    }
+
     /// One access-log line per request, errors included. The query string is
     /// never logged: it may hold signatures and policies.
     async fn logging(

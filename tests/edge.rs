@@ -1,0 +1,234 @@
+//! The edge over real sockets: pingora in front of the embedded S3 origin,
+//! which checks keyfront's SigV4 signatures independently of aws-sigv4.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{Stack, now, patterned, request};
+use keyfront::auth::PolicyTerms;
+
+const BEHAVIORS: &str = r#"
+  - path_pattern: /public/*
+    origin: store
+  - path_pattern: /upload/*
+    origin: store
+    trusted_key_groups: [main]
+    allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]
+  - path_pattern: /down/*
+    origin: down
+  - path_pattern: /refused/*
+    origin: wrong_credentials
+"#;
+
+const VIDEO_BYTES: usize = 300_000;
+
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let stack = Stack::start(BEHAVIORS);
+        stack.put("/videos/clip.mp4", "video/mp4", &patterned(VIDEO_BYTES));
+        stack.put("/public/readme.txt", "text/plain", b"public text\n");
+        stack.put("/docs/a b+c.pdf", "application/pdf", b"%PDF-1.4 odd name\n");
+        stack
+    })
+}
+
+fn assert_cloudfront_error(response: &common::Response, status: u16, code: &str) {
+    assert_eq!(response.status, status, "{}", response.text());
+    assert_eq!(response.header("content-type"), Some("text/xml"));
+    assert!(
+        response.text().contains(&format!("<Code>{code}</Code>")),
+        "{}",
+        response.text()
+    );
+}
+
+#[test]
+fn signed_get_returns_the_origin_bytes_exactly() {
+    let response = stack().get(&stack().signed("/videos/clip.mp4"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.body, patterned(VIDEO_BYTES));
+    assert_eq!(response.header("content-type"), Some("video/mp4"));
+    assert_eq!(response.header("accept-ranges"), Some("bytes"));
+    assert!(response.header("etag").is_some());
+    assert!(
+        response
+            .headers
+            .iter()
+            .all(|(name, _)| !name.to_ascii_lowercase().starts_with("x-amz-")),
+        "{:?}",
+        response.headers
+    );
+}
+
+#[test]
+fn head_with_the_same_url_gives_the_get_headers_and_no_body() {
+    let target = stack().signed("/videos/clip.mp4");
+    let get = stack().get(&target);
+    let head = request(stack().edge, "HEAD", &target, &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    for name in [
+        "content-length",
+        "content-type",
+        "etag",
+        "last-modified",
+        "accept-ranges",
+    ] {
+        assert_eq!(head.header(name), get.header(name), "{name}");
+    }
+    assert_eq!(
+        head.header("content-length"),
+        Some(VIDEO_BYTES.to_string().as_str())
+    );
+}
+
+#[test]
+fn range_requests_get_206_with_the_right_bytes() {
+    let target = stack().signed("/videos/clip.mp4");
+    let response = request(
+        stack().edge,
+        "GET",
+        &target,
+        &[("Range", "bytes=1000-1999")],
+        b"",
+    );
+    assert_eq!(response.status, 206);
+    assert_eq!(
+        response.header("content-range"),
+        Some(format!("bytes 1000-1999/{VIDEO_BYTES}").as_str())
+    );
+    assert_eq!(response.body, patterned(VIDEO_BYTES)[1000..2000]);
+    let tail = request(stack().edge, "GET", &target, &[("Range", "bytes=-10")], b"");
+    assert_eq!(tail.body, patterned(VIDEO_BYTES)[VIDEO_BYTES - 10..]);
+}
+
+#[test]
+fn signatures_are_checked_before_anything_else() {
+    assert_cloudfront_error(&stack().get("/videos/clip.mp4"), 403, "MissingKey");
+    assert_cloudfront_error(&stack().get("/videos/nothing-here.mp4"), 403, "MissingKey");
+    let expired = stack().signed_until("/videos/clip.mp4", now() - 1);
+    assert_cloudfront_error(&stack().get(&expired), 403, "AccessDenied");
+    let tampered = stack().signed("/videos/clip.mp4").replace("clip", "clap");
+    assert_cloudfront_error(&stack().get(&tampered), 403, "AccessDenied");
+    let unknown_key = stack()
+        .signed("/videos/clip.mp4")
+        .replace("Key-Pair-Id=KTESTKEY", "Key-Pair-Id=KOTHER");
+    assert_cloudfront_error(&stack().get(&unknown_key), 403, "InvalidKey");
+}
+
+#[test]
+fn ip_conditions_use_the_viewer_address() {
+    let elsewhere = PolicyTerms {
+        date_less_than: now() + 600,
+        ip_address: Some("10.0.0.0/8".into()),
+        ..PolicyTerms::default()
+    };
+    assert_cloudfront_error(
+        &stack().get(&stack().signed_custom("/videos/clip.mp4", elsewhere.clone())),
+        403,
+        "AccessDenied",
+    );
+    let loopback = PolicyTerms {
+        ip_address: Some("127.0.0.0/8".into()),
+        ..elsewhere
+    };
+    assert_eq!(
+        stack()
+            .get(&stack().signed_custom("/videos/clip.mp4", loopback))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn signed_cookies_open_a_folder() {
+    let base = stack().base();
+    let terms = PolicyTerms {
+        resource: Some(format!("{base}/videos/*")),
+        date_less_than: now() + 600,
+        ..PolicyTerms::default()
+    };
+    let url = format!("{base}/videos/clip.mp4");
+    let policy = keyfront::auth::PolicySpec::for_url(&url, &terms);
+    let cookie = stack()
+        .signer
+        .sign_cookies(&url, &policy)
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let ok = request(
+        stack().edge,
+        "GET",
+        "/videos/clip.mp4?t=5",
+        &[("Cookie", &cookie)],
+        b"",
+    );
+    assert_eq!(ok.status, 200);
+    let outside = request(
+        stack().edge,
+        "GET",
+        "/docs/a%20b+c.pdf",
+        &[("Cookie", &cookie)],
+        b"",
+    );
+    assert_cloudfront_error(&outside, 403, "AccessDenied");
+}
+
+#[test]
+fn public_behaviors_need_no_signature_and_signing_parameters_never_reach_the_origin() {
+    let response = stack().get("/public/readme.txt");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "public text\n")
+    );
+    // Stray signing parameters and the viewer's own query are not sent to S3.
+    let stray = stack().get("/public/readme.txt?Signature=x&Key-Pair-Id=y&lang=en");
+    assert_eq!(stray.status, 200);
+}
+
+#[test]
+fn keys_with_spaces_and_plus_signs_reach_the_right_object() {
+    let response = stack().get(&stack().signed("/docs/a%20b+c.pdf"));
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "%PDF-1.4 odd name\n")
+    );
+}
+
+#[test]
+fn put_passes_only_where_the_behavior_allows_it() {
+    let refused = request(
+        stack().edge,
+        "PUT",
+        &stack().signed("/videos/new.bin"),
+        &[],
+        b"data",
+    );
+    assert_cloudfront_error(&refused, 403, "MethodNotAllowed");
+    let unsigned = request(stack().edge, "PUT", "/upload/new.bin", &[], b"data");
+    assert_cloudfront_error(&unsigned, 403, "MissingKey");
+    let body = patterned(70_000);
+    let stored = request(
+        stack().edge,
+        "PUT",
+        &stack().signed("/upload/new.bin"),
+        &[("Content-Type", "application/x-test")],
+        &body,
+    );
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    let back = stack().get(&stack().signed("/upload/new.bin"));
+    assert_eq!(back.body, body);
+    assert_eq!(back.header("content-type"), Some("application/x-test"));
+}
+
+#[test]
+fn origin_errors() {
+    let missing = stack().get(&stack().signed("/videos/missing.mp4"));
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert_cloudfront_error(&stack().get("/down/anything"), 502, "BadGateway");
+    assert_cloudfront_error(&stack().get("/refused/anything"), 502, "BadGateway");
+    assert_cloudfront_error(&stack().get(&stack().signed("/")), 404, "NoSuchKey");
+}

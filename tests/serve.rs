@@ -1,0 +1,181 @@
+//! `keyfront serve` and `keyfront check-config` as a user runs them: a child
+//! process, its exit status and its log lines.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ACCESS_KEY, BUCKET, KEY_ID, SECRET, fixture, free_address, request};
+use keyfront::s3store::{self, BucketAccess};
+
+fn keyfront(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_example_config_validates() {
+    let output = keyfront(&["check-config", "--config", "config/keyfront.yaml"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn bad_configs_exit_2_naming_the_field_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/keyfront.yaml"))
+            .unwrap();
+    std::fs::create_dir_all(dir.path().join("example-keys")).unwrap();
+    std::fs::copy(
+        fixture("rsa_public.pem"),
+        dir.path().join("example-keys/public_key.pem"),
+    )
+    .unwrap();
+    let cases = [
+        (example.replace("listen:\n  - 127.0.0.1:8080", "listen:\n  - 127.0.0.1:8080\n  - nowhere"), "listen[1]: \"nowhere\""),
+        (example.replace("    origin: local\n    trusted_key_groups: [main]\n    allowed_methods: [GET, HEAD]", "    origin: locl\n    trusted_key_groups: [main]\n    allowed_methods: [GET, HEAD]"), "behaviors[2].origin: \"locl\""),
+        (example.replace("example-keys/public_key.pem", "example-keys/missing.pem"), "key_groups.main[0].public_key: \"example-keys/missing.pem\""),
+        (example.replace("first_byte_timeout: 30s", "first_byte_timeout: soon"), "origins.s3.first_byte_timeout: \"soon\""),
+        (example.replace("path_style: false", "path_style: false\n    pathstyle: true"), "origins.s3: unknown field `pathstyle`, expected one of `endpoint`"),
+        ("listen: [\n".to_owned(), "keyfront.yaml"),
+    ];
+    for (text, expected) in cases {
+        let path = dir.path().join("keyfront.yaml");
+        std::fs::write(&path, text).unwrap();
+        let output = keyfront(&["check-config", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// A child `keyfront serve`, killed (by its own handle) when dropped.
+struct Served {
+    child: std::process::Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let access = BucketAccess {
+        bucket: BUCKET.into(),
+        access_key_id: ACCESS_KEY.into(),
+        secret_access_key: SECRET.into(),
+    };
+    let origin = s3store::spawn(
+        store_dir.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        vec![access],
+    )
+    .unwrap();
+    let edge = free_address();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("keyfront.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {edge}\nkey_groups:\n  main:\n    - id: {KEY_ID}\n      public_key: {key}\norigins:\n  bad:\n    type: s3\n    endpoint: http://{origin}\n    bucket: {BUCKET}\n    path_style: true\n    access_key_id: {ACCESS_KEY}\n    secret_access_key: not-the-secret\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bad\n    trusted_key_groups: [main]\n",
+            key = fixture("rsa_public.pem").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = Served { child };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(edge).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "keyfront serve did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key = keyfront::auth::PrivateKey::from_pem(
+        &std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap(),
+    )
+    .unwrap();
+    let signer = keyfront::auth::Signer::new(KEY_ID, key, keyfront::auth::HashAlgorithm::Sha1);
+    let url = signer.sign_url(
+        &format!("http://{edge}/a.mp4"),
+        &keyfront::auth::PolicySpec::Canned {
+            expires: common::now() + 600,
+        },
+    );
+    let target = url.strip_prefix(&format!("http://{edge}")).unwrap();
+    let signature = target
+        .split("Signature=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cookie = format!("CloudFront-Signature={signature}; session=s3cr3t-cookie");
+    assert_eq!(
+        request(edge, "GET", target, &[("Cookie", &cookie)], b"").status,
+        502
+    );
+    assert_eq!(
+        request(edge, "GET", "/a.mp4", &[("Cookie", &cookie)], b"").status,
+        403
+    );
+
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+    let mut log = String::new();
+    served
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("origin refused keyfront's credentials"),
+        "{log}"
+    );
+    for secret in [
+        signature.as_str(),
+        "not-the-secret",
+        SECRET,
+        "s3cr3t-cookie",
+        "Signature=",
+        "Key-Pair-Id=",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret:?} appears in the log:\n{log}"
+        );
+    }
+}
