@@ -8,8 +8,13 @@ RUN cargo build --release --locked
 # Runtime stage: the binary alone, run by an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home /var/lib/keyfront keyfront
+    && useradd --system --uid 10001 --home-dir /var/lib/keyfront --create-home keyfront \
+    && mkdir -p /etc/keyfront && chown keyfront /etc/keyfront
 COPY --from=build /src/target/release/keyfront /usr/local/bin/keyfront
 USER keyfront
+WORKDIR /var/lib/keyfront
+VOLUME ["/etc/keyfront", "/var/lib/keyfront"]
+# 8480: the demo's edge; 8080: the example config's listener.
+EXPOSE 8480 8080
 ENTRYPOINT ["keyfront"]
-CMD ["demo"]
+CMD ["demo", "--dir", "/var/lib/keyfront/demo", "--listen", "0.0.0.0:8480", "--public-base-url", "http://127.0.0.1:8480"]

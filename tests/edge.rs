@@ -19,6 +19,8 @@ const BEHAVIORS: &str = r#"
     origin: down
   - path_pattern: /refused/*
     origin: wrong_credentials
+  - path_pattern: /silent/*
+    origin: silent
 "#;
 
 const VIDEO_BYTES: usize = 300_000;
@@ -230,5 +232,11 @@ fn origin_errors() {
     assert_eq!(missing.status, 404, "{}", missing.text());
     assert_cloudfront_error(&stack().get("/down/anything"), 502, "BadGateway");
     assert_cloudfront_error(&stack().get("/refused/anything"), 502, "BadGateway");
+    let started = std::time::Instant::now();
+    assert_cloudfront_error(&stack().get("/silent/anything"), 504, "GatewayTimeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the first-byte timeout is 500 ms"
+    );
     assert_cloudfront_error(&stack().get(&stack().signed("/")), 404, "NoSuchKey");
 }

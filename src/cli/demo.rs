@@ -27,6 +27,20 @@ pub struct DemoArgs {
     /// The embedded origin's address.
     #[arg(long, default_value = "127.0.0.1:9480")]
     origin_listen: SocketAddr,
+    /// The scheme and host viewers use (default: http:// and --listen); set it
+    /// when the edge is reached through another name, as from outside a container.
+    #[arg(long)]
+    public_base_url: Option<String>,
+}
+
+impl DemoArgs {
+    fn base_url(&self) -> String {
+        self.public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
 }
 
 const BUCKET: &str = "media";
@@ -39,8 +53,14 @@ fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> CliError + '_ {
     }
 }
 
-/// Sample files: an SVG image, a one-page PDF, and 8 MiB of patterned bytes
-/// to seek in with Range requests.
+/// A 4-second 320x180 H.264/AAC test pattern with its index up front, made
+/// with `ffmpeg -f lavfi -i testsrc2=duration=4:size=320x180:rate=24 -f lavfi
+/// -i sine=frequency=440:duration=4 -c:v libx264 -crf 32 -pix_fmt yuv420p
+/// -c:a aac -b:a 32k -movflags +faststart`.
+const SAMPLE_VIDEO: &[u8] = include_bytes!("../../assets/sample.mp4");
+
+/// Sample files: an SVG image, a one-page PDF, a short video, and 8 MiB of
+/// patterned bytes to seek in with Range requests.
 fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="320" height="120"><rect width="320" height="120" fill="#1d3557"/><text x="24" y="70" font-size="32" fill="#f1faee" font-family="sans-serif">keyfront demo</text></svg>"##.to_vec();
     let large: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
@@ -51,7 +71,8 @@ fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "application/pdf",
             minimal_pdf("keyfront serves this PDF through a signed URL."),
         ),
-        ("/videos/sample.bin", "application/octet-stream", large),
+        ("/videos/sample.mp4", "video/mp4", SAMPLE_VIDEO.to_vec()),
+        ("/videos/large.bin", "application/octet-stream", large),
         (
             "/public/hello.txt",
             "text/plain",
@@ -137,8 +158,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
 
     let config_path = dir.join("keyfront.yaml");
     let config_text = format!(
-        "# Written by `keyfront demo`.\nlisten: {listen}\nkey_groups:\n  demo:\n    - id: {key_id}\n      public_key: public_key.pem\norigins:\n  media:\n    type: s3\n    endpoint: http://{origin_address}\n    bucket: {BUCKET}\n    path_style: true\n    access_key_id: {ACCESS_KEY}\n    secret_access_key: {secret}\nbehaviors:\n  - path_pattern: /public/*\n    origin: media\n  - path_pattern: \"*\"\n    origin: media\n    trusted_key_groups: [demo]\n",
-        listen = args.listen
+        "# Written by `keyfront demo`.\nlisten: {listen}\npublic_base_url: {base}\nkey_groups:\n  demo:\n    - id: {key_id}\n      public_key: public_key.pem\norigins:\n  media:\n    type: s3\n    endpoint: http://{origin_address}\n    bucket: {BUCKET}\n    path_style: true\n    access_key_id: {ACCESS_KEY}\n    secret_access_key: {secret}\nbehaviors:\n  - path_pattern: /public/*\n    origin: media\n  - path_pattern: \"*\"\n    origin: media\n    trusted_key_groups: [demo]\n",
+        listen = args.listen,
+        base = args.base_url(),
     );
     std::fs::write(&config_path, config_text).map_err(io(&config_path))?;
     let config = load_config(&config_path)?;
@@ -148,7 +170,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
 }
 
 fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey) {
-    let base = format!("http://{}", args.listen);
+    let base = args.base_url();
     let signer = Signer::new(key_id, key, HashAlgorithm::Sha1);
     let in_an_hour = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -165,7 +187,7 @@ fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey) {
         date_less_than: in_an_hour,
         ..PolicyTerms::default()
     };
-    let video = format!("{base}/videos/sample.bin");
+    let video = format!("{base}/videos/sample.mp4");
     let wildcard = signer.sign_url(&video, &PolicySpec::for_url(&video, &folder));
     let image = format!("{base}/images/logo.svg");
     let cookie_policy = PolicySpec::for_url(
@@ -192,6 +214,9 @@ Custom policy URL covering {base}/videos/*:
   {wildcard}
 Signed cookies covering {base}/images/*:
   Cookie: {cookies}
+
+Open the video in a browser (it probes, then seeks with Range requests):
+  {wildcard}
 
 Try:
   curl -sS -o guide.pdf -w '%{{http_code}} %{{size_download}} bytes\n' '{canned}'

@@ -52,7 +52,8 @@ pub struct Stack {
 impl Stack {
     /// Starts an origin and an edge whose behaviors are `behaviors` (YAML list
     /// items) followed by the signed default behavior. Origins available:
-    /// `store` (good), `down` (nothing listens), `wrong_credentials`.
+    /// `store` (good), `down` (nothing listens), `wrong_credentials`, and
+    /// `silent` (accepts connections, never answers; 500 ms first-byte timeout).
     pub fn start(behaviors: &str) -> Stack {
         let store_dir = tempfile::tempdir().unwrap();
         let access = BucketAccess {
@@ -80,6 +81,7 @@ origins:
   store: {{type: s3, endpoint: "http://{origin_address}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 5s}}
   down: {{type: s3, endpoint: "http://{down}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s}}
   wrong_credentials: {{type: s3, endpoint: "http://{origin_address}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: not-the-secret}}
+  silent: {{type: s3, endpoint: "http://{silent}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, first_byte_timeout: 500ms}}
 behaviors:
 {behaviors}
   - path_pattern: "*"
@@ -88,6 +90,7 @@ behaviors:
 "#,
             public_key = fixture("rsa_public.pem").display(),
             down = free_address(),
+            silent = silent_origin(),
         );
         std::fs::write(&config_path, yaml).unwrap();
         let config = Config::load(&config_path).unwrap();
@@ -157,7 +160,20 @@ behaviors:
     }
 }
 
-fn wait_for(address: SocketAddr) {
+/// An origin that accepts connections and never answers.
+fn silent_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    address
+}
+
+pub fn wait_for(address: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(address).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {address}");
