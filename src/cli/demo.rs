@@ -10,9 +10,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CliError;
-use super::serve::load_config;
+use super::serve::{load_config, run_edge};
 use crate::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
-use crate::edge::build_server;
 use crate::origin::{Credentials, S3Origin, put_object};
 use crate::s3store::{self, BucketAccess};
 
@@ -166,7 +165,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     let config = load_config(&config_path)?;
 
     print_guide(&args, &key_id, key);
-    build_server(config, 2).run_forever()
+    run_edge(config, 2)
 }
 
 fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey) {

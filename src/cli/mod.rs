@@ -64,6 +64,8 @@ pub enum CliError {
     Config(crate::config::ConfigError),
     #[error("{0}")]
     Store(crate::s3store::StoreError),
+    #[error("{0}")]
+    Disk(crate::cache::DiskError),
 }
 
 impl CliError {

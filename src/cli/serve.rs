@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::CliError;
 use crate::config::Config;
-use crate::edge::build_server;
+use crate::edge::{EdgeState, build_server};
 use crate::s3store::{self, BucketAccess};
 
 #[derive(Args, Debug)]
@@ -62,13 +62,19 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Opens the cache and runs the edge until a signal stops it.
+pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
+    let (state, listen) = EdgeState::from_config(config).map_err(CliError::Disk)?;
+    for address in &listen {
+        tracing::info!(%address, "edge listening");
+    }
+    build_server(state, &listen, threads).run_forever()
+}
+
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let config = load_config(&args.config)?;
     start_embedded_stores(&config)?;
-    for address in &config.listen {
-        tracing::info!(%address, "edge listening");
-    }
-    build_server(config, args.threads).run_forever()
+    run_edge(config, args.threads)
 }
 
 pub fn check_config(args: CheckConfigArgs) -> Result<ExitCode, CliError> {

@@ -23,6 +23,29 @@ pub struct ConfigFile {
     pub origins: BTreeMap<String, OriginFile>,
     /// Cache behaviors, matched first to last; the last must be `*`.
     pub behaviors: Vec<BehaviorFile>,
+    /// Cache sizes and tiers.
+    #[serde(default)]
+    pub cache: CacheFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// Memory tier budget, e.g. `512MiB`.
+    pub memory: Option<String>,
+    /// Disk tier: a directory and a byte budget.
+    pub disk: Option<DiskFile>,
+    /// Default slice size, e.g. `1MiB`.
+    pub slice_size: Option<String>,
+    /// How long origin errors (404, 5xx) are remembered.
+    pub error_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFile {
+    pub path: String,
+    pub size: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +115,9 @@ pub struct BehaviorFile {
     /// Pass the origin's `x-amz-meta-*` headers on to viewers.
     #[serde(default)]
     pub forward_metadata_headers: bool,
+    /// This behavior's slice size, overriding `cache.slice_size`.
+    #[serde(default)]
+    pub slice_size: Option<String>,
 }
 
 fn default_methods() -> Vec<String> {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
+use crate::cache::CacheSettings;
 use crate::origin::{Credentials, S3Origin};
-use file::{BehaviorFile, ConfigFile, OneOrMany, OriginFile};
+use file::{BehaviorFile, CacheFile, ConfigFile, OneOrMany, OriginFile};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,7 @@ pub struct Config {
     pub behaviors: Vec<Behavior>,
     /// Embedded stores to start before serving.
     pub embedded_stores: Vec<EmbeddedStore>,
+    pub cache: CacheSettings,
 }
 
 /// One cache behavior: which requests it takes and what it does with them.
@@ -60,6 +62,8 @@ pub struct Behavior {
     pub allowed_methods: AllowedMethods,
     pub ttl: Ttl,
     pub forward_metadata_headers: bool,
+    /// Slice size in bytes, between 64 KiB and 64 MiB.
+    pub slice_size: u64,
 }
 
 impl Behavior {
@@ -114,6 +118,32 @@ pub struct EmbeddedStore {
     pub access_key_id: String,
     pub secret_access_key: String,
 }
+
+/// Parses `512MiB`, `20GiB`, `64KiB`, `1MB` (decimal), `4096` (bytes).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "TiB" | "T" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    amount.checked_mul(factor)
+}
+
+const MIN_SLICE: u64 = 64 << 10;
+const MAX_SLICE: u64 = 64 << 20;
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1d`, or plain seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -254,11 +284,17 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             let origin = self.origin(name, origin, &mut embedded_stores)?;
             origins.insert(name.clone(), Arc::new(origin));
         }
+        let cache = self.cache(&file.cache)?;
+        let default_slice = self.slice_size(
+            "cache.slice_size".into(),
+            file.cache.slice_size.as_deref(),
+            1 << 20,
+        )?;
         let behaviors = file
             .behaviors
             .iter()
             .enumerate()
-            .map(|(i, b)| self.behavior(i, b, &origins, &key_groups))
+            .map(|(i, b)| self.behavior(i, b, &origins, &key_groups, default_slice))
             .collect::<Result<Vec<_>, _>>()?;
         match behaviors.last() {
             None => {
@@ -284,6 +320,52 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             public_base_url,
             behaviors,
             embedded_stores,
+            cache,
+        })
+    }
+
+    fn size(&self, field: String, text: Option<&str>, default: u64) -> Result<u64, ConfigError> {
+        match text {
+            None => Ok(default),
+            Some(text) => parse_size(text).ok_or_else(|| {
+                self.invalid(field, text, "expected a size such as 512MiB, 20GiB, 64KiB")
+            }),
+        }
+    }
+
+    fn slice_size(
+        &self,
+        field: String,
+        text: Option<&str>,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        let size = self.size(field.clone(), text, default)?;
+        if !(MIN_SLICE..=MAX_SLICE).contains(&size) {
+            return Err(self.invalid(
+                field,
+                text.unwrap_or_default(),
+                "slices are between 64KiB and 64MiB",
+            ));
+        }
+        Ok(size)
+    }
+
+    fn cache(&self, cache: &CacheFile) -> Result<CacheSettings, ConfigError> {
+        let disk = match &cache.disk {
+            None => None,
+            Some(disk) => Some((
+                self.base_dir.join(&disk.path),
+                self.size("cache.disk.size".into(), Some(&disk.size), 0)?,
+            )),
+        };
+        Ok(CacheSettings {
+            memory_bytes: self.size("cache.memory".into(), cache.memory.as_deref(), 512 << 20)?,
+            disk,
+            error_ttl: self.duration(
+                "cache.error_ttl".into(),
+                cache.error_ttl.as_deref(),
+                Duration::from_secs(10),
+            )?,
         })
     }
 
@@ -445,6 +527,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         behavior: &BehaviorFile,
         origins: &BTreeMap<String, Arc<S3Origin>>,
         key_groups: &HashMap<String, Vec<(String, PublicKey)>>,
+        default_slice: u64,
     ) -> Result<Behavior, ConfigError> {
         let field = |f: &str| format!("behaviors[{index}].{f}");
         let origin = origins.get(&behavior.origin).ok_or_else(|| {
@@ -528,6 +611,11 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             allowed_methods,
             ttl,
             forward_metadata_headers: behavior.forward_metadata_headers,
+            slice_size: self.slice_size(
+                field("slice_size"),
+                behavior.slice_size.as_deref(),
+                default_slice,
+            )?,
         })
     }
 }

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use super::cached::CacheStatus;
+
 /// Per-request state, created empty by `new_ctx` and filled by `request_filter`.
 #[derive(Debug, Default)]
 pub struct RequestContext {
@@ -14,6 +16,8 @@ pub struct RequestContext {
     /// How the request was judged, for the access log: `public`, `signed_url`,
     /// `signed_cookies`, or a rejection label such as `expired`.
     pub decision: &'static str,
+    /// How the cache answered a GET or HEAD (`None` for proxied methods and refusals).
+    pub cache_status: Option<CacheStatus>,
     /// A body that replaces the origin's, when the edge rewrites an origin
     /// error (the origin's own body is dropped chunk by chunk).
     pub replacement_body: Option<Bytes>,

@@ -13,6 +13,7 @@ use super::respond::{
 };
 use super::{EdgeState, RequestContext};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
+use crate::cache::ObjectRef;
 use crate::origin::S3Origin;
 
 /// Viewer headers that go on to S3; everything else (cookies, viewer
@@ -104,8 +105,22 @@ pub async fn handle_request(
         }
     }
     ctx.origin_path = behavior.origin.object_path(&ctx.path);
-    if ctx.origin_path.is_none() {
+    let Some(origin_path) = ctx.origin_path.clone() else {
         respond::write_error(session, NOT_FOUND).await?;
+        return Ok(true);
+    };
+    if matches!(
+        session.req_header().method,
+        http::Method::GET | http::Method::HEAD
+    ) {
+        let object = ObjectRef {
+            key: format!("{}\n{origin_path}", behavior.origin_name).into(),
+            origin: behavior.origin.clone(),
+            origin_path,
+            ttl: behavior.ttl,
+            slice_size: behavior.slice_size,
+        };
+        super::cached::serve(state, session, ctx, behavior, object).await?;
         return Ok(true);
     }
     Ok(false)
@@ -130,28 +145,6 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-}
-
-/// See `Edge::upstream_peer`. Host names are resolved here, asynchronously,
-/// so that DNS changes (S3 rotates addresses) are followed.
-pub async fn origin_peer(origin: &S3Origin) -> Result<Box<HttpPeer>> {
-    let address = match origin.address.parse::<std::net::SocketAddr>() {
-        Ok(address) => address,
-        Err(_) => tokio::net::lookup_host(&origin.address)
-            .await
-            .ok()
-            .and_then(|mut addresses| addresses.next())
-            .ok_or_else(|| {
-                Error::explain(
-                    ErrorType::ConnectNoRoute,
-                    format!("cannot resolve origin {}", origin.address),
-                )
-            })?,
-    };
-    let mut peer = HttpPeer::new(address, origin.tls, origin.server_name().to_owned());
-    peer.options.connection_timeout = Some(origin.connect_timeout);
-    peer.options.read_timeout = Some(origin.first_byte_timeout);
-    Ok(Box::new(peer))
 }
 
 /// See `Edge::upstream_request_filter`.

@@ -1,6 +1,7 @@
 //! The pingora side: the `ProxyHttp` implementation, whose phases stay thin
 //! and hand each concern to the module that owns it.
 
+mod cached;
 mod context;
 mod handlers;
 mod respond;
@@ -14,6 +15,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
+pub use cached::CacheStatus;
 pub use context::RequestContext;
 pub use server::{EdgeState, build_server};
 
@@ -47,7 +49,7 @@ impl ProxyHttp for Edge {
         _session: &mut Session,
         ctx: &mut RequestContext,
     ) -> Result<Box<HttpPeer>> {
-        handlers::origin_peer(self.state.origin(ctx)).await
+        crate::origin::peer(self.state.origin(ctx)).await
     }
 
     /// Rewrites the request for S3: origin path, `Host`, only the headers S3

@@ -11,7 +11,9 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
+mod fetch;
 mod upload;
+pub use fetch::{FetchError, OriginClient, OriginResponse, OriginStats};
 pub use upload::put_object;
 
 /// Access key, secret and optional session token. `Debug` shows the key id only.
@@ -192,6 +194,30 @@ impl S3Origin {
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect())
     }
+}
+
+/// The pingora peer for `origin`, with its connect and first-byte timeouts.
+/// Host names are resolved here, asynchronously, so that DNS changes (S3
+/// rotates addresses) are followed.
+pub async fn peer(origin: &S3Origin) -> pingora::Result<Box<pingora::upstreams::peer::HttpPeer>> {
+    use pingora::prelude::*;
+    let address = match origin.address.parse::<std::net::SocketAddr>() {
+        Ok(address) => address,
+        Err(_) => tokio::net::lookup_host(&origin.address)
+            .await
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    format!("cannot resolve origin {}", origin.address),
+                )
+            })?,
+    };
+    let mut peer = HttpPeer::new(address, origin.tls, origin.server_name().to_owned());
+    peer.options.connection_timeout = Some(origin.connect_timeout);
+    peer.options.read_timeout = Some(origin.first_byte_timeout);
+    Ok(Box::new(peer))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use keyfront::auth::{HashAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
 use keyfront::config::Config;
-use keyfront::edge::build_server;
+use keyfront::edge::{EdgeState, build_server};
 use keyfront::origin::{Credentials, S3Origin, put_object};
 use keyfront::s3store::{self, BucketAccess};
 
@@ -44,6 +44,8 @@ pub fn free_address() -> SocketAddr {
 
 pub struct Stack {
     pub edge: SocketAddr,
+    /// The edge's shared state: its cache and the cache's origin counters.
+    pub state: std::sync::Arc<EdgeState>,
     pub origin: S3Origin,
     pub signer: Signer,
     _dirs: Vec<tempfile::TempDir>,
@@ -94,7 +96,9 @@ behaviors:
         );
         std::fs::write(&config_path, yaml).unwrap();
         let config = Config::load(&config_path).unwrap();
-        std::thread::spawn(move || build_server(config, 1).run_forever());
+        let (state, listen) = EdgeState::from_config(config).unwrap();
+        let server_state = state.clone();
+        std::thread::spawn(move || build_server(server_state, &listen, 1).run_forever());
         wait_for(edge);
         let credentials = Credentials {
             access_key_id: ACCESS_KEY.into(),
@@ -115,6 +119,7 @@ behaviors:
             .unwrap();
         Stack {
             edge,
+            state,
             origin,
             signer: Signer::new(KEY_ID, key, HashAlgorithm::Sha1),
             _dirs: vec![store_dir, config_dir],

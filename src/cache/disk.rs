@@ -1,0 +1,193 @@
+//! The disk tier: one file per slice under `objects/<object hash>/`, written
+//! to a temporary name and renamed, checked by length and CRC32 when read.
+//! Its index is rebuilt from the directory at start and kept under a byte
+//! budget by moka, whose evictions delete the files.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use sha2::{Digest, Sha256};
+
+use super::SliceKey;
+use super::meta::ObjectMeta;
+
+const MAGIC: &[u8; 8] = b"KFSLICE1";
+const SLICE_SUFFIX: &str = ".slice";
+const META_FILE: &str = "meta.json";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Why the disk tier could not open.
+#[derive(Debug, thiserror::Error)]
+#[error("disk cache {path}: {source}")]
+pub struct DiskError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+pub struct DiskTier {
+    root: PathBuf,
+    /// File path -> size, weighted by size under the budget.
+    index: moka::sync::Cache<PathBuf, u64>,
+}
+
+fn hex_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl DiskTier {
+    /// Opens (creating) the tier at `root` with a budget of `budget` bytes,
+    /// indexing the slices already there and removing leftover temporary files.
+    pub fn open(root: &Path, budget: u64) -> Result<Self, DiskError> {
+        let objects = root.join("objects");
+        let fail = |source| DiskError {
+            path: objects.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&objects).map_err(fail)?;
+        let index = moka::sync::Cache::builder()
+            .max_capacity(budget)
+            .weigher(|_: &PathBuf, size: &u64| u32::try_from(*size).unwrap_or(u32::MAX))
+            .support_invalidation_closures()
+            .eviction_listener(|path: std::sync::Arc<PathBuf>, _, cause| {
+                if cause == RemovalCause::Size {
+                    let _ = std::fs::remove_file(path.as_path());
+                }
+            })
+            .build();
+        for object_dir in std::fs::read_dir(&objects).map_err(fail)?.flatten() {
+            for file in std::fs::read_dir(object_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = file.path();
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name.ends_with(TEMP_SUFFIX) {
+                    let _ = std::fs::remove_file(&path);
+                } else if name.ends_with(SLICE_SUFFIX)
+                    && let Ok(metadata) = file.metadata()
+                {
+                    index.insert(path, metadata.len());
+                }
+            }
+        }
+        Ok(Self {
+            root: objects,
+            index,
+        })
+    }
+
+    fn object_dir(&self, object: &str) -> PathBuf {
+        self.root.join(hex_hash(object))
+    }
+
+    fn slice_path(&self, key: &SliceKey) -> PathBuf {
+        self.object_dir(&key.object).join(format!(
+            "{}-{}{SLICE_SUFFIX}",
+            &hex_hash(&key.etag)[..12],
+            key.index
+        ))
+    }
+
+    fn identity(key: &SliceKey) -> String {
+        format!("{}\n{}\n{}", key.object, key.etag, key.index)
+    }
+
+    /// Whether the index knows the slice (the file may still turn out damaged).
+    pub fn contains(&self, key: &SliceKey) -> bool {
+        self.index.contains_key(&self.slice_path(key))
+    }
+
+    /// Reads a slice; a missing, truncated, foreign or corrupt file is a miss,
+    /// and a damaged one is removed.
+    pub fn read_slice(&self, key: &SliceKey) -> Option<Bytes> {
+        let path = self.slice_path(key);
+        let mut file = std::fs::File::open(&path).ok()?;
+        let mut contents = Vec::new();
+        let intact = file.read_to_end(&mut contents).is_ok()
+            && Self::decode(&contents, &Self::identity(key)).is_some();
+        if !intact {
+            tracing::warn!(path = %path.display(), "disk cache: damaged slice file removed");
+            self.index.invalidate(&path);
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        let identity_length = Self::identity(key).len();
+        let data_start = MAGIC.len() + 4 + 8 + 4 + identity_length;
+        Some(Bytes::from(contents).slice(data_start..))
+    }
+
+    /// The data of an encoded slice file, if its header, length and checksum hold.
+    fn decode<'a>(contents: &'a [u8], identity: &str) -> Option<&'a [u8]> {
+        let rest = contents.strip_prefix(MAGIC.as_slice())?;
+        let checksum = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+        let length = u64::from_le_bytes(rest.get(4..12)?.try_into().ok()?);
+        let identity_length = u32::from_le_bytes(rest.get(12..16)?.try_into().ok()?) as usize;
+        let stored_identity = rest.get(16..16 + identity_length)?;
+        let data = rest.get(16 + identity_length..)?;
+        (stored_identity == identity.as_bytes()
+            && data.len() as u64 == length
+            && crc32fast::hash(data) == checksum)
+            .then_some(data)
+    }
+
+    /// Writes a slice atomically (temporary file, then rename).
+    pub fn write_slice(&self, key: &SliceKey, data: &[u8]) -> std::io::Result<()> {
+        let path = self.slice_path(key);
+        let identity = Self::identity(key);
+        let mut encoded = Vec::with_capacity(MAGIC.len() + 16 + identity.len() + data.len());
+        encoded.extend_from_slice(MAGIC);
+        encoded.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        encoded.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        encoded.extend_from_slice(&(identity.len() as u32).to_le_bytes());
+        encoded.extend_from_slice(identity.as_bytes());
+        encoded.extend_from_slice(data);
+        write_atomically(&path, &encoded)?;
+        self.index.insert(path, encoded.len() as u64);
+        Ok(())
+    }
+
+    pub fn read_meta(&self, object: &str) -> Option<ObjectMeta> {
+        let text = std::fs::read(self.object_dir(object).join(META_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    pub fn write_meta(&self, object: &str, meta: &ObjectMeta) -> std::io::Result<()> {
+        let text = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+        write_atomically(&self.object_dir(object).join(META_FILE), &text)
+    }
+
+    /// Forgets an object: its metadata and every slice of every version.
+    pub fn remove_object(&self, object: &str) {
+        let dir = self.object_dir(object);
+        let prefix = dir.clone();
+        let _ = self
+            .index
+            .invalidate_entries_if(move |path, _| path.starts_with(&prefix));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Bytes and files the tier holds.
+    pub fn usage(&self) -> (u64, u64) {
+        self.index.run_pending_tasks();
+        (self.index.weighted_size(), self.index.entry_count())
+    }
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("cache files live in a directory");
+    std::fs::create_dir_all(dir)?;
+    let temp = path.with_extension(format!("{}{TEMP_SUFFIX}", std::process::id()));
+    let mut file = std::fs::File::create(&temp)?;
+    let written = file.write_all(contents).and_then(|()| file.sync_data());
+    if let Err(error) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error);
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! What the cache knows of one object version, stored once per version.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pingora::http::ResponseHeader;
+use serde::{Deserialize, Serialize};
+
+use super::freshness::Freshness;
+
+/// Origin headers worth replaying to viewers from the cache.
+const KEPT_HEADERS: [&str; 7] = [
+    "content-type",
+    "etag",
+    "last-modified",
+    "cache-control",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+];
+
+/// An object version as the origin described it, and how fresh it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// 200 for an object; 404 (or another status) for a cached origin error.
+    pub status: u16,
+    /// Total size in bytes.
+    pub size: u64,
+    /// The version's entity tag, quotes included; part of every slice key.
+    pub etag: String,
+    /// Headers replayed to viewers: the content headers, validators,
+    /// `Cache-Control` and `x-amz-meta-*` (dropped later unless configured).
+    pub headers: Vec<(String, String)>,
+    /// When the origin last confirmed this version (Unix seconds).
+    pub validated_at: u64,
+    /// Seconds it stays fresh after `validated_at`.
+    pub fresh_for: u64,
+    /// Whether its bytes may be stored (`no-store`/`private` say no).
+    pub storable: bool,
+    /// Seconds a stale copy may be served while revalidating / when the origin fails.
+    pub stale_while_revalidate: u64,
+    pub stale_if_error: u64,
+    /// The slice size the object is cut into (bytes).
+    pub slice_size: u64,
+}
+
+/// Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl ObjectMeta {
+    /// Builds the metadata of a successful origin response for an object of `size` bytes.
+    pub fn from_origin(
+        header: &ResponseHeader,
+        size: u64,
+        freshness: Freshness,
+        slice_size: u64,
+        now: u64,
+    ) -> Self {
+        let headers: Vec<(String, String)> = header
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                KEPT_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-amz-meta-")
+            })
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        let etag = headers
+            .iter()
+            .find(|(n, _)| n == "etag")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        Self {
+            status: 200,
+            size,
+            etag,
+            headers,
+            validated_at: now,
+            fresh_for: freshness.ttl.as_secs(),
+            storable: freshness.storable,
+            stale_while_revalidate: freshness.stale_while_revalidate.as_secs(),
+            stale_if_error: freshness.stale_if_error.as_secs(),
+            slice_size,
+        }
+    }
+
+    /// A cached origin error (404, 5xx) kept for `ttl`.
+    pub fn error(status: u16, ttl: Duration, now: u64) -> Self {
+        Self {
+            status,
+            size: 0,
+            etag: String::new(),
+            headers: Vec::new(),
+            validated_at: now,
+            fresh_for: ttl.as_secs(),
+            storable: true,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+            slice_size: 1,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn last_modified(&self) -> Option<SystemTime> {
+        httpdate::parse_http_date(self.header("last-modified")?).ok()
+    }
+
+    /// Seconds since the origin last confirmed this version.
+    pub fn age(&self, now: u64) -> u64 {
+        now.saturating_sub(self.validated_at)
+    }
+
+    pub fn is_fresh(&self, now: u64) -> bool {
+        self.age(now) < self.fresh_for
+    }
+
+    /// Whether a stale copy may still be served because the origin failed.
+    pub fn usable_on_error(&self, now: u64) -> bool {
+        self.age(now) < self.fresh_for.saturating_add(self.stale_if_error)
+    }
+
+    /// The number of slices.
+    pub fn slice_count(&self) -> u64 {
+        self.size.div_ceil(self.slice_size)
+    }
+
+    /// The byte length of slice `index`.
+    pub fn slice_length(&self, index: u64) -> u64 {
+        let start = index * self.slice_size;
+        self.slice_size.min(self.size.saturating_sub(start))
+    }
+}

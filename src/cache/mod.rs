@@ -1,0 +1,473 @@
+//! The edge cache: objects cut into aligned slices, kept in memory (moka,
+//! weighted by bytes) and on disk, filled from the origin one slice at a
+//! time with one origin request per slice however many viewers wait for it.
+
+mod disk;
+mod fill;
+mod freshness;
+mod meta;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+pub use disk::{DiskError, DiskTier};
+pub use fill::{Fill, FillError, FillReader};
+pub use freshness::{Freshness, freshness};
+pub use meta::{ObjectMeta, unix_now};
+
+use crate::config::Ttl;
+use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
+
+/// One slice of one version of one object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SliceKey {
+    /// The object: origin name and origin path.
+    pub object: Arc<str>,
+    /// The version's ETag.
+    pub etag: Arc<str>,
+    pub index: u64,
+}
+
+/// An object as a request names it, with how its behavior caches it.
+#[derive(Clone, Debug)]
+pub struct ObjectRef {
+    /// Origin name and origin path: the cache key (no query, no signature).
+    pub key: Arc<str>,
+    pub origin: Arc<S3Origin>,
+    pub origin_path: String,
+    pub ttl: Ttl,
+    /// Slice size for versions fetched from now on (bytes).
+    pub slice_size: u64,
+}
+
+/// Sizes and limits of the cache.
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub memory_bytes: u64,
+    /// Directory and byte budget of the disk tier, if any.
+    pub disk: Option<(PathBuf, u64)>,
+    /// How long origin errors (404, 5xx) are remembered.
+    pub error_ttl: Duration,
+}
+
+/// A slice ready to send, or one arriving from the origin.
+pub enum SliceSource {
+    Ready(Bytes),
+    Filling(FillReader),
+}
+
+/// The outcome of asking the origin whether a stale version is still current.
+pub enum Revalidation {
+    /// 304: the same version, fresh again; its slices stay.
+    Unchanged(Arc<ObjectMeta>),
+    /// Another version (or an error status) replaces it.
+    Replaced(Arc<ObjectMeta>),
+}
+
+pub struct Cache {
+    slices: moka::sync::Cache<SliceKey, Bytes>,
+    metas: moka::sync::Cache<Arc<str>, Arc<ObjectMeta>>,
+    disk: Option<Arc<DiskTier>>,
+    in_flight: Mutex<HashMap<FillSlot, Arc<Fill>>>,
+    pub client: OriginClient,
+    error_ttl: Duration,
+}
+
+/// A slice being filled, named by object and index (any version: a fill
+/// started without metadata learns the version from the origin).
+type FillSlot = (Arc<str>, u64);
+
+/// Origin statuses remembered for the error TTL, as CloudFront caches them.
+const CACHED_ERRORS: [u16; 7] = [404, 414, 500, 501, 502, 503, 504];
+
+fn fill_error(error: FetchError) -> FillError {
+    match error {
+        FetchError::Timeout(text) => FillError::Timeout(text),
+        FetchError::Failed(text) => FillError::Origin(text),
+    }
+}
+
+/// Parses `bytes START-END/TOTAL`.
+fn parse_content_range(value: Option<&str>) -> Option<(u64, u64, u64)> {
+    let (range, total) = value?.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    Some((start.parse().ok()?, end.parse().ok()?, total.parse().ok()?))
+}
+
+impl Cache {
+    pub fn new(settings: &CacheSettings) -> Result<Self, DiskError> {
+        let disk = match &settings.disk {
+            Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget)?)),
+            None => None,
+        };
+        Ok(Self {
+            slices: moka::sync::Cache::builder()
+                .max_capacity(settings.memory_bytes)
+                .weigher(|_: &SliceKey, data: &Bytes| u32::try_from(data.len()).unwrap_or(u32::MAX))
+                .build(),
+            metas: moka::sync::Cache::builder().max_capacity(1_000_000).build(),
+            disk,
+            in_flight: Mutex::new(HashMap::new()),
+            client: OriginClient::default(),
+            error_ttl: settings.error_ttl,
+        })
+    }
+
+    /// The cached metadata of `object`: memory, then disk.
+    pub async fn meta(&self, object: &ObjectRef) -> Option<Arc<ObjectMeta>> {
+        if let Some(meta) = self.metas.get(&object.key) {
+            return Some(meta);
+        }
+        let disk = self.disk.clone()?;
+        let key = object.key.clone();
+        let meta = Arc::new(
+            tokio::task::spawn_blocking(move || disk.read_meta(&key))
+                .await
+                .ok()??,
+        );
+        self.metas.insert(object.key.clone(), meta.clone());
+        Some(meta)
+    }
+
+    /// Remembers `meta` as the current version of `object`, in both tiers.
+    pub fn store_meta(&self, object: &ObjectRef, meta: Arc<ObjectMeta>) {
+        self.metas.insert(object.key.clone(), meta.clone());
+        if let Some(disk) = self.disk.clone() {
+            let key = object.key.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = disk.write_meta(&key, &meta) {
+                    tracing::warn!(%error, "disk cache: writing metadata failed");
+                }
+            });
+        }
+    }
+
+    /// Forgets `object`'s current version.
+    pub fn forget_meta(&self, object: &ObjectRef) {
+        self.metas.invalidate(&object.key);
+    }
+
+    /// Slice `index` of the version `meta` describes: from memory, from disk
+    /// (promoted to memory), or from a fill shared with other requests.
+    pub async fn slice(
+        self: &Arc<Self>,
+        object: &ObjectRef,
+        meta: &Arc<ObjectMeta>,
+        index: u64,
+    ) -> SliceSource {
+        let key = SliceKey {
+            object: object.key.clone(),
+            etag: meta.etag.as_str().into(),
+            index,
+        };
+        if let Some(data) = self.slices.get(&key) {
+            return SliceSource::Ready(data);
+        }
+        if let Some(disk) = self.disk.clone() {
+            let disk_key = key.clone();
+            if let Ok(Some(data)) =
+                tokio::task::spawn_blocking(move || disk.read_slice(&disk_key)).await
+            {
+                self.slices.insert(key, data.clone());
+                return SliceSource::Ready(data);
+            }
+        }
+        SliceSource::Filling(self.start_fill(object, Some(meta.clone()), index))
+    }
+
+    /// Starts fetching slice `index` unless it is cached or already arriving.
+    pub fn prefetch(self: &Arc<Self>, object: &ObjectRef, meta: &Arc<ObjectMeta>, index: u64) {
+        let key = SliceKey {
+            object: object.key.clone(),
+            etag: meta.etag.as_str().into(),
+            index,
+        };
+        let on_disk = self.disk.as_ref().is_some_and(|disk| disk.contains(&key));
+        if index < meta.slice_count() && !on_disk && !self.slices.contains_key(&key) {
+            drop(self.start_fill(object, Some(meta.clone()), index));
+        }
+    }
+
+    /// Joins the fill of slice `index`, starting it if none runs. With
+    /// `expected`, the origin must still hold that version; without it, the
+    /// fill's response also brings the object's metadata.
+    pub fn start_fill(
+        self: &Arc<Self>,
+        object: &ObjectRef,
+        expected: Option<Arc<ObjectMeta>>,
+        index: u64,
+    ) -> FillReader {
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        let slot = (object.key.clone(), index);
+        if let Some(fill) = in_flight.get(&slot) {
+            return FillReader::new(fill.clone());
+        }
+        let fill = Arc::new(Fill::default());
+        in_flight.insert(slot.clone(), fill.clone());
+        let (cache, object, task_fill) = (self.clone(), object.clone(), fill.clone());
+        // A task of its own: the slice is finished and stored even if every
+        // viewer that wanted it has gone.
+        tokio::spawn(async move {
+            let outcome = cache.run_fill(&object, expected, index, &task_fill).await;
+            if let Ok(meta) = &outcome
+                && meta.storable
+            {
+                let key = SliceKey {
+                    object: object.key.clone(),
+                    etag: meta.etag.as_str().into(),
+                    index,
+                };
+                cache.store_slice(key, task_fill.assembled());
+            }
+            task_fill.finish(outcome.map(|_| ()));
+            let mut in_flight = cache.in_flight.lock().expect("in-flight lock");
+            if in_flight
+                .get(&slot)
+                .is_some_and(|current| Arc::ptr_eq(current, &task_fill))
+            {
+                in_flight.remove(&slot);
+            }
+        });
+        FillReader::new(fill)
+    }
+
+    fn store_slice(&self, key: SliceKey, data: Bytes) {
+        self.slices.insert(key.clone(), data.clone());
+        if let Some(disk) = self.disk.clone() {
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = disk.write_slice(&key, &data) {
+                    tracing::warn!(%error, "disk cache: writing a slice failed");
+                }
+            });
+        }
+    }
+
+    async fn run_fill(
+        &self,
+        object: &ObjectRef,
+        expected: Option<Arc<ObjectMeta>>,
+        index: u64,
+        fill: &Fill,
+    ) -> Result<Arc<ObjectMeta>, FillError> {
+        let slice_size = expected
+            .as_ref()
+            .map_or(object.slice_size, |m| m.slice_size);
+        let start = index * slice_size;
+        let range = format!("bytes={start}-{}", start + slice_size - 1);
+        let mut headers = vec![("range", range.as_str())];
+        if let Some(meta) = &expected {
+            headers.push(("if-match", meta.etag.as_str()));
+        }
+        let mut response = self
+            .client
+            .send(&object.origin, "GET", &object.origin_path, &headers)
+            .await
+            .map_err(fill_error)?;
+        let now = unix_now();
+        let (meta, mut skip) = match response.status() {
+            206 => {
+                let (first, last, total) = parse_content_range(
+                    response.header_value("content-range"),
+                )
+                .ok_or_else(|| FillError::Origin("a 206 without a usable Content-Range".into()))?;
+                let meta = self.meta_from(object, &response, total, slice_size, now);
+                if first != start || last != start + meta.slice_length(index) - 1 {
+                    return Err(FillError::Changed(format!(
+                        "asked for {range}, got bytes {first}-{last}/{total}"
+                    )));
+                }
+                (meta, 0)
+            }
+            200 => {
+                // The origin ignores Range: the slice is cut out of the whole body.
+                let total = response
+                    .header_value("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| FillError::Origin("a 200 without Content-Length".into()))?;
+                if start >= total {
+                    return Err(FillError::Unsatisfiable);
+                }
+                (
+                    self.meta_from(object, &response, total, slice_size, now),
+                    start,
+                )
+            }
+            416 if expected.is_none() => return Err(FillError::Unsatisfiable),
+            412 | 416 => {
+                return Err(FillError::Changed(format!(
+                    "the origin answered {}",
+                    response.status()
+                )));
+            }
+            status => {
+                self.remember_error(object, status, now);
+                return Err(FillError::OriginStatus(status));
+            }
+        };
+        if let Some(expected) = &expected
+            && (meta.etag != expected.etag || meta.size != expected.size)
+        {
+            return Err(FillError::Changed(format!(
+                "ETag {} / {} bytes, expected {} / {}",
+                meta.etag, meta.size, expected.etag, expected.size
+            )));
+        }
+        let meta = Arc::new(meta);
+        if expected.is_none() && meta.storable {
+            self.store_meta(object, meta.clone());
+        }
+        fill.publish_meta(meta.clone());
+        let mut remaining = meta.slice_length(index);
+        while remaining > 0 {
+            let Some(mut chunk) = response.next_chunk().await.map_err(fill_error)? else {
+                return Err(FillError::Origin(format!(
+                    "the origin's body ended {remaining} bytes early"
+                )));
+            };
+            if skip > 0 {
+                let dropped = skip.min(chunk.len() as u64);
+                chunk = chunk.slice(dropped as usize..);
+                skip -= dropped;
+            }
+            let kept = remaining.min(chunk.len() as u64);
+            if kept > 0 {
+                fill.publish_chunk(chunk.slice(..kept as usize));
+                remaining -= kept;
+            }
+        }
+        Ok(meta)
+    }
+
+    fn meta_from(
+        &self,
+        object: &ObjectRef,
+        response: &OriginResponse<'_>,
+        size: u64,
+        slice_size: u64,
+        now: u64,
+    ) -> ObjectMeta {
+        let fresh = freshness(
+            &object.ttl,
+            response.header_value("cache-control"),
+            response.header_value("expires"),
+            SystemTime::now(),
+        );
+        ObjectMeta::from_origin(&response.header, size, fresh, slice_size, now)
+    }
+
+    fn remember_error(&self, object: &ObjectRef, status: u16, now: u64) -> Arc<ObjectMeta> {
+        let meta = Arc::new(ObjectMeta::error(status, self.error_ttl, now));
+        if CACHED_ERRORS.contains(&status) {
+            self.store_meta(object, meta.clone());
+        }
+        meta
+    }
+
+    /// Asks the origin for `object`'s metadata with HEAD (for HEAD requests
+    /// and suffix ranges that arrive before any slice is cached). An error
+    /// status comes back as metadata with that status.
+    pub async fn fetch_meta(&self, object: &ObjectRef) -> Result<Arc<ObjectMeta>, FillError> {
+        let response = self
+            .client
+            .send(&object.origin, "HEAD", &object.origin_path, &[])
+            .await
+            .map_err(fill_error)?;
+        let now = unix_now();
+        match response.status() {
+            200 => {
+                let size = response
+                    .header_value("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let meta =
+                    Arc::new(self.meta_from(object, &response, size, object.slice_size, now));
+                if meta.storable {
+                    self.store_meta(object, meta.clone());
+                }
+                Ok(meta)
+            }
+            status => Ok(self.remember_error(object, status, now)),
+        }
+    }
+
+    /// Asks the origin whether `stale` is still current (HEAD with
+    /// `If-None-Match`). A 304 refreshes it and keeps its slices.
+    pub async fn revalidate(
+        &self,
+        object: &ObjectRef,
+        stale: &ObjectMeta,
+    ) -> Result<Revalidation, FillError> {
+        let response = self
+            .client
+            .send(
+                &object.origin,
+                "HEAD",
+                &object.origin_path,
+                &[("if-none-match", stale.etag.as_str())],
+            )
+            .await
+            .map_err(fill_error)?;
+        let now = unix_now();
+        match response.status() {
+            304 => {
+                let fresh = freshness(
+                    &object.ttl,
+                    response
+                        .header_value("cache-control")
+                        .or(stale.header("cache-control")),
+                    response.header_value("expires"),
+                    SystemTime::now(),
+                );
+                let refreshed = Arc::new(ObjectMeta {
+                    validated_at: now,
+                    fresh_for: fresh.ttl.as_secs(),
+                    ..stale.clone()
+                });
+                self.store_meta(object, refreshed.clone());
+                Ok(Revalidation::Unchanged(refreshed))
+            }
+            200 => {
+                let size = response
+                    .header_value("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let meta =
+                    Arc::new(self.meta_from(object, &response, size, object.slice_size, now));
+                self.store_meta(object, meta.clone());
+                Ok(Revalidation::Replaced(meta))
+            }
+            status if status >= 500 => Err(FillError::OriginStatus(status)),
+            status => Ok(Revalidation::Replaced(
+                self.remember_error(object, status, now),
+            )),
+        }
+    }
+
+    /// Bytes and entries in memory, and on disk if there is a disk tier.
+    pub fn usage(&self) -> ((u64, u64), Option<(u64, u64)>) {
+        self.slices.run_pending_tasks();
+        (
+            (self.slices.weighted_size(), self.slices.entry_count()),
+            self.disk.as_ref().map(|d| d.usage()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range(Some("bytes 0-99/1000")),
+            Some((0, 99, 1000))
+        );
+        assert_eq!(parse_content_range(Some("bytes */1000")), None);
+        assert_eq!(parse_content_range(None), None);
+    }
+}

@@ -1,0 +1,419 @@
+//! GET and HEAD, answered by the edge from its slice cache: hits from memory
+//! or disk, misses filled slice by slice from the origin and streamed to the
+//! viewer as they arrive.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+
+use super::RequestContext;
+use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
+use super::server::EdgeState;
+use crate::auth::error_xml;
+use crate::cache::{
+    FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceSource, unix_now,
+};
+use crate::config::Behavior;
+use crate::range::{
+    ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range,
+};
+
+/// How a response was answered, for `X-Cache` and the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    RefreshHit,
+    Miss,
+}
+
+impl CacheStatus {
+    fn header(self) -> &'static str {
+        match self {
+            Self::Hit => "Hit from keyfront",
+            Self::RefreshHit => "RefreshHit from keyfront",
+            Self::Miss => "Miss from keyfront",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::RefreshHit => "refresh_hit",
+            Self::Miss => "miss",
+        }
+    }
+}
+
+/// Why an answer stopped before it was complete.
+enum Interrupted {
+    /// The object changed at the origin before any byte went out: start over.
+    ChangedBeforeSending,
+    /// An error to report (before any byte went out) or to end the connection with.
+    Failed(Box<Error>),
+}
+
+impl From<Box<Error>> for Interrupted {
+    fn from(error: Box<Error>) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// The first slice of a miss, fetched together with the metadata.
+struct FirstSlice {
+    index: u64,
+    reader: FillReader,
+}
+
+const MULTIPART_BOUNDARY: &str = "keyfront-byteranges-5f2c9e7a";
+
+/// Answers a GET or HEAD for `object`; the response is always written.
+pub async fn serve(
+    state: &EdgeState,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    behavior: &Behavior,
+    object: ObjectRef,
+) -> Result<()> {
+    for _ in 0..2 {
+        match answer(state, session, ctx, behavior, &object).await {
+            Ok(()) => return Ok(()),
+            Err(Interrupted::ChangedBeforeSending) => {
+                tracing::info!(path = %ctx.path, "object changed at the origin during a miss; starting over");
+                state.cache.forget_meta(&object);
+            }
+            Err(Interrupted::Failed(error)) => return Err(error),
+        }
+    }
+    respond::write_error(session, BAD_GATEWAY).await
+}
+
+fn origin_failure(error: &FillError) -> EdgeError {
+    match error {
+        FillError::Timeout(_) => GATEWAY_TIMEOUT,
+        _ => BAD_GATEWAY,
+    }
+}
+
+/// Where a miss should start fetching: the first offset the Range asks for
+/// (`None` for suffix or unreadable ranges, which need the size first).
+fn first_offset(range: Option<&str>) -> Option<u64> {
+    let Some(range) = range else {
+        return Some(0);
+    };
+    let first = range
+        .trim()
+        .strip_prefix("bytes=")?
+        .split(',')
+        .next()?
+        .trim();
+    first.split_once('-')?.0.parse().ok()
+}
+
+async fn current_meta(
+    state: &EdgeState,
+    session: &Session,
+    ctx: &mut RequestContext,
+    object: &ObjectRef,
+) -> Result<(Arc<ObjectMeta>, Option<FirstSlice>, CacheStatus), FillError> {
+    let cache = &state.cache;
+    let now = unix_now();
+    match cache.meta(object).await {
+        Some(meta) if meta.is_fresh(now) => Ok((meta, None, CacheStatus::Hit)),
+        Some(stale) => match cache.revalidate(object, &stale).await {
+            Ok(Revalidation::Unchanged(meta)) => Ok((meta, None, CacheStatus::RefreshHit)),
+            Ok(Revalidation::Replaced(meta)) => Ok((meta, None, CacheStatus::Miss)),
+            Err(error) if stale.status == 200 && stale.usable_on_error(now) => {
+                tracing::warn!(path = %ctx.path, %error, "origin failed; serving a stale copy (stale-if-error)");
+                Ok((stale, None, CacheStatus::Hit))
+            }
+            Err(error) => Err(error),
+        },
+        None => {
+            let header = session.req_header();
+            let offset = first_offset(header.headers.get("range").and_then(|v| v.to_str().ok()));
+            let Some(offset) = offset.filter(|_| header.method == http::Method::GET) else {
+                return cache
+                    .fetch_meta(object)
+                    .await
+                    .map(|meta| (meta, None, CacheStatus::Miss));
+            };
+            let index = offset / object.slice_size;
+            let reader = state.cache.start_fill(object, None, index);
+            match reader.meta().await {
+                Ok(meta) => Ok((meta, Some(FirstSlice { index, reader }), CacheStatus::Miss)),
+                Err(FillError::Unsatisfiable) => cache
+                    .fetch_meta(object)
+                    .await
+                    .map(|meta| (meta, None, CacheStatus::Miss)),
+                Err(FillError::OriginStatus(status)) => Ok((
+                    Arc::new(ObjectMeta::error(status, std::time::Duration::ZERO, now)),
+                    None,
+                    CacheStatus::Miss,
+                )),
+                Err(error) => Err(error),
+            }
+        }
+    }
+}
+
+async fn answer(
+    state: &EdgeState,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    behavior: &Behavior,
+    object: &ObjectRef,
+) -> Result<(), Interrupted> {
+    let (meta, mut first_slice, status) = match current_meta(state, session, ctx, object).await {
+        Ok(found) => found,
+        Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
+        Err(error) => {
+            tracing::error!(path = %ctx.path, %error, "origin request failed");
+            respond::write_error(session, origin_failure(&error)).await?;
+            return Ok(());
+        }
+    };
+    ctx.cache_status = Some(status);
+    if meta.status != 200 {
+        match meta.status {
+            404 => respond::write_error(session, NOT_FOUND).await?,
+            403 => {
+                tracing::error!(origin = %behavior.origin_name, path = %ctx.path, "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region");
+                respond::write_error(session, BAD_GATEWAY).await?;
+            }
+            other => {
+                respond::write_xml(
+                    session,
+                    other,
+                    error_xml("OriginError", "The origin answered with an error."),
+                )
+                .await?
+            }
+        }
+        return Ok(());
+    }
+    let request = session.req_header();
+    let header_text = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (if_none_match, if_modified_since, if_range, range) = (
+        header_text("if-none-match"),
+        header_text("if-modified-since"),
+        header_text("if-range"),
+        header_text("range"),
+    );
+    let head = request.method == http::Method::HEAD;
+    let validators = Validators {
+        etag: &meta.etag,
+        last_modified: meta.last_modified(),
+    };
+    let now = unix_now();
+    let mut response = ResponseHeader::build(200, Some(meta.headers.len() + 6))?;
+    for (name, value) in &meta.headers {
+        if name.starts_with("x-amz-meta-") && !behavior.forward_metadata_headers {
+            continue;
+        }
+        response.insert_header(name.clone(), value.as_str())?;
+    }
+    response.insert_header("accept-ranges", "bytes")?;
+    response.insert_header("x-cache", status.header())?;
+    response.insert_header("age", meta.age(now).to_string())?;
+
+    if not_modified(
+        if_none_match.as_deref(),
+        if_modified_since.as_deref(),
+        validators,
+    ) {
+        response.set_status(304)?;
+        for name in [
+            "content-type",
+            "content-encoding",
+            "content-disposition",
+            "content-language",
+        ] {
+            response.remove_header(name);
+        }
+        session
+            .write_response_header(Box::new(response), true)
+            .await?;
+        return Ok(());
+    }
+    let ranges = if if_range_matches(if_range.as_deref(), validators) {
+        parse_range(range.as_deref(), meta.size)
+    } else {
+        RangeRequest::Full
+    };
+    let content_type = meta
+        .header("content-type")
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let framing = Multipart {
+        boundary: MULTIPART_BOUNDARY,
+        content_type: &content_type,
+        size: meta.size,
+    };
+    let body: Vec<ByteRange> = match &ranges {
+        RangeRequest::Unsatisfiable => {
+            response.set_status(416)?;
+            response.insert_header("content-range", format!("bytes */{}", meta.size))?;
+            response.insert_header("content-length", "0")?;
+            session
+                .write_response_header(Box::new(response), true)
+                .await?;
+            return Ok(());
+        }
+        RangeRequest::Full => {
+            response.insert_header("content-length", meta.size.to_string())?;
+            if meta.size == 0 {
+                Vec::new()
+            } else {
+                vec![ByteRange {
+                    start: 0,
+                    end: meta.size - 1,
+                }]
+            }
+        }
+        RangeRequest::Partial(ranges) if ranges.len() == 1 => {
+            response.set_status(206)?;
+            response.insert_header("content-range", ranges[0].content_range(meta.size))?;
+            response.insert_header("content-length", ranges[0].length().to_string())?;
+            ranges.clone()
+        }
+        RangeRequest::Partial(ranges) => {
+            response.set_status(206)?;
+            response.insert_header(
+                "content-type",
+                format!("multipart/byteranges; boundary={MULTIPART_BOUNDARY}"),
+            )?;
+            response.insert_header("content-length", framing.content_length(ranges).to_string())?;
+            ranges.clone()
+        }
+    };
+    if head || body.is_empty() {
+        session
+            .write_response_header(Box::new(response), true)
+            .await?;
+        return Ok(());
+    }
+    // The first slice is resolved before any byte goes out, so that a version
+    // change found there starts the answer over instead of breaking it.
+    let first_index = body[0].start / meta.slice_size;
+    let first_source = match first_slice.take().filter(|f| f.index == first_index) {
+        Some(first) => SliceSource::Filling(first.reader),
+        None => state.cache.slice(object, &meta, first_index).await,
+    };
+    if let SliceSource::Filling(reader) = &first_source {
+        match reader.meta().await {
+            Ok(_) => {}
+            Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
+            Err(error) => {
+                tracing::error!(path = %ctx.path, %error, "origin request failed");
+                respond::write_error(session, origin_failure(&error)).await?;
+                return Ok(());
+            }
+        }
+    }
+    session
+        .write_response_header(Box::new(response), false)
+        .await?;
+    let multipart = body.len() > 1;
+    let mut first = Some(first_source);
+    for range in &body {
+        if multipart {
+            session
+                .write_response_body(Some(Bytes::from(framing.part_head(*range))), false)
+                .await?;
+        }
+        stream_range(state, session, object, &meta, *range, &mut first).await?;
+    }
+    if multipart {
+        session
+            .write_response_body(Some(Bytes::from(framing.tail())), false)
+            .await?;
+    }
+    session.write_response_body(None, true).await?;
+    Ok(())
+}
+
+/// Writes the bytes of `range`, slice by slice, starting the next slice's
+/// fetch while the current one is sent.
+async fn stream_range(
+    state: &EdgeState,
+    session: &mut Session,
+    object: &ObjectRef,
+    meta: &Arc<ObjectMeta>,
+    range: ByteRange,
+    first: &mut Option<SliceSource>,
+) -> Result<(), Interrupted> {
+    let cache = &state.cache;
+    let (first_index, last_index) = (range.start / meta.slice_size, range.end / meta.slice_size);
+    for index in first_index..=last_index {
+        if index < last_index {
+            cache.prefetch(object, meta, index + 1);
+        }
+        let slice_start = index * meta.slice_size;
+        let from = range.start.max(slice_start) - slice_start;
+        let to = range.end.min(slice_start + meta.slice_length(index) - 1) - slice_start;
+        let source = match first.take() {
+            Some(source) if index == first_index => source,
+            _ => cache.slice(object, meta, index).await,
+        };
+        match source {
+            SliceSource::Ready(data) => {
+                let data = data.slice(from as usize..=to as usize);
+                session.write_response_body(Some(data), false).await?;
+            }
+            SliceSource::Filling(mut reader) => {
+                let mut offset = 0u64;
+                while offset <= to {
+                    let chunk = match reader.next_chunk().await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => {
+                            return Err(Error::explain(
+                                ErrorType::ReadError,
+                                "the slice ended early",
+                            )
+                            .into());
+                        }
+                        // Bytes already went out: the connection is ended, never stitched.
+                        Err(error) => {
+                            return Err(Error::explain(
+                                ErrorType::ReadError,
+                                format!("slice {index}: {error}"),
+                            )
+                            .into());
+                        }
+                    };
+                    let chunk_end = offset + chunk.len() as u64;
+                    let (keep_from, keep_to) = (from.max(offset), to.min(chunk_end - 1));
+                    if keep_from <= keep_to {
+                        let part = chunk
+                            .slice((keep_from - offset) as usize..=(keep_to - offset) as usize);
+                        session.write_response_body(Some(part), false).await?;
+                    }
+                    offset = chunk_end;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_offset;
+
+    #[test]
+    fn where_a_miss_starts() {
+        assert_eq!(first_offset(None), Some(0));
+        assert_eq!(first_offset(Some("bytes=5000-6000")), Some(5000));
+        assert_eq!(first_offset(Some("bytes=5000-,0-1")), Some(5000));
+        assert_eq!(first_offset(Some("bytes=-500")), None);
+        assert_eq!(first_offset(Some("rows=1-2")), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! Requests the edge makes to the origin on its own (cache fills and
+//! revalidations), over pingora's connector: pooled connections, the peer's
+//! connect and read timeouts, streamed bodies.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession;
+
+use super::S3Origin;
+
+/// How long an idle pooled connection to the origin is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why an origin request failed before or while its body streamed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("origin timed out: {0}")]
+    Timeout(String),
+    #[error("origin request failed: {0}")]
+    Failed(String),
+}
+
+impl FetchError {
+    fn from_pingora(error: &Error) -> Self {
+        match error.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Self::Timeout(error.to_string())
+            }
+            _ => Self::Failed(error.to_string()),
+        }
+    }
+}
+
+/// Counters of the edge's own origin traffic.
+#[derive(Debug, Default)]
+pub struct OriginStats {
+    pub requests: AtomicU64,
+    pub body_bytes: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// The edge's client for its own origin requests.
+pub struct OriginClient {
+    connector: Connector,
+    pub stats: OriginStats,
+}
+
+impl Default for OriginClient {
+    fn default() -> Self {
+        Self {
+            connector: Connector::new(None),
+            stats: OriginStats::default(),
+        }
+    }
+}
+
+/// An origin response whose body is read chunk by chunk; the connection goes
+/// back to the pool when the body has been read to its end.
+pub struct OriginResponse<'a> {
+    client: &'a OriginClient,
+    session: Option<HttpSession>,
+    peer: HttpPeer,
+    pub header: ResponseHeader,
+}
+
+impl OriginResponse<'_> {
+    pub fn status(&self) -> u16 {
+        self.header.status.as_u16()
+    }
+
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.header.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The next part of the body, or `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(None);
+        };
+        match session.read_response_body().await {
+            Ok(Some(chunk)) => {
+                self.client
+                    .stats
+                    .body_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Ok(Some(chunk))
+            }
+            Ok(None) => {
+                let session = self.session.take().expect("checked above");
+                self.client
+                    .connector
+                    .release_http_session(session, &self.peer, Some(IDLE_TIMEOUT))
+                    .await;
+                Ok(None)
+            }
+            Err(error) => {
+                self.session = None;
+                self.client.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Err(FetchError::from_pingora(&error))
+            }
+        }
+    }
+}
+
+impl OriginClient {
+    /// Sends a body-less, SigV4-signed request for `path` with `headers`
+    /// (such as `range`, `if-none-match`) and reads the response header.
+    pub async fn send(
+        &self,
+        origin: &S3Origin,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<OriginResponse<'_>, FetchError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.exchange(origin, method, path, headers).await;
+        if result.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        origin: &S3Origin,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<OriginResponse<'_>, FetchError> {
+        let failed = |error: Box<Error>| FetchError::from_pingora(&error);
+        let peer = *super::peer(origin).await.map_err(failed)?;
+        let mut request = RequestHeader::build(method, path.as_bytes(), Some(headers.len() + 5))
+            .map_err(failed)?;
+        request
+            .insert_header("host", &origin.host)
+            .map_err(failed)?;
+        for (name, value) in headers {
+            request
+                .insert_header(name.to_string(), *value)
+                .map_err(failed)?;
+        }
+        let signature = origin
+            .sign(method, path, &[], SystemTime::now())
+            .map_err(|e| FetchError::Failed(e.to_string()))?;
+        for (name, value) in signature {
+            request.insert_header(name, value).map_err(failed)?;
+        }
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(failed)?;
+        // The connector leaves the first-byte timeout to its caller, as pingora-proxy does.
+        session.set_read_timeout(peer.options.read_timeout);
+        session
+            .write_request_header(Box::new(request))
+            .await
+            .map_err(failed)?;
+        session.finish_request_body().await.map_err(failed)?;
+        session.read_response_header().await.map_err(failed)?;
+        let header = session
+            .response_header()
+            .cloned()
+            .ok_or_else(|| FetchError::Failed("no response header".into()))?;
+        Ok(OriginResponse {
+            client: self,
+            session: Some(session),
+            peer,
+            header,
+        })
+    }
+}
