@@ -435,10 +435,17 @@ impl Cache {
                     .header_value("content-length")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                let meta =
-                    Arc::new(self.meta_from(object, &response, size, object.slice_size, now));
+                let current = self.meta_from(object, &response, size, stale.slice_size, now);
+                // Origins that ignore If-None-Match on HEAD answer 200 for an
+                // unchanged object: the same ETag and size keep the slices.
+                let unchanged = current.etag == stale.etag && current.size == stale.size;
+                let meta = Arc::new(current);
                 self.store_meta(object, meta.clone());
-                Ok(Revalidation::Replaced(meta))
+                Ok(if unchanged {
+                    Revalidation::Unchanged(meta)
+                } else {
+                    Revalidation::Replaced(meta)
+                })
             }
             status if status >= 500 => Err(FillError::OriginStatus(status)),
             status => Ok(Revalidation::Replaced(

@@ -145,7 +145,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     )
     .map_err(|reason| CliError::bad("--origin-listen", origin_address.to_string(), reason))?;
     for (key, content_type, body) in samples() {
-        let status = put_object(&origin, key, content_type, &body).map_err(io(dir))?;
+        let status =
+            put_object(&origin, key, &[("content-type", content_type)], &body).map_err(io(dir))?;
         if status != 200 {
             return Err(CliError::bad(
                 "upload",

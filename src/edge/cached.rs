@@ -380,8 +380,12 @@ async fn stream_range(
                             )
                             .into());
                         }
-                        // Bytes already went out: the connection is ended, never stitched.
+                        // Bytes already went out: the connection is ended, never stitched,
+                        // and the next request starts from the origin's current version.
                         Err(error) => {
+                            if matches!(error, FillError::Changed(_)) {
+                                cache.forget_meta(object);
+                            }
                             return Err(Error::explain(
                                 ErrorType::ReadError,
                                 format!("slice {index}: {error}"),

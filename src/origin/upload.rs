@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use super::S3Origin;
 
-/// Uploads `body` as `key` (a viewer path such as `/videos/a.mp4`) over plain
-/// HTTP and returns the status code.
+/// Uploads `body` as `key` (a viewer path such as `/videos/a.mp4`) with
+/// `headers` (such as `content-type`, `cache-control`) over plain HTTP, and
+/// returns the status code.
 pub fn put_object(
     origin: &S3Origin,
     key: &str,
-    content_type: &str,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<u16> {
     let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
@@ -23,19 +24,20 @@ pub fn put_object(
         .object_path(key)
         .ok_or_else(|| invalid(format!("{key:?} is not an object key")))?;
     let length = body.len().to_string();
+    let mut all_headers = headers.to_vec();
+    all_headers.push(("content-length", &length));
     let signed = origin
-        .sign(
-            "PUT",
-            &path,
-            &[("content-type", content_type), ("content-length", &length)],
-            SystemTime::now(),
-        )
+        .sign("PUT", &path, &all_headers, SystemTime::now())
         .map_err(|e| invalid(e.to_string()))?;
     let mut request = format!(
-        "PUT {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\nconnection: close\r\n",
+        "PUT {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
         origin.host
     );
-    for (name, value) in signed {
+    for (name, value) in all_headers
+        .iter()
+        .copied()
+        .chain(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");

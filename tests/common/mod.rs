@@ -48,15 +48,26 @@ pub struct Stack {
     pub state: std::sync::Arc<EdgeState>,
     pub origin: S3Origin,
     pub signer: Signer,
-    _dirs: Vec<tempfile::TempDir>,
+    /// Stops and starts the `relayed` origin's path to the store.
+    pub relay: Relay,
+    /// The config with `{LISTEN}` where the edge's address goes.
+    config_template: String,
+    config_dir: tempfile::TempDir,
+    _store_dir: tempfile::TempDir,
 }
 
 impl Stack {
     /// Starts an origin and an edge whose behaviors are `behaviors` (YAML list
     /// items) followed by the signed default behavior. Origins available:
-    /// `store` (good), `down` (nothing listens), `wrong_credentials`, and
-    /// `silent` (accepts connections, never answers; 500 ms first-byte timeout).
+    /// `store` (good), `relayed` (the store through `relay`), `down` (nothing
+    /// listens), `wrong_credentials`, and `silent` (accepts connections,
+    /// never answers; 500 ms first-byte timeout).
     pub fn start(behaviors: &str) -> Stack {
+        Self::start_with(behaviors, "")
+    }
+
+    /// Like `start`, with a `cache:` section (YAML, indented two spaces).
+    pub fn start_with(behaviors: &str, cache: &str) -> Stack {
         let store_dir = tempfile::tempdir().unwrap();
         let access = BucketAccess {
             bucket: BUCKET.into(),
@@ -69,21 +80,23 @@ impl Stack {
             vec![access],
         )
         .unwrap();
-        let edge = free_address();
+        let relay = Relay::start(origin_address);
         let config_dir = tempfile::tempdir().unwrap();
-        let config_path = config_dir.path().join("keyfront.yaml");
-        let yaml = format!(
+        let config_template = format!(
             r#"
-listen: {edge}
+listen: "{{LISTEN}}"
 key_groups:
   main:
     - id: {KEY_ID}
       public_key: {public_key}
 origins:
   store: {{type: s3, endpoint: "http://{origin_address}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 5s}}
+  relayed: {{type: s3, endpoint: "http://{relayed}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 5s}}
   down: {{type: s3, endpoint: "http://{down}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s}}
   wrong_credentials: {{type: s3, endpoint: "http://{origin_address}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: not-the-secret}}
   silent: {{type: s3, endpoint: "http://{silent}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, first_byte_timeout: 500ms}}
+cache:
+{cache}
 behaviors:
 {behaviors}
   - path_pattern: "*"
@@ -91,15 +104,10 @@ behaviors:
     trusted_key_groups: [main]
 "#,
             public_key = fixture("rsa_public.pem").display(),
+            relayed = relay.address,
             down = free_address(),
             silent = silent_origin(),
         );
-        std::fs::write(&config_path, yaml).unwrap();
-        let config = Config::load(&config_path).unwrap();
-        let (state, listen) = EdgeState::from_config(config).unwrap();
-        let server_state = state.clone();
-        std::thread::spawn(move || build_server(server_state, &listen, 1).run_forever());
-        wait_for(edge);
         let credentials = Credentials {
             access_key_id: ACCESS_KEY.into(),
             secret_access_key: SECRET.into(),
@@ -117,13 +125,32 @@ behaviors:
         .unwrap();
         let key = PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap())
             .unwrap();
+        let (edge, state) = start_edge(&config_template, config_dir.path(), free_address());
         Stack {
             edge,
             state,
             origin,
             signer: Signer::new(KEY_ID, key, HashAlgorithm::Sha1),
-            _dirs: vec![store_dir, config_dir],
+            relay,
+            config_template,
+            config_dir,
+            _store_dir: store_dir,
         }
+    }
+
+    /// A second edge with the same config (and so the same disk tier) on a
+    /// new port: a restart, as far as the cache can tell.
+    pub fn start_another_edge(&self) -> (SocketAddr, std::sync::Arc<EdgeState>) {
+        start_edge(
+            &self.config_template,
+            self.config_dir.path(),
+            free_address(),
+        )
+    }
+
+    /// The directory the config file lives in (relative cache paths start here).
+    pub fn config_dir(&self) -> &Path {
+        self.config_dir.path()
     }
 
     pub fn base(&self) -> String {
@@ -132,8 +159,12 @@ behaviors:
 
     /// Uploads straight to the origin (SigV4 checked by s3s).
     pub fn put(&self, key: &str, content_type: &str, body: &[u8]) {
+        self.put_with(key, &[("content-type", content_type)], body);
+    }
+
+    pub fn put_with(&self, key: &str, headers: &[(&str, &str)], body: &[u8]) {
         assert_eq!(
-            put_object(&self.origin, key, content_type, body).unwrap(),
+            put_object(&self.origin, key, headers, body).unwrap(),
             200,
             "upload of {key}"
         );
@@ -162,6 +193,98 @@ behaviors:
 
     pub fn get(&self, target: &str) -> Response {
         request(self.edge, "GET", target, &[], b"")
+    }
+
+    /// Origin requests the edge's cache has made so far.
+    pub fn origin_requests(&self) -> u64 {
+        self.state
+            .cache
+            .client
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Origin body bytes the edge's cache has read so far.
+    pub fn origin_bytes(&self) -> u64 {
+        self.state
+            .cache
+            .client
+            .stats
+            .body_bytes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Writes the config for `listen`, starts an edge on it and waits until it listens.
+fn start_edge(
+    template: &str,
+    dir: &Path,
+    listen: SocketAddr,
+) -> (SocketAddr, std::sync::Arc<EdgeState>) {
+    let path = dir.join(format!("keyfront-{}.yaml", listen.port()));
+    std::fs::write(&path, template.replace("{LISTEN}", &listen.to_string())).unwrap();
+    let config = Config::load(&path).unwrap();
+    let (state, addresses) = EdgeState::from_config(config).unwrap();
+    let server_state = state.clone();
+    std::thread::spawn(move || build_server(server_state, &addresses, 1).run_forever());
+    wait_for(listen);
+    (listen, state)
+}
+
+/// A TCP relay to an origin that can be cut: while off, it refuses new
+/// connections and cuts the ones it carries, as an origin that went down.
+pub struct Relay {
+    pub address: SocketAddr,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    carried: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let carried = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accept_on, accept_carried) = (on.clone(), carried.clone());
+        std::thread::spawn(move || {
+            for viewer in listener.incoming().take(10_000).flatten() {
+                if !accept_on.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let Ok(upstream) = TcpStream::connect(target) else {
+                    continue;
+                };
+                accept_carried
+                    .lock()
+                    .unwrap()
+                    .extend([viewer.try_clone().unwrap(), upstream.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (viewer.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, viewer),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay {
+            address,
+            on,
+            carried,
+        }
+    }
+
+    /// Cuts the origin off (or lets it through again).
+    pub fn set_on(&self, on: bool) {
+        self.on.store(on, std::sync::atomic::Ordering::SeqCst);
+        if !on {
+            for stream in self.carried.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 }
 

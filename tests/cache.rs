@@ -1,0 +1,478 @@
+//! The slice cache over real sockets, with the origin's request counter as
+//! the witness: what is fetched, how often, and what is never stitched.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Response, Stack, patterned, request};
+use keyfront::range::{ByteRange, Multipart};
+
+const SLICE: usize = 64 * 1024;
+
+/// A deterministic generator for the randomized range tests (xorshift64).
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+fn get_range(stack: &Stack, target: &str, range: &str) -> Response {
+    request(stack.edge, "GET", target, &[("Range", range)], b"")
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Random single and multiple ranges, across slice edges and the object's
+/// end, answered byte for byte: first while the slices are being filled,
+/// then again from the cache.
+#[test]
+fn random_ranges_are_byte_exact_on_misses_and_hits() {
+    let stack = Stack::start_with("", "  slice_size: 64KiB");
+    let size = 5 * SLICE + 12_345;
+    let data = patterned(size);
+    stack.put("/p/object.bin", "application/octet-stream", &data);
+    let target = stack.signed("/p/object.bin");
+    let framing = Multipart {
+        boundary: "keyfront-byteranges-5f2c9e7a",
+        content_type: "application/octet-stream",
+        size: size as u64,
+    };
+    for pass in ["filling", "cached"] {
+        let mut random = Random(0x5eed_1234);
+        for case in 0..80 {
+            let kind = random.below(4);
+            let start = random.below(size as u64);
+            let (header, ranges) = match kind {
+                0 => {
+                    let end = (start + random.below(3 * SLICE as u64)).min(size as u64 - 1);
+                    (
+                        format!("bytes={start}-{end}"),
+                        vec![ByteRange { start, end }],
+                    )
+                }
+                1 => (
+                    format!("bytes={start}-"),
+                    vec![ByteRange {
+                        start,
+                        end: size as u64 - 1,
+                    }],
+                ),
+                2 => {
+                    let n = 1 + random.below(2 * SLICE as u64);
+                    let first = (size as u64).saturating_sub(n);
+                    (
+                        format!("bytes=-{n}"),
+                        vec![ByteRange {
+                            start: first,
+                            end: size as u64 - 1,
+                        }],
+                    )
+                }
+                _ => {
+                    let mut cuts: Vec<u64> = (0..4).map(|_| random.below(size as u64)).collect();
+                    cuts.sort();
+                    cuts.dedup();
+                    let ranges: Vec<ByteRange> = cuts
+                        .chunks(2)
+                        .filter(|c| c.len() == 2)
+                        .map(|c| ByteRange {
+                            start: c[0],
+                            end: c[1] - 1,
+                        })
+                        .filter(|r| r.start <= r.end)
+                        .collect();
+                    if ranges.len() < 2 {
+                        continue;
+                    }
+                    let spec: Vec<String> = ranges
+                        .iter()
+                        .map(|r| format!("{}-{}", r.start, r.end))
+                        .collect();
+                    (format!("bytes={}", spec.join(",")), ranges)
+                }
+            };
+            let response = get_range(&stack, &target, &header);
+            assert_eq!(response.status, 206, "{pass} case {case}: {header}");
+            if ranges.len() == 1 {
+                let r = ranges[0];
+                assert_eq!(
+                    response.header("content-range"),
+                    Some(r.content_range(size as u64).as_str()),
+                    "{pass} {header}"
+                );
+                assert!(
+                    response.body == data[r.start as usize..=r.end as usize],
+                    "{pass} case {case}: {header}: wrong bytes"
+                );
+            } else {
+                let mut expected = Vec::new();
+                for r in &ranges {
+                    expected.extend_from_slice(framing.part_head(*r).as_bytes());
+                    expected.extend_from_slice(&data[r.start as usize..=r.end as usize]);
+                }
+                expected.extend_from_slice(framing.tail().as_bytes());
+                assert!(
+                    response
+                        .header("content-type")
+                        .unwrap()
+                        .starts_with("multipart/byteranges; boundary=")
+                );
+                assert!(
+                    response.body == expected,
+                    "{pass} case {case}: {header}: wrong multipart body"
+                );
+            }
+        }
+        let whole = stack.get(&target);
+        assert_eq!(whole.status, 200);
+        assert!(whole.body == data, "{pass}: the whole object");
+        let open_ended = get_range(&stack, &target, "bytes=0-");
+        assert_eq!((open_ended.status, open_ended.body.len()), (206, size));
+    }
+}
+
+#[test]
+fn fifty_concurrent_cold_requests_make_one_origin_request() {
+    let stack = Stack::start("");
+    let data = patterned(300_000);
+    stack.put("/hot/launch.mp4", "video/mp4", &data);
+    let target = stack.signed("/hot/launch.mp4");
+    let before = stack.origin_requests();
+    let barrier = std::sync::Barrier::new(50);
+    let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    stack.get(&target).body
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        bodies.iter().all(|body| *body == data),
+        "every viewer gets the whole object"
+    );
+    assert_eq!(
+        stack.origin_requests() - before,
+        1,
+        "one origin request for fifty viewers"
+    );
+}
+
+#[test]
+fn a_seek_near_the_end_fetches_only_the_slices_it_covers() {
+    let behaviors = "  - path_pattern: /big/*\n    origin: store\n    slice_size: 256KiB\n";
+    let stack = Stack::start(behaviors);
+    let size = 4 * 1024 * 1024 + 77;
+    stack.put("/big/movie.mp4", "video/mp4", &patterned(size));
+    let (requests, bytes) = (stack.origin_requests(), stack.origin_bytes());
+    let start = size - 1000;
+    let response = get_range(
+        &stack,
+        "/big/movie.mp4",
+        &format!("bytes={start}-{}", start + 99),
+    );
+    assert_eq!(response.status, 206);
+    assert!(response.body == patterned(size)[start..start + 100]);
+    assert_eq!(
+        stack.origin_requests() - requests,
+        1,
+        "one slice, one request"
+    );
+    assert!(
+        stack.origin_bytes() - bytes <= 256 * 1024,
+        "no more than the slice was read"
+    );
+    // A suffix range needs the size first: a HEAD, then the one slice (the
+    // last slice holds the object's final 77 bytes).
+    stack.put("/big/other.mp4", "video/mp4", &patterned(size));
+    let requests = stack.origin_requests();
+    let tail = get_range(&stack, "/big/other.mp4", "bytes=-50");
+    assert!(tail.body == patterned(size)[size - 50..]);
+    assert_eq!(stack.origin_requests() - requests, 2);
+}
+
+#[test]
+fn hits_conditionals_and_head_are_answered_without_the_origin() {
+    let stack = Stack::start("");
+    stack.put("/doc/guide.pdf", "application/pdf", &patterned(10_000));
+    let target = stack.signed("/doc/guide.pdf");
+    let first = stack.get(&target);
+    assert_eq!(first.header("x-cache"), Some("Miss from keyfront"));
+    let requests = stack.origin_requests();
+    let second = stack.get(&target);
+    assert_eq!(second.header("x-cache"), Some("Hit from keyfront"));
+    assert!(second.header("age").is_some());
+    assert_eq!(second.body, first.body);
+    let head = request(stack.edge, "HEAD", &target, &[], b"");
+    assert_eq!(
+        (
+            head.status,
+            head.header("content-length"),
+            head.header("x-cache")
+        ),
+        (200, Some("10000"), Some("Hit from keyfront"))
+    );
+    let etag = first.header("etag").unwrap().to_owned();
+    let not_modified = request(stack.edge, "GET", &target, &[("If-None-Match", &etag)], b"");
+    assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
+    let since = request(
+        stack.edge,
+        "GET",
+        &target,
+        &[("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT")],
+        b"",
+    );
+    assert_eq!(since.status, 304);
+    let stale_if_range = request(
+        stack.edge,
+        "GET",
+        &target,
+        &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")],
+        b"",
+    );
+    assert_eq!(
+        (stale_if_range.status, stale_if_range.body.len()),
+        (200, 10_000)
+    );
+    let fresh_if_range = request(
+        stack.edge,
+        "GET",
+        &target,
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+        b"",
+    );
+    assert_eq!(
+        (fresh_if_range.status, fresh_if_range.body.len()),
+        (206, 10)
+    );
+    let beyond = get_range(&stack, &target, "bytes=20000-");
+    assert_eq!(
+        (beyond.status, beyond.header("content-range")),
+        (416, Some("bytes */10000"))
+    );
+    let invalid = get_range(&stack, &target, "bytes=9-1");
+    assert_eq!((invalid.status, invalid.body.len()), (200, 10_000));
+    assert_eq!(
+        stack.origin_requests(),
+        requests,
+        "all of the above came from the cache"
+    );
+}
+
+fn slice_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for object in std::fs::read_dir(dir.join("disk/objects"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        files.extend(
+            std::fs::read_dir(object.path())
+                .unwrap()
+                .flatten()
+                .map(|f| f.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "slice")),
+        );
+    }
+    files
+}
+
+#[test]
+fn the_disk_tier_survives_a_restart_and_damaged_files_are_refetched() {
+    // Public, because the restarted edge listens on another port (another host for signed URLs).
+    let public = "  - path_pattern: /keep/*\n    origin: store\n";
+    let stack = Stack::start_with(
+        public,
+        "  slice_size: 64KiB\n  disk: {path: disk, size: 64MiB}",
+    );
+    let data = patterned(3 * SLICE + 5);
+    stack.put("/keep/film.mp4", "video/mp4", &data);
+    let path = "/keep/film.mp4";
+    assert!(stack.get(path).body == data);
+    wait_until("four slices are on disk", || {
+        slice_files(stack.config_dir()).len() == 4
+    });
+    wait_until("the metadata is on disk", || {
+        std::fs::read_dir(stack.config_dir().join("disk/objects"))
+            .unwrap()
+            .flatten()
+            .any(|d| d.path().join("meta.json").exists())
+    });
+
+    let (edge, state) = stack.start_another_edge();
+    let response = request(edge, "GET", path, &[], b"");
+    assert_eq!(
+        (response.status, response.body.len()),
+        (200, data.len()),
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.body == data,
+        "the restarted edge serves the same bytes"
+    );
+    assert_eq!(response.header("x-cache"), Some("Hit from keyfront"));
+    assert_eq!(
+        state
+            .cache
+            .client
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a restart keeps disk hits"
+    );
+
+    for file in slice_files(stack.config_dir()) {
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&file, bytes).unwrap();
+    }
+    let (edge, state) = stack.start_another_edge();
+    let repaired = request(edge, "GET", path, &[], b"");
+    assert!(
+        repaired.body == data,
+        "damaged slices are misses, refetched"
+    );
+    assert_eq!(
+        state
+            .cache
+            .client
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        4
+    );
+}
+
+#[test]
+fn an_object_that_changes_mid_response_is_never_stitched() {
+    let stack = Stack::start_with("", "  slice_size: 64KiB");
+    let size = 4 * SLICE;
+    let old: Vec<u8> = patterned(size);
+    let new: Vec<u8> = old.iter().map(|b| b ^ 0xff).collect();
+    stack.put("/live/feed.bin", "application/octet-stream", &old);
+    let target = stack.signed("/live/feed.bin");
+    assert_eq!(get_range(&stack, &target, "bytes=0-99").status, 206);
+    stack.put("/live/feed.bin", "application/octet-stream", &new);
+
+    let broken = stack.get(&target);
+    let promised: usize = broken.header("content-length").unwrap().parse().unwrap();
+    assert!(
+        broken.body.len() < promised,
+        "the connection ends instead of mixing versions"
+    );
+    assert!(
+        broken.body == old[..broken.body.len()],
+        "only bytes of the old version went out"
+    );
+    let next = stack.get(&target);
+    assert!(
+        next.body == new,
+        "the next request gets the new version whole"
+    );
+}
+
+#[test]
+fn a_slice_is_cached_even_when_its_viewer_leaves() {
+    let stack = Stack::start("");
+    let data = patterned(1024 * 1024);
+    stack.put("/gone/clip.mp4", "video/mp4", &data);
+    let target = stack.signed("/gone/clip.mp4");
+    let mut viewer = TcpStream::connect(stack.edge).unwrap();
+    write!(
+        viewer,
+        "GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        stack.edge
+    )
+    .unwrap();
+    let mut first_bytes = [0u8; 512];
+    viewer.read_exact(&mut first_bytes).unwrap();
+    drop(viewer);
+    let requests = stack.origin_requests();
+    wait_until("the slice is in memory", || {
+        stack.state.cache.usage().0.1 >= 1
+    });
+    let again = stack.get(&target);
+    assert!(again.body == data);
+    assert_eq!(
+        stack.origin_requests(),
+        requests,
+        "the second viewer needed no origin request"
+    );
+}
+
+#[test]
+fn stale_objects_are_revalidated_and_served_when_the_origin_is_down() {
+    let behaviors = "  - path_pattern: /relayed/*\n    origin: relayed\n";
+    let stack = Stack::start(behaviors);
+    let data = patterned(50_000);
+    stack.put_with(
+        "/relayed/news.json",
+        &[
+            ("content-type", "application/json"),
+            ("cache-control", "max-age=1, stale-if-error=600"),
+        ],
+        &data,
+    );
+    assert_eq!(
+        stack.get("/relayed/news.json").header("x-cache"),
+        Some("Miss from keyfront")
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let refreshed = stack.get("/relayed/news.json");
+    assert_eq!(
+        refreshed.header("x-cache"),
+        Some("RefreshHit from keyfront")
+    );
+    assert!(refreshed.body == data);
+
+    std::thread::sleep(Duration::from_millis(2100));
+    stack.relay.set_on(false);
+    let stale = stack.get("/relayed/news.json");
+    assert_eq!(stale.status, 200, "stale-if-error serves the cached copy");
+    assert!(stale.body == data);
+    assert_eq!(stack.get("/relayed/never-cached.json").status, 502);
+    stack.relay.set_on(true);
+}
+
+#[test]
+fn origin_404s_are_remembered_for_the_error_ttl() {
+    let stack = Stack::start_with("", "  error_ttl: 1s");
+    let target = stack.signed("/missing/thing.mp4");
+    let requests = stack.origin_requests();
+    assert_eq!(stack.get(&target).status, 404);
+    assert_eq!(stack.get(&target).status, 404);
+    assert_eq!(
+        stack.origin_requests() - requests,
+        1,
+        "the second 404 came from the cache"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    stack.put("/missing/thing.mp4", "video/mp4", b"now here");
+    let found = stack.get(&target);
+    assert_eq!(
+        (found.status, found.body.as_slice()),
+        (200, b"now here".as_slice())
+    );
+}
