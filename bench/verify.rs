@@ -10,10 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use keyfront::auth::{
-    HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer, TrustedKeys, Verifier,
-    ViewerRequest, split_target,
-};
+use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer, TrustedKeys, Verifier, ViewerRequest, split_target};
 
 const BASE: &str = "https://cdn.example.com";
 const NOW: u64 = 1_900_000_000;
@@ -25,27 +22,22 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    [
-        ("rsa2048", KeyAlgorithm::Rsa),
-        ("ecdsa-p256", KeyAlgorithm::Ecdsa),
-    ]
-    .into_iter()
-    .map(|(name, algorithm)| {
-        let key = PrivateKey::generate(algorithm);
-        let trusted = TrustedKeys::new([("K1".to_owned(), key.public_key())]);
-        let url = Signer::new("K1", key, HashAlgorithm::Sha1).sign_url(
-            &format!("{BASE}/videos/2026/launch-keynote-1080p.mp4?lang=en"),
-            &PolicySpec::Canned {
-                expires: NOW + 3600,
-            },
-        );
-        Case {
-            name,
-            trusted,
-            target: url.strip_prefix(BASE).unwrap().to_owned(),
-        }
-    })
-    .collect()
+    [("rsa2048", KeyAlgorithm::Rsa), ("ecdsa-p256", KeyAlgorithm::Ecdsa)]
+        .into_iter()
+        .map(|(name, algorithm)| {
+            let key = PrivateKey::generate(algorithm);
+            let trusted = TrustedKeys::new([("K1".to_owned(), key.public_key())]);
+            let url = Signer::new("K1", key, HashAlgorithm::Sha1).sign_url(
+                &format!("{BASE}/videos/2026/launch-keynote-1080p.mp4?lang=en"),
+                &PolicySpec::Canned { expires: NOW + 3600 },
+            );
+            Case {
+                name,
+                trusted,
+                target: url.strip_prefix(BASE).unwrap().to_owned(),
+            }
+        })
+        .collect()
 }
 
 fn verify_once(verifier: &Verifier, case: &Case) {
@@ -57,24 +49,16 @@ fn verify_once(verifier: &Verifier, case: &Case) {
         client_ip: None,
         now: NOW,
     };
-    black_box(
-        verifier
-            .verify(&request, &case.trusted)
-            .expect("the URL is valid"),
-    );
+    black_box(verifier.verify(&request, &case.trusted).expect("the URL is valid"));
 }
 
 fn bench(c: &mut Criterion) {
     for case in cases() {
         let uncached = Verifier::new(0);
-        c.bench_function(&format!("{}/uncached", case.name), |b| {
-            b.iter(|| verify_once(&uncached, &case))
-        });
+        c.bench_function(&format!("{}/uncached", case.name), |b| b.iter(|| verify_once(&uncached, &case)));
         let memo = Verifier::default();
         verify_once(&memo, &case);
-        c.bench_function(&format!("{}/memo_hit", case.name), |b| {
-            b.iter(|| verify_once(&memo, &case))
-        });
+        c.bench_function(&format!("{}/memo_hit", case.name), |b| b.iter(|| verify_once(&memo, &case)));
     }
 }
 
@@ -107,15 +91,10 @@ fn openssl_verifies_per_second() -> Option<(f64, f64)> {
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     let column = |prefix: &str, index_from_end: usize| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| {
-                let fields: Vec<&str> = l.split_whitespace().collect();
-                fields
-                    .get(fields.len() - index_from_end)?
-                    .parse::<f64>()
-                    .ok()
-            })
+        text.lines().find(|l| l.trim_start().starts_with(prefix)).and_then(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(fields.len() - index_from_end)?.parse::<f64>().ok()
+        })
     };
     // `rsa 2048 bits ... sign verify sign/s verify/s` and `256 bits ecdsa (nistp256) ... sign verify sign/s verify/s`.
     Some((column("rsa 2048", 1)?, column("256 bits ecdsa", 1)?))
@@ -141,10 +120,7 @@ fn summary() {
             Some(us) => (format!("{us:.1}"), format!("{:.2}x", cold / us)),
             None => ("n/a".to_owned(), "n/a".to_owned()),
         };
-        println!(
-            "{:<12} {cold:>14.1} {hot:>14.2} {reference:>16} {ratio:>10}",
-            case.name
-        );
+        println!("{:<12} {cold:>14.1} {hot:>14.2} {reference:>16} {ratio:>10}", case.name);
     }
     if openssl.is_none() {
         println!("(openssl speed did not run: install openssl to compare)");

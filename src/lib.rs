@@ -1,8 +1,10 @@
+pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod origin;
+mod plain_http;
 pub mod range;
 pub mod s3store;

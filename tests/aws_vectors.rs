@@ -42,17 +42,7 @@ fn stdout(output: &Output) -> String {
 
 fn verify(vector: &Vector, url: &str, client_ip: &str, time: &str) -> Output {
     let key = format!("{}={}", vector.key_pair_id, vector.public_key);
-    keyfront(&[
-        "verify",
-        "--url",
-        url,
-        "--key",
-        &key,
-        "--client-ip",
-        client_ip,
-        "--time",
-        time,
-    ])
+    keyfront(&["verify", "--url", url, "--key", &key, "--client-ip", client_ip, "--time", time])
 }
 
 fn client_ip_for(vector: &Vector) -> String {
@@ -96,12 +86,7 @@ fn keyfront_sign_reproduces_every_rsa_vector_byte_for_byte() {
             vector.name,
             String::from_utf8_lossy(&output.stderr)
         );
-        assert_eq!(
-            stdout(&output).trim_end(),
-            vector.signed_url,
-            "{}",
-            vector.name
-        );
+        assert_eq!(stdout(&output).trim_end(), vector.signed_url, "{}", vector.name);
         checked += 1;
     }
     assert_eq!(checked, 14);
@@ -110,71 +95,32 @@ fn keyfront_sign_reproduces_every_rsa_vector_byte_for_byte() {
 #[test]
 fn keyfront_verify_accepts_every_vector() {
     for vector in vectors() {
-        let output = verify(
-            &vector,
-            &vector.signed_url,
-            &client_ip_for(&vector),
-            VALID_TIME,
-        );
-        assert!(
-            output.status.success(),
-            "{}:\n{}",
-            vector.name,
-            stdout(&output)
-        );
-        assert!(
-            stdout(&output).contains("decision:     ALLOW (signed URL)"),
-            "{}",
-            vector.name
-        );
+        let output = verify(&vector, &vector.signed_url, &client_ip_for(&vector), VALID_TIME);
+        assert!(output.status.success(), "{}:\n{}", vector.name, stdout(&output));
+        assert!(stdout(&output).contains("decision:     ALLOW (signed URL)"), "{}", vector.name);
     }
 }
 
 #[test]
 fn keyfront_verify_explains_expiry_start_and_ip() {
     let vectors = vectors();
-    let everything = vectors
-        .iter()
-        .find(|v| v.name == "cli custom everything")
-        .unwrap();
-    let expired = verify(
-        everything,
-        &everything.signed_url,
-        "203.0.113.5",
-        "2030-01-01T02:03:00Z",
-    );
+    let everything = vectors.iter().find(|v| v.name == "cli custom everything").unwrap();
+    let expired = verify(everything, &everything.signed_url, "203.0.113.5", "2030-01-01T02:03:00Z");
     assert_eq!(expired.status.code(), Some(1));
-    assert!(
-        stdout(&expired).contains("403 AccessDenied"),
-        "{}",
-        stdout(&expired)
-    );
+    assert!(stdout(&expired).contains("403 AccessDenied"), "{}", stdout(&expired));
     assert!(
         stdout(&expired).contains("expired at 2030-01-01T00:00:00Z (2h 3m ago)"),
         "{}",
         stdout(&expired)
     );
-    let early = verify(
-        everything,
-        &everything.signed_url,
-        "203.0.113.5",
-        "2029-05-31T23:00:00Z",
-    );
+    let early = verify(everything, &everything.signed_url, "203.0.113.5", "2029-05-31T23:00:00Z");
     assert!(
         stdout(&early).contains("not valid before 2029-06-01T00:00:00Z (in 1h)"),
         "{}",
         stdout(&early)
     );
-    let elsewhere = verify(
-        everything,
-        &everything.signed_url,
-        "198.51.100.1",
-        VALID_TIME,
-    );
-    assert!(
-        stdout(&elsewhere)
-            .contains("client IP 198.51.100.1 is outside the policy's AWS:SourceIp 203.0.113.0/24")
-    );
+    let elsewhere = verify(everything, &everything.signed_url, "198.51.100.1", VALID_TIME);
+    assert!(stdout(&elsewhere).contains("client IP 198.51.100.1 is outside the policy's AWS:SourceIp 203.0.113.0/24"));
 }
 
 /// The issue's definition of done: an AWS CLI URL signed for `https://HOST/path/*`
@@ -182,21 +128,10 @@ fn keyfront_verify_explains_expiry_start_and_ip() {
 #[test]
 fn aws_cli_wildcard_url_covers_its_folder_only() {
     let vectors = vectors();
-    let wildcard = vectors
-        .iter()
-        .find(|v| v.name == "cli custom wildcard with start")
-        .unwrap();
+    let wildcard = vectors.iter().find(|v| v.name == "cli custom wildcard with start").unwrap();
     let (signed_base, signing_query) = wildcard.signed_url.split_once('?').unwrap();
-    assert_eq!(
-        signed_base,
-        "https://d111111abcdef8.cloudfront.net/videos/*"
-    );
-    for path in [
-        "videos/intro.mp4",
-        "videos/2026/a/b.m3u8",
-        "videos/",
-        "videos/x.mp4?quality=hd",
-    ] {
+    assert_eq!(signed_base, "https://d111111abcdef8.cloudfront.net/videos/*");
+    for path in ["videos/intro.mp4", "videos/2026/a/b.m3u8", "videos/", "videos/x.mp4?quality=hd"] {
         let joiner = if path.contains('?') { '&' } else { '?' };
         let url = format!("https://d111111abcdef8.cloudfront.net/{path}{joiner}{signing_query}");
         let output = verify(wildcard, &url, "127.0.0.1", VALID_TIME);
@@ -207,28 +142,15 @@ fn aws_cli_wildcard_url_covers_its_folder_only() {
         let output = verify(wildcard, &url, "127.0.0.1", VALID_TIME);
         assert_eq!(output.status.code(), Some(1), "{path}");
         let text = stdout(&output);
+        assert!(text.contains("the policy's Resource does not cover the URL"), "{text}");
+        assert!(text.contains("Resource: https://d111111abcdef8.cloudfront.net/videos/*"), "{text}");
         assert!(
-            text.contains("the policy's Resource does not cover the URL"),
-            "{text}"
-        );
-        assert!(
-            text.contains("Resource: https://d111111abcdef8.cloudfront.net/videos/*"),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "URL:      https://d111111abcdef8.cloudfront.net/{path}"
-            )),
+            text.contains(&format!("URL:      https://d111111abcdef8.cloudfront.net/{path}")),
             "{text}"
         );
     }
     let other_host = format!("https://evil.example.com/videos/intro.mp4?{signing_query}");
-    assert_eq!(
-        verify(wildcard, &other_host, "127.0.0.1", VALID_TIME)
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(verify(wildcard, &other_host, "127.0.0.1", VALID_TIME).status.code(), Some(1));
 }
 
 #[test]
@@ -247,13 +169,7 @@ fn bad_arguments_name_the_flag_and_exit_2() {
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--date-less-than: \"next week\""));
-    let missing = keyfront(&[
-        "verify",
-        "--url",
-        "https://h/a",
-        "--key",
-        "K=does/not/exist.pem",
-    ]);
+    let missing = keyfront(&["verify", "--url", "https://h/a", "--key", "K=does/not/exist.pem"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does/not/exist.pem"));
 }
@@ -273,10 +189,7 @@ fn signed_cookies_print_as_set_cookie_lines_and_json() {
         "2030-01-01",
     ];
     let lines = stdout(&keyfront(&base));
-    let names: Vec<&str> = lines
-        .lines()
-        .map(|l| l.split('=').next().unwrap())
-        .collect();
+    let names: Vec<&str> = lines.lines().map(|l| l.split('=').next().unwrap()).collect();
     assert_eq!(
         names,
         [
@@ -285,22 +198,12 @@ fn signed_cookies_print_as_set_cookie_lines_and_json() {
             "Set-Cookie: CloudFront-Key-Pair-Id"
         ]
     );
-    assert!(
-        lines
-            .lines()
-            .all(|l| l.ends_with("; Path=/; Secure; HttpOnly")),
-        "{lines}"
-    );
+    assert!(lines.lines().all(|l| l.ends_with("; Path=/; Secure; HttpOnly")), "{lines}");
 
-    let json = stdout(&keyfront(
-        &[&base[..], &["--json", "--hash-algorithm", "sha256"]].concat(),
-    ));
+    let json = stdout(&keyfront(&[&base[..], &["--json", "--hash-algorithm", "sha256"]].concat()));
     let cookies: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json).unwrap();
     assert_eq!(cookies["CloudFront-Hash-Algorithm"], "SHA256");
-    let cookie_header: Vec<String> = cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
-        .collect();
+    let cookie_header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap())).collect();
     let verdict = keyfront(&[
         "verify",
         "--url",

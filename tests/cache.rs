@@ -60,10 +60,7 @@ fn random_ranges_are_byte_exact_on_misses_and_hits() {
             let (header, ranges) = match kind {
                 0 => {
                     let end = (start + random.below(3 * SLICE as u64)).min(size as u64 - 1);
-                    (
-                        format!("bytes={start}-{end}"),
-                        vec![ByteRange { start, end }],
-                    )
+                    (format!("bytes={start}-{end}"), vec![ByteRange { start, end }])
                 }
                 1 => (
                     format!("bytes={start}-"),
@@ -99,10 +96,7 @@ fn random_ranges_are_byte_exact_on_misses_and_hits() {
                     if ranges.len() < 2 {
                         continue;
                     }
-                    let spec: Vec<String> = ranges
-                        .iter()
-                        .map(|r| format!("{}-{}", r.start, r.end))
-                        .collect();
+                    let spec: Vec<String> = ranges.iter().map(|r| format!("{}-{}", r.start, r.end)).collect();
                     (format!("bytes={}", spec.join(",")), ranges)
                 }
             };
@@ -132,10 +126,7 @@ fn random_ranges_are_byte_exact_on_misses_and_hits() {
                         .unwrap()
                         .starts_with("multipart/byteranges; boundary=")
                 );
-                assert!(
-                    response.body == expected,
-                    "{pass} case {case}: {header}: wrong multipart body"
-                );
+                assert!(response.body == expected, "{pass} case {case}: {header}: wrong multipart body");
             }
         }
         let whole = stack.get(&target);
@@ -165,15 +156,8 @@ fn fifty_concurrent_cold_requests_make_one_origin_request() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(
-        bodies.iter().all(|body| *body == data),
-        "every viewer gets the whole object"
-    );
-    assert_eq!(
-        stack.origin_requests() - before,
-        1,
-        "one origin request for fifty viewers"
-    );
+    assert!(bodies.iter().all(|body| *body == data), "every viewer gets the whole object");
+    assert_eq!(stack.origin_requests() - before, 1, "one origin request for fifty viewers");
 }
 
 #[test]
@@ -184,22 +168,11 @@ fn a_seek_near_the_end_fetches_only_the_slices_it_covers() {
     stack.put("/big/movie.mp4", "video/mp4", &patterned(size));
     let (requests, bytes) = (stack.origin_requests(), stack.origin_bytes());
     let start = size - 1000;
-    let response = get_range(
-        &stack,
-        "/big/movie.mp4",
-        &format!("bytes={start}-{}", start + 99),
-    );
+    let response = get_range(&stack, "/big/movie.mp4", &format!("bytes={start}-{}", start + 99));
     assert_eq!(response.status, 206);
     assert!(response.body == patterned(size)[start..start + 100]);
-    assert_eq!(
-        stack.origin_requests() - requests,
-        1,
-        "one slice, one request"
-    );
-    assert!(
-        stack.origin_bytes() - bytes <= 256 * 1024,
-        "no more than the slice was read"
-    );
+    assert_eq!(stack.origin_requests() - requests, 1, "one slice, one request");
+    assert!(stack.origin_bytes() - bytes <= 256 * 1024, "no more than the slice was read");
     // A suffix range needs the size first: a HEAD, then the one slice (the
     // last slice holds the object's final 77 bytes).
     stack.put("/big/other.mp4", "video/mp4", &patterned(size));
@@ -223,11 +196,7 @@ fn hits_conditionals_and_head_are_answered_without_the_origin() {
     assert_eq!(second.body, first.body);
     let head = request(stack.edge, "HEAD", &target, &[], b"");
     assert_eq!(
-        (
-            head.status,
-            head.header("content-length"),
-            head.header("x-cache")
-        ),
+        (head.status, head.header("content-length"), head.header("x-cache")),
         (200, Some("10000"), Some("Hit from keyfront"))
     );
     let etag = first.header("etag").unwrap().to_owned();
@@ -249,42 +218,19 @@ fn hits_conditionals_and_head_are_answered_without_the_origin() {
         &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")],
         b"",
     );
-    assert_eq!(
-        (stale_if_range.status, stale_if_range.body.len()),
-        (200, 10_000)
-    );
-    let fresh_if_range = request(
-        stack.edge,
-        "GET",
-        &target,
-        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
-        b"",
-    );
-    assert_eq!(
-        (fresh_if_range.status, fresh_if_range.body.len()),
-        (206, 10)
-    );
+    assert_eq!((stale_if_range.status, stale_if_range.body.len()), (200, 10_000));
+    let fresh_if_range = request(stack.edge, "GET", &target, &[("Range", "bytes=0-9"), ("If-Range", &etag)], b"");
+    assert_eq!((fresh_if_range.status, fresh_if_range.body.len()), (206, 10));
     let beyond = get_range(&stack, &target, "bytes=20000-");
-    assert_eq!(
-        (beyond.status, beyond.header("content-range")),
-        (416, Some("bytes */10000"))
-    );
+    assert_eq!((beyond.status, beyond.header("content-range")), (416, Some("bytes */10000")));
     let invalid = get_range(&stack, &target, "bytes=9-1");
     assert_eq!((invalid.status, invalid.body.len()), (200, 10_000));
-    assert_eq!(
-        stack.origin_requests(),
-        requests,
-        "all of the above came from the cache"
-    );
+    assert_eq!(stack.origin_requests(), requests, "all of the above came from the cache");
 }
 
 fn slice_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
-    for object in std::fs::read_dir(dir.join("disk/objects"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for object in std::fs::read_dir(dir.join("disk/objects")).into_iter().flatten().flatten() {
         files.extend(
             std::fs::read_dir(object.path())
                 .unwrap()
@@ -300,17 +246,12 @@ fn slice_files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn the_disk_tier_survives_a_restart_and_damaged_files_are_refetched() {
     // Public, because the restarted edge listens on another port (another host for signed URLs).
     let public = "  - path_pattern: /keep/*\n    origin: store\n";
-    let stack = Stack::start_with(
-        public,
-        "  slice_size: 64KiB\n  disk: {path: disk, size: 64MiB}",
-    );
+    let stack = Stack::start_with(public, "  slice_size: 64KiB\n  disk: {path: disk, size: 64MiB}");
     let data = patterned(3 * SLICE + 5);
     stack.put("/keep/film.mp4", "video/mp4", &data);
     let path = "/keep/film.mp4";
     assert!(stack.get(path).body == data);
-    wait_until("four slices are on disk", || {
-        slice_files(stack.config_dir()).len() == 4
-    });
+    wait_until("four slices are on disk", || slice_files(stack.config_dir()).len() == 4);
     wait_until("the metadata is on disk", || {
         std::fs::read_dir(stack.config_dir().join("disk/objects"))
             .unwrap()
@@ -320,24 +261,11 @@ fn the_disk_tier_survives_a_restart_and_damaged_files_are_refetched() {
 
     let (edge, state) = stack.start_another_edge();
     let response = request(edge, "GET", path, &[], b"");
-    assert_eq!(
-        (response.status, response.body.len()),
-        (200, data.len()),
-        "{}",
-        response.text()
-    );
-    assert!(
-        response.body == data,
-        "the restarted edge serves the same bytes"
-    );
+    assert_eq!((response.status, response.body.len()), (200, data.len()), "{}", response.text());
+    assert!(response.body == data, "the restarted edge serves the same bytes");
     assert_eq!(response.header("x-cache"), Some("Hit from keyfront"));
     assert_eq!(
-        state
-            .cache
-            .client
-            .stats
-            .requests
-            .load(std::sync::atomic::Ordering::SeqCst),
+        state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst),
         0,
         "a restart keeps disk hits"
     );
@@ -350,19 +278,8 @@ fn the_disk_tier_survives_a_restart_and_damaged_files_are_refetched() {
     }
     let (edge, state) = stack.start_another_edge();
     let repaired = request(edge, "GET", path, &[], b"");
-    assert!(
-        repaired.body == data,
-        "damaged slices are misses, refetched"
-    );
-    assert_eq!(
-        state
-            .cache
-            .client
-            .stats
-            .requests
-            .load(std::sync::atomic::Ordering::SeqCst),
-        4
-    );
+    assert!(repaired.body == data, "damaged slices are misses, refetched");
+    assert_eq!(state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
 
 #[test]
@@ -378,19 +295,10 @@ fn an_object_that_changes_mid_response_is_never_stitched() {
 
     let broken = stack.get(&target);
     let promised: usize = broken.header("content-length").unwrap().parse().unwrap();
-    assert!(
-        broken.body.len() < promised,
-        "the connection ends instead of mixing versions"
-    );
-    assert!(
-        broken.body == old[..broken.body.len()],
-        "only bytes of the old version went out"
-    );
+    assert!(broken.body.len() < promised, "the connection ends instead of mixing versions");
+    assert!(broken.body == old[..broken.body.len()], "only bytes of the old version went out");
     let next = stack.get(&target);
-    assert!(
-        next.body == new,
-        "the next request gets the new version whole"
-    );
+    assert!(next.body == new, "the next request gets the new version whole");
 }
 
 #[test]
@@ -400,26 +308,15 @@ fn a_slice_is_cached_even_when_its_viewer_leaves() {
     stack.put("/gone/clip.mp4", "video/mp4", &data);
     let target = stack.signed("/gone/clip.mp4");
     let mut viewer = TcpStream::connect(stack.edge).unwrap();
-    write!(
-        viewer,
-        "GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n",
-        stack.edge
-    )
-    .unwrap();
+    write!(viewer, "GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", stack.edge).unwrap();
     let mut first_bytes = [0u8; 512];
     viewer.read_exact(&mut first_bytes).unwrap();
     drop(viewer);
     let requests = stack.origin_requests();
-    wait_until("the slice is in memory", || {
-        stack.state.cache.usage().0.1 >= 1
-    });
+    wait_until("the slice is in memory", || stack.state.cache.usage().0.1 >= 1);
     let again = stack.get(&target);
     assert!(again.body == data);
-    assert_eq!(
-        stack.origin_requests(),
-        requests,
-        "the second viewer needed no origin request"
-    );
+    assert_eq!(stack.origin_requests(), requests, "the second viewer needed no origin request");
 }
 
 #[test]
@@ -435,16 +332,10 @@ fn stale_objects_are_revalidated_and_served_when_the_origin_is_down() {
         ],
         &data,
     );
-    assert_eq!(
-        stack.get("/relayed/news.json").header("x-cache"),
-        Some("Miss from keyfront")
-    );
+    assert_eq!(stack.get("/relayed/news.json").header("x-cache"), Some("Miss from keyfront"));
     std::thread::sleep(Duration::from_millis(2100));
     let refreshed = stack.get("/relayed/news.json");
-    assert_eq!(
-        refreshed.header("x-cache"),
-        Some("RefreshHit from keyfront")
-    );
+    assert_eq!(refreshed.header("x-cache"), Some("RefreshHit from keyfront"));
     assert!(refreshed.body == data);
 
     std::thread::sleep(Duration::from_millis(2100));
@@ -463,16 +354,67 @@ fn origin_404s_are_remembered_for_the_error_ttl() {
     let requests = stack.origin_requests();
     assert_eq!(stack.get(&target).status, 404);
     assert_eq!(stack.get(&target).status, 404);
-    assert_eq!(
-        stack.origin_requests() - requests,
-        1,
-        "the second 404 came from the cache"
-    );
+    assert_eq!(stack.origin_requests() - requests, 1, "the second 404 came from the cache");
     std::thread::sleep(Duration::from_millis(1100));
     stack.put("/missing/thing.mp4", "video/mp4", b"now here");
     let found = stack.get(&target);
+    assert_eq!((found.status, found.body.as_slice()), (200, b"now here".as_slice()));
+}
+
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 })
+        .sum()
+}
+
+#[test]
+fn invalidations_empty_both_tiers_for_the_next_request() {
+    let public = "  - path_pattern: /inv/*\n    origin: store\n";
+    let stack = Stack::start_with(public, "  disk: {path: disk, size: 64MiB}");
+    for name in ["a", "b", "c"] {
+        stack.put(&format!("/inv/{name}.txt"), "text/plain", name.as_bytes());
+        assert_eq!(stack.get(&format!("/inv/{name}.txt")).header("x-cache"), Some("Miss from keyfront"));
+    }
+    stack.put("/inv/b.txt", "text/plain", b"b, version 2");
+    assert_eq!(stack.get("/inv/b.txt").body, b"b", "cached: the origin's change is not seen yet");
+    wait_until("the three objects are on disk", || {
+        files_under(&stack.config_dir().join("disk/objects")) >= 6
+    });
+
+    let admin = |token: &str, body: &str| {
+        request(
+            stack.admin,
+            "POST",
+            "/invalidations",
+            &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(admin("wrong-token-wrong-token", r#"{"paths":["/inv/*"]}"#).status, 401);
+    assert_eq!(admin(common::ADMIN_TOKEN, r#"{"paths":["inv/b.txt"]}"#).status, 400);
+    assert_eq!(admin(common::ADMIN_TOKEN, r#"{"paths":["/inv/b.txt"]}"#).status, 200);
+    let fresh = stack.get("/inv/b.txt");
     assert_eq!(
-        (found.status, found.body.as_slice()),
-        (200, b"now here".as_slice())
+        (fresh.body.as_slice(), fresh.header("x-cache")),
+        (b"b, version 2".as_slice(), Some("Miss from keyfront"))
     );
+    assert_eq!(
+        stack.get("/inv/a.txt").header("x-cache"),
+        Some("Hit from keyfront"),
+        "an exact path leaves the others"
+    );
+
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .args(["invalidate", "--admin", &format!("http://{}", stack.admin), "/inv/*"])
+        .env("KEYFRONT_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stdout));
+    assert_eq!(stack.get("/inv/a.txt").header("x-cache"), Some("Miss from keyfront"));
+    assert_eq!(stack.get("/inv/c.txt").header("x-cache"), Some("Miss from keyfront"));
+    let health = request(stack.admin, "GET", "/healthz", &[], b"");
+    assert_eq!(health.status, 200);
 }

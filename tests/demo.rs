@@ -24,12 +24,7 @@ fn the_printed_urls_and_cookies_work() {
     let mut demo = Demo(
         Command::new(env!("CARGO_BIN_EXE_keyfront"))
             .args(["demo", "--dir", dir.path().to_str().unwrap()])
-            .args([
-                "--listen",
-                &edge.to_string(),
-                "--origin-listen",
-                &origin.to_string(),
-            ])
+            .args(["--listen", &edge.to_string(), "--origin-listen", &origin.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -58,48 +53,23 @@ fn the_printed_urls_and_cookies_work() {
     let target = |url: &str| url.strip_prefix(&base).unwrap().to_owned();
     let canned = after("Canned policy URL");
     let wildcard = after("Custom policy URL");
-    let cookie = after("Signed cookies")
-        .strip_prefix("Cookie: ")
-        .unwrap()
-        .to_owned();
+    let cookie = after("Signed cookies").strip_prefix("Cookie: ").unwrap().to_owned();
 
     let pdf = request(edge, "GET", &target(&canned), &[], b"");
     assert_eq!(pdf.status, 200);
     assert!(pdf.body.starts_with(b"%PDF-1.4"));
     let head = request(edge, "HEAD", &target(&canned), &[], b"");
-    assert_eq!(
-        (head.status, head.header("content-length")),
-        (200, pdf.header("content-length"))
-    );
-    let video = request(
-        edge,
-        "GET",
-        &target(&wildcard),
-        &[("Range", "bytes=1000-1999")],
-        b"",
-    );
+    assert_eq!((head.status, head.header("content-length")), (200, pdf.header("content-length")));
+    let video = request(edge, "GET", &target(&wildcard), &[("Range", "bytes=1000-1999")], b"");
     assert_eq!((video.status, video.body.len()), (206, 1000));
     assert_eq!(video.header("content-type"), Some("video/mp4"));
     let other_video = target(&wildcard).replace("sample.mp4", "large.bin");
-    assert_eq!(
-        request(edge, "GET", &other_video, &[("Range", "bytes=0-9")], b"").status,
-        206
-    );
+    assert_eq!(request(edge, "GET", &other_video, &[("Range", "bytes=0-9")], b"").status, 206);
     let image = request(edge, "GET", "/images/logo.svg", &[("Cookie", &cookie)], b"");
-    assert_eq!(
-        (image.status, image.header("content-type")),
-        (200, Some("image/svg+xml"))
-    );
-    assert_eq!(
-        request(edge, "GET", "/public/hello.txt", &[], b"").status,
-        200
-    );
+    assert_eq!((image.status, image.header("content-type")), (200, Some("image/svg+xml")));
+    assert_eq!(request(edge, "GET", "/public/hello.txt", &[], b"").status, 200);
     let unsigned = request(edge, "GET", "/docs/guide.pdf", &[], b"");
     assert!(unsigned.text().contains("<Code>MissingKey</Code>"));
     // The curl lines print these same URLs.
-    assert!(
-        printed
-            .iter()
-            .any(|l| l.contains(&format!("curl -sS -I '{canned}'")))
-    );
+    assert!(printed.iter().any(|l| l.contains(&format!("curl -sS -I '{canned}'"))));
 }

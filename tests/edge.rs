@@ -39,11 +39,7 @@ fn stack() -> &'static Stack {
 fn assert_cloudfront_error(response: &common::Response, status: u16, code: &str) {
     assert_eq!(response.status, status, "{}", response.text());
     assert_eq!(response.header("content-type"), Some("text/xml"));
-    assert!(
-        response.text().contains(&format!("<Code>{code}</Code>")),
-        "{}",
-        response.text()
-    );
+    assert!(response.text().contains(&format!("<Code>{code}</Code>")), "{}", response.text());
 }
 
 #[test]
@@ -71,31 +67,16 @@ fn head_with_the_same_url_gives_the_get_headers_and_no_body() {
     let head = request(stack().edge, "HEAD", &target, &[], b"");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
-    for name in [
-        "content-length",
-        "content-type",
-        "etag",
-        "last-modified",
-        "accept-ranges",
-    ] {
+    for name in ["content-length", "content-type", "etag", "last-modified", "accept-ranges"] {
         assert_eq!(head.header(name), get.header(name), "{name}");
     }
-    assert_eq!(
-        head.header("content-length"),
-        Some(VIDEO_BYTES.to_string().as_str())
-    );
+    assert_eq!(head.header("content-length"), Some(VIDEO_BYTES.to_string().as_str()));
 }
 
 #[test]
 fn range_requests_get_206_with_the_right_bytes() {
     let target = stack().signed("/videos/clip.mp4");
-    let response = request(
-        stack().edge,
-        "GET",
-        &target,
-        &[("Range", "bytes=1000-1999")],
-        b"",
-    );
+    let response = request(stack().edge, "GET", &target, &[("Range", "bytes=1000-1999")], b"");
     assert_eq!(response.status, 206);
     assert_eq!(
         response.header("content-range"),
@@ -136,12 +117,7 @@ fn ip_conditions_use_the_viewer_address() {
         ip_address: Some("127.0.0.0/8".into()),
         ..elsewhere
     };
-    assert_eq!(
-        stack()
-            .get(&stack().signed_custom("/videos/clip.mp4", loopback))
-            .status,
-        200
-    );
+    assert_eq!(stack().get(&stack().signed_custom("/videos/clip.mp4", loopback)).status, 200);
 }
 
 #[test]
@@ -161,31 +137,16 @@ fn signed_cookies_open_a_folder() {
         .map(|(n, v)| format!("{n}={v}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let ok = request(
-        stack().edge,
-        "GET",
-        "/videos/clip.mp4?t=5",
-        &[("Cookie", &cookie)],
-        b"",
-    );
+    let ok = request(stack().edge, "GET", "/videos/clip.mp4?t=5", &[("Cookie", &cookie)], b"");
     assert_eq!(ok.status, 200);
-    let outside = request(
-        stack().edge,
-        "GET",
-        "/docs/a%20b+c.pdf",
-        &[("Cookie", &cookie)],
-        b"",
-    );
+    let outside = request(stack().edge, "GET", "/docs/a%20b+c.pdf", &[("Cookie", &cookie)], b"");
     assert_cloudfront_error(&outside, 403, "AccessDenied");
 }
 
 #[test]
 fn public_behaviors_need_no_signature_and_signing_parameters_never_reach_the_origin() {
     let response = stack().get("/public/readme.txt");
-    assert_eq!(
-        (response.status, response.text().as_str()),
-        (200, "public text\n")
-    );
+    assert_eq!((response.status, response.text().as_str()), (200, "public text\n"));
     // Stray signing parameters and the viewer's own query are not sent to S3.
     let stray = stack().get("/public/readme.txt?Signature=x&Key-Pair-Id=y&lang=en");
     assert_eq!(stray.status, 200);
@@ -194,21 +155,12 @@ fn public_behaviors_need_no_signature_and_signing_parameters_never_reach_the_ori
 #[test]
 fn keys_with_spaces_and_plus_signs_reach_the_right_object() {
     let response = stack().get(&stack().signed("/docs/a%20b+c.pdf"));
-    assert_eq!(
-        (response.status, response.text().as_str()),
-        (200, "%PDF-1.4 odd name\n")
-    );
+    assert_eq!((response.status, response.text().as_str()), (200, "%PDF-1.4 odd name\n"));
 }
 
 #[test]
 fn put_passes_only_where_the_behavior_allows_it() {
-    let refused = request(
-        stack().edge,
-        "PUT",
-        &stack().signed("/videos/new.bin"),
-        &[],
-        b"data",
-    );
+    let refused = request(stack().edge, "PUT", &stack().signed("/videos/new.bin"), &[], b"data");
     assert_cloudfront_error(&refused, 403, "MethodNotAllowed");
     let unsigned = request(stack().edge, "PUT", "/upload/new.bin", &[], b"data");
     assert_cloudfront_error(&unsigned, 403, "MissingKey");

@@ -21,31 +21,39 @@ fn keyfront(args: &[&str]) -> std::process::Output {
 #[test]
 fn the_example_config_validates() {
     let output = keyfront(&["check-config", "--config", "config/keyfront.yaml"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]
 fn bad_configs_exit_2_naming_the_field_and_value() {
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/keyfront.yaml"))
-            .unwrap();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/keyfront.yaml")).unwrap();
     std::fs::create_dir_all(dir.path().join("example-keys")).unwrap();
-    std::fs::copy(
-        fixture("rsa_public.pem"),
-        dir.path().join("example-keys/public_key.pem"),
-    )
-    .unwrap();
+    std::fs::copy(fixture("rsa_public.pem"), dir.path().join("example-keys/public_key.pem")).unwrap();
     let cases = [
-        (example.replace("listen:\n  - 127.0.0.1:8080", "listen:\n  - 127.0.0.1:8080\n  - nowhere"), "listen[1]: \"nowhere\""),
-        (example.replace("    origin: local\n    trusted_key_groups: [main]\n    allowed_methods: [GET, HEAD]", "    origin: locl\n    trusted_key_groups: [main]\n    allowed_methods: [GET, HEAD]"), "behaviors[2].origin: \"locl\""),
-        (example.replace("example-keys/public_key.pem", "example-keys/missing.pem"), "key_groups.main[0].public_key: \"example-keys/missing.pem\""),
-        (example.replace("first_byte_timeout: 30s", "first_byte_timeout: soon"), "origins.s3.first_byte_timeout: \"soon\""),
-        (example.replace("path_style: false", "path_style: false\n    pathstyle: true"), "origins.s3: unknown field `pathstyle`, expected one of `endpoint`"),
+        (
+            example.replace("listen:\n  - 127.0.0.1:8080", "listen:\n  - 127.0.0.1:8080\n  - nowhere"),
+            "listen[1]: \"nowhere\"",
+        ),
+        (
+            example.replace(
+                "    origin: local\n    trusted_key_groups: [main]\n    allowed_methods: [GET, HEAD]",
+                "    origin: locl\n    trusted_key_groups: [main]\n    allowed_methods: [GET, HEAD]",
+            ),
+            "behaviors[2].origin: \"locl\"",
+        ),
+        (
+            example.replace("example-keys/public_key.pem", "example-keys/missing.pem"),
+            "key_groups.main[0].public_key: \"example-keys/missing.pem\"",
+        ),
+        (
+            example.replace("first_byte_timeout: 30s", "first_byte_timeout: soon"),
+            "origins.s3.first_byte_timeout: \"soon\"",
+        ),
+        (
+            example.replace("path_style: false", "path_style: false\n    pathstyle: true"),
+            "origins.s3: unknown field `pathstyle`, expected one of `endpoint`",
+        ),
         ("listen: [\n".to_owned(), "keyfront.yaml"),
     ];
     for (text, expected) in cases {
@@ -54,10 +62,7 @@ fn bad_configs_exit_2_naming_the_field_and_value() {
         let output = keyfront(&["check-config", "--config", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
-        assert!(
-            stderr.contains(expected),
-            "expected {expected:?} in {stderr}"
-        );
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -82,12 +87,7 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
         access_key_id: ACCESS_KEY.into(),
         secret_access_key: SECRET.into(),
     };
-    let origin = s3store::spawn(
-        store_dir.path().to_owned(),
-        "127.0.0.1:0".parse().unwrap(),
-        vec![access],
-    )
-    .unwrap();
+    let origin = s3store::spawn(store_dir.path().to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap();
     let edge = free_address();
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("keyfront.yaml");
@@ -100,13 +100,7 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_keyfront"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
+        .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -115,16 +109,10 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
     let mut served = Served { child };
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(edge).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "keyfront serve did not start listening"
-        );
+        assert!(Instant::now() < deadline, "keyfront serve did not start listening");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let key = keyfront::auth::PrivateKey::from_pem(
-        &std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap(),
-    )
-    .unwrap();
+    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
     let signer = keyfront::auth::Signer::new(KEY_ID, key, keyfront::auth::HashAlgorithm::Sha1);
     let url = signer.sign_url(
         &format!("http://{edge}/a.mp4"),
@@ -133,38 +121,16 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
         },
     );
     let target = url.strip_prefix(&format!("http://{edge}")).unwrap();
-    let signature = target
-        .split("Signature=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let signature = target.split("Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
     let cookie = format!("CloudFront-Signature={signature}; session=s3cr3t-cookie");
-    assert_eq!(
-        request(edge, "GET", target, &[("Cookie", &cookie)], b"").status,
-        502
-    );
-    assert_eq!(
-        request(edge, "GET", "/a.mp4", &[("Cookie", &cookie)], b"").status,
-        403
-    );
+    assert_eq!(request(edge, "GET", target, &[("Cookie", &cookie)], b"").status, 502);
+    assert_eq!(request(edge, "GET", "/a.mp4", &[("Cookie", &cookie)], b"").status, 403);
 
     let _ = served.child.kill();
     let _ = served.child.wait();
     let mut log = String::new();
-    served
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(
-        log.contains("origin refused keyfront's credentials"),
-        "{log}"
-    );
+    served.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("origin refused keyfront's credentials"), "{log}");
     for secret in [
         signature.as_str(),
         "not-the-secret",
@@ -173,9 +139,6 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
         "Signature=",
         "Key-Pair-Id=",
     ] {
-        assert!(
-            !log.contains(secret),
-            "{secret:?} appears in the log:\n{log}"
-        );
+        assert!(!log.contains(secret), "{secret:?} appears in the log:\n{log}");
     }
 }

@@ -4,9 +4,8 @@
 use std::net::IpAddr;
 
 use keyfront::auth::{
-    CredentialSource, DenyReason, ErrorCode, Grant, HashAlgorithm, PolicySpec, PolicyTerms,
-    PrivateKey, Rejection, Signer, TrustedKeys, Verifier, ViewerRequest, cloudfront_base64_decode,
-    cloudfront_base64_encode, split_target,
+    CredentialSource, DenyReason, ErrorCode, Grant, HashAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Rejection, Signer, TrustedKeys,
+    Verifier, ViewerRequest, cloudfront_base64_decode, cloudfront_base64_encode, split_target,
 };
 
 const BASE: &str = "https://cdn.example.com";
@@ -71,10 +70,7 @@ fn path_of(url: &str) -> &str {
 }
 
 fn canned(path: &str) -> String {
-    signer(HashAlgorithm::Sha1).sign_url(
-        &format!("{BASE}{path}"),
-        &PolicySpec::Canned { expires: EXPIRES },
-    )
+    signer(HashAlgorithm::Sha1).sign_url(&format!("{BASE}{path}"), &PolicySpec::Canned { expires: EXPIRES })
 }
 
 fn custom(path: &str, terms: PolicyTerms) -> String {
@@ -91,16 +87,8 @@ fn terms() -> PolicyTerms {
 
 #[test]
 fn canned_and_custom_urls_pass() {
-    assert!(
-        Check::url(path_of(&canned("/a.mp4")))
-            .run(&Verifier::default())
-            .is_ok()
-    );
-    assert!(
-        Check::url(path_of(&canned("/a.mp4?x=1&y=2")))
-            .run(&Verifier::default())
-            .is_ok()
-    );
+    assert!(Check::url(path_of(&canned("/a.mp4"))).run(&Verifier::default()).is_ok());
+    assert!(Check::url(path_of(&canned("/a.mp4?x=1&y=2"))).run(&Verifier::default()).is_ok());
     let wildcard = custom(
         "/v/1.ts",
         PolicyTerms {
@@ -108,37 +96,25 @@ fn canned_and_custom_urls_pass() {
             ..terms()
         },
     );
-    assert!(
-        Check::url(path_of(&wildcard))
-            .run(&Verifier::default())
-            .is_ok()
-    );
+    assert!(Check::url(path_of(&wildcard)).run(&Verifier::default()).is_ok());
 }
 
 #[test]
 fn sha256_and_ecdsa_pass() {
     let url = format!("{BASE}/a");
-    let sha256 =
-        signer(HashAlgorithm::Sha256).sign_url(&url, &PolicySpec::Canned { expires: EXPIRES });
+    let sha256 = signer(HashAlgorithm::Sha256).sign_url(&url, &PolicySpec::Canned { expires: EXPIRES });
     assert!(sha256.ends_with("&Hash-Algorithm=SHA256"));
     assert_eq!(
-        Check::url(path_of(&sha256))
-            .run(&Verifier::default())
-            .unwrap()
-            .hash_algorithm,
+        Check::url(path_of(&sha256)).run(&Verifier::default()).unwrap().hash_algorithm,
         HashAlgorithm::Sha256
     );
     for algorithm in [HashAlgorithm::Sha1, HashAlgorithm::Sha256] {
-        let ec = Signer::new("KEC", key("ec_pkcs8.pem"), algorithm)
-            .sign_url(&url, &PolicySpec::Canned { expires: EXPIRES });
+        let ec = Signer::new("KEC", key("ec_pkcs8.pem"), algorithm).sign_url(&url, &PolicySpec::Canned { expires: EXPIRES });
         assert!(Check::url(path_of(&ec)).run(&Verifier::default()).is_ok());
     }
     // The SHA-256 signature does not pass as SHA-1: the parameter is covered in effect.
     let stripped = sha256.replace("&Hash-Algorithm=SHA256", "");
-    assert!(matches!(
-        Check::url(path_of(&stripped)).reason(),
-        DenyReason::BadSignature { .. }
-    ));
+    assert!(matches!(Check::url(path_of(&stripped)).reason(), DenyReason::BadSignature { .. }));
 }
 
 #[test]
@@ -146,22 +122,10 @@ fn every_error_row_of_cloudfront() {
     let good = canned("/a");
     let rows: Vec<(String, ErrorCode)> = vec![
         (format!("{BASE}/a"), ErrorCode::MissingKey),
-        (
-            good.replace("Key-Pair-Id=KRSA", "Key-Pair-Id="),
-            ErrorCode::MissingKey,
-        ),
-        (
-            good.replace("Key-Pair-Id=KRSA", "Key-Pair-Id=KNOPE"),
-            ErrorCode::InvalidKey,
-        ),
-        (
-            good.replace("Signature=", "Signature=%%%"),
-            ErrorCode::MalformedSignature,
-        ),
-        (
-            good.replace("Signature=", "Ignored="),
-            ErrorCode::MalformedSignature,
-        ),
+        (good.replace("Key-Pair-Id=KRSA", "Key-Pair-Id="), ErrorCode::MissingKey),
+        (good.replace("Key-Pair-Id=KRSA", "Key-Pair-Id=KNOPE"), ErrorCode::InvalidKey),
+        (good.replace("Signature=", "Signature=%%%"), ErrorCode::MalformedSignature),
+        (good.replace("Signature=", "Ignored="), ErrorCode::MalformedSignature),
         (
             good.replace(&format!("Expires={EXPIRES}"), "Expires=1900003600000"),
             ErrorCode::MalformedPolicy,
@@ -170,15 +134,9 @@ fn every_error_row_of_cloudfront() {
             good.replace(&format!("Expires={EXPIRES}"), "Expires=soon"),
             ErrorCode::MalformedPolicy,
         ),
+        (good.replace(&format!("Expires={EXPIRES}&"), ""), ErrorCode::MalformedPolicy),
         (
-            good.replace(&format!("Expires={EXPIRES}&"), ""),
-            ErrorCode::MalformedPolicy,
-        ),
-        (
-            good.replace(
-                &format!("Expires={EXPIRES}"),
-                &format!("Expires={}", EXPIRES + 1),
-            ),
+            good.replace(&format!("Expires={EXPIRES}"), &format!("Expires={}", EXPIRES + 1)),
             ErrorCode::AccessDenied,
         ),
     ];
@@ -198,13 +156,7 @@ fn malformed_custom_policies_are_malformed_policy() {
             ..terms()
         },
     );
-    let encoded = good
-        .split("Policy=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let encoded = good.split("Policy=").nth(1).unwrap().split('&').next().unwrap();
     let milliseconds = cloudfront_base64_encode(
         &String::from_utf8(cloudfront_base64_decode(encoded).unwrap())
             .unwrap()
@@ -213,24 +165,14 @@ fn malformed_custom_policies_are_malformed_policy() {
     );
     for bad in ["bm90IGpzb24_", "!!!", milliseconds.as_str()] {
         let url = good.replace(encoded, bad);
-        assert_eq!(
-            Check::url(path_of(&url)).reason().error_code(),
-            ErrorCode::MalformedPolicy,
-            "{bad}"
-        );
+        assert_eq!(Check::url(path_of(&url)).reason().error_code(), ErrorCode::MalformedPolicy, "{bad}");
     }
 }
 
 #[test]
 fn tampering_is_refused() {
     let good = canned("/a.mp4?quality=hd&lang=en");
-    let signature = good
-        .split("Signature=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let signature = good.split("Signature=").nth(1).unwrap().split('&').next().unwrap();
     let mut bytes = cloudfront_base64_decode(signature).unwrap();
     bytes[100] ^= 0x01;
     let tampered = [
@@ -242,25 +184,16 @@ fn tampering_is_refused() {
     ];
     for url in &tampered {
         assert!(
-            matches!(
-                Check::url(path_of(url)).reason(),
-                DenyReason::BadSignature { .. }
-            ),
+            matches!(Check::url(path_of(url)).reason(), DenyReason::BadSignature { .. }),
             "{url}"
         );
     }
     // A lower-case `signature` is the viewer's own parameter, not the signature.
     let lower = good.replace("Signature=", "signature=");
-    assert_eq!(
-        Check::url(path_of(&lower)).reason().error_code(),
-        ErrorCode::MalformedSignature
-    );
+    assert_eq!(Check::url(path_of(&lower)).reason().error_code(), ErrorCode::MalformedSignature);
     // Signing parameters given twice are ambiguous.
     let doubled = format!("{good}&Signature={signature}");
-    assert_eq!(
-        Check::url(path_of(&doubled)).reason().error_code(),
-        ErrorCode::AccessDenied
-    );
+    assert_eq!(Check::url(path_of(&doubled)).reason().error_code(), ErrorCode::AccessDenied);
 }
 
 #[test]
@@ -281,16 +214,8 @@ fn time_and_ip_conditions() {
     };
     assert!(check(NOW, Some(inside)).run(&Verifier::default()).is_ok());
     assert_eq!(check(EXPIRES, Some(inside)).reason().label(), "expired");
-    assert_eq!(
-        check(NOW - 11, Some(inside)).reason().label(),
-        "not_yet_valid"
-    );
-    assert_eq!(
-        check(NOW, Some("192.0.3.1".parse().unwrap()))
-            .reason()
-            .label(),
-        "ip_not_allowed"
-    );
+    assert_eq!(check(NOW - 11, Some(inside)).reason().label(), "not_yet_valid");
+    assert_eq!(check(NOW, Some("192.0.3.1".parse().unwrap())).reason().label(), "ip_not_allowed");
     assert_eq!(check(NOW, None).reason().label(), "ip_not_allowed");
 }
 
@@ -318,31 +243,17 @@ fn cookies_work_and_url_parameters_take_precedence() {
         cookies: &cookies,
         ..Check::url(target)
     };
-    let grant = with_cookies("/f/movie.mp4")
-        .run(&Verifier::default())
-        .unwrap();
+    let grant = with_cookies("/f/movie.mp4").run(&Verifier::default()).unwrap();
     assert_eq!(grant.source, CredentialSource::SignedCookies);
-    assert_eq!(
-        with_cookies("/g/movie.mp4").reason().label(),
-        "resource_mismatch"
-    );
+    assert_eq!(with_cookies("/g/movie.mp4").reason().label(), "resource_mismatch");
     // Any signing parameter in the URL makes it a signed URL: the good cookies are not looked at.
+    assert_eq!(with_cookies("/f/movie.mp4?Expires=1").reason().error_code(), ErrorCode::MissingKey);
     assert_eq!(
-        with_cookies("/f/movie.mp4?Expires=1").reason().error_code(),
-        ErrorCode::MissingKey
-    );
-    assert_eq!(
-        with_cookies("/f/movie.mp4?Key-Pair-Id=KRSA")
-            .reason()
-            .error_code(),
+        with_cookies("/f/movie.mp4?Key-Pair-Id=KRSA").reason().error_code(),
         ErrorCode::MalformedPolicy
     );
     // The viewer's own query is part of the URL the cookie's policy covers.
-    assert!(
-        with_cookies("/f/movie.mp4?t=10")
-            .run(&Verifier::default())
-            .is_ok()
-    );
+    assert!(with_cookies("/f/movie.mp4?t=10").run(&Verifier::default()).is_ok());
     // A canned cookie covers its own URL only.
     let canned_header = as_cookie_header(&canned("/c.pdf"));
     let canned_cookies = [canned_header.as_str()];
@@ -381,28 +292,19 @@ fn memo_skips_only_the_signature_check() {
     // Another URL with the same signature is not a hit and fails.
     let moved = url.replace("/hot.mp4", "/cold.mp4");
     assert!(matches!(
-        Check::url(path_of(&moved))
-            .run(&verifier)
-            .unwrap_err()
-            .reason,
+        Check::url(path_of(&moved)).run(&verifier).unwrap_err().reason,
         DenyReason::BadSignature { .. }
     ));
     // The same query under another trusted key id: still the signature check, not the memo.
     let other_key = url.replace("Key-Pair-Id=KRSA", "Key-Pair-Id=KEC");
     assert!(matches!(
-        Check::url(path_of(&other_key))
-            .run(&verifier)
-            .unwrap_err()
-            .reason,
+        Check::url(path_of(&other_key)).run(&verifier).unwrap_err().reason,
         DenyReason::BadSignature { .. }
     ));
     // The same signature claimed as SHA-256 is not a hit either.
     let other_hash = format!("{url}&Hash-Algorithm=SHA256");
     assert!(matches!(
-        Check::url(path_of(&other_hash))
-            .run(&verifier)
-            .unwrap_err()
-            .reason,
+        Check::url(path_of(&other_hash)).run(&verifier).unwrap_err().reason,
         DenyReason::BadSignature { .. }
     ));
     // Wildcard policies: a memo hit for one file still checks the Resource for the next.
@@ -414,24 +316,10 @@ fn memo_skips_only_the_signature_check() {
         },
     );
     let query = folder.split_once('?').unwrap().1;
-    assert!(
-        !Check::url(&format!("/f/a?{query}"))
-            .run(&verifier)
-            .unwrap()
-            .memo_hit
-    );
-    assert!(
-        Check::url(&format!("/f/b?{query}"))
-            .run(&verifier)
-            .unwrap()
-            .memo_hit
-    );
+    assert!(!Check::url(&format!("/f/a?{query}")).run(&verifier).unwrap().memo_hit);
+    assert!(Check::url(&format!("/f/b?{query}")).run(&verifier).unwrap().memo_hit);
     assert_eq!(
-        Check::url(&format!("/g/b?{query}"))
-            .run(&verifier)
-            .unwrap_err()
-            .reason
-            .label(),
+        Check::url(&format!("/g/b?{query}")).run(&verifier).unwrap_err().reason.label(),
         "resource_mismatch"
     );
 }
@@ -448,17 +336,8 @@ fn oversized_input_is_refused_without_work() {
         ..Check::url("/a")
     }
     .reason();
-    assert_eq!(
-        (reason.status(), reason.label()),
-        (413, "cookies_too_large")
-    );
+    assert_eq!((reason.status(), reason.label()), (413, "cookies_too_large"));
     // A policy parameter that is huge but within the URL limit is simply malformed.
-    let big_policy = format!(
-        "/a?Policy={}&Signature=AA__&Key-Pair-Id=KRSA",
-        "A".repeat(8000)
-    );
-    assert_eq!(
-        Check::url(&big_policy).reason().error_code(),
-        ErrorCode::MalformedPolicy
-    );
+    let big_policy = format!("/a?Policy={}&Signature=AA__&Key-Pair-Id=KRSA", "A".repeat(8000));
+    assert_eq!(Check::url(&big_policy).reason().error_code(), ErrorCode::MalformedPolicy);
 }

@@ -49,9 +49,7 @@ pub enum JsonEscape {
 /// Appends `text` as a quoted JSON string.
 pub fn push_json_string(out: &mut String, text: &str, escape: JsonEscape) {
     out.push('"');
-    let plain = |b: u8| {
-        b >= 0x20 && b != b'"' && b != b'\\' && (escape == JsonEscape::Required || b < 0x7f)
-    };
+    let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\' && (escape == JsonEscape::Required || b < 0x7f);
     // Nearly every URL needs no escaping: copy it whole (this is on the per-request path).
     if text.bytes().all(plain) {
         out.push_str(text);

@@ -6,9 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use p256::pkcs8::{
-    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
-};
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey};
 use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
@@ -110,9 +108,7 @@ enum PublicKeyKind {
 
 fn rsa_kind(key: RsaPublicKey) -> Result<PublicKeyKind, KeyError> {
     use rsa::pkcs1::EncodeRsaPublicKey;
-    let der = key
-        .to_pkcs1_der()
-        .map_err(|e| invalid("RSA PUBLIC KEY", e))?;
+    let der = key.to_pkcs1_der().map_err(|e| invalid("RSA PUBLIC KEY", e))?;
     Ok(PublicKeyKind::Rsa(key, der.into_vec()))
 }
 
@@ -125,12 +121,7 @@ pub struct PublicKey {
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "PublicKey({}, {})",
-            self.describe(),
-            self.derived_key_id()
-        )
+        write!(f, "PublicKey({}, {})", self.describe(), self.derived_key_id())
     }
 }
 
@@ -145,16 +136,11 @@ impl PublicKey {
                 Err(rsa_error) => match p256::ecdsa::VerifyingKey::from_public_key_pem(pem) {
                     Ok(ec) => PublicKeyKind::EcdsaP256(ec),
                     Err(_) => {
-                        return Err(invalid(
-                            label,
-                            format!("neither RSA nor EC P-256 ({rsa_error})"),
-                        ));
+                        return Err(invalid(label, format!("neither RSA nor EC P-256 ({rsa_error})")));
                     }
                 },
             },
-            "RSA PUBLIC KEY" => {
-                rsa_kind(RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| invalid(label, e))?)?
-            }
+            "RSA PUBLIC KEY" => rsa_kind(RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| invalid(label, e))?)?,
             other => return Err(KeyError::UnsupportedLabel(other.to_owned())),
         };
         Self::from_kind(kind)
@@ -165,12 +151,8 @@ impl PublicKey {
             check_rsa_size(rsa)?;
         }
         let der = match &kind {
-            PublicKeyKind::Rsa(k, _) => k
-                .to_public_key_der()
-                .map_err(|e| invalid("PUBLIC KEY", e))?,
-            PublicKeyKind::EcdsaP256(k) => k
-                .to_public_key_der()
-                .map_err(|e| invalid("PUBLIC KEY", e))?,
+            PublicKeyKind::Rsa(k, _) => k.to_public_key_der().map_err(|e| invalid("PUBLIC KEY", e))?,
+            PublicKeyKind::EcdsaP256(k) => k.to_public_key_der().map_err(|e| invalid("PUBLIC KEY", e))?,
         };
         Ok(Self {
             fingerprint: Sha256::digest(der.as_bytes()).into(),
@@ -184,17 +166,16 @@ impl PublicKey {
         match self.kind.as_ref() {
             PublicKeyKind::Rsa(_, pkcs1_der) => {
                 let scheme = match algorithm {
-                    HashAlgorithm::Sha1 => {
-                        &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
-                    }
+                    HashAlgorithm::Sha1 => &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
                     HashAlgorithm::Sha256 => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
                 };
                 ring::signature::UnparsedPublicKey::new(scheme, pkcs1_der)
                     .verify(message, signature)
                     .is_ok()
             }
-            PublicKeyKind::EcdsaP256(key) => p256::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|sig| key.verify_prehash(&algorithm.digest(message), &sig).is_ok()),
+            PublicKeyKind::EcdsaP256(key) => {
+                p256::ecdsa::Signature::from_der(signature).is_ok_and(|sig| key.verify_prehash(&algorithm.digest(message), &sig).is_ok())
+            }
         }
     }
 
@@ -252,9 +233,7 @@ impl std::str::FromStr for KeyAlgorithm {
         match text.to_ascii_lowercase().as_str() {
             "rsa" => Ok(Self::Rsa),
             "ecdsa" | "ec" => Ok(Self::Ecdsa),
-            _ => Err(format!(
-                "unknown key algorithm {text:?} (expected rsa or ecdsa)"
-            )),
+            _ => Err(format!("unknown key algorithm {text:?} (expected rsa or ecdsa)")),
         }
     }
 }
@@ -277,18 +256,13 @@ impl PrivateKey {
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         let label = pem_label(pem)?;
         let kind = match label {
-            "RSA PRIVATE KEY" => PrivateKeyKind::Rsa(Box::new(
-                RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| invalid(label, e))?,
-            )),
+            "RSA PRIVATE KEY" => PrivateKeyKind::Rsa(Box::new(RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| invalid(label, e))?)),
             "PRIVATE KEY" => match RsaPrivateKey::from_pkcs8_pem(pem) {
                 Ok(rsa) => PrivateKeyKind::Rsa(Box::new(rsa)),
                 Err(rsa_error) => match p256::ecdsa::SigningKey::from_pkcs8_pem(pem) {
                     Ok(ec) => PrivateKeyKind::EcdsaP256(ec),
                     Err(_) => {
-                        return Err(invalid(
-                            label,
-                            format!("neither RSA nor EC P-256 ({rsa_error})"),
-                        ));
+                        return Err(invalid(label, format!("neither RSA nor EC P-256 ({rsa_error})")));
                     }
                 },
             },
@@ -311,12 +285,9 @@ impl PrivateKey {
         let mut rng = rand::rngs::OsRng;
         let kind = match algorithm {
             KeyAlgorithm::Rsa => PrivateKeyKind::Rsa(Box::new(
-                RsaPrivateKey::new(&mut rng, MIN_RSA_BITS)
-                    .expect("generating an RSA key with the OS RNG"),
+                RsaPrivateKey::new(&mut rng, MIN_RSA_BITS).expect("generating an RSA key with the OS RNG"),
             )),
-            KeyAlgorithm::Ecdsa => {
-                PrivateKeyKind::EcdsaP256(p256::ecdsa::SigningKey::random(&mut rng))
-            }
+            KeyAlgorithm::Ecdsa => PrivateKeyKind::EcdsaP256(p256::ecdsa::SigningKey::random(&mut rng)),
         };
         Self { kind }
     }
@@ -325,23 +296,15 @@ impl PrivateKey {
     /// including AWS CLI v1), PKCS#8 for EC.
     pub fn to_pem(&self) -> String {
         match &self.kind {
-            PrivateKeyKind::Rsa(k) => k
-                .to_pkcs1_pem(LineEnding::LF)
-                .expect("encoding RSA key")
-                .to_string(),
-            PrivateKeyKind::EcdsaP256(k) => k
-                .to_pkcs8_pem(LineEnding::LF)
-                .expect("encoding EC key")
-                .to_string(),
+            PrivateKeyKind::Rsa(k) => k.to_pkcs1_pem(LineEnding::LF).expect("encoding RSA key").to_string(),
+            PrivateKeyKind::EcdsaP256(k) => k.to_pkcs8_pem(LineEnding::LF).expect("encoding EC key").to_string(),
         }
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         let kind = match &self.kind {
-            PrivateKeyKind::Rsa(k) => {
-                rsa_kind(k.to_public_key()).expect("a loaded RSA key encodes to DER")
-            }
+            PrivateKeyKind::Rsa(k) => rsa_kind(k.to_public_key()).expect("a loaded RSA key encodes to DER"),
             PrivateKeyKind::EcdsaP256(k) => PublicKeyKind::EcdsaP256(*k.verifying_key()),
         };
         PublicKey::from_kind(kind).expect("a loaded private key has a valid public key")
@@ -351,13 +314,9 @@ impl PrivateKey {
     pub fn sign(&self, algorithm: HashAlgorithm, message: &[u8]) -> Vec<u8> {
         let digest = algorithm.digest(message);
         match &self.kind {
-            PrivateKeyKind::Rsa(key) => key
-                .sign(algorithm.pkcs1v15(), &digest)
-                .expect("RSA signing of a digest"),
+            PrivateKeyKind::Rsa(key) => key.sign(algorithm.pkcs1v15(), &digest).expect("RSA signing of a digest"),
             PrivateKeyKind::EcdsaP256(key) => {
-                let signature: p256::ecdsa::Signature = key
-                    .sign_prehash(&digest)
-                    .expect("ECDSA signing of a digest");
+                let signature: p256::ecdsa::Signature = key.sign_prehash(&digest).expect("ECDSA signing of a digest");
                 signature.to_der().as_bytes().to_vec()
             }
         }
@@ -399,10 +358,7 @@ mod tests {
         let key = PrivateKey::generate(KeyAlgorithm::Ecdsa);
         let public = PublicKey::from_pem(&key.public_key().to_pem()).unwrap();
         let sec1 = match &key.kind {
-            PrivateKeyKind::EcdsaP256(k) => p256::SecretKey::from(k)
-                .to_sec1_pem(LineEnding::LF)
-                .unwrap()
-                .to_string(),
+            PrivateKeyKind::EcdsaP256(k) => p256::SecretKey::from(k).to_sec1_pem(LineEnding::LF).unwrap().to_string(),
             PrivateKeyKind::Rsa(_) => unreachable!(),
         };
         for pem in [key.to_pem(), sec1] {
@@ -419,25 +375,13 @@ mod tests {
 
     #[test]
     fn labels_that_are_not_keys_are_refused_by_name() {
-        assert!(matches!(
-            PublicKey::from_pem("hello"),
-            Err(KeyError::NotPem)
-        ));
+        assert!(matches!(PublicKey::from_pem("hello"), Err(KeyError::NotPem)));
         let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(
-            matches!(PublicKey::from_pem(cert), Err(KeyError::UnsupportedLabel(l)) if l == "CERTIFICATE")
-        );
-        let encrypted =
-            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        assert!(matches!(
-            PrivateKey::from_pem(encrypted),
-            Err(KeyError::Encrypted)
-        ));
+        assert!(matches!(PublicKey::from_pem(cert), Err(KeyError::UnsupportedLabel(l)) if l == "CERTIFICATE"));
+        let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(matches!(PrivateKey::from_pem(encrypted), Err(KeyError::Encrypted)));
         let garbage = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
-        assert!(matches!(
-            PublicKey::from_pem(garbage),
-            Err(KeyError::Invalid { .. })
-        ));
+        assert!(matches!(PublicKey::from_pem(garbage), Err(KeyError::Invalid { .. })));
     }
 
     #[test]
@@ -446,13 +390,7 @@ mod tests {
         let id = key.derived_key_id();
         assert_eq!(id.len(), 14);
         assert!(id.starts_with('K'));
-        assert!(
-            id.chars()
-                .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c))
-        );
-        assert_eq!(
-            PublicKey::from_pem(&key.to_pem()).unwrap().derived_key_id(),
-            id
-        );
+        assert!(id.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        assert_eq!(PublicKey::from_pem(&key.to_pem()).unwrap().derived_key_id(), id);
     }
 }

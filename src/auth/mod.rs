@@ -26,15 +26,9 @@ mod verify;
 
 pub use encoding::{cloudfront_base64_decode, cloudfront_base64_encode};
 pub use keys::{HashAlgorithm, KeyAlgorithm, KeyError, PrivateKey, PublicKey, TrustedKeys};
-pub use policy::{
-    ConditionFailure, MAX_EPOCH, Policy, PolicyError, parse_custom_policy, parse_ip_range,
-    wildcard_matches,
-};
+pub use policy::{ConditionFailure, MAX_EPOCH, Policy, PolicyError, parse_custom_policy, parse_ip_range, wildcard_matches};
 pub use rejection::{DenyReason, ErrorCode, error_xml, format_duration};
-pub use request::{
-    CredentialSource, Credentials, MAX_COOKIE_BYTES, MAX_URL_BYTES, SIGNING_PARAMS, SignedTarget,
-    split_target,
-};
+pub use request::{CredentialSource, Credentials, MAX_COOKIE_BYTES, MAX_URL_BYTES, SIGNING_PARAMS, SignedTarget, split_target};
 pub use sign::{PolicySpec, PolicyTerms, Signer, SigningParams};
 pub use verify::{DEFAULT_MEMO_BYTES, Grant, Rejection, Verifier, ViewerRequest};
 
@@ -43,9 +37,6 @@ pub fn format_epoch(seconds: u64) -> String {
     i64::try_from(seconds)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| seconds.to_string())
 }

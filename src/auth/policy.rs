@@ -35,10 +35,7 @@ pub enum ConditionFailure {
     /// The policy's `DateGreaterThan` has not yet come.
     NotYetValid { date_greater_than: u64, now: u64 },
     /// The viewer's address is outside `AWS:SourceIp` (or unknown).
-    IpNotAllowed {
-        allowed: IpNet,
-        client_ip: Option<IpAddr>,
-    },
+    IpNotAllowed { allowed: IpNet, client_ip: Option<IpAddr> },
     /// The policy's Resource does not cover the URL.
     ResourceMismatch { resource: String, url: String },
 }
@@ -57,12 +54,7 @@ impl Policy {
 
     /// Checks the request against every condition, in the order a person
     /// debugging a URL would want them reported: resource, then time, then IP.
-    pub fn check(
-        &self,
-        url: &str,
-        now: u64,
-        client_ip: Option<IpAddr>,
-    ) -> Result<(), ConditionFailure> {
+    pub fn check(&self, url: &str, now: u64, client_ip: Option<IpAddr>) -> Result<(), ConditionFailure> {
         if let Some(resource) = &self.resource {
             let covered = if self.resource_is_pattern {
                 wildcard_matches(resource.as_bytes(), url.as_bytes())
@@ -153,11 +145,8 @@ fn shape(message: impl Into<String>) -> PolicyError {
 /// does not know are refused rather than ignored, so a policy never grants
 /// more than its signer meant.
 pub fn parse_custom_policy(document: &[u8]) -> Result<Policy, PolicyError> {
-    let root: Value =
-        serde_json::from_slice(document).map_err(|e| PolicyError::Json(e.to_string()))?;
-    let root = root
-        .as_object()
-        .ok_or_else(|| shape("the policy is not a JSON object"))?;
+    let root: Value = serde_json::from_slice(document).map_err(|e| PolicyError::Json(e.to_string()))?;
+    let root = root.as_object().ok_or_else(|| shape("the policy is not a JSON object"))?;
     only_keys(root, &["Statement"], "policy")?;
     let statement = match root.get("Statement") {
         Some(Value::Array(statements)) if statements.len() == 1 => &statements[0],
@@ -171,9 +160,7 @@ pub fn parse_custom_policy(document: &[u8]) -> Result<Policy, PolicyError> {
         Some(_) => return Err(shape("Statement is neither an array nor an object")),
         None => return Err(shape("Statement is missing")),
     };
-    let statement = statement
-        .as_object()
-        .ok_or_else(|| shape("the statement is not an object"))?;
+    let statement = statement.as_object().ok_or_else(|| shape("the statement is not an object"))?;
     only_keys(statement, &["Resource", "Condition"], "Statement")?;
     let resource = match statement.get("Resource") {
         None => None,
@@ -184,19 +171,12 @@ pub fn parse_custom_policy(document: &[u8]) -> Result<Policy, PolicyError> {
         .get("Condition")
         .and_then(Value::as_object)
         .ok_or_else(|| shape("Condition is missing or not an object"))?;
-    only_keys(
-        condition,
-        &["DateLessThan", "DateGreaterThan", "IpAddress"],
-        "Condition",
-    )?;
+    only_keys(condition, &["DateLessThan", "DateGreaterThan", "IpAddress"], "Condition")?;
     let date_less_than = match condition.get("DateLessThan") {
         Some(value) => epoch(value, "DateLessThan")?,
         None => return Err(shape("Condition.DateLessThan is missing")),
     };
-    let date_greater_than = condition
-        .get("DateGreaterThan")
-        .map(|v| epoch(v, "DateGreaterThan"))
-        .transpose()?;
+    let date_greater_than = condition.get("DateGreaterThan").map(|v| epoch(v, "DateGreaterThan")).transpose()?;
     let source_ip = condition.get("IpAddress").map(source_ip).transpose()?;
     Ok(Policy {
         resource,
@@ -207,11 +187,7 @@ pub fn parse_custom_policy(document: &[u8]) -> Result<Policy, PolicyError> {
     })
 }
 
-fn only_keys(
-    object: &Map<String, Value>,
-    allowed: &[&str],
-    place: &str,
-) -> Result<(), PolicyError> {
+fn only_keys(object: &Map<String, Value>, allowed: &[&str], place: &str) -> Result<(), PolicyError> {
     match object.keys().find(|key| !allowed.contains(&key.as_str())) {
         Some(key) => Err(shape(format!("{place} has an unknown key {key:?}"))),
         None => Ok(()),
@@ -219,18 +195,12 @@ fn only_keys(
 }
 
 fn epoch(value: &Value, name: &str) -> Result<u64, PolicyError> {
-    let inner = value
-        .as_object()
-        .ok_or_else(|| shape(format!("{name} is not an object")))?;
+    let inner = value.as_object().ok_or_else(|| shape(format!("{name} is not an object")))?;
     only_keys(inner, &["AWS:EpochTime"], name)?;
     let seconds = inner
         .get("AWS:EpochTime")
         .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            shape(format!(
-                "{name}.AWS:EpochTime is missing or not a whole number"
-            ))
-        })?;
+        .ok_or_else(|| shape(format!("{name}.AWS:EpochTime is missing or not a whole number")))?;
     if seconds > MAX_EPOCH {
         return Err(shape(format!(
             "{name}.AWS:EpochTime {seconds} is above {MAX_EPOCH} (milliseconds instead of seconds?)"
@@ -240,26 +210,18 @@ fn epoch(value: &Value, name: &str) -> Result<u64, PolicyError> {
 }
 
 fn source_ip(value: &Value) -> Result<IpNet, PolicyError> {
-    let inner = value
-        .as_object()
-        .ok_or_else(|| shape("IpAddress is not an object"))?;
+    let inner = value.as_object().ok_or_else(|| shape("IpAddress is not an object"))?;
     only_keys(inner, &["AWS:SourceIp"], "IpAddress")?;
     let text = inner
         .get("AWS:SourceIp")
         .and_then(Value::as_str)
         .ok_or_else(|| shape("IpAddress.AWS:SourceIp is missing or not a string"))?;
-    parse_ip_range(text).ok_or_else(|| {
-        shape(format!(
-            "IpAddress.AWS:SourceIp {text:?} is not an address range"
-        ))
-    })
+    parse_ip_range(text).ok_or_else(|| shape(format!("IpAddress.AWS:SourceIp {text:?} is not an address range")))
 }
 
 /// Parses `a.b.c.d/nn` (or IPv6 `x::/nn`); a bare address means that address alone.
 pub fn parse_ip_range(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+    text.parse::<IpNet>().ok().or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// The policy bytes CloudFront rebuilds for a canned-policy request and signers
@@ -278,12 +240,7 @@ pub fn canned_policy_document(url: &str, expires: u64, escape: JsonEscape) -> St
 /// (and so the AWS CLI) writes it: no whitespace, `Resource` before `Condition`,
 /// conditions in the order `DateLessThan`, `IpAddress`, `DateGreaterThan`,
 /// non-ASCII escaped.
-pub fn aws_custom_policy_document(
-    resource: &str,
-    date_less_than: u64,
-    date_greater_than: Option<u64>,
-    source_ip: Option<&str>,
-) -> String {
+pub fn aws_custom_policy_document(resource: &str, date_less_than: u64, date_greater_than: Option<u64>, source_ip: Option<&str>) -> String {
     let mut out = String::with_capacity(resource.len() + 160);
     out.push_str(r#"{"Statement":[{"Resource":"#);
     push_json_string(&mut out, resource, JsonEscape::AsciiOnly);
@@ -352,10 +309,7 @@ mod tests {
     fn statement_may_be_an_array_of_one_or_an_object() {
         let array = br#"{"Statement":[{"Resource":"https://h/*","Condition":{"DateLessThan":{"AWS:EpochTime":100}}}]}"#;
         let object = br#"{ "Statement" : {"Condition":{"DateLessThan":{"AWS:EpochTime":100}},"Resource":"https://h/*"} }"#;
-        assert_eq!(
-            parse_custom_policy(array).unwrap(),
-            parse_custom_policy(object).unwrap()
-        );
+        assert_eq!(parse_custom_policy(array).unwrap(), parse_custom_policy(object).unwrap());
     }
 
     #[test]
@@ -387,11 +341,7 @@ mod tests {
             br#"{"Statement":[{"Resource":"x","Effect":"Allow","Condition":{"DateLessThan":{"AWS:EpochTime":1}}}]}"#,
         ];
         for case in cases {
-            assert!(
-                parse_custom_policy(case).is_err(),
-                "{}",
-                String::from_utf8_lossy(case)
-            );
+            assert!(parse_custom_policy(case).is_err(), "{}", String::from_utf8_lossy(case));
         }
     }
 
@@ -438,15 +388,8 @@ mod tests {
             source_ip: parse_ip_range("2001:db8::/32"),
             ..Policy::canned("u", 100)
         };
-        assert_eq!(
-            policy.check("u", 1, Some("2001:db8::1".parse().unwrap())),
-            Ok(())
-        );
-        assert!(
-            policy
-                .check("u", 1, Some("2001:db9::1".parse().unwrap()))
-                .is_err()
-        );
+        assert_eq!(policy.check("u", 1, Some("2001:db8::1".parse().unwrap())), Ok(()));
+        assert!(policy.check("u", 1, Some("2001:db9::1".parse().unwrap())).is_err());
     }
 
     #[test]

@@ -117,13 +117,8 @@ impl DenyReason {
     /// The body the viewer gets, as CloudFront writes it (`text/xml`).
     pub fn xml_body(&self) -> String {
         match self {
-            Self::UrlTooLong { .. } => {
-                error_xml("UriTooLong", "The request URL is longer than 8192 bytes")
-            }
-            Self::CookiesTooLarge { .. } => error_xml(
-                "RequestHeaderTooLarge",
-                "The request headers are larger than 20480 bytes",
-            ),
+            Self::UrlTooLong { .. } => error_xml("UriTooLong", "The request URL is longer than 8192 bytes"),
+            Self::CookiesTooLarge { .. } => error_xml("RequestHeaderTooLarge", "The request headers are larger than 20480 bytes"),
             _ => error_xml(self.error_code().code(), self.error_code().message()),
         }
     }
@@ -131,33 +126,19 @@ impl DenyReason {
 
 /// An S3/CloudFront-style XML error document.
 pub fn error_xml(code: &str, message: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"#
-    )
+    format!(r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"#)
 }
 
 impl fmt::Display for DenyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UrlTooLong { bytes } => write!(
-                f,
-                "the URL is {bytes} bytes, over CloudFront's limit of 8192"
-            ),
-            Self::CookiesTooLarge { bytes } => write!(
-                f,
-                "the cookies are {bytes} bytes, over CloudFront's limit of 20480"
-            ),
-            Self::MissingKeyPairId => write!(
-                f,
-                "no Key-Pair-Id query parameter or CloudFront-Key-Pair-Id cookie"
-            ),
+            Self::UrlTooLong { bytes } => write!(f, "the URL is {bytes} bytes, over CloudFront's limit of 8192"),
+            Self::CookiesTooLarge { bytes } => write!(f, "the cookies are {bytes} bytes, over CloudFront's limit of 20480"),
+            Self::MissingKeyPairId => write!(f, "no Key-Pair-Id query parameter or CloudFront-Key-Pair-Id cookie"),
             Self::UnknownKey { key_pair_id } => {
                 write!(f, "key {key_pair_id:?} is not in a trusted key group")
             }
-            Self::MissingSignature => write!(
-                f,
-                "no Signature query parameter or CloudFront-Signature cookie"
-            ),
+            Self::MissingSignature => write!(f, "no Signature query parameter or CloudFront-Signature cookie"),
             Self::UndecodableSignature => write!(f, "the Signature is not CloudFront base64"),
             Self::MalformedPolicy { detail } => write!(f, "malformed policy: {detail}"),
             Self::DuplicateParameter { name } => {
@@ -170,36 +151,22 @@ impl fmt::Display for DenyReason {
                 f,
                 "the signature does not match the policy with key {key_pair_id} (wrong key, tampered URL or policy, or wrong Hash-Algorithm)"
             ),
-            Self::Condition(ConditionFailure::Expired {
-                date_less_than,
-                now,
-            }) => write!(
+            Self::Condition(ConditionFailure::Expired { date_less_than, now }) => write!(
                 f,
                 "expired at {} ({} ago)",
                 super::format_epoch(*date_less_than),
                 format_duration(now - date_less_than)
             ),
-            Self::Condition(ConditionFailure::NotYetValid {
-                date_greater_than,
-                now,
-            }) => write!(
+            Self::Condition(ConditionFailure::NotYetValid { date_greater_than, now }) => write!(
                 f,
                 "not valid before {} (in {})",
                 super::format_epoch(*date_greater_than),
                 format_duration(date_greater_than - now)
             ),
-            Self::Condition(ConditionFailure::IpNotAllowed { allowed, client_ip }) => {
-                match client_ip {
-                    Some(ip) => write!(
-                        f,
-                        "client IP {ip} is outside the policy's AWS:SourceIp {allowed}"
-                    ),
-                    None => write!(
-                        f,
-                        "the policy requires AWS:SourceIp {allowed} but the client IP is unknown"
-                    ),
-                }
-            }
+            Self::Condition(ConditionFailure::IpNotAllowed { allowed, client_ip }) => match client_ip {
+                Some(ip) => write!(f, "client IP {ip} is outside the policy's AWS:SourceIp {allowed}"),
+                None => write!(f, "the policy requires AWS:SourceIp {allowed} but the client IP is unknown"),
+            },
             Self::Condition(ConditionFailure::ResourceMismatch { resource, url }) => {
                 write!(
                     f,
@@ -221,11 +188,7 @@ pub fn format_duration(seconds: u64) -> String {
             rest %= size;
         }
     }
-    if parts.is_empty() {
-        "0s".to_owned()
-    } else {
-        parts.join(" ")
-    }
+    if parts.is_empty() { "0s".to_owned() } else { parts.join(" ") }
 }
 
 #[cfg(test)]
@@ -240,13 +203,7 @@ mod tests {
                 "MissingKey",
                 "Missing Key-Pair-Id query parameter or cookie value",
             ),
-            (
-                DenyReason::UnknownKey {
-                    key_pair_id: "K".into(),
-                },
-                "InvalidKey",
-                "Unknown Key",
-            ),
+            (DenyReason::UnknownKey { key_pair_id: "K".into() }, "InvalidKey", "Unknown Key"),
             (
                 DenyReason::UndecodableSignature,
                 "MalformedSignature",
@@ -258,9 +215,7 @@ mod tests {
                 "Malformed Policy",
             ),
             (
-                DenyReason::BadSignature {
-                    key_pair_id: "K".into(),
-                },
+                DenyReason::BadSignature { key_pair_id: "K".into() },
                 "AccessDenied",
                 "Access denied",
             ),
@@ -269,9 +224,7 @@ mod tests {
             assert_eq!(reason.status(), 403);
             assert_eq!(
                 reason.xml_body(),
-                format!(
-                    r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"#
-                )
+                format!(r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"#)
             );
         }
     }

@@ -11,13 +11,7 @@ pub const MAX_URL_BYTES: usize = 8192;
 pub const MAX_COOKIE_BYTES: usize = 20480;
 
 /// The query parameters that sign a URL. Names are case-sensitive.
-pub const SIGNING_PARAMS: [&str; 5] = [
-    "Expires",
-    "Policy",
-    "Signature",
-    "Key-Pair-Id",
-    "Hash-Algorithm",
-];
+pub const SIGNING_PARAMS: [&str; 5] = ["Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm"];
 
 /// Whether the signing parameters came from the URL or from cookies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +41,7 @@ impl<'a> Credentials<'a> {
             "Policy" | "CloudFront-Policy" => ("Policy", &mut self.policy),
             "Signature" | "CloudFront-Signature" => ("Signature", &mut self.signature),
             "Key-Pair-Id" | "CloudFront-Key-Pair-Id" => ("Key-Pair-Id", &mut self.key_pair_id),
-            "Hash-Algorithm" | "CloudFront-Hash-Algorithm" => {
-                ("Hash-Algorithm", &mut self.hash_algorithm)
-            }
+            "Hash-Algorithm" | "CloudFront-Hash-Algorithm" => ("Hash-Algorithm", &mut self.hash_algorithm),
             _ => return None,
         })
     }
@@ -69,10 +61,7 @@ impl<'a> Credentials<'a> {
     /// Whether any of the parameters that make a signed URL are present
     /// (`Hash-Algorithm` alone does not).
     fn marks_signed_url(&self) -> bool {
-        self.expires.is_some()
-            || self.policy.is_some()
-            || self.signature.is_some()
-            || self.key_pair_id.is_some()
+        self.expires.is_some() || self.policy.is_some() || self.signature.is_some() || self.key_pair_id.is_some()
     }
 }
 
@@ -121,9 +110,7 @@ pub fn split_target(target: &str) -> SignedTarget<'_> {
 }
 
 fn percent_decode(value: &str) -> Cow<'_, str> {
-    percent_decode_str(value)
-        .decode_utf8()
-        .unwrap_or(Cow::Borrowed(value))
+    percent_decode_str(value).decode_utf8().unwrap_or(Cow::Borrowed(value))
 }
 
 /// Reads the `CloudFront-*` signing cookies from the `Cookie` header values.
@@ -139,10 +126,7 @@ pub fn cookie_credentials<'a>(cookie_headers: &[&'a str]) -> Credentials<'a> {
             continue;
         }
         let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
+        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
         if let Some((_, slot)) = credentials.slot(name)
             && slot.is_none()
         {
@@ -155,10 +139,7 @@ pub fn cookie_credentials<'a>(cookie_headers: &[&'a str]) -> Credentials<'a> {
 /// Picks the credentials that judge the request: the URL's if it carries any
 /// of `Expires`, `Policy`, `Signature`, `Key-Pair-Id` (cookies are then not
 /// looked at), else the cookies'.
-pub fn choose_credentials<'a>(
-    url: Credentials<'a>,
-    cookie_headers: &[&'a str],
-) -> (CredentialSource, Credentials<'a>) {
+pub fn choose_credentials<'a>(url: Credentials<'a>, cookie_headers: &[&'a str]) -> (CredentialSource, Credentials<'a>) {
     if url.marks_signed_url() {
         return (CredentialSource::SignedUrl, url);
     }
@@ -181,10 +162,7 @@ mod tests {
         assert_eq!(target.url_credentials.expires.as_deref(), Some("100"));
         assert_eq!(target.url_credentials.signature.as_deref(), Some("S~"));
         assert_eq!(target.url_credentials.key_pair_id.as_deref(), Some("K1"));
-        assert_eq!(
-            split_target("/a?Policy=P&Signature=S&Key-Pair-Id=K").stripped,
-            "/a"
-        );
+        assert_eq!(split_target("/a?Policy=P&Signature=S&Key-Pair-Id=K").stripped, "/a");
         assert_eq!(split_target("/a?x=%41").stripped, "/a?x=%41");
     }
 

@@ -31,30 +31,19 @@ impl PolicySpec {
     /// an IP range, a wildcard, or a Resource other than the URL; otherwise canned.
     pub fn for_url(url: &str, terms: &PolicyTerms) -> Self {
         let resource = terms.resource.as_deref().unwrap_or(url);
-        let needs_custom = terms.date_greater_than.is_some()
-            || terms.ip_address.is_some()
-            || resource.contains('*')
-            || resource != url;
+        let needs_custom = terms.date_greater_than.is_some() || terms.ip_address.is_some() || resource.contains('*') || resource != url;
         if !needs_custom {
             return Self::Canned {
                 expires: terms.date_less_than,
             };
         }
-        let ip = terms
-            .ip_address
-            .as_deref()
-            .map(|ip| match ip.contains('/') {
-                true => ip.to_owned(),
-                false if ip.contains(':') => format!("{ip}/128"),
-                false => format!("{ip}/32"),
-            });
+        let ip = terms.ip_address.as_deref().map(|ip| match ip.contains('/') {
+            true => ip.to_owned(),
+            false if ip.contains(':') => format!("{ip}/128"),
+            false => format!("{ip}/32"),
+        });
         Self::Custom {
-            document: aws_custom_policy_document(
-                resource,
-                terms.date_less_than,
-                terms.date_greater_than,
-                ip.as_deref(),
-            ),
+            document: aws_custom_policy_document(resource, terms.date_less_than, terms.date_greater_than, ip.as_deref()),
         }
     }
 }
@@ -93,11 +82,7 @@ impl SigningParams {
 }
 
 impl Signer {
-    pub fn new(
-        key_pair_id: impl Into<String>,
-        key: PrivateKey,
-        hash_algorithm: HashAlgorithm,
-    ) -> Self {
+    pub fn new(key_pair_id: impl Into<String>, key: PrivateKey, hash_algorithm: HashAlgorithm) -> Self {
         Self {
             key_pair_id: key_pair_id.into(),
             key,
@@ -112,19 +97,13 @@ impl Signer {
                 canned_policy_document(url, *expires, JsonEscape::AsciiOnly),
                 ("Expires", expires.to_string()),
             ),
-            PolicySpec::Custom { document } => (
-                document.clone(),
-                ("Policy", cloudfront_base64_encode(document.as_bytes())),
-            ),
+            PolicySpec::Custom { document } => (document.clone(), ("Policy", cloudfront_base64_encode(document.as_bytes()))),
         };
         SigningParams {
             policy: policy_param,
-            signature: cloudfront_base64_encode(
-                &self.key.sign(self.hash_algorithm, document.as_bytes()),
-            ),
+            signature: cloudfront_base64_encode(&self.key.sign(self.hash_algorithm, document.as_bytes())),
             key_pair_id: self.key_pair_id.clone(),
-            hash_algorithm: (self.hash_algorithm == HashAlgorithm::Sha256)
-                .then_some(HashAlgorithm::Sha256.param()),
+            hash_algorithm: (self.hash_algorithm == HashAlgorithm::Sha256).then_some(HashAlgorithm::Sha256.param()),
         }
     }
 
@@ -157,14 +136,8 @@ mod tests {
             date_less_than: 100,
             ..PolicyTerms::default()
         };
-        assert_eq!(
-            PolicySpec::for_url("https://h/a", &terms),
-            PolicySpec::Canned { expires: 100 }
-        );
-        assert!(matches!(
-            PolicySpec::for_url("https://h/*", &terms),
-            PolicySpec::Custom { .. }
-        ));
+        assert_eq!(PolicySpec::for_url("https://h/a", &terms), PolicySpec::Canned { expires: 100 });
+        assert!(matches!(PolicySpec::for_url("https://h/*", &terms), PolicySpec::Custom { .. }));
         let with_ip = PolicyTerms {
             ip_address: Some("192.0.2.1".into()),
             ..terms.clone()

@@ -10,10 +10,7 @@ use super::encoding::{JsonEscape, cloudfront_base64_decode};
 use super::keys::{HashAlgorithm, PublicKey, TrustedKeys};
 use super::policy::{MAX_EPOCH, Policy, canned_policy_document, parse_custom_policy};
 use super::rejection::DenyReason;
-use super::request::{
-    CredentialSource, Credentials, MAX_COOKIE_BYTES, MAX_URL_BYTES, SignedTarget,
-    choose_credentials,
-};
+use super::request::{CredentialSource, Credentials, MAX_COOKIE_BYTES, MAX_URL_BYTES, SignedTarget, choose_credentials};
 
 /// One viewer request, as much of it as verification needs.
 #[derive(Clone, Copy, Debug)]
@@ -125,29 +122,16 @@ impl Verifier {
     }
 
     /// Verifies `request` against the keys the behavior trusts.
-    pub fn verify(
-        &self,
-        request: &ViewerRequest<'_>,
-        trusted: &TrustedKeys,
-    ) -> Result<Grant, Rejection> {
+    pub fn verify(&self, request: &ViewerRequest<'_>, trusted: &TrustedKeys) -> Result<Grant, Rejection> {
         let target_bytes = request.target.stripped.len();
         if target_bytes > MAX_URL_BYTES {
-            return Err(DenyReason::UrlTooLong {
-                bytes: target_bytes,
-            }
-            .into());
+            return Err(DenyReason::UrlTooLong { bytes: target_bytes }.into());
         }
         let cookie_bytes: usize = request.cookie_headers.iter().map(|h| h.len()).sum();
         if cookie_bytes > MAX_COOKIE_BYTES {
-            return Err(DenyReason::CookiesTooLarge {
-                bytes: cookie_bytes,
-            }
-            .into());
+            return Err(DenyReason::CookiesTooLarge { bytes: cookie_bytes }.into());
         }
-        let (source, credentials) = choose_credentials(
-            request.target.url_credentials.clone(),
-            request.cookie_headers,
-        );
+        let (source, credentials) = choose_credentials(request.target.url_credentials.clone(), request.cookie_headers);
         let url = format!("{}{}", request.base_url, request.target.stripped);
 
         let key_pair_id = credentials
@@ -187,10 +171,7 @@ impl Verifier {
         let (policy, memo_hit) = match self.memo.get(&memo_key) {
             Some(policy) => (policy, true),
             None => {
-                let policy = Arc::new(
-                    check_signature(key, key_pair_id, hash_algorithm, &material, signature, &url)
-                        .map_err(with_key)?,
-                );
+                let policy = Arc::new(check_signature(key, key_pair_id, hash_algorithm, &material, signature, &url).map_err(with_key)?);
                 self.memo.insert(memo_key, policy.clone());
                 (policy, false)
             }
@@ -212,21 +193,12 @@ impl Verifier {
     }
 }
 
-fn policy_material<'a>(
-    credentials: &'a Credentials<'a>,
-    url: &str,
-) -> Result<PolicyMaterial<'a>, DenyReason> {
-    let malformed = |detail: &str| DenyReason::MalformedPolicy {
-        detail: detail.to_owned(),
-    };
-    match (
-        credentials.expires.as_deref(),
-        credentials.policy.as_deref(),
-    ) {
+fn policy_material<'a>(credentials: &'a Credentials<'a>, url: &str) -> Result<PolicyMaterial<'a>, DenyReason> {
+    let malformed = |detail: &str| DenyReason::MalformedPolicy { detail: detail.to_owned() };
+    match (credentials.expires.as_deref(), credentials.policy.as_deref()) {
         (Some(expires), None) => {
-            let seconds = parse_epoch_param(expires).ok_or_else(|| {
-                malformed("Expires is not a whole number of seconds up to 2147483647")
-            })?;
+            let seconds =
+                parse_epoch_param(expires).ok_or_else(|| malformed("Expires is not a whole number of seconds up to 2147483647"))?;
             Ok(PolicyMaterial::Canned {
                 document: canned_policy_document(url, seconds, JsonEscape::Required),
                 expires: seconds,
@@ -245,12 +217,7 @@ fn parse_epoch_param(text: &str) -> Option<u64> {
     text.parse().ok().filter(|&seconds| seconds <= MAX_EPOCH)
 }
 
-fn memo_key(
-    algorithm: HashAlgorithm,
-    key: &PublicKey,
-    material: &PolicyMaterial<'_>,
-    signature: &str,
-) -> Box<[u8]> {
+fn memo_key(algorithm: HashAlgorithm, key: &PublicKey, material: &PolicyMaterial<'_>, signature: &str) -> Box<[u8]> {
     let policy = material.signed_bytes();
     let mut memo_key = Vec::with_capacity(1 + 32 + 1 + 4 + policy.len() + signature.len());
     memo_key.push(algorithm as u8);
@@ -272,18 +239,12 @@ fn check_signature(
 ) -> Result<Policy, DenyReason> {
     let signature = cloudfront_base64_decode(signature).ok_or(DenyReason::UndecodableSignature)?;
     let (document, policy) = match material {
-        PolicyMaterial::Canned { document, expires } => {
-            (document.as_bytes().to_vec(), Policy::canned(url, *expires))
-        }
+        PolicyMaterial::Canned { document, expires } => (document.as_bytes().to_vec(), Policy::canned(url, *expires)),
         PolicyMaterial::Custom { encoded } => {
-            let document =
-                cloudfront_base64_decode(encoded).ok_or_else(|| DenyReason::MalformedPolicy {
-                    detail: "Policy is not CloudFront base64".to_owned(),
-                })?;
-            let policy =
-                parse_custom_policy(&document).map_err(|e| DenyReason::MalformedPolicy {
-                    detail: e.to_string(),
-                })?;
+            let document = cloudfront_base64_decode(encoded).ok_or_else(|| DenyReason::MalformedPolicy {
+                detail: "Policy is not CloudFront base64".to_owned(),
+            })?;
+            let policy = parse_custom_policy(&document).map_err(|e| DenyReason::MalformedPolicy { detail: e.to_string() })?;
             (document, policy)
         }
     };

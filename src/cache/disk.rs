@@ -18,6 +18,14 @@ const SLICE_SUFFIX: &str = ".slice";
 const META_FILE: &str = "meta.json";
 const TEMP_SUFFIX: &str = ".tmp";
 
+/// `meta.json`: the metadata and the key it belongs to (directory names are
+/// hashes, so prefix invalidation reads the key from here).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredMeta {
+    key: String,
+    meta: ObjectMeta,
+}
+
 /// Why the disk tier could not open.
 #[derive(Debug, thiserror::Error)]
 #[error("disk cache {path}: {source}")]
@@ -33,10 +41,7 @@ pub struct DiskTier {
 }
 
 fn hex_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(text.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl DiskTier {
@@ -60,11 +65,7 @@ impl DiskTier {
             })
             .build();
         for object_dir in std::fs::read_dir(&objects).map_err(fail)?.flatten() {
-            for file in std::fs::read_dir(object_dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
+            for file in std::fs::read_dir(object_dir.path()).into_iter().flatten().flatten() {
                 let path = file.path();
                 let name = file.file_name().to_string_lossy().into_owned();
                 if name.ends_with(TEMP_SUFFIX) {
@@ -76,10 +77,7 @@ impl DiskTier {
                 }
             }
         }
-        Ok(Self {
-            root: objects,
-            index,
-        })
+        Ok(Self { root: objects, index })
     }
 
     fn object_dir(&self, object: &str) -> PathBuf {
@@ -87,11 +85,8 @@ impl DiskTier {
     }
 
     fn slice_path(&self, key: &SliceKey) -> PathBuf {
-        self.object_dir(&key.object).join(format!(
-            "{}-{}{SLICE_SUFFIX}",
-            &hex_hash(&key.etag)[..12],
-            key.index
-        ))
+        self.object_dir(&key.object)
+            .join(format!("{}-{}{SLICE_SUFFIX}", &hex_hash(&key.etag)[..12], key.index))
     }
 
     fn identity(key: &SliceKey) -> String {
@@ -109,8 +104,7 @@ impl DiskTier {
         let path = self.slice_path(key);
         let mut file = std::fs::File::open(&path).ok()?;
         let mut contents = Vec::new();
-        let intact = file.read_to_end(&mut contents).is_ok()
-            && Self::decode(&contents, &Self::identity(key)).is_some();
+        let intact = file.read_to_end(&mut contents).is_ok() && Self::decode(&contents, &Self::identity(key)).is_some();
         if !intact {
             tracing::warn!(path = %path.display(), "disk cache: damaged slice file removed");
             self.index.invalidate(&path);
@@ -130,10 +124,7 @@ impl DiskTier {
         let identity_length = u32::from_le_bytes(rest.get(12..16)?.try_into().ok()?) as usize;
         let stored_identity = rest.get(16..16 + identity_length)?;
         let data = rest.get(16 + identity_length..)?;
-        (stored_identity == identity.as_bytes()
-            && data.len() as u64 == length
-            && crc32fast::hash(data) == checksum)
-            .then_some(data)
+        (stored_identity == identity.as_bytes() && data.len() as u64 == length && crc32fast::hash(data) == checksum).then_some(data)
     }
 
     /// Writes a slice atomically (temporary file, then rename).
@@ -154,21 +145,42 @@ impl DiskTier {
 
     pub fn read_meta(&self, object: &str) -> Option<ObjectMeta> {
         let text = std::fs::read(self.object_dir(object).join(META_FILE)).ok()?;
-        serde_json::from_slice(&text).ok()
+        let stored: StoredMeta = serde_json::from_slice(&text).ok()?;
+        (stored.key == object).then_some(stored.meta)
     }
 
     pub fn write_meta(&self, object: &str, meta: &ObjectMeta) -> std::io::Result<()> {
-        let text = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+        let stored = StoredMeta {
+            key: object.to_owned(),
+            meta: meta.clone(),
+        };
+        let text = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         write_atomically(&self.object_dir(object).join(META_FILE), &text)
+    }
+
+    /// Forgets every object whose key starts with `prefix`, found through the
+    /// keys their metadata files record. Returns how many were removed.
+    pub fn remove_objects_with_prefix(&self, prefix: &str) -> usize {
+        let mut removed = 0;
+        for dir in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let stored = std::fs::read(dir.path().join(META_FILE))
+                .ok()
+                .and_then(|text| serde_json::from_slice::<StoredMeta>(&text).ok());
+            if let Some(stored) = stored
+                && stored.key.starts_with(prefix)
+            {
+                self.remove_object(&stored.key);
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Forgets an object: its metadata and every slice of every version.
     pub fn remove_object(&self, object: &str) {
         let dir = self.object_dir(object);
         let prefix = dir.clone();
-        let _ = self
-            .index
-            .invalidate_entries_if(move |path, _| path.starts_with(&prefix));
+        let _ = self.index.invalidate_entries_if(move |path, _| path.starts_with(&prefix));
         let _ = std::fs::remove_dir_all(dir);
     }
 

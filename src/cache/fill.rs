@@ -84,9 +84,7 @@ impl Fill {
         self.wait_for(|state| match (&state.meta, &state.outcome) {
             (Some(meta), _) => Some(Ok(meta.clone())),
             (None, Some(Err(error))) => Some(Err(error.clone())),
-            (None, Some(Ok(()))) => Some(Err(FillError::Origin(
-                "the fill ended without metadata".into(),
-            ))),
+            (None, Some(Ok(()))) => Some(Err(FillError::Origin("the fill ended without metadata".into()))),
             (None, None) => None,
         })
         .await
@@ -177,14 +175,8 @@ mod tests {
         fill.publish_chunk(Bytes::from_static(b"abc"));
         fill.finish(Err(FillError::Changed("etag".into())));
         let mut reader = FillReader::new(fill.clone());
-        assert_eq!(
-            reader.next_chunk().await.unwrap().unwrap(),
-            Bytes::from_static(b"abc")
-        );
-        assert!(matches!(
-            reader.next_chunk().await,
-            Err(FillError::Changed(_))
-        ));
+        assert_eq!(reader.next_chunk().await.unwrap().unwrap(), Bytes::from_static(b"abc"));
+        assert!(matches!(reader.next_chunk().await, Err(FillError::Changed(_))));
         assert!(matches!(fill.meta().await, Err(FillError::Changed(_))));
     }
 }

@@ -21,11 +21,10 @@ pub struct Freshness {
 
 fn directive(cache_control: &str, name: &str) -> Option<Option<u64>> {
     cache_control.split(',').map(str::trim).find_map(|part| {
-        let (key, value) = part.split_once('=').map_or((part, None), |(k, v)| {
-            (k.trim(), Some(v.trim().trim_matches('"')))
-        });
-        key.eq_ignore_ascii_case(name)
-            .then(|| value.and_then(|v| v.parse().ok()))
+        let (key, value) = part
+            .split_once('=')
+            .map_or((part, None), |(k, v)| (k.trim(), Some(v.trim().trim_matches('"'))));
+        key.eq_ignore_ascii_case(name).then(|| value.and_then(|v| v.parse().ok()))
     })
 }
 
@@ -35,15 +34,9 @@ fn directive(cache_control: &str, name: &str) -> Option<Option<u64>> {
 ///   mean a TTL of 0, and `no-store`/`private` mean not stored.
 /// - min TTL above 0: the origin's value clamped to [min, max]; even
 ///   `no-store`, `no-cache` and `private` objects are kept for min.
-pub fn freshness(
-    ttl: &Ttl,
-    cache_control: Option<&str>,
-    expires: Option<&str>,
-    now: SystemTime,
-) -> Freshness {
+pub fn freshness(ttl: &Ttl, cache_control: Option<&str>, expires: Option<&str>, now: SystemTime) -> Freshness {
     let control = cache_control.unwrap_or("");
-    let forbids_storing =
-        directive(control, "no-store").is_some() || directive(control, "private").is_some();
+    let forbids_storing = directive(control, "no-store").is_some() || directive(control, "private").is_some();
     let forbids_reuse = forbids_storing || directive(control, "no-cache").is_some();
     let origin_seconds = directive(control, "s-maxage")
         .flatten()
@@ -58,15 +51,9 @@ pub fn freshness(
     } else if ttl.min.is_zero() {
         origin_seconds.map_or(ttl.default, |s| s.min(ttl.max))
     } else {
-        origin_seconds
-            .unwrap_or(ttl.default)
-            .clamp(ttl.min, ttl.max)
+        origin_seconds.unwrap_or(ttl.default).clamp(ttl.min, ttl.max)
     };
-    let seconds = |name| {
-        directive(control, name)
-            .flatten()
-            .map_or(Duration::ZERO, Duration::from_secs)
-    };
+    let seconds = |name| directive(control, name).flatten().map_or(Duration::ZERO, Duration::from_secs);
     Freshness {
         ttl: chosen,
         storable: !(forbids_storing && ttl.min.is_zero()),
@@ -103,51 +90,16 @@ mod tests {
         let cases: &[Case] = &[
             (&zero_min, None, None, (DAY, true)),
             (&zero_min, Some("max-age=60"), None, (60, true)),
-            (
-                &zero_min,
-                Some("public, max-age=60, s-maxage=120"),
-                None,
-                (120, true),
-            ),
-            (
-                &zero_min,
-                Some("max-age=999999999"),
-                None,
-                (365 * DAY, true),
-            ),
-            (
-                &zero_min,
-                None,
-                Some("Sun, 22 Nov 2026 13:00:00 GMT"),
-                (3600, true),
-            ),
-            (
-                &zero_min,
-                Some("max-age=60"),
-                Some("Sun, 22 Nov 2026 13:00:00 GMT"),
-                (60, true),
-            ),
-            (
-                &zero_min,
-                None,
-                Some("Sun, 22 Nov 2026 11:00:00 GMT"),
-                (0, true),
-            ),
+            (&zero_min, Some("public, max-age=60, s-maxage=120"), None, (120, true)),
+            (&zero_min, Some("max-age=999999999"), None, (365 * DAY, true)),
+            (&zero_min, None, Some("Sun, 22 Nov 2026 13:00:00 GMT"), (3600, true)),
+            (&zero_min, Some("max-age=60"), Some("Sun, 22 Nov 2026 13:00:00 GMT"), (60, true)),
+            (&zero_min, None, Some("Sun, 22 Nov 2026 11:00:00 GMT"), (0, true)),
             (&zero_min, Some("no-cache"), None, (0, true)),
             (&zero_min, Some("no-store"), None, (0, false)),
             (&zero_min, Some("private, max-age=600"), None, (0, false)),
-            (
-                &ttl(300, DAY, 2 * DAY),
-                Some("max-age=60"),
-                None,
-                (300, true),
-            ),
-            (
-                &ttl(300, DAY, 2 * DAY),
-                Some("max-age=999999"),
-                None,
-                (2 * DAY, true),
-            ),
+            (&ttl(300, DAY, 2 * DAY), Some("max-age=60"), None, (300, true)),
+            (&ttl(300, DAY, 2 * DAY), Some("max-age=999999"), None, (2 * DAY, true)),
             (&ttl(300, DAY, 2 * DAY), Some("no-store"), None, (300, true)),
             (&ttl(300, 600, 2 * DAY), None, None, (600, true)),
         ];
@@ -168,12 +120,6 @@ mod tests {
             None,
             SystemTime::now(),
         );
-        assert_eq!(
-            (
-                f.stale_while_revalidate.as_secs(),
-                f.stale_if_error.as_secs()
-            ),
-            (30, 600)
-        );
+        assert_eq!((f.stale_while_revalidate.as_secs(), f.stale_if_error.as_secs()), (30, 600));
     }
 }

@@ -45,29 +45,17 @@ pub struct ObjectMeta {
 
 /// Unix seconds.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl ObjectMeta {
     /// Builds the metadata of a successful origin response for an object of `size` bytes.
-    pub fn from_origin(
-        header: &ResponseHeader,
-        size: u64,
-        freshness: Freshness,
-        slice_size: u64,
-        now: u64,
-    ) -> Self {
+    pub fn from_origin(header: &ResponseHeader, size: u64, freshness: Freshness, slice_size: u64, now: u64) -> Self {
         let headers: Vec<(String, String)> = header
             .headers
             .iter()
-            .filter(|(name, _)| {
-                KEPT_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-amz-meta-")
-            })
-            .filter_map(|(name, value)| {
-                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-            })
+            .filter(|(name, _)| KEPT_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-amz-meta-"))
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
             .collect();
         let etag = headers
             .iter()
@@ -105,10 +93,7 @@ impl ObjectMeta {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn last_modified(&self) -> Option<SystemTime> {

@@ -44,6 +44,13 @@ pub struct ObjectRef {
     pub slice_size: u64,
 }
 
+impl ObjectRef {
+    /// The cache key of an object: its origin's name and its origin path.
+    pub fn cache_key(origin_name: &str, origin_path: &str) -> Arc<str> {
+        format!("{origin_name}\n{origin_path}").into()
+    }
+}
+
 /// Sizes and limits of the cache.
 #[derive(Clone, Debug)]
 pub struct CacheSettings {
@@ -108,8 +115,12 @@ impl Cache {
             slices: moka::sync::Cache::builder()
                 .max_capacity(settings.memory_bytes)
                 .weigher(|_: &SliceKey, data: &Bytes| u32::try_from(data.len()).unwrap_or(u32::MAX))
+                .support_invalidation_closures()
                 .build(),
-            metas: moka::sync::Cache::builder().max_capacity(1_000_000).build(),
+            metas: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .support_invalidation_closures()
+                .build(),
             disk,
             in_flight: Mutex::new(HashMap::new()),
             client: OriginClient::default(),
@@ -124,11 +135,7 @@ impl Cache {
         }
         let disk = self.disk.clone()?;
         let key = object.key.clone();
-        let meta = Arc::new(
-            tokio::task::spawn_blocking(move || disk.read_meta(&key))
-                .await
-                .ok()??,
-        );
+        let meta = Arc::new(tokio::task::spawn_blocking(move || disk.read_meta(&key)).await.ok()??);
         self.metas.insert(object.key.clone(), meta.clone());
         Some(meta)
     }
@@ -153,12 +160,7 @@ impl Cache {
 
     /// Slice `index` of the version `meta` describes: from memory, from disk
     /// (promoted to memory), or from a fill shared with other requests.
-    pub async fn slice(
-        self: &Arc<Self>,
-        object: &ObjectRef,
-        meta: &Arc<ObjectMeta>,
-        index: u64,
-    ) -> SliceSource {
+    pub async fn slice(self: &Arc<Self>, object: &ObjectRef, meta: &Arc<ObjectMeta>, index: u64) -> SliceSource {
         let key = SliceKey {
             object: object.key.clone(),
             etag: meta.etag.as_str().into(),
@@ -169,9 +171,7 @@ impl Cache {
         }
         if let Some(disk) = self.disk.clone() {
             let disk_key = key.clone();
-            if let Ok(Some(data)) =
-                tokio::task::spawn_blocking(move || disk.read_slice(&disk_key)).await
-            {
+            if let Ok(Some(data)) = tokio::task::spawn_blocking(move || disk.read_slice(&disk_key)).await {
                 self.slices.insert(key, data.clone());
                 return SliceSource::Ready(data);
             }
@@ -195,12 +195,7 @@ impl Cache {
     /// Joins the fill of slice `index`, starting it if none runs. With
     /// `expected`, the origin must still hold that version; without it, the
     /// fill's response also brings the object's metadata.
-    pub fn start_fill(
-        self: &Arc<Self>,
-        object: &ObjectRef,
-        expected: Option<Arc<ObjectMeta>>,
-        index: u64,
-    ) -> FillReader {
+    pub fn start_fill(self: &Arc<Self>, object: &ObjectRef, expected: Option<Arc<ObjectMeta>>, index: u64) -> FillReader {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock");
         let slot = (object.key.clone(), index);
         if let Some(fill) = in_flight.get(&slot) {
@@ -225,10 +220,7 @@ impl Cache {
             }
             task_fill.finish(outcome.map(|_| ()));
             let mut in_flight = cache.in_flight.lock().expect("in-flight lock");
-            if in_flight
-                .get(&slot)
-                .is_some_and(|current| Arc::ptr_eq(current, &task_fill))
-            {
+            if in_flight.get(&slot).is_some_and(|current| Arc::ptr_eq(current, &task_fill)) {
                 in_flight.remove(&slot);
             }
         });
@@ -253,9 +245,7 @@ impl Cache {
         index: u64,
         fill: &Fill,
     ) -> Result<Arc<ObjectMeta>, FillError> {
-        let slice_size = expected
-            .as_ref()
-            .map_or(object.slice_size, |m| m.slice_size);
+        let slice_size = expected.as_ref().map_or(object.slice_size, |m| m.slice_size);
         let start = index * slice_size;
         let range = format!("bytes={start}-{}", start + slice_size - 1);
         let mut headers = vec![("range", range.as_str())];
@@ -270,15 +260,11 @@ impl Cache {
         let now = unix_now();
         let (meta, mut skip) = match response.status() {
             206 => {
-                let (first, last, total) = parse_content_range(
-                    response.header_value("content-range"),
-                )
-                .ok_or_else(|| FillError::Origin("a 206 without a usable Content-Range".into()))?;
+                let (first, last, total) = parse_content_range(response.header_value("content-range"))
+                    .ok_or_else(|| FillError::Origin("a 206 without a usable Content-Range".into()))?;
                 let meta = self.meta_from(object, &response, total, slice_size, now);
                 if first != start || last != start + meta.slice_length(index) - 1 {
-                    return Err(FillError::Changed(format!(
-                        "asked for {range}, got bytes {first}-{last}/{total}"
-                    )));
+                    return Err(FillError::Changed(format!("asked for {range}, got bytes {first}-{last}/{total}")));
                 }
                 (meta, 0)
             }
@@ -291,17 +277,11 @@ impl Cache {
                 if start >= total {
                     return Err(FillError::Unsatisfiable);
                 }
-                (
-                    self.meta_from(object, &response, total, slice_size, now),
-                    start,
-                )
+                (self.meta_from(object, &response, total, slice_size, now), start)
             }
             416 if expected.is_none() => return Err(FillError::Unsatisfiable),
             412 | 416 => {
-                return Err(FillError::Changed(format!(
-                    "the origin answered {}",
-                    response.status()
-                )));
+                return Err(FillError::Changed(format!("the origin answered {}", response.status())));
             }
             status => {
                 self.remember_error(object, status, now);
@@ -324,9 +304,7 @@ impl Cache {
         let mut remaining = meta.slice_length(index);
         while remaining > 0 {
             let Some(mut chunk) = response.next_chunk().await.map_err(fill_error)? else {
-                return Err(FillError::Origin(format!(
-                    "the origin's body ended {remaining} bytes early"
-                )));
+                return Err(FillError::Origin(format!("the origin's body ended {remaining} bytes early")));
             };
             if skip > 0 {
                 let dropped = skip.min(chunk.len() as u64);
@@ -342,14 +320,7 @@ impl Cache {
         Ok(meta)
     }
 
-    fn meta_from(
-        &self,
-        object: &ObjectRef,
-        response: &OriginResponse<'_>,
-        size: u64,
-        slice_size: u64,
-        now: u64,
-    ) -> ObjectMeta {
+    fn meta_from(&self, object: &ObjectRef, response: &OriginResponse<'_>, size: u64, slice_size: u64, now: u64) -> ObjectMeta {
         let fresh = freshness(
             &object.ttl,
             response.header_value("cache-control"),
@@ -379,12 +350,8 @@ impl Cache {
         let now = unix_now();
         match response.status() {
             200 => {
-                let size = response
-                    .header_value("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let meta =
-                    Arc::new(self.meta_from(object, &response, size, object.slice_size, now));
+                let size = response.header_value("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let meta = Arc::new(self.meta_from(object, &response, size, object.slice_size, now));
                 if meta.storable {
                     self.store_meta(object, meta.clone());
                 }
@@ -396,11 +363,7 @@ impl Cache {
 
     /// Asks the origin whether `stale` is still current (HEAD with
     /// `If-None-Match`). A 304 refreshes it and keeps its slices.
-    pub async fn revalidate(
-        &self,
-        object: &ObjectRef,
-        stale: &ObjectMeta,
-    ) -> Result<Revalidation, FillError> {
+    pub async fn revalidate(&self, object: &ObjectRef, stale: &ObjectMeta) -> Result<Revalidation, FillError> {
         let response = self
             .client
             .send(
@@ -416,9 +379,7 @@ impl Cache {
             304 => {
                 let fresh = freshness(
                     &object.ttl,
-                    response
-                        .header_value("cache-control")
-                        .or(stale.header("cache-control")),
+                    response.header_value("cache-control").or(stale.header("cache-control")),
                     response.header_value("expires"),
                     SystemTime::now(),
                 );
@@ -431,10 +392,7 @@ impl Cache {
                 Ok(Revalidation::Unchanged(refreshed))
             }
             200 => {
-                let size = response
-                    .header_value("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                let size = response.header_value("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let current = self.meta_from(object, &response, size, stale.slice_size, now);
                 // Origins that ignore If-None-Match on HEAD answer 200 for an
                 // unchanged object: the same ETag and size keep the slices.
@@ -448,9 +406,27 @@ impl Cache {
                 })
             }
             status if status >= 500 => Err(FillError::OriginStatus(status)),
-            status => Ok(Revalidation::Replaced(
-                self.remember_error(object, status, now),
-            )),
+            status => Ok(Revalidation::Replaced(self.remember_error(object, status, now))),
+        }
+    }
+
+    /// Forgets every object whose key is `key` (or starts with it, for a
+    /// prefix), in memory and on disk: the next request goes to the origin.
+    /// Blocking (disk I/O): call it off the request path.
+    pub fn invalidate(&self, key: &str, prefix: bool) {
+        let covers = {
+            let key = key.to_owned();
+            move |object: &str| if prefix { object.starts_with(&key) } else { object == key }
+        };
+        let for_slices = covers.clone();
+        let _ = self.metas.invalidate_entries_if(move |object, _| covers(object));
+        let _ = self.slices.invalidate_entries_if(move |slice, _| for_slices(&slice.object));
+        if let Some(disk) = &self.disk {
+            if prefix {
+                disk.remove_objects_with_prefix(key);
+            } else {
+                disk.remove_object(key);
+            }
         }
     }
 
@@ -470,10 +446,7 @@ mod tests {
 
     #[test]
     fn content_ranges() {
-        assert_eq!(
-            parse_content_range(Some("bytes 0-99/1000")),
-            Some((0, 99, 1000))
-        );
+        assert_eq!(parse_content_range(Some("bytes 0-99/1000")), Some((0, 99, 1000)));
         assert_eq!(parse_content_range(Some("bytes */1000")), None);
         assert_eq!(parse_content_range(None), None);
     }

@@ -12,17 +12,12 @@ pub fn parse_date(text: &str) -> Result<u64, String> {
         text.parse::<i64>().map_err(|e| e.to_string())?
     } else if let Ok(moment) = OffsetDateTime::parse(text, &Rfc3339) {
         moment.unix_timestamp()
-    } else if let Ok(moment) = PrimitiveDateTime::parse(
-        text,
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
-    ) {
+    } else if let Ok(moment) = PrimitiveDateTime::parse(text, format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")) {
         moment.assume_utc().unix_timestamp()
     } else if let Ok(day) = Date::parse(text, format_description!("[year]-[month]-[day]")) {
         day.midnight().assume_utc().unix_timestamp()
     } else {
-        return Err(
-            "expected epoch seconds, RFC 3339, YYYY-MM-DDThh:mm:ss (UTC) or YYYY-MM-DD".to_owned(),
-        );
+        return Err("expected epoch seconds, RFC 3339, YYYY-MM-DDThh:mm:ss (UTC) or YYYY-MM-DD".to_owned());
     };
     u64::try_from(seconds).map_err(|_| "dates before 1970 cannot be signed".to_owned())
 }

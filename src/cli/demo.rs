@@ -97,10 +97,7 @@ fn minimal_pdf(text: &str) -> Vec<u8> {
         pdf.push_str(&format!("{} 0 obj\n{object}\nendobj\n", i + 1));
     }
     let xref = pdf.len();
-    pdf.push_str(&format!(
-        "xref\n0 {}\n0000000000 65535 f \n",
-        objects.len() + 1
-    ));
+    pdf.push_str(&format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1));
     for offset in offsets {
         pdf.push_str(&format!("{offset:010} 00000 n \n"));
     }
@@ -127,8 +124,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         access_key_id: ACCESS_KEY.to_owned(),
         secret_access_key: secret.clone(),
     };
-    let origin_address = s3store::spawn(dir.join("store"), args.origin_listen, vec![access])
-        .map_err(CliError::Store)?;
+    let origin_address = s3store::spawn(dir.join("store"), args.origin_listen, vec![access]).map_err(CliError::Store)?;
     let credentials = Credentials {
         access_key_id: ACCESS_KEY.to_owned(),
         secret_access_key: secret.clone(),
@@ -145,14 +141,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     )
     .map_err(|reason| CliError::bad("--origin-listen", origin_address.to_string(), reason))?;
     for (key, content_type, body) in samples() {
-        let status =
-            put_object(&origin, key, &[("content-type", content_type)], &body).map_err(io(dir))?;
+        let status = put_object(&origin, key, &[("content-type", content_type)], &body).map_err(io(dir))?;
         if status != 200 {
-            return Err(CliError::bad(
-                "upload",
-                key,
-                format!("the embedded origin answered {status}"),
-            ));
+            return Err(CliError::bad("upload", key, format!("the embedded origin answered {status}")));
         }
     }
 
@@ -176,12 +167,7 @@ fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + 3600;
-    let canned = signer.sign_url(
-        &format!("{base}/docs/guide.pdf"),
-        &PolicySpec::Canned {
-            expires: in_an_hour,
-        },
-    );
+    let canned = signer.sign_url(&format!("{base}/docs/guide.pdf"), &PolicySpec::Canned { expires: in_an_hour });
     let folder = PolicyTerms {
         resource: Some(format!("{base}/videos/*")),
         date_less_than: in_an_hour,

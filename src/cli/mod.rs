@@ -2,6 +2,7 @@
 
 mod dates;
 mod demo;
+mod invalidate;
 mod keygen;
 mod serve;
 mod sign;
@@ -42,22 +43,17 @@ enum Command {
     CheckConfig(serve::CheckConfigArgs),
     /// Run the embedded S3-compatible origin on its own.
     Origin(serve::OriginArgs),
+    /// Remove paths from a running edge's cache, through its admin listener.
+    Invalidate(invalidate::InvalidateArgs),
 }
 
 /// A failure of a command, reported as one line and exit status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{flag}: {value:?}: {reason}")]
-    BadArgument {
-        flag: &'static str,
-        value: String,
-        reason: String,
-    },
+    BadArgument { flag: &'static str, value: String, reason: String },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Key { path: PathBuf, source: KeyError },
     #[error("{0}")]
@@ -90,6 +86,7 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::CheckConfig(args) => serve::check_config(args),
         Command::Origin(args) => serve::origin(args),
+        Command::Invalidate(args) => invalidate::run(args),
     };
     match outcome {
         Ok(code) => code,
@@ -128,17 +125,12 @@ fn strip_file_scheme(path: &Path) -> PathBuf {
 /// at `debug` they print whole request headers, with SigV4 signatures,
 /// cookies and signed query strings.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let filter = [
-        "pingora_proxy=info",
-        "pingora_core=info",
-        "pingora_http=info",
-    ]
-    .into_iter()
-    .fold(filter, |filter, directive| {
-        filter.add_directive(directive.parse().expect("a valid directive"))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = ["pingora_proxy=info", "pingora_core=info", "pingora_http=info"]
+        .into_iter()
+        .fold(filter, |filter, directive| {
+            filter.add_directive(directive.parse().expect("a valid directive"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

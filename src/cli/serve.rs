@@ -35,11 +35,7 @@ pub struct OriginArgs {
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
     /// A bucket and the only key that opens it: NAME=ACCESS_KEY_ID:SECRET; repeatable.
-    #[arg(
-        long = "bucket",
-        value_name = "NAME=ACCESS_KEY_ID:SECRET",
-        required = true
-    )]
+    #[arg(long = "bucket", value_name = "NAME=ACCESS_KEY_ID:SECRET", required = true)]
     buckets: Vec<String>,
 }
 
@@ -55,8 +51,7 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
             access_key_id: store.access_key_id.clone(),
             secret_access_key: store.secret_access_key.clone(),
         };
-        let bound = s3store::spawn(store.root.clone(), store.listen, vec![access])
-            .map_err(CliError::Store)?;
+        let bound = s3store::spawn(store.root.clone(), store.listen, vec![access]).map_err(CliError::Store)?;
         tracing::info!(address = %bound, root = %store.root.display(), "embedded origin listening");
     }
     Ok(())
@@ -64,11 +59,14 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
 
 /// Opens the cache and runs the edge until a signal stops it.
 pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
-    let (state, listen) = EdgeState::from_config(config).map_err(CliError::Disk)?;
-    for address in &listen {
+    let (state, listeners) = EdgeState::from_config(config).map_err(CliError::Disk)?;
+    for address in &listeners.viewer {
         tracing::info!(%address, "edge listening");
     }
-    build_server(state, &listen, threads).run_forever()
+    if let Some(address) = listeners.admin {
+        tracing::info!(%address, "admin listening");
+    }
+    build_server(state, &listeners, threads).run_forever()
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -95,11 +93,7 @@ pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
             .split_once('=')
             .and_then(|(name, keys)| keys.split_once(':').map(|(id, secret)| (name, id, secret)));
         let Some((bucket, access_key_id, secret_access_key)) = parsed else {
-            return Err(CliError::bad(
-                "--bucket",
-                spec,
-                "expected NAME=ACCESS_KEY_ID:SECRET",
-            ));
+            return Err(CliError::bad("--bucket", spec, "expected NAME=ACCESS_KEY_ID:SECRET"));
         };
         buckets.push(BucketAccess {
             bucket: bucket.to_owned(),

@@ -7,9 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::dates::parse_date;
 use super::{CliError, load_private_key, read_text};
-use crate::auth::{
-    HashAlgorithm, MAX_EPOCH, PolicySpec, PolicyTerms, Signer, parse_custom_policy, parse_ip_range,
-};
+use crate::auth::{HashAlgorithm, MAX_EPOCH, PolicySpec, PolicyTerms, Signer, parse_custom_policy, parse_ip_range};
 
 #[derive(Subcommand, Debug)]
 pub enum SignCommand {
@@ -83,21 +81,14 @@ impl SignArgs {
             }
             None => PolicySpec::for_url(&self.url, &self.terms()?),
         };
-        Ok((
-            Signer::new(&self.key_pair_id, key, self.hash_algorithm),
-            policy,
-        ))
+        Ok((Signer::new(&self.key_pair_id, key, self.hash_algorithm), policy))
     }
 
     fn terms(&self) -> Result<PolicyTerms, CliError> {
         let date = |flag: &'static str, text: &str| {
             let seconds = parse_date(text).map_err(|reason| CliError::bad(flag, text, reason))?;
             if seconds > MAX_EPOCH {
-                return Err(CliError::bad(
-                    flag,
-                    text,
-                    "CloudFront accepts dates up to 2038-01-19T03:14:07Z",
-                ));
+                return Err(CliError::bad(flag, text, "CloudFront accepts dates up to 2038-01-19T03:14:07Z"));
             }
             Ok(seconds)
         };
@@ -108,11 +99,7 @@ impl SignArgs {
         if let Some(ip) = &self.ip_address
             && parse_ip_range(ip).is_none()
         {
-            return Err(CliError::bad(
-                "--ip-address",
-                ip,
-                "expected an address or CIDR range",
-            ));
+            return Err(CliError::bad("--ip-address", ip, "expected an address or CIDR range"));
         }
         Ok(PolicyTerms {
             resource: self.policy_resource.clone(),
@@ -142,10 +129,8 @@ pub fn run(command: SignCommand) -> Result<ExitCode, CliError> {
             let (signer, policy) = sign.signer_and_policy()?;
             let cookies = signer.sign_cookies(&sign.url, &policy);
             if json {
-                let object: serde_json::Map<String, serde_json::Value> = cookies
-                    .into_iter()
-                    .map(|(name, value)| (name, value.into()))
-                    .collect();
+                let object: serde_json::Map<String, serde_json::Value> =
+                    cookies.into_iter().map(|(name, value)| (name, value.into())).collect();
                 println!("{}", serde_json::Value::Object(object));
             } else {
                 let mut attributes = format!("; Path={cookie_path}");

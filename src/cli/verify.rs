@@ -8,9 +8,7 @@ use clap::Args;
 
 use super::dates::parse_date;
 use super::{CliError, load_public_key};
-use crate::auth::{
-    CredentialSource, Policy, TrustedKeys, Verifier, ViewerRequest, format_epoch, split_target,
-};
+use crate::auth::{CredentialSource, Policy, TrustedKeys, Verifier, ViewerRequest, format_epoch, split_target};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -35,9 +33,7 @@ pub struct VerifyArgs {
 fn split_url(url: &str) -> Option<(&str, &str)> {
     let authority_start = url.find("://")? + 3;
     let url = url.split('#').next().unwrap_or(url);
-    let path_start = url[authority_start..]
-        .find('/')
-        .map_or(url.len(), |i| authority_start + i);
+    let path_start = url[authority_start..].find('/').map_or(url.len(), |i| authority_start + i);
     Some(url.split_at(path_start))
 }
 
@@ -56,13 +52,8 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
-    let (base_url, target) = split_url(&args.url).ok_or_else(|| {
-        CliError::bad(
-            "--url",
-            &args.url,
-            "expected an absolute http:// or https:// URL",
-        )
-    })?;
+    let (base_url, target) =
+        split_url(&args.url).ok_or_else(|| CliError::bad("--url", &args.url, "expected an absolute http:// or https:// URL"))?;
     let target = split_target(target);
     let cookies: Vec<&str> = args.cookie.iter().map(String::as_str).collect();
     let request = ViewerRequest {
@@ -81,10 +72,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
                 _ => "signed cookies",
             };
             println!("decision:     ALLOW ({source})");
-            println!(
-                "key:          {} ({:?})",
-                grant.key_pair_id, grant.hash_algorithm
-            );
+            println!("key:          {} ({:?})", grant.key_pair_id, grant.hash_algorithm);
             print_policy(&grant.policy);
             Ok(ExitCode::SUCCESS)
         }
@@ -109,16 +97,9 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
 }
 
 fn print_policy(policy: &Policy) {
-    let kind = if policy.resource_is_pattern {
-        "custom"
-    } else {
-        "canned"
-    };
+    let kind = if policy.resource_is_pattern { "custom" } else { "canned" };
     println!("policy:       {kind}");
-    println!(
-        "  Resource:        {}",
-        policy.resource.as_deref().unwrap_or("(none: any URL)")
-    );
+    println!("  Resource:        {}", policy.resource.as_deref().unwrap_or("(none: any URL)"));
     println!("  DateLessThan:    {}", format_epoch(policy.date_less_than));
     if let Some(start) = policy.date_greater_than {
         println!("  DateGreaterThan: {}", format_epoch(start));
@@ -134,10 +115,7 @@ mod tests {
 
     #[test]
     fn urls_split_at_the_path() {
-        assert_eq!(
-            split_url("https://h:8443/a?b"),
-            Some(("https://h:8443", "/a?b"))
-        );
+        assert_eq!(split_url("https://h:8443/a?b"), Some(("https://h:8443", "/a?b")));
         assert_eq!(split_url("https://h"), Some(("https://h", "")));
         assert_eq!(split_url("https://h/a#frag"), Some(("https://h", "/a")));
         assert_eq!(split_url("/a"), None);

@@ -9,9 +9,12 @@ use serde::Deserialize;
 pub struct ConfigFile {
     /// Viewer listeners, `host:port`; one address or a list.
     pub listen: OneOrMany,
-    /// The admin listener (metrics, health), `host:port`.
+    /// The admin listener (health, invalidations), `host:port`.
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// The bearer token the admin listener's POST endpoints require.
+    #[serde(default)]
+    pub admin_token: Option<String>,
     /// `scheme://host[:port]` used to rebuild signed URLs, when keyfront sits
     /// behind a TLS terminator or is reached by another name.
     #[serde(default)]

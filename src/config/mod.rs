@@ -18,16 +18,9 @@ use file::{BehaviorFile, CacheFile, ConfigFile, OneOrMany, OriginFile};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{file}: {field}: {message}")]
-    Syntax {
-        file: PathBuf,
-        field: String,
-        message: String,
-    },
+    Syntax { file: PathBuf, field: String, message: String },
     #[error("{file}: {field}: {value:?}: {reason}")]
     Invalid {
         file: PathBuf,
@@ -42,6 +35,8 @@ pub enum ConfigError {
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    /// The bearer token for the admin listener's POST endpoints.
+    pub admin_token: Option<String>,
     /// `scheme://host[:port]` without a trailing slash, when configured.
     pub public_base_url: Option<String>,
     pub behaviors: Vec<Behavior>,
@@ -89,13 +84,7 @@ impl AllowedMethods {
             Self::GetHeadOptions => matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS),
             Self::All => matches!(
                 *method,
-                Method::GET
-                    | Method::HEAD
-                    | Method::OPTIONS
-                    | Method::PUT
-                    | Method::POST
-                    | Method::PATCH
-                    | Method::DELETE
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::POST | Method::PATCH | Method::DELETE
             ),
         }
     }
@@ -122,9 +111,7 @@ pub struct EmbeddedStore {
 /// Parses `512MiB`, `20GiB`, `64KiB`, `1MB` (decimal), `4096` (bytes).
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let amount: u64 = digits.parse().ok()?;
     let factor: u64 = match unit.trim() {
@@ -148,9 +135,7 @@ const MAX_SLICE: u64 = 64 << 20;
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1d`, or plain seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let amount: u64 = digits.parse().ok()?;
     let seconds = match unit {
@@ -185,9 +170,7 @@ impl Config {
             // serde_yaml starts its message with its own, shorter path; ours is complete.
             let message = e.inner().to_string();
             let message = match message.split_once(": ") {
-                Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => {
-                    rest.to_owned()
-                }
+                Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => rest.to_owned(),
                 _ => message,
             };
             ConfigError::Syntax {
@@ -212,12 +195,7 @@ struct Validator<'a, E> {
 }
 
 impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
-    fn invalid(
-        &self,
-        field: impl Into<String>,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> ConfigError {
+    fn invalid(&self, field: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
             field: field.into(),
@@ -227,30 +205,16 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     }
 
     fn address(&self, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
-        text.parse().map_err(|_| {
-            self.invalid(
-                field,
-                text,
-                "expected host:port with an IP address, e.g. 127.0.0.1:8080",
-            )
-        })
+        text.parse()
+            .map_err(|_| self.invalid(field, text, "expected host:port with an IP address, e.g. 127.0.0.1:8080"))
     }
 
-    fn duration(
-        &self,
-        field: String,
-        text: Option<&str>,
-        default: Duration,
-    ) -> Result<Duration, ConfigError> {
+    fn duration(&self, field: String, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
         match text {
             None => Ok(default),
-            Some(text) => parse_duration(text).ok_or_else(|| {
-                self.invalid(
-                    field,
-                    text,
-                    "expected a duration such as 500ms, 30s, 5m, 1h, 1d",
-                )
-            }),
+            Some(text) => {
+                parse_duration(text).ok_or_else(|| self.invalid(field, text, "expected a duration such as 500ms, 30s, 5m, 1h, 1d"))
+            }
         }
     }
 
@@ -267,16 +231,8 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             .enumerate()
             .map(|(i, a)| self.address(&format!("listen[{i}]"), a))
             .collect::<Result<_, _>>()?;
-        let admin_listen = file
-            .admin_listen
-            .as_deref()
-            .map(|a| self.address("admin_listen", a))
-            .transpose()?;
-        let public_base_url = file
-            .public_base_url
-            .as_deref()
-            .map(|url| self.base_url(url))
-            .transpose()?;
+        let admin_listen = file.admin_listen.as_deref().map(|a| self.address("admin_listen", a)).transpose()?;
+        let public_base_url = file.public_base_url.as_deref().map(|url| self.base_url(url)).transpose()?;
         let key_groups = self.key_groups(&file)?;
         let mut embedded_stores = Vec::new();
         let mut origins = BTreeMap::new();
@@ -285,11 +241,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             origins.insert(name.clone(), Arc::new(origin));
         }
         let cache = self.cache(&file.cache)?;
-        let default_slice = self.slice_size(
-            "cache.slice_size".into(),
-            file.cache.slice_size.as_deref(),
-            1 << 20,
-        )?;
+        let default_slice = self.slice_size("cache.slice_size".into(), file.cache.slice_size.as_deref(), 1 << 20)?;
         let behaviors = file
             .behaviors
             .iter()
@@ -298,25 +250,25 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             .collect::<Result<Vec<_>, _>>()?;
         match behaviors.last() {
             None => {
-                return Err(self.invalid(
-                    "behaviors",
-                    "[]",
-                    "at least the default behavior (path_pattern: \"*\") is needed",
-                ));
+                return Err(self.invalid("behaviors", "[]", "at least the default behavior (path_pattern: \"*\") is needed"));
             }
             Some(last) if last.path_pattern != "/*" && last.path_pattern != "*" => {
                 let field = format!("behaviors[{}].path_pattern", behaviors.len() - 1);
-                return Err(self.invalid(
-                    field,
-                    &last.path_pattern,
-                    "the last behavior is the default and must be \"*\"",
-                ));
+                return Err(self.invalid(field, &last.path_pattern, "the last behavior is the default and must be \"*\""));
             }
             Some(_) => {}
+        }
+        if let Some(token) = &file.admin_token
+            && token.len() < 16
+        {
+            // The value is a secret: its length is named, never the value.
+            let shown = format!("({} characters, not shown)", token.len());
+            return Err(self.invalid("admin_token", shown, "use at least 16 characters"));
         }
         Ok(Config {
             listen,
             admin_listen,
+            admin_token: file.admin_token.clone(),
             public_base_url,
             behaviors,
             embedded_stores,
@@ -327,25 +279,14 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     fn size(&self, field: String, text: Option<&str>, default: u64) -> Result<u64, ConfigError> {
         match text {
             None => Ok(default),
-            Some(text) => parse_size(text).ok_or_else(|| {
-                self.invalid(field, text, "expected a size such as 512MiB, 20GiB, 64KiB")
-            }),
+            Some(text) => parse_size(text).ok_or_else(|| self.invalid(field, text, "expected a size such as 512MiB, 20GiB, 64KiB")),
         }
     }
 
-    fn slice_size(
-        &self,
-        field: String,
-        text: Option<&str>,
-        default: u64,
-    ) -> Result<u64, ConfigError> {
+    fn slice_size(&self, field: String, text: Option<&str>, default: u64) -> Result<u64, ConfigError> {
         let size = self.size(field.clone(), text, default)?;
         if !(MIN_SLICE..=MAX_SLICE).contains(&size) {
-            return Err(self.invalid(
-                field,
-                text.unwrap_or_default(),
-                "slices are between 64KiB and 64MiB",
-            ));
+            return Err(self.invalid(field, text.unwrap_or_default(), "slices are between 64KiB and 64MiB"));
         }
         Ok(size)
     }
@@ -361,19 +302,13 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         Ok(CacheSettings {
             memory_bytes: self.size("cache.memory".into(), cache.memory.as_deref(), 512 << 20)?,
             disk,
-            error_ttl: self.duration(
-                "cache.error_ttl".into(),
-                cache.error_ttl.as_deref(),
-                Duration::from_secs(10),
-            )?,
+            error_ttl: self.duration("cache.error_ttl".into(), cache.error_ttl.as_deref(), Duration::from_secs(10))?,
         })
     }
 
     fn base_url(&self, url: &str) -> Result<String, ConfigError> {
         let trimmed = url.trim_end_matches('/');
-        let rest = trimmed
-            .strip_prefix("https://")
-            .or_else(|| trimmed.strip_prefix("http://"));
+        let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
         match rest {
             Some(host) if !host.is_empty() && !host.contains('/') => Ok(trimmed.to_owned()),
             _ => Err(self.invalid(
@@ -384,10 +319,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
     }
 
-    fn key_groups(
-        &self,
-        file: &ConfigFile,
-    ) -> Result<HashMap<String, Vec<(String, PublicKey)>>, ConfigError> {
+    fn key_groups(&self, file: &ConfigFile) -> Result<HashMap<String, Vec<(String, PublicKey)>>, ConfigError> {
         let mut groups = HashMap::new();
         let mut seen: HashMap<String, [u8; 32]> = HashMap::new();
         for (name, keys) in &file.key_groups {
@@ -395,25 +327,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             for (i, key) in keys.iter().enumerate() {
                 let field = format!("key_groups.{name}[{i}].public_key");
                 let path = self.base_dir.join(&key.public_key);
-                let pem = std::fs::read_to_string(&path)
-                    .map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
-                let public = PublicKey::from_pem(&pem)
-                    .map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
+                let pem = std::fs::read_to_string(&path).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
+                let public = PublicKey::from_pem(&pem).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 if key.id.is_empty() {
-                    return Err(self.invalid(
-                        format!("key_groups.{name}[{i}].id"),
-                        "",
-                        "a key id is needed",
-                    ));
+                    return Err(self.invalid(format!("key_groups.{name}[{i}].id"), "", "a key id is needed"));
                 }
                 if let Some(other) = seen.insert(key.id.clone(), *public.fingerprint())
                     && other != *public.fingerprint()
                 {
-                    return Err(self.invalid(
-                        format!("key_groups.{name}[{i}].id"),
-                        &key.id,
-                        "this id names another key elsewhere",
-                    ));
+                    return Err(self.invalid(format!("key_groups.{name}[{i}].id"), &key.id, "this id names another key elsewhere"));
                 }
                 loaded.push((key.id.clone(), public));
             }
@@ -422,12 +344,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         Ok(groups)
     }
 
-    fn origin(
-        &self,
-        name: &str,
-        origin: &OriginFile,
-        embedded: &mut Vec<EmbeddedStore>,
-    ) -> Result<S3Origin, ConfigError> {
+    fn origin(&self, name: &str, origin: &OriginFile, embedded: &mut Vec<EmbeddedStore>) -> Result<S3Origin, ConfigError> {
         let field = |f: &str| format!("origins.{name}.{f}");
         match origin {
             OriginFile::S3 {
@@ -441,25 +358,11 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 connect_timeout,
                 first_byte_timeout,
             } => {
-                let from_env = |value: &Option<String>, variable: &str| {
-                    value.clone().or_else(|| (self.environment)(variable))
-                };
-                let access_key_id =
-                    from_env(access_key_id, "AWS_ACCESS_KEY_ID").ok_or_else(|| {
-                        self.invalid(
-                            field("access_key_id"),
-                            "",
-                            "not set here nor in AWS_ACCESS_KEY_ID",
-                        )
-                    })?;
+                let from_env = |value: &Option<String>, variable: &str| value.clone().or_else(|| (self.environment)(variable));
+                let access_key_id = from_env(access_key_id, "AWS_ACCESS_KEY_ID")
+                    .ok_or_else(|| self.invalid(field("access_key_id"), "", "not set here nor in AWS_ACCESS_KEY_ID"))?;
                 let secret_access_key = from_env(secret_access_key, "AWS_SECRET_ACCESS_KEY")
-                    .ok_or_else(|| {
-                        self.invalid(
-                            field("secret_access_key"),
-                            "",
-                            "not set here nor in AWS_SECRET_ACCESS_KEY",
-                        )
-                    })?;
+                    .ok_or_else(|| self.invalid(field("secret_access_key"), "", "not set here nor in AWS_SECRET_ACCESS_KEY"))?;
                 let session_token = from_env(session_token, "AWS_SESSION_TOKEN");
                 S3Origin::new(
                     endpoint,
@@ -471,16 +374,8 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                         secret_access_key,
                         session_token,
                     },
-                    self.duration(
-                        field("connect_timeout"),
-                        connect_timeout.as_deref(),
-                        Duration::from_secs(2),
-                    )?,
-                    self.duration(
-                        field("first_byte_timeout"),
-                        first_byte_timeout.as_deref(),
-                        Duration::from_secs(30),
-                    )?,
+                    self.duration(field("connect_timeout"), connect_timeout.as_deref(), Duration::from_secs(2))?,
+                    self.duration(field("first_byte_timeout"), first_byte_timeout.as_deref(), Duration::from_secs(30))?,
                 )
                 .map_err(|reason| self.invalid(field("endpoint"), endpoint, reason))
             }
@@ -540,20 +435,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         })?;
         let mut trusted = Vec::new();
         for (i, group) in behavior.trusted_key_groups.iter().enumerate() {
-            let keys = key_groups.get(group).ok_or_else(|| {
-                self.invalid(
-                    format!("behaviors[{index}].trusted_key_groups[{i}]"),
-                    group,
-                    "no such key group",
-                )
-            })?;
+            let keys = key_groups
+                .get(group)
+                .ok_or_else(|| self.invalid(format!("behaviors[{index}].trusted_key_groups[{i}]"), group, "no such key group"))?;
             trusted.extend(keys.iter().cloned());
         }
-        let mut methods: Vec<String> = behavior
-            .allowed_methods
-            .iter()
-            .map(|m| m.to_ascii_uppercase())
-            .collect();
+        let mut methods: Vec<String> = behavior.allowed_methods.iter().map(|m| m.to_ascii_uppercase()).collect();
         methods.sort();
         let allowed_methods = match methods.join(",").as_str() {
             "GET,HEAD" => AllowedMethods::GetHead,
@@ -568,36 +455,16 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             }
         };
         let ttl = Ttl {
-            min: self.duration(
-                field("ttl.min"),
-                behavior.ttl.min.as_deref(),
-                Duration::ZERO,
-            )?,
-            default: self.duration(
-                field("ttl.default"),
-                behavior.ttl.default.as_deref(),
-                Duration::from_secs(86_400),
-            )?,
-            max: self.duration(
-                field("ttl.max"),
-                behavior.ttl.max.as_deref(),
-                Duration::from_secs(31_536_000),
-            )?,
+            min: self.duration(field("ttl.min"), behavior.ttl.min.as_deref(), Duration::ZERO)?,
+            default: self.duration(field("ttl.default"), behavior.ttl.default.as_deref(), Duration::from_secs(86_400))?,
+            max: self.duration(field("ttl.max"), behavior.ttl.max.as_deref(), Duration::from_secs(31_536_000))?,
         };
         if !(ttl.min <= ttl.default && ttl.default <= ttl.max) {
-            return Err(self.invalid(
-                field("ttl"),
-                format!("{ttl:?}"),
-                "expected min <= default <= max",
-            ));
+            return Err(self.invalid(field("ttl"), format!("{ttl:?}"), "expected min <= default <= max"));
         }
         let pattern = &behavior.path_pattern;
         if pattern.is_empty() {
-            return Err(self.invalid(
-                field("path_pattern"),
-                pattern,
-                "a path pattern is needed (\"*\" for the default)",
-            ));
+            return Err(self.invalid(field("path_pattern"), pattern, "a path pattern is needed (\"*\" for the default)"));
         }
         Ok(Behavior {
             path_pattern: if pattern.starts_with('/') || pattern == "*" {
@@ -611,11 +478,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             allowed_methods,
             ttl,
             forward_metadata_headers: behavior.forward_metadata_headers,
-            slice_size: self.slice_size(
-                field("slice_size"),
-                behavior.slice_size.as_deref(),
-                default_slice,
-            )?,
+            slice_size: self.slice_size(field("slice_size"), behavior.slice_size.as_deref(), default_slice)?,
         })
     }
 }

@@ -47,10 +47,7 @@ fn a_good_config_validates() {
     assert!(config.behaviors[0].trusted_keys.is_empty());
     assert!(config.behaviors[1].trusted_keys.get("K1").is_some());
     assert_eq!(config.behaviors[1].allowed_methods, AllowedMethods::All);
-    assert_eq!(
-        config.behaviors[1].ttl.max,
-        Duration::from_secs(365 * 86_400)
-    );
+    assert_eq!(config.behaviors[1].ttl.max, Duration::from_secs(365 * 86_400));
     assert_eq!(config.embedded_stores.len(), 1);
 }
 
@@ -58,10 +55,7 @@ fn a_good_config_validates() {
 fn errors_name_the_field_and_the_value() {
     let cases = [
         (
-            GOOD.replace(
-                "    bucket: media\n",
-                "    bucket: media\n    colour: blue\n",
-            ),
+            GOOD.replace("    bucket: media\n", "    bucket: media\n    colour: blue\n"),
             "origins.store: unknown field `colour`",
         ),
         (
@@ -73,10 +67,7 @@ fn errors_name_the_field_and_the_value() {
             "behaviors[1].ttl.default: \"1 fortnight\"",
         ),
         (
-            GOOD.replace(
-                "    origin: store\n    trusted",
-                "    origin: nowhere\n    trusted",
-            ),
+            GOOD.replace("    origin: store\n    trusted", "    origin: nowhere\n    trusted"),
             "behaviors[1].origin: \"nowhere\": no such origin (known: store)",
         ),
         (
@@ -88,10 +79,7 @@ fn errors_name_the_field_and_the_value() {
             "listen[0]: \"localhost\"",
         ),
         (
-            GOOD.replace(
-                "[GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]",
-                "[GET, PUT]",
-            ),
+            GOOD.replace("[GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]", "[GET, PUT]"),
             "behaviors[1].allowed_methods: \"GET,PUT\"",
         ),
         (
@@ -105,10 +93,7 @@ fn errors_name_the_field_and_the_value() {
     ];
     for (text, expected) in cases {
         let message = error_text(&text);
-        assert!(
-            message.contains(expected),
-            "expected {expected:?} in {message:?}"
-        );
+        assert!(message.contains(expected), "expected {expected:?} in {message:?}");
     }
 }
 
@@ -116,9 +101,7 @@ fn errors_name_the_field_and_the_value() {
 fn unreadable_pem_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("public.pem"), "not a key").unwrap();
-    let message = Config::parse(GOOD, &dir.path().join("k.yaml"))
-        .unwrap_err()
-        .to_string();
+    let message = Config::parse(GOOD, &dir.path().join("k.yaml")).unwrap_err().to_string();
     assert!(
         message.contains("key_groups.main[0].public_key: \"public.pem\": not a PEM key"),
         "{message}"
@@ -144,27 +127,14 @@ behaviors:
     let with_env = |vars: &'static [(&'static str, &'static str)]| Validator {
         file: Path::new("k.yaml"),
         base_dir: dir,
-        environment: move |name: &str| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        },
+        environment: move |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()),
     };
-    let missing = with_env(&[])
-        .validate(serde_yaml::from_str(file).unwrap())
-        .unwrap_err()
-        .to_string();
+    let missing = with_env(&[]).validate(serde_yaml::from_str(file).unwrap()).unwrap_err().to_string();
     assert!(missing.contains("origins.s3.access_key_id"), "{missing}");
-    let config = with_env(&[
-        ("AWS_ACCESS_KEY_ID", "AKID"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-    ])
-    .validate(parsed)
-    .unwrap();
-    assert_eq!(
-        config.behaviors[0].origin.host,
-        "media.s3.eu-west-1.amazonaws.com"
-    );
+    let config = with_env(&[("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "secret")])
+        .validate(parsed)
+        .unwrap();
+    assert_eq!(config.behaviors[0].origin.host, "media.s3.eu-west-1.amazonaws.com");
 }
 
 #[test]

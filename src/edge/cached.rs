@@ -12,13 +12,9 @@ use super::RequestContext;
 use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
 use super::server::EdgeState;
 use crate::auth::error_xml;
-use crate::cache::{
-    FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceSource, unix_now,
-};
+use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceSource, unix_now};
 use crate::config::Behavior;
-use crate::range::{
-    ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range,
-};
+use crate::range::{ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range};
 
 /// How a response was answered, for `X-Cache` and the access log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,12 +98,7 @@ fn first_offset(range: Option<&str>) -> Option<u64> {
     let Some(range) = range else {
         return Some(0);
     };
-    let first = range
-        .trim()
-        .strip_prefix("bytes=")?
-        .split(',')
-        .next()?
-        .trim();
+    let first = range.trim().strip_prefix("bytes=")?.split(',').next()?.trim();
     first.split_once('-')?.0.parse().ok()
 }
 
@@ -134,19 +125,13 @@ async fn current_meta(
             let header = session.req_header();
             let offset = first_offset(header.headers.get("range").and_then(|v| v.to_str().ok()));
             let Some(offset) = offset.filter(|_| header.method == http::Method::GET) else {
-                return cache
-                    .fetch_meta(object)
-                    .await
-                    .map(|meta| (meta, None, CacheStatus::Miss));
+                return cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss));
             };
             let index = offset / object.slice_size;
             let reader = state.cache.start_fill(object, None, index);
             match reader.meta().await {
                 Ok(meta) => Ok((meta, Some(FirstSlice { index, reader }), CacheStatus::Miss)),
-                Err(FillError::Unsatisfiable) => cache
-                    .fetch_meta(object)
-                    .await
-                    .map(|meta| (meta, None, CacheStatus::Miss)),
+                Err(FillError::Unsatisfiable) => cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss)),
                 Err(FillError::OriginStatus(status)) => Ok((
                     Arc::new(ObjectMeta::error(status, std::time::Duration::ZERO, now)),
                     None,
@@ -182,25 +167,12 @@ async fn answer(
                 tracing::error!(origin = %behavior.origin_name, path = %ctx.path, "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region");
                 respond::write_error(session, BAD_GATEWAY).await?;
             }
-            other => {
-                respond::write_xml(
-                    session,
-                    other,
-                    error_xml("OriginError", "The origin answered with an error."),
-                )
-                .await?
-            }
+            other => respond::write_xml(session, other, error_xml("OriginError", "The origin answered with an error.")).await?,
         }
         return Ok(());
     }
     let request = session.req_header();
-    let header_text = |name: &str| {
-        request
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header_text = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (if_none_match, if_modified_since, if_range, range) = (
         header_text("if-none-match"),
         header_text("if-modified-since"),
@@ -224,23 +196,12 @@ async fn answer(
     response.insert_header("x-cache", status.header())?;
     response.insert_header("age", meta.age(now).to_string())?;
 
-    if not_modified(
-        if_none_match.as_deref(),
-        if_modified_since.as_deref(),
-        validators,
-    ) {
+    if not_modified(if_none_match.as_deref(), if_modified_since.as_deref(), validators) {
         response.set_status(304)?;
-        for name in [
-            "content-type",
-            "content-encoding",
-            "content-disposition",
-            "content-language",
-        ] {
+        for name in ["content-type", "content-encoding", "content-disposition", "content-language"] {
             response.remove_header(name);
         }
-        session
-            .write_response_header(Box::new(response), true)
-            .await?;
+        session.write_response_header(Box::new(response), true).await?;
         return Ok(());
     }
     let ranges = if if_range_matches(if_range.as_deref(), validators) {
@@ -248,10 +209,7 @@ async fn answer(
     } else {
         RangeRequest::Full
     };
-    let content_type = meta
-        .header("content-type")
-        .unwrap_or("application/octet-stream")
-        .to_owned();
+    let content_type = meta.header("content-type").unwrap_or("application/octet-stream").to_owned();
     let framing = Multipart {
         boundary: MULTIPART_BOUNDARY,
         content_type: &content_type,
@@ -262,9 +220,7 @@ async fn answer(
             response.set_status(416)?;
             response.insert_header("content-range", format!("bytes */{}", meta.size))?;
             response.insert_header("content-length", "0")?;
-            session
-                .write_response_header(Box::new(response), true)
-                .await?;
+            session.write_response_header(Box::new(response), true).await?;
             return Ok(());
         }
         RangeRequest::Full => {
@@ -286,18 +242,13 @@ async fn answer(
         }
         RangeRequest::Partial(ranges) => {
             response.set_status(206)?;
-            response.insert_header(
-                "content-type",
-                format!("multipart/byteranges; boundary={MULTIPART_BOUNDARY}"),
-            )?;
+            response.insert_header("content-type", format!("multipart/byteranges; boundary={MULTIPART_BOUNDARY}"))?;
             response.insert_header("content-length", framing.content_length(ranges).to_string())?;
             ranges.clone()
         }
     };
     if head || body.is_empty() {
-        session
-            .write_response_header(Box::new(response), true)
-            .await?;
+        session.write_response_header(Box::new(response), true).await?;
         return Ok(());
     }
     // The first slice is resolved before any byte goes out, so that a version
@@ -318,9 +269,7 @@ async fn answer(
             }
         }
     }
-    session
-        .write_response_header(Box::new(response), false)
-        .await?;
+    session.write_response_header(Box::new(response), false).await?;
     let multipart = body.len() > 1;
     let mut first = Some(first_source);
     for range in &body {
@@ -332,9 +281,7 @@ async fn answer(
         stream_range(state, session, object, &meta, *range, &mut first).await?;
     }
     if multipart {
-        session
-            .write_response_body(Some(Bytes::from(framing.tail())), false)
-            .await?;
+        session.write_response_body(Some(Bytes::from(framing.tail())), false).await?;
     }
     session.write_response_body(None, true).await?;
     Ok(())
@@ -374,11 +321,7 @@ async fn stream_range(
                     let chunk = match reader.next_chunk().await {
                         Ok(Some(chunk)) => chunk,
                         Ok(None) => {
-                            return Err(Error::explain(
-                                ErrorType::ReadError,
-                                "the slice ended early",
-                            )
-                            .into());
+                            return Err(Error::explain(ErrorType::ReadError, "the slice ended early").into());
                         }
                         // Bytes already went out: the connection is ended, never stitched,
                         // and the next request starts from the origin's current version.
@@ -386,18 +329,13 @@ async fn stream_range(
                             if matches!(error, FillError::Changed(_)) {
                                 cache.forget_meta(object);
                             }
-                            return Err(Error::explain(
-                                ErrorType::ReadError,
-                                format!("slice {index}: {error}"),
-                            )
-                            .into());
+                            return Err(Error::explain(ErrorType::ReadError, format!("slice {index}: {error}")).into());
                         }
                     };
                     let chunk_end = offset + chunk.len() as u64;
                     let (keep_from, keep_to) = (from.max(offset), to.min(chunk_end - 1));
                     if keep_from <= keep_to {
-                        let part = chunk
-                            .slice((keep_from - offset) as usize..=(keep_to - offset) as usize);
+                        let part = chunk.slice((keep_from - offset) as usize..=(keep_to - offset) as usize);
                         session.write_response_body(Some(part), false).await?;
                     }
                     offset = chunk_end;

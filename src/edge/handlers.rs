@@ -8,9 +8,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
-use super::respond::{
-    self, BAD_GATEWAY, BAD_REQUEST, EdgeError, GATEWAY_TIMEOUT, METHOD_NOT_ALLOWED, NOT_FOUND,
-};
+use super::respond::{self, BAD_GATEWAY, BAD_REQUEST, EdgeError, GATEWAY_TIMEOUT, METHOD_NOT_ALLOWED, NOT_FOUND};
 use super::{EdgeState, RequestContext};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
 use crate::cache::ObjectRef;
@@ -32,11 +30,7 @@ const FORWARDED_HEADERS: [&str; 10] = [
 ];
 
 /// See `Edge::request_filter`.
-pub async fn handle_request(
-    state: &EdgeState,
-    session: &mut Session,
-    ctx: &mut RequestContext,
-) -> Result<bool> {
+pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
     let header = session.req_header();
     let Ok(raw_target) = std::str::from_utf8(header.raw_path()) else {
         respond::write_error(session, BAD_REQUEST).await?;
@@ -44,12 +38,7 @@ pub async fn handle_request(
     };
     let raw_target = raw_target.to_owned();
     let target = split_target(&raw_target);
-    ctx.path = target
-        .stripped
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    ctx.path = target.stripped.split('?').next().unwrap_or_default().to_owned();
     let Some(index) = state.behaviors.iter().position(|b| b.matches(&ctx.path)) else {
         // The config always ends with a `*` behavior, so only a path not
         // starting with `/` gets here.
@@ -58,10 +47,7 @@ pub async fn handle_request(
     };
     ctx.behavior = Some(index);
     let behavior = &state.behaviors[index];
-    if !behavior
-        .allowed_methods
-        .allows(&session.req_header().method)
-    {
+    if !behavior.allowed_methods.allows(&session.req_header().method) {
         ctx.decision = "method_not_allowed";
         respond::write_error(session, METHOD_NOT_ALLOWED).await?;
         return Ok(true);
@@ -81,9 +67,7 @@ pub async fn handle_request(
             target: &target,
             cookie_headers: &cookies,
             client_ip: client_ip(session),
-            now: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            now: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
         match state.verifier.verify(&request, &behavior.trusted_keys) {
             Ok(grant) => {
@@ -94,12 +78,7 @@ pub async fn handle_request(
             }
             Err(rejection) => {
                 ctx.decision = rejection.reason.label();
-                respond::write_xml(
-                    session,
-                    rejection.reason.status(),
-                    rejection.reason.xml_body(),
-                )
-                .await?;
+                respond::write_xml(session, rejection.reason.status(), rejection.reason.xml_body()).await?;
                 return Ok(true);
             }
         }
@@ -109,12 +88,9 @@ pub async fn handle_request(
         respond::write_error(session, NOT_FOUND).await?;
         return Ok(true);
     };
-    if matches!(
-        session.req_header().method,
-        http::Method::GET | http::Method::HEAD
-    ) {
+    if matches!(session.req_header().method, http::Method::GET | http::Method::HEAD) {
         let object = ObjectRef {
-            key: format!("{}\n{origin_path}", behavior.origin_name).into(),
+            key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
             origin: behavior.origin.clone(),
             origin_path,
             ttl: behavior.ttl,
@@ -141,25 +117,13 @@ fn viewer_base_url(state: &EdgeState, header: &RequestHeader) -> String {
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
 /// See `Edge::upstream_request_filter`.
-pub fn sign_origin_request(
-    origin: &S3Origin,
-    request: &mut RequestHeader,
-    ctx: &RequestContext,
-) -> Result<()> {
-    let path = ctx
-        .origin_path
-        .as_deref()
-        .expect("request_filter set the origin path");
-    let uri: http::Uri = path
-        .parse()
-        .or_err(ErrorType::InternalError, "origin path is not a URI")?;
+pub fn sign_origin_request(origin: &S3Origin, request: &mut RequestHeader, ctx: &RequestContext) -> Result<()> {
+    let path = ctx.origin_path.as_deref().expect("request_filter set the origin path");
+    let uri: http::Uri = path.parse().or_err(ErrorType::InternalError, "origin path is not a URI")?;
     request.set_uri(uri);
     let dropped: Vec<http::HeaderName> = request
         .headers
@@ -181,11 +145,7 @@ pub fn sign_origin_request(
 }
 
 /// See `Edge::response_filter`.
-pub fn filter_origin_response(
-    state: &EdgeState,
-    response: &mut ResponseHeader,
-    ctx: &mut RequestContext,
-) -> Result<()> {
+pub fn filter_origin_response(state: &EdgeState, response: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
     let behavior = &state.behaviors[ctx.behavior.expect("matched in request_filter")];
     if response.status == 403 {
         // The viewer proved itself already; a 403 from S3 means the bucket
@@ -198,27 +158,20 @@ pub fn filter_origin_response(
         .keys()
         .filter(|name| {
             let name = name.as_str();
-            name.starts_with("x-amz-")
-                && !(behavior.forward_metadata_headers && name.starts_with("x-amz-meta-"))
+            name.starts_with("x-amz-") && !(behavior.forward_metadata_headers && name.starts_with("x-amz-meta-"))
         })
         .cloned()
         .collect();
     for name in internal {
         response.remove_header(&name);
     }
-    if matches!(response.status.as_u16(), 200 | 206)
-        && response.headers.get("accept-ranges").is_none()
-    {
+    if matches!(response.status.as_u16(), 200 | 206) && response.headers.get("accept-ranges").is_none() {
         response.insert_header("accept-ranges", "bytes")?;
     }
     Ok(())
 }
 
-fn replace_with_error(
-    response: &mut ResponseHeader,
-    ctx: &mut RequestContext,
-    error: EdgeError,
-) -> Result<()> {
+fn replace_with_error(response: &mut ResponseHeader, ctx: &mut RequestContext, error: EdgeError) -> Result<()> {
     let body = Bytes::from(error_xml(error.code, error.message));
     let mut replaced = ResponseHeader::build(error.status, Some(3))?;
     replaced.insert_header("content-type", "text/xml")?;
@@ -229,25 +182,15 @@ fn replace_with_error(
 }
 
 /// See `Edge::fail_to_proxy`.
-pub async fn handle_proxy_failure(
-    state: &EdgeState,
-    session: &mut Session,
-    error: &Error,
-    ctx: &mut RequestContext,
-) -> FailToProxy {
+pub async fn handle_proxy_failure(state: &EdgeState, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
     let from_origin = matches!(error.esource(), ErrorSource::Upstream)
         || matches!(
             error.etype(),
-            ErrorType::ConnectTimedout
-                | ErrorType::ConnectRefused
-                | ErrorType::ConnectNoRoute
-                | ErrorType::ConnectError
+            ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError
         );
     let edge_error = match error.etype() {
         _ if !from_origin => None,
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            Some(GATEWAY_TIMEOUT)
-        }
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(GATEWAY_TIMEOUT),
         _ => Some(BAD_GATEWAY),
     };
     let Some(edge_error) = edge_error else {
@@ -268,9 +211,7 @@ pub async fn handle_proxy_failure(
             can_reuse_downstream: false,
         };
     };
-    let origin = ctx
-        .behavior
-        .map_or("-", |i| state.behaviors[i].origin_name.as_str());
+    let origin = ctx.behavior.map_or("-", |i| state.behaviors[i].origin_name.as_str());
     tracing::error!(origin, path = %ctx.path, status = edge_error.status, cause = %error, "origin request failed");
     if session.response_written().is_none() {
         let _ = respond::write_error(session, edge_error).await;

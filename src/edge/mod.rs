@@ -17,7 +17,7 @@ use pingora::proxy::FailToProxy;
 
 pub use cached::CacheStatus;
 pub use context::RequestContext;
-pub use server::{EdgeState, build_server};
+pub use server::{EdgeState, Listeners, build_server};
 
 /// The edge: verifies, then proxies to the behavior's origin with SigV4.
 pub struct Edge {
@@ -35,42 +35,24 @@ impl ProxyHttp for Edge {
     /// Matches the behavior, checks the method and the signature, and maps the
     /// path to the origin's. `Ok(true)`: the response (a 403, 404 or 400) was
     /// already written and proxying stops; `Ok(false)`: go on to the origin.
-    async fn request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-    ) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
         handlers::handle_request(&self.state, session, ctx).await
     }
 
     /// The behavior's origin, with its connect and first-byte timeouts.
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestContext,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
         crate::origin::peer(self.state.origin(ctx)).await
     }
 
     /// Rewrites the request for S3: origin path, `Host`, only the headers S3
     /// needs, and a fresh SigV4 signature. Errors abort with 502.
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        request: &mut RequestHeader,
-        ctx: &mut RequestContext,
-    ) -> Result<()> {
+    async fn upstream_request_filter(&self, _session: &mut Session, request: &mut RequestHeader, ctx: &mut RequestContext) -> Result<()> {
         handlers::sign_origin_request(self.state.origin(ctx), request, ctx)
     }
 
     /// Removes `x-amz-*` headers (keeping `x-amz-meta-*` where configured) and
     /// turns an origin's refusal of keyfront's credentials into a 502.
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        response: &mut ResponseHeader,
-        ctx: &mut RequestContext,
-    ) -> Result<()> {
+    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
         handlers::filter_origin_response(&self.state, response, ctx)
     }
 
@@ -91,12 +73,7 @@ impl ProxyHttp for Edge {
 
     /// The origin failed before a response started: 504 for timeouts, 502
     /// otherwise, as CloudFront-style XML, logged with the cause.
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        error: &Error,
-        ctx: &mut RequestContext,
-    ) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
         handlers::handle_proxy_failure(&self.state, session, error, ctx).await
     }
 
@@ -109,18 +86,10 @@ impl ProxyHttp for Edge {
 
     /// One access-log line per request, errors included. The query string is
     /// never logged: it may hold signatures and policies.
-    async fn logging(
-        &self,
-        session: &mut Session,
-        error: Option<&Error>,
-        ctx: &mut RequestContext,
-    ) {
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestContext) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let method = session.req_header().method.as_str();
-        let behavior = ctx
-            .behavior
-            .map(|i| self.state.behaviors[i].path_pattern.as_str())
-            .unwrap_or("-");
+        let behavior = ctx.behavior.map(|i| self.state.behaviors[i].path_pattern.as_str()).unwrap_or("-");
         match error {
             Some(error) => {
                 tracing::warn!(method, path = %ctx.path, status, behavior, decision = ctx.decision, error = ?error.etype(), "request")

@@ -47,9 +47,7 @@ pub async fn write_xml(session: &mut Session, status: u16, body: String) -> Resu
     header.insert_header("content-type", "text/xml")?;
     header.insert_header("content-length", body.len().to_string())?;
     let head = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(header), head)
-        .await?;
+    session.write_response_header(Box::new(header), head).await?;
     if !head {
         session.write_response_body(Some(body), true).await?;
     }

@@ -1,11 +1,14 @@
 //! Building the pingora server from a validated config.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+use pingora::services::listening::Service;
 
 use super::{Edge, RequestContext};
+use crate::admin::AdminApp;
 use crate::auth::Verifier;
 use crate::cache::{Cache, DiskError};
 use crate::config::{Behavior, Config};
@@ -20,37 +23,44 @@ pub struct EdgeState {
     pub cache: Arc<Cache>,
 }
 
+/// Where the edge listens.
+#[derive(Clone, Debug)]
+pub struct Listeners {
+    pub viewer: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    /// The bearer token of the admin listener's POST endpoints.
+    pub admin_token: Option<String>,
+}
+
 impl EdgeState {
-    /// The state for `config` (opening the disk tier) and the addresses to listen on.
-    pub fn from_config(
-        config: Config,
-    ) -> Result<(Arc<Self>, Vec<std::net::SocketAddr>), DiskError> {
+    /// The state for `config` (opening the disk tier) and its listeners.
+    pub fn from_config(config: Config) -> Result<(Arc<Self>, Listeners), DiskError> {
+        let listeners = Listeners {
+            viewer: config.listen,
+            admin: config.admin_listen,
+            admin_token: config.admin_token,
+        };
         let state = Self {
             cache: Arc::new(Cache::new(&config.cache)?),
             behaviors: config.behaviors,
             verifier: Verifier::default(),
             public_base_url: config.public_base_url,
         };
-        Ok((Arc::new(state), config.listen))
+        Ok((Arc::new(state), listeners))
     }
 
     /// The origin of the request's behavior. Only called after `request_filter`
     /// matched one, which every request reaching the origin has.
     pub fn origin(&self, ctx: &RequestContext) -> &S3Origin {
-        let index = ctx
-            .behavior
-            .expect("request_filter matched a behavior before proxying");
+        let index = ctx.behavior.expect("request_filter matched a behavior before proxying");
         &self.behaviors[index].origin
     }
 }
 
-/// A pingora server with the edge on every configured listener. Run it with
-/// `run_forever`, which handles signals and graceful shutdown.
-pub fn build_server(
-    state: Arc<EdgeState>,
-    listen: &[std::net::SocketAddr],
-    threads: usize,
-) -> Server {
+/// A pingora server with the edge on every viewer listener and the admin app
+/// on the admin listener. Run it with `run_forever`, which handles signals
+/// and graceful shutdown.
+pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize) -> Server {
     let conf = ServerConf {
         threads,
         // Ctrl-C / SIGTERM: stop taking connections, give in-flight ones a moment.
@@ -60,8 +70,14 @@ pub fn build_server(
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    if let Some(address) = listeners.admin {
+        let app = AdminApp::new(state.clone(), listeners.admin_token.clone());
+        let mut admin = Service::new("keyfront admin".to_owned(), app);
+        admin.add_tcp(&address.to_string());
+        server.add_service(admin);
+    }
     let mut service = http_proxy_service(&server.configuration, Edge { state });
-    for address in listen {
+    for address in &listeners.viewer {
         service.add_tcp(&address.to_string());
     }
     server.add_service(service);

@@ -28,9 +28,7 @@ pub enum FetchError {
 impl FetchError {
     fn from_pingora(error: &Error) -> Self {
         match error.etype() {
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                Self::Timeout(error.to_string())
-            }
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Self::Timeout(error.to_string()),
             _ => Self::Failed(error.to_string()),
         }
     }
@@ -84,10 +82,7 @@ impl OriginResponse<'_> {
         };
         match session.read_response_body().await {
             Ok(Some(chunk)) => {
-                self.client
-                    .stats
-                    .body_bytes
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                self.client.stats.body_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 Ok(Some(chunk))
             }
             Ok(None) => {
@@ -134,15 +129,10 @@ impl OriginClient {
     ) -> Result<OriginResponse<'_>, FetchError> {
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         let peer = *super::peer(origin).await.map_err(failed)?;
-        let mut request = RequestHeader::build(method, path.as_bytes(), Some(headers.len() + 5))
-            .map_err(failed)?;
-        request
-            .insert_header("host", &origin.host)
-            .map_err(failed)?;
+        let mut request = RequestHeader::build(method, path.as_bytes(), Some(headers.len() + 5)).map_err(failed)?;
+        request.insert_header("host", &origin.host).map_err(failed)?;
         for (name, value) in headers {
-            request
-                .insert_header(name.to_string(), *value)
-                .map_err(failed)?;
+            request.insert_header(name.to_string(), *value).map_err(failed)?;
         }
         let signature = origin
             .sign(method, path, &[], SystemTime::now())
@@ -150,17 +140,10 @@ impl OriginClient {
         for (name, value) in signature {
             request.insert_header(name, value).map_err(failed)?;
         }
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(failed)?;
+        let (mut session, _reused) = self.connector.get_http_session(&peer).await.map_err(failed)?;
         // The connector leaves the first-byte timeout to its caller, as pingora-proxy does.
         session.set_read_timeout(peer.options.read_timeout);
-        session
-            .write_request_header(Box::new(request))
-            .await
-            .map_err(failed)?;
+        session.write_request_header(Box::new(request)).await.map_err(failed)?;
         session.finish_request_body().await.map_err(failed)?;
         session.read_response_header().await.map_err(failed)?;
         let header = session

@@ -5,8 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -52,11 +51,7 @@ pub struct S3Origin {
 
 /// What S3 leaves unencoded in a canonical URI: RFC 3986's unreserved
 /// characters. `/` separates segments and is kept by the caller.
-const S3_KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const S3_KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Why a request to the origin could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +80,7 @@ impl S3Origin {
         if authority.is_empty() || authority.contains('/') {
             return Err("expected scheme and host only, without a path".to_owned());
         }
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
-            && !authority.ends_with(']');
+        let has_port = authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) && !authority.ends_with(']');
         let address = if has_port {
             authority.to_owned()
         } else {
@@ -99,11 +91,7 @@ impl S3Origin {
         } else {
             format!("{bucket}.{authority}")
         };
-        let address = if path_style {
-            address
-        } else {
-            format!("{bucket}.{address}")
-        };
+        let address = if path_style { address } else { format!("{bucket}.{address}") };
         Ok(Self {
             address,
             tls,
@@ -119,9 +107,7 @@ impl S3Origin {
 
     /// The host name for TLS SNI: `host` without its port.
     pub fn server_name(&self) -> &str {
-        self.host
-            .rsplit_once(':')
-            .map_or(self.host.as_str(), |(name, _)| name)
+        self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name)
     }
 
     /// The origin path for a viewer path (as received, percent-encoded): the
@@ -129,12 +115,16 @@ impl S3Origin {
     /// as S3 canonicalises it, so the bytes sent are the bytes signed.
     /// `None` for an empty key, which would address the bucket itself.
     pub fn object_path(&self, viewer_path: &str) -> Option<String> {
+        self.origin_path_for(viewer_path)
+            .filter(|path| path.len() > self.bucket_prefix_len() + 1)
+    }
+
+    /// The origin path prefix covering every key that starts like
+    /// `viewer_prefix` (for invalidating `/videos/*`); `/` covers the bucket.
+    pub fn origin_path_for(&self, viewer_path: &str) -> Option<String> {
         let key = percent_decode_str(viewer_path.strip_prefix('/').unwrap_or(viewer_path))
             .decode_utf8()
             .ok()?;
-        if key.is_empty() {
-            return None;
-        }
         let encoded: Vec<String> = key
             .split('/')
             .map(|segment| utf8_percent_encode(segment, S3_KEY_ENCODE).to_string())
@@ -147,16 +137,15 @@ impl S3Origin {
         })
     }
 
+    /// The length of `/bucket` in path-style origin paths (0 for virtual-hosted).
+    fn bucket_prefix_len(&self) -> usize {
+        if self.path_style { self.bucket.len() + 1 } else { 0 }
+    }
+
     /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-content-sha256`,
     /// `x-amz-security-token`) for a request with an unsigned payload. `headers`
     /// are the other headers to sign; `host` is always signed.
-    pub fn sign(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        time: SystemTime,
-    ) -> Result<Vec<(String, String)>, SignError> {
+    pub fn sign(&self, method: &str, path: &str, headers: &[(&str, &str)], time: SystemTime) -> Result<Vec<(String, String)>, SignError> {
         let identity = aws_credential_types::Credentials::new(
             &self.credentials.access_key_id,
             &self.credentials.secret_access_key,
@@ -181,14 +170,10 @@ impl S3Origin {
             .into();
         let scheme = if self.tls { "https" } else { "http" };
         let url = format!("{scheme}://{}{path}", self.host);
-        let all_headers =
-            std::iter::once(("host", self.host.as_str())).chain(headers.iter().copied());
+        let all_headers = std::iter::once(("host", self.host.as_str())).chain(headers.iter().copied());
         let signable =
-            SignableRequest::new(method, url, all_headers, SignableBody::UnsignedPayload)
-                .map_err(|e| SignError(e.to_string()))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| SignError(e.to_string()))?
-            .into_parts();
+            SignableRequest::new(method, url, all_headers, SignableBody::UnsignedPayload).map_err(|e| SignError(e.to_string()))?;
+        let (instructions, _signature) = sign(signable, &params).map_err(|e| SignError(e.to_string()))?.into_parts();
         Ok(instructions
             .headers()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
@@ -207,12 +192,7 @@ pub async fn peer(origin: &S3Origin) -> pingora::Result<Box<pingora::upstreams::
             .await
             .ok()
             .and_then(|mut addresses| addresses.next())
-            .ok_or_else(|| {
-                Error::explain(
-                    ErrorType::ConnectNoRoute,
-                    format!("cannot resolve origin {}", origin.address),
-                )
-            })?,
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, format!("cannot resolve origin {}", origin.address)))?,
     };
     let mut peer = HttpPeer::new(address, origin.tls, origin.server_name().to_owned());
     peer.options.connection_timeout = Some(origin.connect_timeout);
@@ -250,26 +230,9 @@ mod tests {
             ("127.0.0.1:9000", "127.0.0.1:9000", false)
         );
         let virtual_hosted = origin("https://s3.eu-west-1.amazonaws.com", false);
-        assert_eq!(
-            virtual_hosted.address,
-            "media.s3.eu-west-1.amazonaws.com:443"
-        );
-        assert_eq!(
-            virtual_hosted.server_name(),
-            "media.s3.eu-west-1.amazonaws.com"
-        );
-        assert!(
-            S3Origin::new(
-                "ftp://x",
-                "b",
-                "r",
-                true,
-                path.credentials.clone(),
-                Duration::ZERO,
-                Duration::ZERO
-            )
-            .is_err()
-        );
+        assert_eq!(virtual_hosted.address, "media.s3.eu-west-1.amazonaws.com:443");
+        assert_eq!(virtual_hosted.server_name(), "media.s3.eu-west-1.amazonaws.com");
+        assert!(S3Origin::new("ftp://x", "b", "r", true, path.credentials.clone(), Duration::ZERO, Duration::ZERO).is_err());
         assert!(
             S3Origin::new(
                 "http://x/path",
@@ -287,58 +250,28 @@ mod tests {
     #[test]
     fn keys_are_encoded_once_as_s3_does() {
         let path = origin("http://127.0.0.1:9000", true);
-        assert_eq!(
-            path.object_path("/docs/a%20b+c.pdf").unwrap(),
-            "/media/docs/a%20b%2Bc.pdf"
-        );
-        assert_eq!(
-            path.object_path("/caf%C3%A9/x~y").unwrap(),
-            "/media/caf%C3%A9/x~y"
-        );
-        assert_eq!(
-            path.object_path("/a//b").unwrap(),
-            "/media/a//b",
-            "never normalised"
-        );
-        assert_eq!(
-            path.object_path("/"),
-            None,
-            "the bucket itself is not an object"
-        );
-        assert_eq!(
-            origin("https://s3.amazonaws.com", false)
-                .object_path("/a")
-                .unwrap(),
-            "/a"
-        );
+        assert_eq!(path.object_path("/docs/a%20b+c.pdf").unwrap(), "/media/docs/a%20b%2Bc.pdf");
+        assert_eq!(path.object_path("/caf%C3%A9/x~y").unwrap(), "/media/caf%C3%A9/x~y");
+        assert_eq!(path.object_path("/a//b").unwrap(), "/media/a//b", "never normalised");
+        assert_eq!(path.object_path("/"), None, "the bucket itself is not an object");
+        assert_eq!(origin("https://s3.amazonaws.com", false).object_path("/a").unwrap(), "/a");
     }
 
     #[test]
     fn signature_shape() {
         let origin = origin("http://127.0.0.1:9000", true);
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let headers = origin
-            .sign("GET", "/media/a.mp4", &[("range", "bytes=0-99")], time)
-            .unwrap();
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let headers = origin.sign("GET", "/media/a.mp4", &[("range", "bytes=0-99")], time).unwrap();
+        let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         assert_eq!(get("x-amz-date"), Some("20231114T221320Z"));
         assert_eq!(get("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
         assert_eq!(get("x-amz-security-token"), Some("token"));
         let authorization = get("authorization").unwrap();
         assert!(authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/eu-west-1/s3/aws4_request, SignedHeaders="));
         assert!(
-            authorization
-                .contains("host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token"),
+            authorization.contains("host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token"),
             "{authorization}"
         );
-        assert!(
-            !format!("{origin:?}").contains("wJalr"),
-            "secrets stay out of Debug output"
-        );
+        assert!(!format!("{origin:?}").contains("wJalr"), "secrets stay out of Debug output");
     }
 }

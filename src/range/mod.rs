@@ -75,10 +75,7 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
                 None => return RangeRequest::Full,
             },
             (start, "") => match number(start) {
-                Some(start) => (start < size).then_some(ByteRange {
-                    start,
-                    end: size - 1,
-                }),
+                Some(start) => (start < size).then_some(ByteRange { start, end: size - 1 }),
                 None => return RangeRequest::Full,
             },
             (start, end) => match (number(start), number(end)) {
@@ -115,11 +112,7 @@ fn strip_weak(tag: &str) -> &str {
 
 /// Whether `If-None-Match` / `If-Modified-Since` let the edge answer 304.
 /// `If-None-Match` (weak comparison) wins when both are present.
-pub fn not_modified(
-    if_none_match: Option<&str>,
-    if_modified_since: Option<&str>,
-    object: Validators<'_>,
-) -> bool {
+pub fn not_modified(if_none_match: Option<&str>, if_modified_since: Option<&str>, object: Validators<'_>) -> bool {
     if let Some(tags) = if_none_match {
         return tags
             .split(',')
@@ -174,11 +167,7 @@ impl Multipart<'_> {
 
     /// The whole body's length, for `Content-Length`.
     pub fn content_length(&self, ranges: &[ByteRange]) -> u64 {
-        ranges
-            .iter()
-            .map(|r| self.part_head(*r).len() as u64 + r.length())
-            .sum::<u64>()
-            + self.tail().len() as u64
+        ranges.iter().map(|r| self.part_head(*r).len() as u64 + r.length()).sum::<u64>() + self.tail().len() as u64
     }
 }
 

@@ -27,15 +27,9 @@ pub struct BucketAccess {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Root {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Root { path: PathBuf, source: std::io::Error },
     #[error("listening on {address}: {source}")]
-    Listen {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { address: SocketAddr, source: std::io::Error },
     #[error("opening the store: {0}")]
     Open(String),
 }
@@ -59,10 +53,7 @@ impl S3Access for BucketOwners {
         if owned.is_some_and(|owned| owned.as_str() == &**bucket) {
             Ok(())
         } else {
-            Err(s3_error!(
-                AccessDenied,
-                "This access key does not open this bucket"
-            ))
+            Err(s3_error!(AccessDenied, "This access key does not open this bucket"))
         }
     }
 }
@@ -74,10 +65,7 @@ pub fn service(root: PathBuf, buckets: &[BucketAccess]) -> Result<S3Service, Sto
     for access in buckets {
         let path = root.join(&access.bucket);
         std::fs::create_dir_all(&path).map_err(|source| StoreError::Root { path, source })?;
-        auth.register(
-            access.access_key_id.clone(),
-            access.secret_access_key.clone().into(),
-        );
+        auth.register(access.access_key_id.clone(), access.secret_access_key.clone().into());
         bucket_by_key.insert(access.access_key_id.clone(), access.bucket.clone());
     }
     let store = s3s_fs::FileSystem::new(&root).map_err(|e| StoreError::Open(format!("{e:?}")))?;
@@ -92,9 +80,7 @@ pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), Stor
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| StoreError::Listen { address, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| StoreError::Listen { address, source })?;
+    let bound = listener.local_addr().map_err(|source| StoreError::Listen { address, source })?;
     Ok((listener, bound))
 }
 
@@ -109,9 +95,7 @@ pub async fn serve(listener: TcpListener, service: S3Service) {
                 continue;
             }
         };
-        let connection = connections
-            .serve_connection(TokioIo::new(socket), service.clone())
-            .into_owned();
+        let connection = connections.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "embedded origin: connection ended with an error");
@@ -122,11 +106,7 @@ pub async fn serve(listener: TcpListener, service: S3Service) {
 
 /// Starts the store on its own thread and runtime, for processes whose main
 /// thread belongs to pingora. Returns the bound address once it listens.
-pub fn spawn(
-    root: PathBuf,
-    address: SocketAddr,
-    buckets: Vec<BucketAccess>,
-) -> Result<SocketAddr, StoreError> {
+pub fn spawn(root: PathBuf, address: SocketAddr, buckets: Vec<BucketAccess>) -> Result<SocketAddr, StoreError> {
     let service = service(root, &buckets)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -20,11 +20,10 @@ pub const KEY_ID: &str = "KTESTKEY";
 pub const BUCKET: &str = "media";
 pub const ACCESS_KEY: &str = "edge-test";
 pub const SECRET: &str = "edge-test-secret";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors/keys")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/keys").join(name)
 }
 
 pub fn now() -> u64 {
@@ -36,14 +35,13 @@ pub fn now() -> u64 {
 
 /// A port nothing listens on (bound, then released).
 pub fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 pub struct Stack {
     pub edge: SocketAddr,
+    /// The admin listener (token: `ADMIN_TOKEN`).
+    pub admin: SocketAddr,
     /// The edge's shared state: its cache and the cache's origin counters.
     pub state: std::sync::Arc<EdgeState>,
     pub origin: S3Origin,
@@ -74,17 +72,14 @@ impl Stack {
             access_key_id: ACCESS_KEY.into(),
             secret_access_key: SECRET.into(),
         };
-        let origin_address = s3store::spawn(
-            store_dir.path().to_owned(),
-            "127.0.0.1:0".parse().unwrap(),
-            vec![access],
-        )
-        .unwrap();
+        let origin_address = s3store::spawn(store_dir.path().to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap();
         let relay = Relay::start(origin_address);
         let config_dir = tempfile::tempdir().unwrap();
         let config_template = format!(
             r#"
 listen: "{{LISTEN}}"
+admin_listen: "{{ADMIN}}"
+admin_token: {ADMIN_TOKEN}
 key_groups:
   main:
     - id: {KEY_ID}
@@ -123,11 +118,11 @@ behaviors:
             Duration::from_secs(5),
         )
         .unwrap();
-        let key = PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap())
-            .unwrap();
-        let (edge, state) = start_edge(&config_template, config_dir.path(), free_address());
+        let key = PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
+        let (edge, admin, state) = start_edge(&config_template, config_dir.path());
         Stack {
             edge,
+            admin,
             state,
             origin,
             signer: Signer::new(KEY_ID, key, HashAlgorithm::Sha1),
@@ -141,11 +136,8 @@ behaviors:
     /// A second edge with the same config (and so the same disk tier) on a
     /// new port: a restart, as far as the cache can tell.
     pub fn start_another_edge(&self) -> (SocketAddr, std::sync::Arc<EdgeState>) {
-        start_edge(
-            &self.config_template,
-            self.config_dir.path(),
-            free_address(),
-        )
+        let (edge, _admin, state) = start_edge(&self.config_template, self.config_dir.path());
+        (edge, state)
     }
 
     /// The directory the config file lives in (relative cache paths start here).
@@ -163,11 +155,7 @@ behaviors:
     }
 
     pub fn put_with(&self, key: &str, headers: &[(&str, &str)], body: &[u8]) {
-        assert_eq!(
-            put_object(&self.origin, key, headers, body).unwrap(),
-            200,
-            "upload of {key}"
-        );
+        assert_eq!(put_object(&self.origin, key, headers, body).unwrap(), 200, "upload of {key}");
     }
 
     /// A canned-policy target (path and query) for `path`, valid for an hour.
@@ -176,18 +164,15 @@ behaviors:
     }
 
     pub fn signed_until(&self, path: &str, expires: u64) -> String {
-        let url = self.signer.sign_url(
-            &format!("{}{path}", self.base()),
-            &PolicySpec::Canned { expires },
-        );
+        let url = self
+            .signer
+            .sign_url(&format!("{}{path}", self.base()), &PolicySpec::Canned { expires });
         url.strip_prefix(&self.base()).unwrap().to_owned()
     }
 
     pub fn signed_custom(&self, path: &str, terms: PolicyTerms) -> String {
         let url = format!("{}{path}", self.base());
-        let signed = self
-            .signer
-            .sign_url(&url, &PolicySpec::for_url(&url, &terms));
+        let signed = self.signer.sign_url(&url, &PolicySpec::for_url(&url, &terms));
         signed.strip_prefix(&self.base()).unwrap().to_owned()
     }
 
@@ -197,39 +182,31 @@ behaviors:
 
     /// Origin requests the edge's cache has made so far.
     pub fn origin_requests(&self) -> u64 {
-        self.state
-            .cache
-            .client
-            .stats
-            .requests
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Origin body bytes the edge's cache has read so far.
     pub fn origin_bytes(&self) -> u64 {
-        self.state
-            .cache
-            .client
-            .stats
-            .body_bytes
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.state.cache.client.stats.body_bytes.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
-/// Writes the config for `listen`, starts an edge on it and waits until it listens.
-fn start_edge(
-    template: &str,
-    dir: &Path,
-    listen: SocketAddr,
-) -> (SocketAddr, std::sync::Arc<EdgeState>) {
+/// Writes the config with fresh viewer and admin addresses, starts an edge on
+/// them and waits until it listens.
+fn start_edge(template: &str, dir: &Path) -> (SocketAddr, SocketAddr, std::sync::Arc<EdgeState>) {
+    let (listen, admin) = (free_address(), free_address());
     let path = dir.join(format!("keyfront-{}.yaml", listen.port()));
-    std::fs::write(&path, template.replace("{LISTEN}", &listen.to_string())).unwrap();
+    let text = template
+        .replace("{LISTEN}", &listen.to_string())
+        .replace("{ADMIN}", &admin.to_string());
+    std::fs::write(&path, text).unwrap();
     let config = Config::load(&path).unwrap();
-    let (state, addresses) = EdgeState::from_config(config).unwrap();
+    let (state, listeners) = EdgeState::from_config(config).unwrap();
     let server_state = state.clone();
-    std::thread::spawn(move || build_server(server_state, &addresses, 1).run_forever());
+    std::thread::spawn(move || build_server(server_state, &listeners, 1).run_forever());
     wait_for(listen);
-    (listen, state)
+    wait_for(admin);
+    (listen, admin, state)
 }
 
 /// A TCP relay to an origin that can be cut: while off, it refuses new
@@ -259,10 +236,7 @@ impl Relay {
                     .lock()
                     .unwrap()
                     .extend([viewer.try_clone().unwrap(), upstream.try_clone().unwrap()]);
-                for (mut from, mut to) in [
-                    (viewer.try_clone().unwrap(), upstream.try_clone().unwrap()),
-                    (upstream, viewer),
-                ] {
+                for (mut from, mut to) in [(viewer.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, viewer)] {
                     std::thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
                         let _ = to.shutdown(std::net::Shutdown::Both);
@@ -270,11 +244,7 @@ impl Relay {
                 }
             }
         });
-        Relay {
-            address,
-            on,
-            carried,
-        }
+        Relay { address, on, carried }
     }
 
     /// Cuts the origin off (or lets it through again).
@@ -331,19 +301,10 @@ impl Response {
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to
 /// the end. Bodies are taken as sent: this client never decodes or re-frames.
-pub fn request(
-    address: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
+pub fn request(address: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut head =
-        format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -355,20 +316,10 @@ pub fn request(
     stream.write_all(body).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))

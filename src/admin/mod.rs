@@ -1,0 +1,162 @@
+//! The admin listener: `/healthz`, and `POST /invalidations` (bearer token)
+//! that removes objects from both cache tiers, as CloudFront's invalidations do.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::cache::ObjectRef;
+use crate::edge::EdgeState;
+
+/// CloudFront's limits: 3,000 paths per invalidation; a path is at most 4,096 bytes.
+const MAX_PATHS: usize = 3000;
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_BODY_BYTES: usize = MAX_PATHS * (MAX_PATH_BYTES / 8);
+
+pub struct AdminApp {
+    state: Arc<EdgeState>,
+    /// The bearer token `POST` requests need; without one they are refused.
+    token: Option<String>,
+}
+
+impl AdminApp {
+    pub fn new(state: Arc<EdgeState>, token: Option<String>) -> Self {
+        Self { state, token }
+    }
+}
+
+/// The body of `POST /invalidations`: `{"paths": ["/videos/*", "/a.mp4"]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidationRequest {
+    pub paths: Vec<String>,
+}
+
+fn reply(status: StatusCode, body: String) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(body.into_bytes())
+        .expect("a response from valid parts")
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
+    reply(status, serde_json::json!({ "error": message }).to_string())
+}
+
+/// Why a path cannot be invalidated; CloudFront allows `*` only at the end.
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.len() > MAX_PATH_BYTES {
+        return Err(format!("{path:?}: a path starts with / and is at most {MAX_PATH_BYTES} bytes"));
+    }
+    if path.trim_end_matches('*').contains('*') || path.ends_with("**") {
+        return Err(format!("{path:?}: * may only end a path"));
+    }
+    Ok(())
+}
+
+impl AdminApp {
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let given = session.req_header().headers.get("authorization").and_then(|v| v.to_str().ok());
+        match (&self.token, given.and_then(|v| v.strip_prefix("Bearer "))) {
+            // Digests are compared, so the time taken says nothing about the token.
+            (Some(expected), Some(given)) => Sha256::digest(expected.as_bytes()) == Sha256::digest(given.as_bytes()),
+            _ => false,
+        }
+    }
+
+    async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+        let mut body = Vec::new();
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|_| error(StatusCode::BAD_REQUEST, "unreadable body"))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    async fn invalidations(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if !self.authorized(session) {
+            return error(StatusCode::UNAUTHORIZED, "a valid bearer token (admin_token) is needed");
+        }
+        let body = match Self::read_body(session).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let request: InvalidationRequest = match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"paths\": [...]}}: {e}")),
+        };
+        if request.paths.is_empty() || request.paths.len() > MAX_PATHS {
+            return error(StatusCode::BAD_REQUEST, &format!("between 1 and {MAX_PATHS} paths"));
+        }
+        if let Some(problem) = request.paths.iter().find_map(|p| check_path(p).err()) {
+            return error(StatusCode::BAD_REQUEST, &problem);
+        }
+        let state = self.state.clone();
+        let paths = request.paths.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            for path in &paths {
+                let (viewer_path, prefix) = match path.strip_suffix('*') {
+                    Some(stem) => (stem, true),
+                    None => (path.as_str(), false),
+                };
+                for behavior in &state.behaviors {
+                    if let Some(origin_path) = behavior.origin.origin_path_for(viewer_path) {
+                        state
+                            .cache
+                            .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
+                    }
+                }
+            }
+        })
+        .await;
+        match done {
+            Ok(()) => {
+                tracing::info!(paths = request.paths.len(), "invalidation done");
+                reply(StatusCode::OK, serde_json::json!({ "invalidated": request.paths }).to_string())
+            }
+            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the invalidation failed"),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let header = session.req_header();
+        match (header.method.clone(), header.uri.path()) {
+            (Method::GET, "/healthz") => reply(StatusCode::OK, "{\"status\":\"ok\"}".to_owned()),
+            (Method::POST, "/invalidations") => self.invalidations(session).await,
+            (_, "/healthz" | "/invalidations") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_path;
+
+    #[test]
+    fn invalidation_paths_follow_cloudfront() {
+        assert!(check_path("/videos/*").is_ok());
+        assert!(check_path("/a.mp4").is_ok());
+        assert!(check_path("/*").is_ok());
+        assert!(check_path("videos/*").is_err());
+        assert!(check_path("/v*/a").is_err());
+        assert!(check_path("/v/**").is_err());
+        assert!(check_path(&format!("/{}", "a".repeat(5000))).is_err());
+    }
+}

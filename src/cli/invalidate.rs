@@ -1,0 +1,40 @@
+//! `keyfront invalidate`: asks a running edge's admin listener to forget paths.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::CliError;
+
+#[derive(Args, Debug)]
+pub struct InvalidateArgs {
+    /// The admin listener, e.g. http://127.0.0.1:9090.
+    #[arg(long)]
+    admin: String,
+    /// The admin_token of the edge's config.
+    #[arg(long, env = "KEYFRONT_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Viewer paths; `*` may end a path (`/videos/*`).
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+pub fn run(args: InvalidateArgs) -> Result<ExitCode, CliError> {
+    let address = args
+        .admin
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+        .ok_or_else(|| CliError::bad("--admin", &args.admin, "expected http://host:port"))?;
+    let body = serde_json::json!({ "paths": args.paths }).to_string();
+    let head = format!(
+        "POST /invalidations HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\nauthorization: Bearer {}",
+        args.token
+    );
+    let (status, response) = crate::plain_http::exchange(address, &head, body.as_bytes()).map_err(|source| CliError::Io {
+        path: args.admin.clone().into(),
+        source,
+    })?;
+    println!("{status} {}", String::from_utf8_lossy(&response));
+    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
