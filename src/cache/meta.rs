@@ -109,6 +109,11 @@ impl ObjectMeta {
         self.age(now) < self.fresh_for
     }
 
+    /// Whether a stale copy may be served at once while it is revalidated in the background.
+    pub fn usable_while_revalidating(&self, now: u64) -> bool {
+        self.status == 200 && self.age(now) < self.fresh_for.saturating_add(self.stale_while_revalidate)
+    }
+
     /// Whether a stale copy may still be served because the origin failed.
     pub fn usable_on_error(&self, now: u64) -> bool {
         self.age(now) < self.fresh_for.saturating_add(self.stale_if_error)

@@ -161,22 +161,27 @@ impl Cache {
     /// Slice `index` of the version `meta` describes: from memory, from disk
     /// (promoted to memory), or from a fill shared with other requests.
     pub async fn slice(self: &Arc<Self>, object: &ObjectRef, meta: &Arc<ObjectMeta>, index: u64) -> SliceSource {
+        match self.cached_slice(object, meta, index).await {
+            Some(data) => SliceSource::Ready(data),
+            None => SliceSource::Filling(self.start_fill(object, Some(meta.clone()), index)),
+        }
+    }
+
+    /// Slice `index` if memory or disk holds it (a disk hit is promoted).
+    pub async fn cached_slice(&self, object: &ObjectRef, meta: &ObjectMeta, index: u64) -> Option<Bytes> {
         let key = SliceKey {
             object: object.key.clone(),
             etag: meta.etag.as_str().into(),
             index,
         };
         if let Some(data) = self.slices.get(&key) {
-            return SliceSource::Ready(data);
+            return Some(data);
         }
-        if let Some(disk) = self.disk.clone() {
-            let disk_key = key.clone();
-            if let Ok(Some(data)) = tokio::task::spawn_blocking(move || disk.read_slice(&disk_key)).await {
-                self.slices.insert(key, data.clone());
-                return SliceSource::Ready(data);
-            }
-        }
-        SliceSource::Filling(self.start_fill(object, Some(meta.clone()), index))
+        let disk = self.disk.clone()?;
+        let disk_key = key.clone();
+        let data = tokio::task::spawn_blocking(move || disk.read_slice(&disk_key)).await.ok()??;
+        self.slices.insert(key, data.clone());
+        Some(data)
     }
 
     /// Starts fetching slice `index` unless it is cached or already arriving.
@@ -315,7 +320,17 @@ impl Cache {
             if kept > 0 {
                 fill.publish_chunk(chunk.slice(..kept as usize));
                 remaining -= kept;
+                // The viewers reading this fill usually share its thread; when
+                // the origin's bytes are already waiting, reading them never
+                // yields, and the viewers would get nothing until tokio's
+                // budget ran out (about 2 ms for a 1 MiB slice).
+                tokio::task::yield_now().await;
             }
+        }
+        if response.status() == 206 {
+            // Reading the (empty) end of the body hands the connection back
+            // to the pool; a whole-object 200 is dropped mid-body instead.
+            let _ = response.next_chunk().await;
         }
         Ok(meta)
     }

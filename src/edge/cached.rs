@@ -14,6 +14,7 @@ use super::server::EdgeState;
 use crate::auth::error_xml;
 use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceSource, unix_now};
 use crate::config::Behavior;
+use crate::origin::OriginResponse;
 use crate::range::{ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range};
 
 /// How a response was answered, for `X-Cache` and the access log.
@@ -112,6 +113,15 @@ async fn current_meta(
     let now = unix_now();
     match cache.meta(object).await {
         Some(meta) if meta.is_fresh(now) => Ok((meta, None, CacheStatus::Hit)),
+        Some(stale) if stale.usable_while_revalidating(now) => {
+            let (cache, object, stale_copy) = (cache.clone(), object.clone(), stale.clone());
+            tokio::spawn(async move {
+                if let Err(error) = cache.revalidate(&object, &stale_copy).await {
+                    tracing::warn!(%error, "background revalidation (stale-while-revalidate) failed");
+                }
+            });
+            Ok((stale, None, CacheStatus::Hit))
+        }
         Some(stale) => match cache.revalidate(object, &stale).await {
             Ok(Revalidation::Unchanged(meta)) => Ok((meta, None, CacheStatus::RefreshHit)),
             Ok(Revalidation::Replaced(meta)) => Ok((meta, None, CacheStatus::Miss)),
@@ -255,23 +265,42 @@ async fn answer(
     // change found there starts the answer over instead of breaking it.
     let first_index = body[0].start / meta.slice_size;
     let first_source = match first_slice.take().filter(|f| f.index == first_index) {
-        Some(first) => SliceSource::Filling(first.reader),
-        None => state.cache.slice(object, &meta, first_index).await,
+        Some(first) => Some(SliceSource::Filling(first.reader)),
+        None => state.cache.cached_slice(object, &meta, first_index).await.map(SliceSource::Ready),
     };
-    if let SliceSource::Filling(reader) = &first_source {
-        match reader.meta().await {
-            Ok(_) => {}
-            Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
-            Err(error) => {
-                tracing::error!(path = %ctx.path, %error, "origin request failed");
-                respond::write_error(session, origin_failure(&error)).await?;
-                return Ok(());
+    // A miss deep inside a slice asks the origin for the viewer's bytes first,
+    // then starts the aligned fill, so the fill does not queue ahead of them.
+    let deep_seek = body[0].start % meta.slice_size >= DIRECT_SEEK_BYTES;
+    let direct = match &first_source {
+        Some(SliceSource::Ready(_)) => None,
+        _ if deep_seek => direct_fetch(state, object, &meta, body[0]).await,
+        _ => None,
+    };
+    let first = match (first_source, direct) {
+        (_, Some(response)) => {
+            state.cache.prefetch(object, &meta, first_index);
+            FirstBytes::Direct(Box::new(response))
+        }
+        (Some(SliceSource::Ready(data)), None) => FirstBytes::Slice(SliceSource::Ready(data)),
+        (filling, None) => {
+            let reader = match filling {
+                Some(SliceSource::Filling(reader)) => reader,
+                _ => state.cache.start_fill(object, Some(meta.clone()), first_index),
+            };
+            match reader.meta().await {
+                Ok(_) => FirstBytes::Slice(SliceSource::Filling(reader)),
+                Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
+                Err(error) => {
+                    tracing::error!(path = %ctx.path, %error, "origin request failed");
+                    respond::write_error(session, origin_failure(&error)).await?;
+                    return Ok(());
+                }
             }
         }
-    }
+    };
     session.write_response_header(Box::new(response), false).await?;
     let multipart = body.len() > 1;
-    let mut first = Some(first_source);
+    let mut first = Some(first);
     for range in &body {
         if multipart {
             session
@@ -295,7 +324,7 @@ async fn stream_range(
     object: &ObjectRef,
     meta: &Arc<ObjectMeta>,
     range: ByteRange,
-    first: &mut Option<SliceSource>,
+    first: &mut Option<FirstBytes<'_>>,
 ) -> Result<(), Interrupted> {
     let cache = &state.cache;
     let (first_index, last_index) = (range.start / meta.slice_size, range.end / meta.slice_size);
@@ -307,7 +336,11 @@ async fn stream_range(
         let from = range.start.max(slice_start) - slice_start;
         let to = range.end.min(slice_start + meta.slice_length(index) - 1) - slice_start;
         let source = match first.take() {
-            Some(source) if index == first_index => source,
+            Some(FirstBytes::Direct(mut response)) if index == first_index => {
+                stream_direct(session, &mut response, to - from + 1).await?;
+                continue;
+            }
+            Some(FirstBytes::Slice(source)) if index == first_index => source,
             _ => cache.slice(object, meta, index).await,
         };
         match source {
@@ -343,6 +376,58 @@ async fn stream_range(
             }
         }
     }
+    Ok(())
+}
+
+/// A seek this far or further into a slice that is not cached yet fetches the
+/// viewer's bytes directly, instead of waiting for the fill to reach them.
+const DIRECT_SEEK_BYTES: u64 = 64 * 1024;
+
+/// Where the first bytes of an answer come from.
+enum FirstBytes<'a> {
+    /// The first slice: cached, or arriving through the fill shared with others.
+    Slice(SliceSource),
+    /// A miss deep inside a slice: the viewer's bytes of that slice, fetched
+    /// from the origin directly while the aligned fill runs on for the cache.
+    /// A seek thus costs at most two slices of origin bytes, and its first byte
+    /// waits for the origin's first byte, not for the slice's prefix.
+    Direct(Box<OriginResponse<'a>>),
+}
+
+/// Asks the origin for the bytes of `range` within its first slice, of this
+/// version only (`If-Match`). `None` if the origin answers anything else; the
+/// caller then reads the fill.
+async fn direct_fetch<'a>(state: &'a EdgeState, object: &ObjectRef, meta: &ObjectMeta, range: ByteRange) -> Option<OriginResponse<'a>> {
+    let slice_end = (range.start / meta.slice_size + 1) * meta.slice_size - 1;
+    let end = range.end.min(slice_end).min(meta.size - 1);
+    let asked = format!("bytes={}-{end}", range.start);
+    let headers = [("range", asked.as_str()), ("if-match", meta.etag.as_str())];
+    let response = state
+        .cache
+        .client
+        .send(&object.origin, "GET", &object.origin_path, &headers)
+        .await
+        .ok()?;
+    let expected = format!("bytes {}-{end}/{}", range.start, meta.size);
+    let right = response.status() == 206 && response.header_value("content-range") == Some(expected.as_str());
+    (right && response.header_value("etag") == Some(meta.etag.as_str())).then_some(response)
+}
+
+/// Writes the `length` bytes of a direct origin response.
+async fn stream_direct(session: &mut Session, response: &mut OriginResponse<'_>, length: u64) -> Result<(), Interrupted> {
+    let mut written = 0u64;
+    while written < length {
+        let chunk = match response.next_chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Err(Error::explain(ErrorType::ReadError, "the origin's range ended early").into()),
+            Err(error) => return Err(Error::explain(ErrorType::ReadError, error.to_string()).into()),
+        };
+        let part = chunk.slice(..chunk.len().min((length - written) as usize));
+        written += part.len() as u64;
+        session.write_response_body(Some(part), false).await?;
+    }
+    // Reading the end of the body hands the connection back to the pool.
+    let _ = response.next_chunk().await;
     Ok(())
 }
 

@@ -95,6 +95,11 @@ pub async fn serve(listener: TcpListener, service: S3Service) {
                 continue;
             }
         };
+        // Without it, Nagle's algorithm holds each body write for the
+        // client's delayed ACK: about 40 ms per MiB streamed.
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::debug!(%error, "embedded origin: TCP_NODELAY not set");
+        }
         let connection = connections.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
         tokio::spawn(async move {
             if let Err(error) = connection.await {

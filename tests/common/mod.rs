@@ -89,6 +89,7 @@ origins:
   relayed: {{type: s3, endpoint: "http://{relayed}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 5s}}
   down: {{type: s3, endpoint: "http://{down}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s}}
   wrong_credentials: {{type: s3, endpoint: "http://{origin_address}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: not-the-secret}}
+  ignores_range: {{type: s3, endpoint: "http://{ignores_range}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}
   silent: {{type: s3, endpoint: "http://{silent}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, first_byte_timeout: 500ms}}
 cache:
 {cache}
@@ -102,6 +103,7 @@ behaviors:
             relayed = relay.address,
             down = free_address(),
             silent = silent_origin(),
+            ignores_range = range_ignoring_origin(),
         );
         let credentials = Credentials {
             access_key_id: ACCESS_KEY.into(),
@@ -256,6 +258,38 @@ impl Relay {
             }
         }
     }
+}
+
+/// What the `ignores_range` origin serves for every path.
+pub fn range_ignoring_body() -> Vec<u8> {
+    patterned(3 * 65536 + 100)
+}
+
+/// An origin that answers every request 200 with the whole body, whatever
+/// its Range, as some S3-compatible servers and plain web servers do.
+fn range_ignoring_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().take(1000).flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let body = range_ignoring_body();
+            let is_head = head.starts_with(b"HEAD");
+            let header = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\netag: \"whole-v1\"\r\ncontent-type: application/octet-stream\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(header.as_bytes());
+            if !is_head {
+                let _ = stream.write_all(&body);
+            }
+        }
+    });
+    address
 }
 
 /// An origin that accepts connections and never answers.
