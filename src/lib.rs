@@ -4,6 +4,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod metrics;
 pub mod origin;
 mod plain_http;
 pub mod range;

@@ -458,3 +458,19 @@ fn an_origin_that_ignores_range_still_works() {
     assert!(whole.body == body);
     assert_eq!(stack.get("/whole/file.bin").header("x-cache"), Some("Hit from keyfront"));
 }
+
+#[test]
+fn objects_larger_than_the_memory_budget_still_stream_whole() {
+    // 1 MiB of memory, no disk, 64 KiB slices: a 5 MiB object never fits.
+    let stack = Stack::start_with("", "  memory: 1MiB\n  slice_size: 64KiB");
+    let data = patterned(5 * 1024 * 1024 + 3);
+    stack.put("/huge/film.mp4", "video/mp4", &data);
+    let target = stack.signed("/huge/film.mp4");
+    for _ in 0..2 {
+        let response = stack.get(&target);
+        assert_eq!(response.status, 200);
+        assert!(response.body == data, "streamed whole, slice by slice");
+    }
+    let ((memory_bytes, _), _) = stack.state.cache.usage();
+    assert!(memory_bytes <= 1024 * 1024, "the memory tier kept to its budget: {memory_bytes}");
+}

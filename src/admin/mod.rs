@@ -86,6 +86,20 @@ impl AdminApp {
         Ok(body)
     }
 
+    /// Ready: the config loaded and the listeners are up (this answers), and
+    /// the disk tier, if any, takes writes.
+    async fn readiness(&self) -> Response<Vec<u8>> {
+        let cache = self.state.cache.clone();
+        match tokio::task::spawn_blocking(move || cache.disk_writable()).await {
+            Ok(Ok(())) => reply(StatusCode::OK, "{\"status\":\"ready\"}".to_owned()),
+            Ok(Err(problem)) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the disk cache is not writable: {problem}"),
+            ),
+            Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the readiness check failed"),
+        }
+    }
+
     async fn invalidations(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         if !self.authorized(session) {
             return error(StatusCode::UNAUTHORIZED, "a valid bearer token (admin_token) is needed");
@@ -138,8 +152,18 @@ impl ServeHttp for AdminApp {
         let header = session.req_header();
         match (header.method.clone(), header.uri.path()) {
             (Method::GET, "/healthz") => reply(StatusCode::OK, "{\"status\":\"ok\"}".to_owned()),
+            (Method::GET, "/readyz") => self.readiness().await,
+            (Method::GET, "/metrics") => {
+                let text = self.state.metrics.render(&self.state.cache);
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .header("content-length", text.len())
+                    .body(text.into_bytes())
+                    .expect("a response from valid parts")
+            }
             (Method::POST, "/invalidations") => self.invalidations(session).await,
-            (_, "/healthz" | "/invalidations") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            (_, "/healthz" | "/readyz" | "/metrics" | "/invalidations") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }

@@ -184,6 +184,13 @@ impl DiskTier {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Writes and removes a small file, as a readiness check.
+    pub fn probe(&self) -> std::io::Result<()> {
+        let path = self.root.join(format!("readiness-probe-{}{TEMP_SUFFIX}", std::process::id()));
+        write_atomically(&path, b"ok")?;
+        std::fs::remove_file(&path)
+    }
+
     /// Bytes and files the tier holds.
     pub fn usage(&self) -> (u64, u64) {
         self.index.run_pending_tasks();

@@ -445,6 +445,11 @@ impl Cache {
         }
     }
 
+    /// Whether the disk tier (if any) takes writes. Blocking.
+    pub fn disk_writable(&self) -> std::io::Result<()> {
+        self.disk.as_ref().map_or(Ok(()), |disk| disk.probe())
+    }
+
     /// Bytes and entries in memory, and on disk if there is a disk tier.
     pub fn usage(&self) -> ((u64, u64), Option<(u64, u64)>) {
         self.slices.run_pending_tasks();

@@ -16,6 +16,8 @@ pub struct RequestContext {
     /// How the request was judged, for the access log: `public`, `signed_url`,
     /// `signed_cookies`, or a rejection label such as `expired`.
     pub decision: &'static str,
+    /// The CloudFront error code when the signature check refused the request.
+    pub rejection: Option<&'static str>,
     /// How the cache answered a GET or HEAD (`None` for proxied methods and refusals).
     pub cache_status: Option<CacheStatus>,
     /// A body that replaces the origin's, when the edge rewrites an origin

@@ -78,6 +78,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
             }
             Err(rejection) => {
                 ctx.decision = rejection.reason.label();
+                ctx.rejection = Some(rejection.reason.error_code().code());
                 respond::write_xml(session, rejection.reason.status(), rejection.reason.xml_body()).await?;
                 return Ok(true);
             }

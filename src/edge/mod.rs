@@ -19,6 +19,8 @@ pub use cached::CacheStatus;
 pub use context::RequestContext;
 pub use server::{EdgeState, Listeners, build_server};
 
+use crate::metrics::RequestRecord;
+
 /// The edge: verifies, then proxies to the behavior's origin with SigV4.
 pub struct Edge {
     state: Arc<EdgeState>,
@@ -84,19 +86,26 @@ impl ProxyHttp for Edge {
         format!("{} {}", session.req_header().method, ctx.path)
     }
 
-    /// One access-log line per request, errors included. The query string is
-    /// never logged: it may hold signatures and policies.
+    /// Metrics and one log line per request, errors included. The query
+    /// string is never logged: it may hold signatures and policies.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestContext) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let method = session.req_header().method.as_str();
         let behavior = ctx.behavior.map(|i| self.state.behaviors[i].path_pattern.as_str()).unwrap_or("-");
+        let cache = ctx.cache_status.map_or("-", CacheStatus::label);
+        self.state.metrics.record(&RequestRecord {
+            behavior,
+            method,
+            status,
+            cache: ctx.cache_status.map_or("none", CacheStatus::label),
+            body_bytes: session.body_bytes_sent() as u64,
+            rejection: ctx.rejection,
+        });
         match error {
             Some(error) => {
-                tracing::warn!(method, path = %ctx.path, status, behavior, decision = ctx.decision, error = ?error.etype(), "request")
+                tracing::warn!(method, path = %ctx.path, status, behavior, decision = ctx.decision, cache, error = ?error.etype(), "request")
             }
-            None => {
-                tracing::info!(method, path = %ctx.path, status, behavior, decision = ctx.decision, "request")
-            }
+            None => tracing::info!(method, path = %ctx.path, status, behavior, decision = ctx.decision, cache, "request"),
         }
     }
 }

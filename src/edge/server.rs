@@ -12,6 +12,7 @@ use crate::admin::AdminApp;
 use crate::auth::Verifier;
 use crate::cache::{Cache, DiskError};
 use crate::config::{Behavior, Config};
+use crate::metrics::Metrics;
 use crate::origin::S3Origin;
 
 /// What every request needs, shared by all of pingora's threads.
@@ -21,6 +22,7 @@ pub struct EdgeState {
     /// `scheme://host` used to rebuild signed URLs, when configured.
     pub public_base_url: Option<String>,
     pub cache: Arc<Cache>,
+    pub metrics: Metrics,
 }
 
 /// Where the edge listens.
@@ -45,6 +47,7 @@ impl EdgeState {
             behaviors: config.behaviors,
             verifier: Verifier::default(),
             public_base_url: config.public_base_url,
+            metrics: Metrics::default(),
         };
         Ok((Arc::new(state), listeners))
     }
