@@ -1,3 +1,4 @@
+pub mod accesslog;
 pub mod admin;
 pub mod auth;
 pub mod cache;

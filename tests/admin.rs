@@ -46,6 +46,27 @@ fn metrics_count_every_kind_of_request() {
     assert!(metric(&text, r#"keyfront_cache_bytes{tier="memory"}"#) >= 100_003.0);
     assert!(text.contains("# TYPE keyfront_requests_total counter"));
 
+    // The access log: CloudFront's header, one line per request, and no
+    // signature, policy, key id or cookie anywhere in it.
+    let log = stack.access_log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], "#Version: 1.0");
+    assert!(lines[1].starts_with("#Fields: date time x-edge-location sc-bytes c-ip cs-method"));
+    let entries: Vec<Vec<&str>> = lines[2..].iter().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(entries.len(), 6, "{log}");
+    assert!(entries.iter().all(|fields| fields.len() == 33));
+    let results: Vec<(&str, &str, &str)> = entries.iter().map(|f| (f[5], f[8], f[13])).collect();
+    assert_eq!(
+        results[..3],
+        [("GET", "200", "Miss"), ("GET", "200", "Hit"), ("GET", "403", "Error")]
+    );
+    assert_eq!(entries[0][7], "/v/a.mp4");
+    assert_eq!(entries[0][11], "-", "the signing parameters are not the viewer's query");
+    let signature = signed.split("Signature=").nth(1).unwrap().split('&').next().unwrap();
+    for secret in [signature, "Signature=", "Key-Pair-Id", "KTESTKEY", "Expires="] {
+        assert!(!log.contains(secret), "{secret} in the access log");
+    }
+
     assert_eq!(request(stack.admin, "GET", "/healthz", &[], b"").status, 200);
     assert_eq!(request(stack.admin, "GET", "/readyz", &[], b"").status, 200);
     assert_eq!(request(stack.admin, "GET", "/nothing", &[], b"").status, 404);

@@ -61,7 +61,7 @@ pub enum CliError {
     #[error("{0}")]
     Store(crate::s3store::StoreError),
     #[error("{0}")]
-    Disk(crate::cache::DiskError),
+    Start(crate::edge::StartError),
 }
 
 impl CliError {

@@ -59,7 +59,7 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
 
 /// Opens the cache and runs the edge until a signal stops it.
 pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
-    let (state, listeners) = EdgeState::from_config(config).map_err(CliError::Disk)?;
+    let (state, listeners) = EdgeState::from_config(config).map_err(CliError::Start)?;
     for address in &listeners.viewer {
         tracing::info!(%address, "edge listening");
     }

@@ -12,6 +12,9 @@ pub struct ConfigFile {
     /// The admin listener (health, invalidations), `host:port`.
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// Where access-log lines go: `stdout`, or a file path.
+    #[serde(default)]
+    pub access_log: Option<String>,
     /// The bearer token the admin listener's POST endpoints require.
     #[serde(default)]
     pub admin_token: Option<String>,

@@ -37,6 +37,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// The bearer token for the admin listener's POST endpoints.
     pub admin_token: Option<String>,
+    /// Where access-log lines go, if anywhere.
+    pub access_log: Option<AccessLogTarget>,
     /// `scheme://host[:port]` without a trailing slash, when configured.
     pub public_base_url: Option<String>,
     pub behaviors: Vec<Behavior>,
@@ -66,6 +68,13 @@ impl Behavior {
     pub fn matches(&self, path: &str) -> bool {
         wildcard_matches(self.path_pattern.as_bytes(), path.as_bytes())
     }
+}
+
+/// The access log's destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(PathBuf),
 }
 
 /// CloudFront's three allowed-method sets.
@@ -269,6 +278,10 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             listen,
             admin_listen,
             admin_token: file.admin_token.clone(),
+            access_log: file.access_log.as_deref().map(|target| match target {
+                "stdout" => AccessLogTarget::Stdout,
+                path => AccessLogTarget::File(self.base_dir.join(path)),
+            }),
             public_base_url,
             behaviors,
             embedded_stores,

@@ -16,6 +16,10 @@ pub struct RequestContext {
     /// How the request was judged, for the access log: `public`, `signed_url`,
     /// `signed_cookies`, or a rejection label such as `expired`.
     pub decision: &'static str,
+    /// When `request_filter` began, for the access log's time-taken.
+    pub started: Option<std::time::Instant>,
+    /// The viewer's own query string (signing parameters removed), if any.
+    pub query: Option<String>,
     /// The CloudFront error code when the signature check refused the request.
     pub rejection: Option<&'static str>,
     /// How the cache answered a GET or HEAD (`None` for proxied methods and refusals).

@@ -9,7 +9,8 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
 use super::respond::{self, BAD_GATEWAY, BAD_REQUEST, EdgeError, GATEWAY_TIMEOUT, METHOD_NOT_ALLOWED, NOT_FOUND};
-use super::{EdgeState, RequestContext};
+use super::{CacheStatus, EdgeState, RequestContext};
+use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
 use crate::cache::ObjectRef;
 use crate::origin::S3Origin;
@@ -38,7 +39,9 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     };
     let raw_target = raw_target.to_owned();
     let target = split_target(&raw_target);
+    ctx.started = Some(std::time::Instant::now());
     ctx.path = target.stripped.split('?').next().unwrap_or_default().to_owned();
+    ctx.query = target.stripped.split_once('?').map(|(_, query)| query.to_owned());
     let Some(index) = state.behaviors.iter().position(|b| b.matches(&ctx.path)) else {
         // The config always ends with a `*` behavior, so only a path not
         // starting with `/` gets here.
@@ -221,4 +224,50 @@ pub async fn handle_proxy_failure(state: &EdgeState, session: &mut Session, erro
         error_code: edge_error.status,
         can_reuse_downstream: false,
     }
+}
+
+/// Writes the request's access-log line (CloudFront's standard format).
+pub fn write_access_log(log: &AccessLog, session: &Session, ctx: &RequestContext, status: u16) {
+    let request = session.req_header();
+    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+    let response = session.response_written();
+    let response_header = |name: &str| response.and_then(|r| r.headers.get(name)).and_then(|v| v.to_str().ok());
+    let range = response_header("content-range")
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(start, end)| Some((start.parse().ok()?, end.parse().ok()?)));
+    let result = match ctx.cache_status {
+        _ if status >= 400 || status == 0 => "Error",
+        Some(CacheStatus::Hit) => "Hit",
+        Some(CacheStatus::RefreshHit) => "RefreshHit",
+        _ => "Miss",
+    };
+    let detailed = match ctx.cache_status {
+        Some(status) => status.label(),
+        None => ctx.decision,
+    };
+    let request_id = format!("{:016x}", rand::random::<u64>());
+    let version = format!("{:?}", request.version);
+    log.write(&AccessRecord {
+        unix_seconds: crate::cache::unix_now(),
+        client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        method: request.method.as_str(),
+        host: header("host"),
+        path: &ctx.path,
+        query: ctx.query.as_deref(),
+        status,
+        referer: header("referer"),
+        user_agent: header("user-agent"),
+        forwarded_for: header("x-forwarded-for"),
+        result,
+        detailed_result: if detailed.is_empty() { "-" } else { detailed },
+        request_id: &request_id,
+        protocol_version: &version,
+        body_bytes: session.body_bytes_sent() as u64,
+        seconds_taken: ctx.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        content_type: response_header("content-type"),
+        content_length: response_header("content-length"),
+        range,
+    });
 }

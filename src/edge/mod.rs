@@ -17,7 +17,7 @@ use pingora::proxy::FailToProxy;
 
 pub use cached::CacheStatus;
 pub use context::RequestContext;
-pub use server::{EdgeState, Listeners, build_server};
+pub use server::{EdgeState, Listeners, StartError, build_server};
 
 use crate::metrics::RequestRecord;
 
@@ -101,6 +101,9 @@ impl ProxyHttp for Edge {
             body_bytes: session.body_bytes_sent() as u64,
             rejection: ctx.rejection,
         });
+        if let Some(log) = &self.state.access_log {
+            handlers::write_access_log(log, session, ctx, status);
+        }
         match error {
             Some(error) => {
                 tracing::warn!(method, path = %ctx.path, status, behavior, decision = ctx.decision, cache, error = ?error.etype(), "request")

@@ -8,10 +8,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
 use super::{Edge, RequestContext};
+use crate::accesslog::AccessLog;
 use crate::admin::AdminApp;
 use crate::auth::Verifier;
 use crate::cache::{Cache, DiskError};
-use crate::config::{Behavior, Config};
+use crate::config::{AccessLogTarget, Behavior, Config};
 use crate::metrics::Metrics;
 use crate::origin::S3Origin;
 
@@ -23,6 +24,16 @@ pub struct EdgeState {
     pub public_base_url: Option<String>,
     pub cache: Arc<Cache>,
     pub metrics: Metrics,
+    pub access_log: Option<AccessLog>,
+}
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Disk(#[from] DiskError),
+    #[error("access log {path}: {source}")]
+    AccessLog { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// Where the edge listens.
@@ -36,7 +47,7 @@ pub struct Listeners {
 
 impl EdgeState {
     /// The state for `config` (opening the disk tier) and its listeners.
-    pub fn from_config(config: Config) -> Result<(Arc<Self>, Listeners), DiskError> {
+    pub fn from_config(config: Config) -> Result<(Arc<Self>, Listeners), StartError> {
         let listeners = Listeners {
             viewer: config.listen,
             admin: config.admin_listen,
@@ -48,6 +59,13 @@ impl EdgeState {
             verifier: Verifier::default(),
             public_base_url: config.public_base_url,
             metrics: Metrics::default(),
+            access_log: match config.access_log {
+                None => None,
+                Some(AccessLogTarget::Stdout) => Some(AccessLog::to_stdout()),
+                Some(AccessLogTarget::File(path)) => {
+                    Some(AccessLog::to_file(&path).map_err(|source| StartError::AccessLog { path, source })?)
+                }
+            },
         };
         Ok((Arc::new(state), listeners))
     }

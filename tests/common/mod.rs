@@ -80,6 +80,7 @@ impl Stack {
 listen: "{{LISTEN}}"
 admin_listen: "{{ADMIN}}"
 admin_token: {ADMIN_TOKEN}
+access_log: access-{{LISTEN_PORT}}.log
 key_groups:
   main:
     - id: {KEY_ID}
@@ -147,6 +148,11 @@ behaviors:
         self.config_dir.path()
     }
 
+    /// The access log of this stack's first edge.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.config_dir.path().join(format!("access-{}.log", self.edge.port()))).unwrap_or_default()
+    }
+
     pub fn base(&self) -> String {
         format!("http://{}", self.edge)
     }
@@ -200,7 +206,8 @@ fn start_edge(template: &str, dir: &Path) -> (SocketAddr, SocketAddr, std::sync:
     let path = dir.join(format!("keyfront-{}.yaml", listen.port()));
     let text = template
         .replace("{LISTEN}", &listen.to_string())
-        .replace("{ADMIN}", &admin.to_string());
+        .replace("{ADMIN}", &admin.to_string())
+        .replace("{LISTEN_PORT}", &listen.port().to_string());
     std::fs::write(&path, text).unwrap();
     let config = Config::load(&path).unwrap();
     let (state, listeners) = EdgeState::from_config(config).unwrap();
