@@ -71,3 +71,69 @@ fn metrics_count_every_kind_of_request() {
     assert_eq!(request(stack.admin, "GET", "/readyz", &[], b"").status, 200);
     assert_eq!(request(stack.admin, "GET", "/nothing", &[], b"").status, 404);
 }
+
+fn admin_post(stack: &Stack, path: &str) -> common::Response {
+    request(
+        stack.admin,
+        "POST",
+        path,
+        &[("Authorization", &format!("Bearer {}", common::ADMIN_TOKEN))],
+        b"",
+    )
+}
+
+/// Key rotation as an operator does it: add the new key, reload, and later
+/// remove the old one; a broken config is refused and serving goes on.
+#[test]
+fn a_reload_rotates_keys_without_a_restart() {
+    let stack = Stack::start("");
+    stack.put("/v/a.mp4", "video/mp4", b"movie");
+    let old_url = stack.signed("/v/a.mp4");
+    let new_key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(common::fixture("ec_pkcs8.pem")).unwrap()).unwrap();
+    let new_signer = keyfront::auth::Signer::new("KNEW", new_key, keyfront::auth::HashAlgorithm::Sha256);
+    let policy = keyfront::auth::PolicySpec::Canned {
+        expires: common::now() + 600,
+    };
+    let new_url = new_signer
+        .sign_url(&format!("{}/v/a.mp4", stack.base()), &policy)
+        .strip_prefix(&stack.base())
+        .unwrap()
+        .to_owned();
+    assert_eq!(stack.get(&old_url).status, 200);
+    assert!(stack.get(&new_url).text().contains("<Code>InvalidKey</Code>"));
+
+    let original = std::fs::read_to_string(stack.config_path()).unwrap();
+    let new_group = format!(
+        "key_groups:\n  next:\n    - id: KNEW\n      public_key: {}\n",
+        common::fixture("ec_public.pem").display()
+    );
+    let both = original
+        .replacen("key_groups:\n", &new_group, 1)
+        .replace("trusted_key_groups: [main]\n", "trusted_key_groups: [main, next]\n");
+    std::fs::write(stack.config_path(), &both).unwrap();
+    assert_eq!(request(stack.admin, "POST", "/reload", &[], b"").status, 401, "the token is needed");
+    assert_eq!(admin_post(&stack, "/reload").status, 200);
+    assert_eq!(stack.get(&new_url).status, 200, "the new key works");
+    assert_eq!(stack.get(&old_url).status, 200, "the old key still works");
+
+    std::fs::write(
+        stack.config_path(),
+        both.replace("trusted_key_groups: [main, next]", "trusted_key_groups: [next]"),
+    )
+    .unwrap();
+    assert_eq!(admin_post(&stack, "/reload").status, 200);
+    assert!(
+        stack.get(&old_url).text().contains("<Code>InvalidKey</Code>"),
+        "the old key is gone"
+    );
+    assert_eq!(stack.get(&new_url).status, 200);
+
+    std::fs::write(stack.config_path(), "behaviors: [").unwrap();
+    let refused = admin_post(&stack, "/reload");
+    assert_eq!(refused.status, 400);
+    assert!(refused.text().contains("keyfront-"), "the error names the file: {}", refused.text());
+    assert_eq!(stack.get(&new_url).status, 200, "the previous config keeps serving");
+    let metrics = request(stack.admin, "GET", "/metrics", &[], b"").text();
+    assert_eq!(metric(&metrics, r#"keyfront_config_reloads_total{outcome="applied"}"#), 2.0);
+    assert_eq!(metric(&metrics, r#"keyfront_config_reloads_total{outcome="refused"}"#), 1.0);
+}

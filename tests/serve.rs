@@ -142,3 +142,60 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
         assert!(!log.contains(secret), "{secret:?} appears in the log:\n{log}");
     }
 }
+
+/// `kill -HUP` (by the child's own pid) makes `keyfront serve` reload: a key
+/// added to the file is trusted without a restart.
+#[test]
+fn sighup_reloads_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, store) = (free_address(), free_address());
+    let config = dir.path().join("keyfront.yaml");
+    let write_config = |trusted: &str| {
+        let text = format!(
+            "listen: {edge}\nkey_groups:\n  old:\n    - id: KOLD\n      public_key: {rsa}\n  new:\n    - id: KNEW\n      public_key: {ec}\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-secret}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: store\n    trusted_key_groups: [{trusted}]\n",
+            rsa = fixture("rsa_public.pem").display(),
+            ec = fixture("ec_public.pem").display(),
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config("old");
+    let child = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(edge).is_err() {
+        assert!(Instant::now() < deadline, "keyfront serve did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("ec_pkcs8.pem")).unwrap()).unwrap();
+    let signer = keyfront::auth::Signer::new("KNEW", key, keyfront::auth::HashAlgorithm::Sha1);
+    let url = signer.sign_url(
+        &format!("http://{edge}/missing.mp4"),
+        &keyfront::auth::PolicySpec::Canned {
+            expires: common::now() + 600,
+        },
+    );
+    let target = url.strip_prefix(&format!("http://{edge}")).unwrap().to_owned();
+    assert!(request(edge, "GET", &target, &[], b"").text().contains("<Code>InvalidKey</Code>"));
+
+    write_config("old, new");
+    let hup = Command::new("kill")
+        .args(["-HUP", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Past the signature check, the embedded origin has no such object: 404.
+        let status = request(edge, "GET", &target, &[], b"").status;
+        if status == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status} after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -100,6 +100,23 @@ impl AdminApp {
         }
     }
 
+    /// Reloads the config file; a config that fails validation is refused
+    /// (400, with the error) and the previous one keeps serving.
+    async fn reload(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if !self.authorized(session) {
+            return error(StatusCode::UNAUTHORIZED, "a valid bearer token (admin_token) is needed");
+        }
+        let state = self.state.clone();
+        match tokio::task::spawn_blocking(move || state.reload()).await {
+            Ok(Ok(behaviors)) => reply(
+                StatusCode::OK,
+                serde_json::json!({ "reloaded": true, "behaviors": behaviors }).to_string(),
+            ),
+            Ok(Err(problem)) => error(StatusCode::BAD_REQUEST, &problem.to_string()),
+            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the reload failed"),
+        }
+    }
+
     async fn invalidations(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         if !self.authorized(session) {
             return error(StatusCode::UNAUTHORIZED, "a valid bearer token (admin_token) is needed");
@@ -126,7 +143,7 @@ impl AdminApp {
                     Some(stem) => (stem, true),
                     None => (path.as_str(), false),
                 };
-                for behavior in &state.behaviors {
+                for behavior in &state.routing().behaviors {
                     if let Some(origin_path) = behavior.origin.origin_path_for(viewer_path) {
                         state
                             .cache
@@ -163,7 +180,10 @@ impl ServeHttp for AdminApp {
                     .expect("a response from valid parts")
             }
             (Method::POST, "/invalidations") => self.invalidations(session).await,
-            (_, "/healthz" | "/readyz" | "/metrics" | "/invalidations") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            (Method::POST, "/reload") => self.reload(session).await,
+            (_, "/healthz" | "/readyz" | "/metrics" | "/invalidations" | "/reload") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }

@@ -60,6 +60,7 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
 /// Opens the cache and runs the edge until a signal stops it.
 pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
     let (state, listeners) = EdgeState::from_config(config).map_err(CliError::Start)?;
+    reload_on_sighup(state.clone());
     for address in &listeners.viewer {
         tracing::info!(%address, "edge listening");
     }
@@ -118,4 +119,29 @@ pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reloads the config on every SIGHUP, on a thread of its own (pingora's
+/// threads handle SIGTERM, SIGINT and SIGQUIT). Without this handler a SIGHUP
+/// would end the process.
+fn reload_on_sighup(state: std::sync::Arc<EdgeState>) {
+    let spawned = std::thread::Builder::new().name("sighup".into()).spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            tracing::error!("SIGHUP reloads are off: no runtime for the signal handler");
+            return;
+        };
+        runtime.block_on(async move {
+            let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(error) => return tracing::error!(%error, "SIGHUP reloads are off"),
+            };
+            while hangups.recv().await.is_some() {
+                // reload() logs and counts both outcomes itself.
+                let _ = state.reload();
+            }
+        });
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "SIGHUP reloads are off");
+    }
 }

@@ -33,6 +33,8 @@ pub enum ConfigError {
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
+    /// The file it was read from (reloads read it again).
+    pub source: PathBuf,
     pub listen: Vec<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
     /// The bearer token for the admin listener's POST endpoints.
@@ -275,6 +277,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             return Err(self.invalid("admin_token", shown, "use at least 16 characters"));
         }
         Ok(Config {
+            source: self.file.to_owned(),
             listen,
             admin_listen,
             admin_token: file.admin_token.clone(),

@@ -2,11 +2,17 @@
 
 use bytes::Bytes;
 
+use std::sync::Arc;
+
 use super::cached::CacheStatus;
+use super::server::Routing;
+use crate::config::Behavior;
 
 /// Per-request state, created empty by `new_ctx` and filled by `request_filter`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RequestContext {
+    /// The routing in force when the request began (a reload does not change it).
+    pub routing: Option<Arc<Routing>>,
     /// Index of the matched behavior in the edge's behavior list.
     pub behavior: Option<usize>,
     /// The viewer's path, signing parameters removed: what is logged, never the query.
@@ -27,4 +33,11 @@ pub struct RequestContext {
     /// A body that replaces the origin's, when the edge rewrites an origin
     /// error (the origin's own body is dropped chunk by chunk).
     pub replacement_body: Option<Bytes>,
+}
+
+impl RequestContext {
+    /// The behavior `request_filter` matched, if it got that far.
+    pub fn matched_behavior(&self) -> Option<&Behavior> {
+        self.routing.as_ref()?.behaviors.get(self.behavior?)
+    }
 }

@@ -42,14 +42,16 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     ctx.started = Some(std::time::Instant::now());
     ctx.path = target.stripped.split('?').next().unwrap_or_default().to_owned();
     ctx.query = target.stripped.split_once('?').map(|(_, query)| query.to_owned());
-    let Some(index) = state.behaviors.iter().position(|b| b.matches(&ctx.path)) else {
+    let routing = state.routing();
+    ctx.routing = Some(routing.clone());
+    let Some(index) = routing.behaviors.iter().position(|b| b.matches(&ctx.path)) else {
         // The config always ends with a `*` behavior, so only a path not
         // starting with `/` gets here.
         respond::write_error(session, BAD_REQUEST).await?;
         return Ok(true);
     };
     ctx.behavior = Some(index);
-    let behavior = &state.behaviors[index];
+    let behavior = &routing.behaviors[index];
     if !behavior.allowed_methods.allows(&session.req_header().method) {
         ctx.decision = "method_not_allowed";
         respond::write_error(session, METHOD_NOT_ALLOWED).await?;
@@ -57,7 +59,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     }
     ctx.decision = "public";
     if !behavior.trusted_keys.is_empty() {
-        let base_url = viewer_base_url(state, session.req_header());
+        let base_url = viewer_base_url(routing.public_base_url.as_deref(), session.req_header());
         let cookies: Vec<&str> = session
             .req_header()
             .headers
@@ -107,9 +109,9 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
 }
 
 /// `public_base_url` if configured, else `http://` and the viewer's `Host`.
-fn viewer_base_url(state: &EdgeState, header: &RequestHeader) -> String {
-    if let Some(base) = &state.public_base_url {
-        return base.clone();
+fn viewer_base_url(public_base_url: Option<&str>, header: &RequestHeader) -> String {
+    if let Some(base) = public_base_url {
+        return base.to_owned();
     }
     let host = header
         .headers
@@ -149,12 +151,13 @@ pub fn sign_origin_request(origin: &S3Origin, request: &mut RequestHeader, ctx: 
 }
 
 /// See `Edge::response_filter`.
-pub fn filter_origin_response(state: &EdgeState, response: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
-    let behavior = &state.behaviors[ctx.behavior.expect("matched in request_filter")];
+pub fn filter_origin_response(response: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
+    let behavior = ctx.matched_behavior().expect("matched in request_filter");
+    let (origin_name, forward_metadata) = (behavior.origin_name.clone(), behavior.forward_metadata_headers);
     if response.status == 403 {
         // The viewer proved itself already; a 403 from S3 means the bucket
         // refused keyfront's own signature or credentials.
-        tracing::error!(origin = %behavior.origin_name, path = %ctx.path, "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region");
+        tracing::error!(origin = %origin_name, path = %ctx.path, "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region");
         return replace_with_error(response, ctx, BAD_GATEWAY);
     }
     let internal: Vec<http::HeaderName> = response
@@ -162,7 +165,7 @@ pub fn filter_origin_response(state: &EdgeState, response: &mut ResponseHeader, 
         .keys()
         .filter(|name| {
             let name = name.as_str();
-            name.starts_with("x-amz-") && !(behavior.forward_metadata_headers && name.starts_with("x-amz-meta-"))
+            name.starts_with("x-amz-") && !(forward_metadata && name.starts_with("x-amz-meta-"))
         })
         .cloned()
         .collect();
@@ -186,7 +189,7 @@ fn replace_with_error(response: &mut ResponseHeader, ctx: &mut RequestContext, e
 }
 
 /// See `Edge::fail_to_proxy`.
-pub async fn handle_proxy_failure(state: &EdgeState, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
+pub async fn handle_proxy_failure(session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
     let from_origin = matches!(error.esource(), ErrorSource::Upstream)
         || matches!(
             error.etype(),
@@ -215,7 +218,7 @@ pub async fn handle_proxy_failure(state: &EdgeState, session: &mut Session, erro
             can_reuse_downstream: false,
         };
     };
-    let origin = ctx.behavior.map_or("-", |i| state.behaviors[i].origin_name.as_str());
+    let origin = ctx.matched_behavior().map_or("-", |b| b.origin_name.as_str());
     tracing::error!(origin, path = %ctx.path, status = edge_error.status, cause = %error, "origin request failed");
     if session.response_written().is_none() {
         let _ = respond::write_error(session, edge_error).await;

@@ -43,19 +43,19 @@ impl ProxyHttp for Edge {
 
     /// The behavior's origin, with its connect and first-byte timeouts.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
-        crate::origin::peer(self.state.origin(ctx)).await
+        crate::origin::peer(&ctx.matched_behavior().expect("matched in request_filter").origin).await
     }
 
     /// Rewrites the request for S3: origin path, `Host`, only the headers S3
     /// needs, and a fresh SigV4 signature. Errors abort with 502.
     async fn upstream_request_filter(&self, _session: &mut Session, request: &mut RequestHeader, ctx: &mut RequestContext) -> Result<()> {
-        handlers::sign_origin_request(self.state.origin(ctx), request, ctx)
+        handlers::sign_origin_request(&ctx.matched_behavior().expect("matched in request_filter").origin, request, ctx)
     }
 
     /// Removes `x-amz-*` headers (keeping `x-amz-meta-*` where configured) and
     /// turns an origin's refusal of keyfront's credentials into a 502.
     async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
-        handlers::filter_origin_response(&self.state, response, ctx)
+        handlers::filter_origin_response(response, ctx)
     }
 
     /// Drops the origin's body where `response_filter` replaced it; passes it
@@ -76,7 +76,7 @@ impl ProxyHttp for Edge {
     /// The origin failed before a response started: 504 for timeouts, 502
     /// otherwise, as CloudFront-style XML, logged with the cause.
     async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
-        handlers::handle_proxy_failure(&self.state, session, error, ctx).await
+        handlers::handle_proxy_failure(session, error, ctx).await
     }
 
     /// How pingora names the request in its own error lines: the method and
@@ -91,7 +91,7 @@ impl ProxyHttp for Edge {
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestContext) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let method = session.req_header().method.as_str();
-        let behavior = ctx.behavior.map(|i| self.state.behaviors[i].path_pattern.as_str()).unwrap_or("-");
+        let behavior = ctx.matched_behavior().map_or("-", |b| b.path_pattern.as_str());
         let cache = ctx.cache_status.map_or("-", CacheStatus::label);
         self.state.metrics.record(&RequestRecord {
             behavior,

@@ -1,27 +1,36 @@
 //! Building the pingora server from a validated config.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
-use super::{Edge, RequestContext};
+use super::Edge;
 use crate::accesslog::AccessLog;
 use crate::admin::AdminApp;
 use crate::auth::Verifier;
 use crate::cache::{Cache, DiskError};
-use crate::config::{AccessLogTarget, Behavior, Config};
+use crate::config::{AccessLogTarget, Behavior, Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::origin::S3Origin;
+
+/// What the config decides and a reload replaces: behaviors (with their
+/// origins, TTLs and trusted keys) and the public base URL.
+pub struct Routing {
+    pub behaviors: Vec<Behavior>,
+    /// `scheme://host` used to rebuild signed URLs, when configured.
+    pub public_base_url: Option<String>,
+}
 
 /// What every request needs, shared by all of pingora's threads.
 pub struct EdgeState {
-    pub behaviors: Vec<Behavior>,
+    /// Replaced whole by a reload; each request keeps the snapshot it began with.
+    routing: RwLock<Arc<Routing>>,
+    /// The config file, read again by `reload`.
+    config_source: PathBuf,
     pub verifier: Verifier,
-    /// `scheme://host` used to rebuild signed URLs, when configured.
-    pub public_base_url: Option<String>,
     pub cache: Arc<Cache>,
     pub metrics: Metrics,
     pub access_log: Option<AccessLog>,
@@ -55,9 +64,12 @@ impl EdgeState {
         };
         let state = Self {
             cache: Arc::new(Cache::new(&config.cache)?),
-            behaviors: config.behaviors,
+            routing: RwLock::new(Arc::new(Routing {
+                behaviors: config.behaviors,
+                public_base_url: config.public_base_url,
+            })),
+            config_source: config.source,
             verifier: Verifier::default(),
-            public_base_url: config.public_base_url,
             metrics: Metrics::default(),
             access_log: match config.access_log {
                 None => None,
@@ -70,11 +82,33 @@ impl EdgeState {
         Ok((Arc::new(state), listeners))
     }
 
-    /// The origin of the request's behavior. Only called after `request_filter`
-    /// matched one, which every request reaching the origin has.
-    pub fn origin(&self, ctx: &RequestContext) -> &S3Origin {
-        let index = ctx.behavior.expect("request_filter matched a behavior before proxying");
-        &self.behaviors[index].origin
+    /// The current routing, for a request to keep to its end.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.read().expect("routing lock").clone()
+    }
+
+    /// Reads the config file again and, if it validates, replaces the routing:
+    /// key groups, behaviors, origins, TTLs, public base URL. The cache and
+    /// connections stay. Listeners, cache sizes, the admin listener and the
+    /// access log change only with a restart. A config that fails validation
+    /// changes nothing. Returns the number of behaviors now in force.
+    pub fn reload(&self) -> Result<usize, ConfigError> {
+        let config = match Config::load(&self.config_source) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(%error, "config reload refused; the previous config keeps serving");
+                self.metrics.record_reload(false);
+                return Err(error);
+            }
+        };
+        let behaviors = config.behaviors.len();
+        tracing::info!(behaviors, source = %self.config_source.display(), "config reloaded");
+        self.metrics.record_reload(true);
+        *self.routing.write().expect("routing lock") = Arc::new(Routing {
+            behaviors: config.behaviors,
+            public_base_url: config.public_base_url,
+        });
+        Ok(behaviors)
     }
 }
 

@@ -19,6 +19,7 @@ pub struct Metrics {
     origin_failures: IntCounter,
     cache_bytes: IntGaugeVec,
     cache_items: IntGaugeVec,
+    config_reloads: IntCounterVec,
 }
 
 /// What the logging phase knows of a finished request.
@@ -90,6 +91,12 @@ impl Default for Metrics {
             ),
             cache_bytes: gauge_vec(&registry, "keyfront_cache_bytes", "Bytes held by each cache tier.", &["tier"]),
             cache_items: gauge_vec(&registry, "keyfront_cache_items", "Slices held by each cache tier.", &["tier"]),
+            config_reloads: counter_vec(
+                &registry,
+                "keyfront_config_reloads_total",
+                "Config reloads, applied or refused.",
+                &["outcome"],
+            ),
             registry,
         }
     }
@@ -108,6 +115,13 @@ impl Metrics {
         if let Some(code) = request.rejection {
             self.signature_rejections.with_label_values(&[code]).inc();
         }
+    }
+
+    /// Counts a config reload, applied or refused.
+    pub fn record_reload(&self, applied: bool) {
+        self.config_reloads
+            .with_label_values(&[if applied { "applied" } else { "refused" }])
+            .inc();
     }
 
     /// The Prometheus text exposition, with the cache's figures as of now.

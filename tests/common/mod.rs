@@ -148,6 +148,11 @@ behaviors:
         self.config_dir.path()
     }
 
+    /// The config file of this stack's first edge.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.config_dir.path().join(format!("keyfront-{}.yaml", self.edge.port()))
+    }
+
     /// The access log of this stack's first edge.
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.config_dir.path().join(format!("access-{}.log", self.edge.port()))).unwrap_or_default()
