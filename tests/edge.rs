@@ -21,6 +21,12 @@ const BEHAVIORS: &str = r#"
     origin: wrong_credentials
   - path_pattern: /silent/*
     origin: silent
+  - path_pattern: /cors/*
+    origin: store
+    trusted_key_groups: [main]
+    cors:
+      allowed_origins: [https://app.example.com]
+      max_age: 5m
 "#;
 
 const VIDEO_BYTES: usize = 300_000;
@@ -32,6 +38,7 @@ fn stack() -> &'static Stack {
         stack.put("/videos/clip.mp4", "video/mp4", &patterned(VIDEO_BYTES));
         stack.put("/public/readme.txt", "text/plain", b"public text\n");
         stack.put("/docs/a b+c.pdf", "application/pdf", b"%PDF-1.4 odd name\n");
+        stack.put("/cors/clip.mp4", "video/mp4", &patterned(5_000));
         stack
     })
 }
@@ -191,4 +198,67 @@ fn origin_errors() {
         "the first-byte timeout is 500 ms"
     );
     assert_cloudfront_error(&stack().get(&stack().signed("/")), 404, "NoSuchKey");
+}
+
+#[test]
+fn cors_preflights_need_no_signature_and_allowed_origins_can_read_ranges() {
+    let app = ("Origin", "https://app.example.com");
+    let preflight = request(
+        stack().edge,
+        "OPTIONS",
+        "/cors/clip.mp4",
+        &[
+            app,
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "range"),
+        ],
+        b"",
+    );
+    assert_eq!(preflight.status, 204, "{}", preflight.text());
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(preflight.header("access-control-allow-methods"), Some("GET, HEAD"));
+    assert_eq!(preflight.header("access-control-max-age"), Some("300"));
+    let foreign = request(
+        stack().edge,
+        "OPTIONS",
+        "/cors/clip.mp4",
+        &[("Origin", "https://evil.example.com"), ("Access-Control-Request-Method", "GET")],
+        b"",
+    );
+    assert_cloudfront_error(&foreign, 403, "CORSRequestRefused");
+
+    let ranged = request(
+        stack().edge,
+        "GET",
+        &stack().signed("/cors/clip.mp4"),
+        &[app, ("Range", "bytes=0-99")],
+        b"",
+    );
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert!(ranged.header("access-control-expose-headers").unwrap().contains("Content-Range"));
+    assert_eq!(ranged.header("vary"), Some("Origin"));
+    let refused = request(stack().edge, "GET", "/cors/clip.mp4", &[app], b"");
+    assert_cloudfront_error(&refused, 403, "MissingKey");
+    assert_eq!(
+        refused.header("access-control-allow-origin"),
+        Some("https://app.example.com"),
+        "players can read why"
+    );
+    let other = request(
+        stack().edge,
+        "GET",
+        &stack().signed("/cors/clip.mp4"),
+        &[("Origin", "https://evil.example.com")],
+        b"",
+    );
+    assert_eq!((other.status, other.header("access-control-allow-origin")), (200, None));
+    let elsewhere = request(
+        stack().edge,
+        "OPTIONS",
+        &stack().signed("/videos/clip.mp4"),
+        &[app, ("Access-Control-Request-Method", "GET")],
+        b"",
+    );
+    assert_cloudfront_error(&elsewhere, 403, "MethodNotAllowed");
 }

@@ -124,6 +124,25 @@ pub struct BehaviorFile {
     /// This behavior's slice size, overriding `cache.slice_size`.
     #[serde(default)]
     pub slice_size: Option<String>,
+    /// Cross-origin access for browser players, as a CloudFront response headers policy.
+    #[serde(default)]
+    pub cors: Option<CorsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsFile {
+    /// `https://app.example.com` origins, or `*`.
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub allowed_methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// Lets browsers send cookies (signed cookies) with cross-origin requests.
+    #[serde(default)]
+    pub allow_credentials: bool,
 }
 
 fn default_methods() -> Vec<String> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::cache::CacheSettings;
 use crate::origin::{Credentials, S3Origin};
-use file::{BehaviorFile, CacheFile, ConfigFile, OneOrMany, OriginFile};
+use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, OneOrMany, OriginFile};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,20 @@ pub struct Behavior {
     pub forward_metadata_headers: bool,
     /// Slice size in bytes, between 64 KiB and 64 MiB.
     pub slice_size: u64,
+    pub cors: Option<CorsPolicy>,
+}
+
+/// A behavior's CORS rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsPolicy {
+    /// `None` allows any origin (`*`).
+    pub allowed_origins: Option<Vec<String>>,
+    /// For `Access-Control-Allow-Methods`, e.g. `GET, HEAD`.
+    pub allowed_methods: String,
+    /// For `Access-Control-Allow-Headers`, lower case.
+    pub allowed_headers: Vec<String>,
+    pub max_age: Duration,
+    pub allow_credentials: bool,
 }
 
 impl Behavior {
@@ -495,6 +509,49 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             ttl,
             forward_metadata_headers: behavior.forward_metadata_headers,
             slice_size: self.slice_size(field("slice_size"), behavior.slice_size.as_deref(), default_slice)?,
+            cors: behavior.cors.as_ref().map(|cors| self.cors(&field("cors"), cors)).transpose()?,
+        })
+    }
+
+    fn cors(&self, field: &str, cors: &CorsFile) -> Result<CorsPolicy, ConfigError> {
+        let any = cors.allowed_origins.iter().any(|o| o == "*");
+        for (i, origin) in cors.allowed_origins.iter().enumerate() {
+            let host_of = |scheme| {
+                origin
+                    .strip_prefix(scheme)
+                    .filter(|host: &&str| !host.is_empty() && !host.contains('/'))
+            };
+            let well_formed = origin == "*" || host_of("https://").or_else(|| host_of("http://")).is_some();
+            if !well_formed {
+                return Err(self.invalid(
+                    format!("{field}.allowed_origins[{i}]"),
+                    origin,
+                    "expected * or scheme://host[:port], e.g. https://app.example.com",
+                ));
+            }
+        }
+        if cors.allowed_origins.is_empty() {
+            return Err(self.invalid(format!("{field}.allowed_origins"), "[]", "name at least one origin, or *"));
+        }
+        if any && cors.allow_credentials {
+            return Err(self.invalid(
+                format!("{field}.allow_credentials"),
+                "true",
+                "browsers refuse credentials with the * origin: list the origins",
+            ));
+        }
+        let methods = cors.allowed_methods.clone().unwrap_or_else(|| vec!["GET".into(), "HEAD".into()]);
+        let headers = cors.allowed_headers.clone().unwrap_or_else(|| {
+            ["range", "if-range", "if-none-match", "if-modified-since"]
+                .map(String::from)
+                .to_vec()
+        });
+        Ok(CorsPolicy {
+            allowed_origins: (!any).then(|| cors.allowed_origins.clone()),
+            allowed_methods: methods.iter().map(|m| m.to_ascii_uppercase()).collect::<Vec<_>>().join(", "),
+            allowed_headers: headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            max_age: self.duration(format!("{field}.max_age"), cors.max_age.as_deref(), Duration::from_secs(600))?,
+            allow_credentials: cors.allow_credentials,
         })
     }
 }

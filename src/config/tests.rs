@@ -87,6 +87,20 @@ fn errors_name_the_field_and_the_value() {
             "behaviors[1].path_pattern: \"/x/*\": the last behavior is the default",
         ),
         (
+            GOOD.replace(
+                "    origin: store\n  - path",
+                "    origin: store\n    cors: {allowed_origins: [\"*\"], allow_credentials: true}\n  - path",
+            ),
+            "behaviors[0].cors.allow_credentials: \"true\": browsers refuse credentials with the * origin",
+        ),
+        (
+            GOOD.replace(
+                "    origin: store\n  - path",
+                "    origin: store\n    cors: {allowed_origins: [app.example.com]}\n  - path",
+            ),
+            "behaviors[0].cors.allowed_origins[0]: \"app.example.com\"",
+        ),
+        (
             GOOD.replace("type: embedded", "type: ftp"),
             "origins.store.type: unknown variant `ftp`, expected `s3` or `embedded`",
         ),

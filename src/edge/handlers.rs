@@ -8,11 +8,13 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
-use super::respond::{self, BAD_GATEWAY, BAD_REQUEST, EdgeError, GATEWAY_TIMEOUT, METHOD_NOT_ALLOWED, NOT_FOUND};
+use super::cors::{self, CorsModule};
+use super::respond::{self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, EdgeError, GATEWAY_TIMEOUT, METHOD_NOT_ALLOWED, NOT_FOUND};
 use super::{CacheStatus, EdgeState, RequestContext};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
 use crate::cache::ObjectRef;
+use crate::config::CorsPolicy;
 use crate::origin::S3Origin;
 
 /// Viewer headers that go on to S3; everything else (cookies, viewer
@@ -52,6 +54,11 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     };
     ctx.behavior = Some(index);
     let behavior = &routing.behaviors[index];
+    if let Some(policy) = &behavior.cors
+        && handle_cors(policy, session, ctx).await?
+    {
+        return Ok(true);
+    }
     if !behavior.allowed_methods.allows(&session.req_header().method) {
         ctx.decision = "method_not_allowed";
         respond::write_error(session, METHOD_NOT_ALLOWED).await?;
@@ -106,6 +113,41 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         return Ok(true);
     }
     Ok(false)
+}
+
+/// Answers a CORS preflight (`Ok(true)`: written, 204 or 403), or chooses the
+/// CORS headers every response to an allowed origin carries (`Ok(false)`).
+/// Preflights carry no signature, as browsers send none: they are answered
+/// before the signature check and never reach the origin.
+async fn handle_cors(policy: &CorsPolicy, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+    let request = session.req_header();
+    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(origin) = header("origin") else {
+        return Ok(false);
+    };
+    let preflight = (request.method == http::Method::OPTIONS)
+        .then(|| header("access-control-request-method"))
+        .flatten();
+    let headers = match &preflight {
+        Some(method) => cors::preflight_headers(policy, &origin, method, header("access-control-request-headers").as_deref()),
+        None => cors::response_headers(policy, &origin),
+    };
+    if let (Some(headers), Some(module)) = (headers.clone(), session.downstream_modules_ctx.get_mut::<CorsModule>()) {
+        module.headers = headers;
+    }
+    if preflight.is_none() {
+        return Ok(false);
+    }
+    ctx.decision = "cors_preflight";
+    match headers {
+        Some(_) => {
+            session
+                .write_response_header(Box::new(ResponseHeader::build(204, Some(6))?), true)
+                .await?
+        }
+        None => respond::write_error(session, CORS_REFUSED).await?,
+    }
+    Ok(true)
 }
 
 /// `public_base_url` if configured, else `http://` and the viewer's `Host`.

@@ -3,6 +3,7 @@
 
 mod cached;
 mod context;
+mod cors;
 mod handlers;
 mod respond;
 mod server;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
@@ -32,6 +34,12 @@ impl ProxyHttp for Edge {
 
     fn new_ctx(&self) -> RequestContext {
         RequestContext::default()
+    }
+
+    /// Only the CORS module: pingora's default response compression is left
+    /// out, as compressing ranged video would break byte offsets.
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        modules.add_module(Box::new(cors::CorsModuleBuilder));
     }
 
     /// Matches the behavior, checks the method and the signature, and maps the

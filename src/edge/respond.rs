@@ -19,6 +19,11 @@ pub const METHOD_NOT_ALLOWED: EdgeError = EdgeError {
     code: "MethodNotAllowed",
     message: "This distribution is not configured to allow the HTTP request method that was used for this request.",
 };
+pub const CORS_REFUSED: EdgeError = EdgeError {
+    status: 403,
+    code: "CORSRequestRefused",
+    message: "This origin, method or header is not allowed by the CORS policy.",
+};
 pub const NOT_FOUND: EdgeError = EdgeError {
     status: 404,
     code: "NoSuchKey",
