@@ -20,11 +20,18 @@ impl Drop for Demo {
 #[test]
 fn the_printed_urls_and_cookies_work() {
     let dir = tempfile::tempdir().unwrap();
-    let (edge, origin) = (free_address(), free_address());
+    let (edge, origin, admin) = (free_address(), free_address(), free_address());
     let mut demo = Demo(
         Command::new(env!("CARGO_BIN_EXE_keyfront"))
             .args(["demo", "--dir", dir.path().to_str().unwrap()])
-            .args(["--listen", &edge.to_string(), "--origin-listen", &origin.to_string()])
+            .args([
+                "--listen",
+                &edge.to_string(),
+                "--origin-listen",
+                &origin.to_string(),
+                "--admin-listen",
+                &admin.to_string(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -70,6 +77,12 @@ fn the_printed_urls_and_cookies_work() {
     assert_eq!(request(edge, "GET", "/public/hello.txt", &[], b"").status, 200);
     let unsigned = request(edge, "GET", "/docs/guide.pdf", &[], b"");
     assert!(unsigned.text().contains("<Code>MissingKey</Code>"));
+    // The container health check's command, against the demo's admin listener.
+    let health = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .args(["health", "--admin", &format!("http://{admin}")])
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stdout));
     // The curl lines print these same URLs.
     assert!(printed.iter().any(|l| l.contains(&format!("curl -sS -I '{canned}'"))));
 }

@@ -26,6 +26,9 @@ pub struct DemoArgs {
     /// The embedded origin's address.
     #[arg(long, default_value = "127.0.0.1:9480")]
     origin_listen: SocketAddr,
+    /// The admin listener's address (health, metrics, invalidations, reload).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
     /// The scheme and host viewers use (default: http:// and --listen); set it
     /// when the edge is reached through another name, as from outside a container.
     #[arg(long)]
@@ -147,20 +150,23 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         }
     }
 
+    let admin_token = format!("demo-admin-{:032x}", rand::random::<u128>());
     let config_path = dir.join("keyfront.yaml");
     let config_text = format!(
-        "# Written by `keyfront demo`.\nlisten: {listen}\npublic_base_url: {base}\nkey_groups:\n  demo:\n    - id: {key_id}\n      public_key: public_key.pem\norigins:\n  media:\n    type: s3\n    endpoint: http://{origin_address}\n    bucket: {BUCKET}\n    path_style: true\n    access_key_id: {ACCESS_KEY}\n    secret_access_key: {secret}\nbehaviors:\n  - path_pattern: /public/*\n    origin: media\n  - path_pattern: \"*\"\n    origin: media\n    trusted_key_groups: [demo]\n",
+        "# Written by `keyfront demo`.\nlisten: {listen}\npublic_base_url: {base}\nadmin_listen: {admin}\nadmin_token: {admin_token}\nkey_groups:\n  demo:\n    - id: {key_id}\n      public_key: public_key.pem\norigins:\n  media:\n    type: s3\n    endpoint: http://{origin_address}\n    bucket: {BUCKET}\n    path_style: true\n    access_key_id: {ACCESS_KEY}\n    secret_access_key: {secret}\nbehaviors:\n  - path_pattern: /public/*\n    origin: media\n  - path_pattern: \"*\"\n    origin: media\n    trusted_key_groups: [demo]\n",
         listen = args.listen,
         base = args.base_url(),
+        admin = args.admin_listen,
+        admin_token = admin_token,
     );
     std::fs::write(&config_path, config_text).map_err(io(&config_path))?;
     let config = load_config(&config_path)?;
 
-    print_guide(&args, &key_id, key);
+    print_guide(&args, &key_id, key, &admin_token);
     run_edge(config, 2)
 }
 
-fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey) {
+fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey, admin_token: &str) {
     let base = args.base_url();
     let signer = Signer::new(key_id, key, HashAlgorithm::Sha1);
     let in_an_hour = std::time::SystemTime::now()
@@ -212,8 +218,11 @@ Try:
   curl -sS '{base}/public/hello.txt'
   curl -sS '{base}/docs/guide.pdf'                      # unsigned: 403 MissingKey
   keyfront verify --url '{canned}' --key {key_id}={dir}/public_key.pem
+  curl -sS http://{admin}/metrics | grep keyfront_requests_total
+  KEYFRONT_ADMIN_TOKEN={admin_token} keyfront invalidate --admin http://{admin} '/videos/*'
 
 keyfront is serving; Ctrl-C stops it."#,
-        dir = args.dir.display()
+        dir = args.dir.display(),
+        admin = args.admin_listen,
     );
 }

@@ -2,6 +2,7 @@
 
 mod dates;
 mod demo;
+mod health;
 mod invalidate;
 mod keygen;
 mod serve;
@@ -45,6 +46,8 @@ enum Command {
     Origin(serve::OriginArgs),
     /// Remove paths from a running edge's cache, through its admin listener.
     Invalidate(invalidate::InvalidateArgs),
+    /// Exit 0 if a running edge's admin listener says it is healthy.
+    Health(health::HealthArgs),
 }
 
 /// A failure of a command, reported as one line and exit status 2.
@@ -87,6 +90,7 @@ pub fn run() -> ExitCode {
         Command::CheckConfig(args) => serve::check_config(args),
         Command::Origin(args) => serve::origin(args),
         Command::Invalidate(args) => invalidate::run(args),
+        Command::Health(args) => health::run(args),
     };
     match outcome {
         Ok(code) => code,
