@@ -72,6 +72,30 @@ struct Served {
     child: std::process::Child,
 }
 
+impl Served {
+    /// Starts `keyfront serve` on `config` and waits until `address` listens.
+    /// With `log_level`, its stderr (the application log) is kept for reading.
+    fn start(config: &std::path::Path, address: std::net::SocketAddr, log_level: Option<&str>) -> Served {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyfront"));
+        command
+            .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
+            .stdout(Stdio::null());
+        match log_level {
+            Some(level) => command.env("RUST_LOG", level).stderr(Stdio::piped()),
+            None => command.stderr(Stdio::null()),
+        };
+        let served = Served {
+            child: command.spawn().unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(Instant::now() < deadline, "keyfront serve did not start listening on {address}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        served
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -99,19 +123,7 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_keyfront"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut served = Served { child };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(edge).is_err() {
-        assert!(Instant::now() < deadline, "keyfront serve did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut served = Served::start(&config, edge, Some("debug"));
     let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
     let signer = keyfront::auth::Signer::new(KEY_ID, key, keyfront::auth::HashAlgorithm::Sha1);
     let url = signer.sign_url(
@@ -159,18 +171,7 @@ fn sighup_reloads_the_config() {
         std::fs::write(&config, text).unwrap();
     };
     write_config("old");
-    let child = Command::new(env!("CARGO_BIN_EXE_keyfront"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = Served { child };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(edge).is_err() {
-        assert!(Instant::now() < deadline, "keyfront serve did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let served = Served::start(&config, edge, None);
     let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("ec_pkcs8.pem")).unwrap()).unwrap();
     let signer = keyfront::auth::Signer::new("KNEW", key, keyfront::auth::HashAlgorithm::Sha1);
     let url = signer.sign_url(
@@ -198,4 +199,79 @@ fn sighup_reloads_the_config() {
         assert!(Instant::now() < deadline, "still {status} after SIGHUP");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A TLS listener serves HTTP/2 (through ALPN) and HTTP/1.1, and signed URLs
+/// are checked against the `https://` URL the viewer used. curl is the client
+/// (scripts/ensure-deps test installs it), the certificate OpenSSL's.
+#[test]
+fn tls_listeners_serve_http2_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (plain, tls, store) = (free_address(), free_address(), free_address());
+    let config = dir.path().join("keyfront.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {plain}\ntls_listen:\n  - {{address: \"{tls}\", certificate: cert.pem, key: key.pem}}\nkey_groups:\n  main:\n    - id: KEC\n      public_key: {ec}\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-secret}}\nbehaviors:\n  - path_pattern: /public/*\n    origin: store\n  - path_pattern: \"*\"\n    origin: store\n    trusted_key_groups: [main]\n",
+            ec = fixture("ec_public.pem").display(),
+        ),
+    )
+    .unwrap();
+    let _served = Served::start(&config, tls, None);
+    let curl = |version: &str, url: &str| {
+        let output = Command::new("curl")
+            .args([
+                "-sS",
+                "--cacert",
+                "cert.pem",
+                version,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+                url,
+            ])
+            .current_dir(dir.path())
+            .output()
+            .expect("curl is installed (scripts/ensure-deps test installs it)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let base = format!("https://localhost:{}", tls.port());
+    // Public and missing at the origin: 404 proves the request went through.
+    assert_eq!(curl("--http2", &format!("{base}/public/none.txt")), "2 404");
+    assert_eq!(curl("--http1.1", &format!("{base}/public/none.txt")), "1.1 404");
+    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("ec_pkcs8.pem")).unwrap()).unwrap();
+    let signer = keyfront::auth::Signer::new("KEC", key, keyfront::auth::HashAlgorithm::Sha1);
+    let expires = keyfront::auth::PolicySpec::Canned {
+        expires: common::now() + 600,
+    };
+    let signed_https = signer.sign_url(&format!("{base}/private/none.mp4"), &expires);
+    assert_eq!(curl("--http2", &signed_https), "2 404", "a URL signed for https:// passes over TLS");
+    let signed_http = signer.sign_url(&format!("http://localhost:{}/private/none.mp4", tls.port()), &expires);
+    let over_tls = signed_http.replacen("http://", "https://", 1);
+    assert_eq!(curl("--http2", &over_tls), "2 403", "the scheme is part of what is signed");
 }

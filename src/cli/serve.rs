@@ -67,7 +67,10 @@ pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
     if let Some(address) = listeners.admin {
         tracing::info!(%address, "admin listening");
     }
-    build_server(state, &listeners, threads).run_forever()
+    for tls in &listeners.tls {
+        tracing::info!(address = %tls.address, "edge listening with TLS (HTTP/2 and HTTP/1.1)");
+    }
+    build_server(state, &listeners, threads).map_err(CliError::Start)?.run_forever()
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {

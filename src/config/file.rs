@@ -9,6 +9,9 @@ use serde::Deserialize;
 pub struct ConfigFile {
     /// Viewer listeners, `host:port`; one address or a list.
     pub listen: OneOrMany,
+    /// TLS listeners, HTTP/2 offered through ALPN.
+    #[serde(default)]
+    pub tls_listen: Vec<TlsListenFile>,
     /// The admin listener (health, invalidations), `host:port`.
     #[serde(default)]
     pub admin_listen: Option<String>,
@@ -52,6 +55,16 @@ pub struct CacheFile {
 pub struct DiskFile {
     pub path: String,
     pub size: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenFile {
+    pub address: String,
+    /// PEM certificate chain, relative to the config file.
+    pub certificate: String,
+    /// PEM private key, relative to the config file.
+    pub key: String,
 }
 
 #[derive(Debug, Deserialize)]

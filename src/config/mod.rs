@@ -36,6 +36,7 @@ pub struct Config {
     /// The file it was read from (reloads read it again).
     pub source: PathBuf,
     pub listen: Vec<SocketAddr>,
+    pub tls_listen: Vec<TlsListener>,
     pub admin_listen: Option<SocketAddr>,
     /// The bearer token for the admin listener's POST endpoints.
     pub admin_token: Option<String>,
@@ -84,6 +85,14 @@ impl Behavior {
     pub fn matches(&self, path: &str) -> bool {
         wildcard_matches(self.path_pattern.as_bytes(), path.as_bytes())
     }
+}
+
+/// A TLS listener: where, and the certificate chain and key it presents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsListener {
+    pub address: SocketAddr,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The access log's destination.
@@ -257,6 +266,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             .map(|(i, a)| self.address(&format!("listen[{i}]"), a))
             .collect::<Result<_, _>>()?;
         let admin_listen = file.admin_listen.as_deref().map(|a| self.address("admin_listen", a)).transpose()?;
+        let tls_listen = file
+            .tls_listen
+            .iter()
+            .enumerate()
+            .map(|(i, tls)| self.tls_listener(i, tls))
+            .collect::<Result<_, _>>()?;
         let public_base_url = file.public_base_url.as_deref().map(|url| self.base_url(url)).transpose()?;
         let key_groups = self.key_groups(&file)?;
         let mut embedded_stores = Vec::new();
@@ -293,6 +308,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         Ok(Config {
             source: self.file.to_owned(),
             listen,
+            tls_listen,
             admin_listen,
             admin_token: file.admin_token.clone(),
             access_log: file.access_log.as_deref().map(|target| match target {
@@ -333,6 +349,26 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             memory_bytes: self.size("cache.memory".into(), cache.memory.as_deref(), 512 << 20)?,
             disk,
             error_ttl: self.duration("cache.error_ttl".into(), cache.error_ttl.as_deref(), Duration::from_secs(10))?,
+        })
+    }
+
+    /// Checks the PEM files here, since pingora reads them only when the
+    /// listener starts, where a mistake would be no clear error.
+    fn tls_listener(&self, index: usize, tls: &file::TlsListenFile) -> Result<TlsListener, ConfigError> {
+        let field = |f: &str| format!("tls_listen[{index}].{f}");
+        let address = self.address(&field("address"), &tls.address)?;
+        let pem = |name: &str, value: &str, label: &str| {
+            let path = self.base_dir.join(value);
+            match std::fs::read_to_string(&path) {
+                Ok(text) if text.contains(label) => Ok(path),
+                Ok(_) => Err(self.invalid(field(name), value, format!("no {label} block in the file"))),
+                Err(e) => Err(self.invalid(field(name), value, e.to_string())),
+            }
+        };
+        Ok(TlsListener {
+            address,
+            certificate: pem("certificate", &tls.certificate, "-----BEGIN CERTIFICATE-----")?,
+            key: pem("key", &tls.key, "PRIVATE KEY-----")?,
         })
     }
 

@@ -101,6 +101,13 @@ fn errors_name_the_field_and_the_value() {
             "behaviors[0].cors.allowed_origins[0]: \"app.example.com\"",
         ),
         (
+            GOOD.replace(
+                "listen: 127.0.0.1:8080\n",
+                "listen: 127.0.0.1:8080\ntls_listen: [{address: \"127.0.0.1:8443\", certificate: nope.pem, key: nope.pem}]\n",
+            ),
+            "tls_listen[0].certificate: \"nope.pem\"",
+        ),
+        (
             GOOD.replace("type: embedded", "type: ftp"),
             "origins.store.type: unknown variant `ftp`, expected `s3` or `embedded`",
         ),

@@ -66,7 +66,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     }
     ctx.decision = "public";
     if !behavior.trusted_keys.is_empty() {
-        let base_url = viewer_base_url(routing.public_base_url.as_deref(), session.req_header());
+        let base_url = viewer_base_url(routing.public_base_url.as_deref(), session);
         let cookies: Vec<&str> = session
             .req_header()
             .headers
@@ -150,18 +150,21 @@ async fn handle_cors(policy: &CorsPolicy, session: &mut Session, ctx: &mut Reque
     Ok(true)
 }
 
-/// `public_base_url` if configured, else `http://` and the viewer's `Host`.
-fn viewer_base_url(public_base_url: Option<&str>, header: &RequestHeader) -> String {
+/// `public_base_url` if configured, else the scheme the viewer used (`https`
+/// on a TLS listener) and its `Host` (the `:authority` on HTTP/2).
+fn viewer_base_url(public_base_url: Option<&str>, session: &Session) -> String {
     if let Some(base) = public_base_url {
         return base.to_owned();
     }
+    let tls = session.digest().is_some_and(|digest| digest.ssl_digest.is_some());
+    let header = session.req_header();
     let host = header
         .headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .or_else(|| header.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
-    format!("http://{host}")
+    format!("{}://{host}", if tls { "https" } else { "http" })
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {

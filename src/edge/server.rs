@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
@@ -13,7 +14,7 @@ use crate::accesslog::AccessLog;
 use crate::admin::AdminApp;
 use crate::auth::Verifier;
 use crate::cache::{Cache, DiskError};
-use crate::config::{AccessLogTarget, Behavior, Config, ConfigError};
+use crate::config::{AccessLogTarget, Behavior, Config, ConfigError, TlsListener};
 use crate::metrics::Metrics;
 
 /// What the config decides and a reload replaces: behaviors (with their
@@ -43,12 +44,16 @@ pub enum StartError {
     Disk(#[from] DiskError),
     #[error("access log {path}: {source}")]
     AccessLog { path: std::path::PathBuf, source: std::io::Error },
+    #[error("TLS listener {0}: {1}")]
+    Tls(SocketAddr, String),
 }
 
 /// Where the edge listens.
 #[derive(Clone, Debug)]
 pub struct Listeners {
     pub viewer: Vec<SocketAddr>,
+    /// TLS listeners, HTTP/2 offered through ALPN.
+    pub tls: Vec<TlsListener>,
     pub admin: Option<SocketAddr>,
     /// The bearer token of the admin listener's POST endpoints.
     pub admin_token: Option<String>,
@@ -59,6 +64,7 @@ impl EdgeState {
     pub fn from_config(config: Config) -> Result<(Arc<Self>, Listeners), StartError> {
         let listeners = Listeners {
             viewer: config.listen,
+            tls: config.tls_listen,
             admin: config.admin_listen,
             admin_token: config.admin_token,
         };
@@ -115,7 +121,7 @@ impl EdgeState {
 /// A pingora server with the edge on every viewer listener and the admin app
 /// on the admin listener. Run it with `run_forever`, which handles signals
 /// and graceful shutdown.
-pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize) -> Server {
+pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize) -> Result<Server, StartError> {
     let conf = ServerConf {
         threads,
         // Ctrl-C / SIGTERM: stop taking connections, give in-flight ones a moment.
@@ -135,6 +141,12 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
     for address in &listeners.viewer {
         service.add_tcp(&address.to_string());
     }
+    for tls in &listeners.tls {
+        let mut settings = TlsSettings::intermediate(&tls.certificate.to_string_lossy(), &tls.key.to_string_lossy())
+            .map_err(|e| StartError::Tls(tls.address, e.to_string()))?;
+        settings.enable_h2();
+        service.add_tls_with_settings(&tls.address.to_string(), None, settings);
+    }
     server.add_service(service);
-    server
+    Ok(server)
 }
