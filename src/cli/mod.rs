@@ -80,7 +80,10 @@ impl CliError {
 /// Parses the command line, runs the command, and maps the outcome to an exit status.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `serve` sets up logging once its config (and log_level) is loaded.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging(None);
+    }
     let outcome = match cli.command {
         Command::Sign(command) => sign::run(command),
         Command::Verify(args) => verify::run(args),
@@ -124,12 +127,14 @@ fn strip_file_scheme(path: &Path) -> PathBuf {
     PathBuf::from(text.strip_prefix("file://").unwrap_or(&text))
 }
 
-/// Application logs through `tracing`, level from `RUST_LOG` (default `info`), to stderr.
+/// Application logs through `tracing` to stderr, at the level `RUST_LOG`
+/// names, else the config's `log_level`, else `info`.
 /// pingora's own targets stay at `info` and above whatever `RUST_LOG` asks:
 /// at `debug` they print whole request headers, with SigV4 signatures,
 /// cookies and signed query strings.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+pub(crate) fn init_logging(config_level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config_level.unwrap_or("info")));
     let filter = ["pingora_proxy=info", "pingora_core=info", "pingora_http=info"]
         .into_iter()
         .fold(filter, |filter, directive| {

@@ -74,7 +74,9 @@ pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
-    let config = load_config(&args.config)?;
+    let config = load_config(&args.config);
+    super::init_logging(config.as_ref().ok().and_then(|c| c.log_level.as_deref()));
+    let config = config?;
     start_embedded_stores(&config)?;
     run_edge(config, args.threads)
 }

@@ -15,6 +15,10 @@ pub struct ConfigFile {
     /// The admin listener (health, invalidations), `host:port`.
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// Application log level (`error`, `warn`, `info`, `debug`, `trace`);
+    /// `RUST_LOG` wins when set.
+    #[serde(default)]
+    pub log_level: Option<String>,
     /// Where access-log lines go: `stdout`, or a file path.
     #[serde(default)]
     pub access_log: Option<String>,

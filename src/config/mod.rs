@@ -42,6 +42,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Where access-log lines go, if anywhere.
     pub access_log: Option<AccessLogTarget>,
+    /// The application log level, when the file sets one.
+    pub log_level: Option<String>,
     /// `scheme://host[:port]` without a trailing slash, when configured.
     pub public_base_url: Option<String>,
     pub behaviors: Vec<Behavior>,
@@ -310,6 +312,11 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             listen,
             tls_listen,
             admin_listen,
+            log_level: match file.log_level.as_deref() {
+                None => None,
+                Some(level @ ("error" | "warn" | "info" | "debug" | "trace")) => Some(level.to_owned()),
+                Some(other) => return Err(self.invalid("log_level", other, "expected error, warn, info, debug or trace")),
+            },
             admin_token: file.admin_token.clone(),
             access_log: file.access_log.as_deref().map(|target| match target {
                 "stdout" => AccessLogTarget::Stdout,

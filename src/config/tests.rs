@@ -108,6 +108,10 @@ fn errors_name_the_field_and_the_value() {
             "tls_listen[0].certificate: \"nope.pem\"",
         ),
         (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nlog_level: loud\n"),
+            "log_level: \"loud\": expected error, warn",
+        ),
+        (
             GOOD.replace("type: embedded", "type: ftp"),
             "origins.store.type: unknown variant `ftp`, expected `s3` or `embedded`",
         ),
