@@ -41,7 +41,14 @@ fn metrics_count_every_kind_of_request() {
     assert_eq!(metric(&text, r#"keyfront_signature_rejections_total{code="MissingKey"}"#), 1.0);
     assert_eq!(metric(&text, r#"keyfront_signature_rejections_total{code="InvalidKey"}"#), 1.0);
     assert!(metric(&text, r#"keyfront_response_body_bytes_total{behavior="*"}"#) >= 200_000.0);
-    assert_eq!(metric(&text, "keyfront_origin_requests_total"), 2.0, "one fill per object");
+    assert_eq!(
+        metric(&text, r#"keyfront_origin_requests_total{origin="store",outcome="2xx"}"#),
+        2.0,
+        "one fill per object"
+    );
+    assert_eq!(metric(&text, r#"keyfront_origin_request_seconds_count{origin="store"}"#), 2.0);
+    assert!(text.contains("keyfront_coalesced_waits_total 0"));
+    assert!(text.contains("keyfront_disk_errors_total 0"));
     assert!(metric(&text, "keyfront_origin_body_bytes_total") >= 100_003.0);
     assert!(metric(&text, r#"keyfront_cache_bytes{tier="memory"}"#) >= 100_003.0);
     assert!(text.contains("# TYPE keyfront_requests_total counter"));

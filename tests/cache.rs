@@ -158,6 +158,15 @@ fn fifty_concurrent_cold_requests_make_one_origin_request() {
     });
     assert!(bodies.iter().all(|body| *body == data), "every viewer gets the whole object");
     assert_eq!(stack.origin_requests() - before, 1, "one origin request for fifty viewers");
+    let metrics = request(stack.admin, "GET", "/metrics", &[], b"").text();
+    let waits = metrics
+        .lines()
+        .find(|l| l.starts_with("keyfront_coalesced_waits_total"))
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap();
+    assert!(waits.parse::<u64>().unwrap() >= 1, "the others joined the first one's fill");
 }
 
 #[test]
@@ -287,6 +296,8 @@ fn the_disk_tier_survives_a_restart_and_damaged_files_are_refetched() {
     let (edge, state) = stack.start_another_edge();
     let repaired = request(edge, "GET", path, &[], b"");
     assert!(repaired.body == data, "damaged slices are misses, refetched");
+    let damaged = state.metrics.render(&state.cache);
+    assert!(damaged.contains("keyfront_disk_errors_total 4"), "each damaged file is counted");
     assert_eq!(state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
 
@@ -473,4 +484,13 @@ fn objects_larger_than_the_memory_budget_still_stream_whole() {
     }
     let ((memory_bytes, _), _) = stack.state.cache.usage();
     assert!(memory_bytes <= 1024 * 1024, "the memory tier kept to its budget: {memory_bytes}");
+    let metrics = request(stack.admin, "GET", "/metrics", &[], b"").text();
+    let evicted = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"keyfront_cache_evictions_total{tier="memory"}"#))
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap();
+    assert!(evicted.parse::<u64>().unwrap() >= 60, "slices were evicted to make room: {evicted}");
 }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::SliceKey;
 use super::meta::ObjectMeta;
+use crate::metrics::CacheMetrics;
 
 const MAGIC: &[u8; 8] = b"KFSLICE1";
 const SLICE_SUFFIX: &str = ".slice";
@@ -36,6 +37,7 @@ pub struct DiskError {
 
 pub struct DiskTier {
     root: PathBuf,
+    metrics: CacheMetrics,
     /// File path -> size, weighted by size under the budget.
     index: moka::sync::Cache<PathBuf, u64>,
 }
@@ -47,7 +49,8 @@ fn hex_hash(text: &str) -> String {
 impl DiskTier {
     /// Opens (creating) the tier at `root` with a budget of `budget` bytes,
     /// indexing the slices already there and removing leftover temporary files.
-    pub fn open(root: &Path, budget: u64) -> Result<Self, DiskError> {
+    pub fn open(root: &Path, budget: u64, metrics: CacheMetrics) -> Result<Self, DiskError> {
+        let evictions = metrics.evictions.with_label_values(&["disk"]);
         let objects = root.join("objects");
         let fail = |source| DiskError {
             path: objects.clone(),
@@ -58,8 +61,9 @@ impl DiskTier {
             .max_capacity(budget)
             .weigher(|_: &PathBuf, size: &u64| u32::try_from(*size).unwrap_or(u32::MAX))
             .support_invalidation_closures()
-            .eviction_listener(|path: std::sync::Arc<PathBuf>, _, cause| {
+            .eviction_listener(move |path: std::sync::Arc<PathBuf>, _, cause| {
                 if cause == RemovalCause::Size {
+                    evictions.inc();
                     let _ = std::fs::remove_file(path.as_path());
                 }
             })
@@ -77,7 +81,11 @@ impl DiskTier {
                 }
             }
         }
-        Ok(Self { root: objects, index })
+        Ok(Self {
+            root: objects,
+            metrics,
+            index,
+        })
     }
 
     fn object_dir(&self, object: &str) -> PathBuf {
@@ -107,6 +115,7 @@ impl DiskTier {
         let intact = file.read_to_end(&mut contents).is_ok() && Self::decode(&contents, &Self::identity(key)).is_some();
         if !intact {
             tracing::warn!(path = %path.display(), "disk cache: damaged slice file removed");
+            self.count_error();
             self.index.invalidate(&path);
             let _ = std::fs::remove_file(&path);
             return None;
@@ -182,6 +191,11 @@ impl DiskTier {
         let prefix = dir.clone();
         let _ = self.index.invalidate_entries_if(move |path, _| path.starts_with(&prefix));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Counts a disk tier failure (`keyfront_disk_errors_total`).
+    pub fn count_error(&self) {
+        self.metrics.disk_errors.inc();
     }
 
     /// Writes and removes a small file, as a readiness check.

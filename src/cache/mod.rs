@@ -20,6 +20,7 @@ pub use freshness::{Freshness, freshness};
 pub use meta::{ObjectMeta, unix_now};
 
 use crate::config::Ttl;
+use crate::metrics::CacheMetrics;
 use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
 
 /// One slice of one version of one object.
@@ -37,6 +38,8 @@ pub struct SliceKey {
 pub struct ObjectRef {
     /// Origin name and origin path: the cache key (no query, no signature).
     pub key: Arc<str>,
+    /// The origin's name in the config, for metrics.
+    pub origin_name: Arc<str>,
     pub origin: Arc<S3Origin>,
     pub origin_path: String,
     pub ttl: Ttl,
@@ -82,6 +85,7 @@ pub struct Cache {
     in_flight: Mutex<HashMap<FillSlot, Arc<Fill>>>,
     pub client: OriginClient,
     error_ttl: Duration,
+    metrics: CacheMetrics,
 }
 
 /// A slice being filled, named by object and index (any version: a fill
@@ -106,16 +110,22 @@ fn parse_content_range(value: Option<&str>) -> Option<(u64, u64, u64)> {
 }
 
 impl Cache {
-    pub fn new(settings: &CacheSettings) -> Result<Self, DiskError> {
+    pub fn new(settings: &CacheSettings, metrics: CacheMetrics) -> Result<Self, DiskError> {
         let disk = match &settings.disk {
-            Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget)?)),
+            Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget, metrics.clone())?)),
             None => None,
         };
+        let memory_evictions = metrics.evictions.with_label_values(&["memory"]);
         Ok(Self {
             slices: moka::sync::Cache::builder()
                 .max_capacity(settings.memory_bytes)
                 .weigher(|_: &SliceKey, data: &Bytes| u32::try_from(data.len()).unwrap_or(u32::MAX))
                 .support_invalidation_closures()
+                .eviction_listener(move |_, _, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        memory_evictions.inc();
+                    }
+                })
                 .build(),
             metas: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
@@ -125,6 +135,7 @@ impl Cache {
             in_flight: Mutex::new(HashMap::new()),
             client: OriginClient::default(),
             error_ttl: settings.error_ttl,
+            metrics,
         })
     }
 
@@ -147,6 +158,7 @@ impl Cache {
             let key = object.key.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(error) = disk.write_meta(&key, &meta) {
+                    disk.count_error();
                     tracing::warn!(%error, "disk cache: writing metadata failed");
                 }
             });
@@ -204,6 +216,7 @@ impl Cache {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock");
         let slot = (object.key.clone(), index);
         if let Some(fill) = in_flight.get(&slot) {
+            self.metrics.coalesced_waits.inc();
             return FillReader::new(fill.clone());
         }
         let fill = Arc::new(Fill::default());
@@ -237,6 +250,7 @@ impl Cache {
         if let Some(disk) = self.disk.clone() {
             tokio::task::spawn_blocking(move || {
                 if let Err(error) = disk.write_slice(&key, &data) {
+                    disk.count_error();
                     tracing::warn!(%error, "disk cache: writing a slice failed");
                 }
             });
@@ -257,11 +271,7 @@ impl Cache {
         if let Some(meta) = &expected {
             headers.push(("if-match", meta.etag.as_str()));
         }
-        let mut response = self
-            .client
-            .send(&object.origin, "GET", &object.origin_path, &headers)
-            .await
-            .map_err(fill_error)?;
+        let mut response = self.send(object, "GET", &headers).await.map_err(fill_error)?;
         let now = unix_now();
         let (meta, mut skip) = match response.status() {
             206 => {
@@ -353,15 +363,31 @@ impl Cache {
         meta
     }
 
+    /// Sends a request for `object` to its origin, counting it by origin and
+    /// outcome and timing it to the response header.
+    pub async fn send(&self, object: &ObjectRef, method: &str, headers: &[(&str, &str)]) -> Result<OriginResponse<'_>, FetchError> {
+        let started = std::time::Instant::now();
+        let result = self.client.send(&object.origin, method, &object.origin_path, headers).await;
+        let outcome = match &result {
+            Ok(response) => match response.status() {
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            Err(FetchError::Timeout(_)) => "timeout",
+            Err(FetchError::Failed(_)) => "error",
+        };
+        self.metrics
+            .origin_answered(&object.origin_name, outcome, started.elapsed().as_secs_f64());
+        result
+    }
+
     /// Asks the origin for `object`'s metadata with HEAD (for HEAD requests
     /// and suffix ranges that arrive before any slice is cached). An error
     /// status comes back as metadata with that status.
     pub async fn fetch_meta(&self, object: &ObjectRef) -> Result<Arc<ObjectMeta>, FillError> {
-        let response = self
-            .client
-            .send(&object.origin, "HEAD", &object.origin_path, &[])
-            .await
-            .map_err(fill_error)?;
+        let response = self.send(object, "HEAD", &[]).await.map_err(fill_error)?;
         let now = unix_now();
         match response.status() {
             200 => {
@@ -380,13 +406,7 @@ impl Cache {
     /// `If-None-Match`). A 304 refreshes it and keeps its slices.
     pub async fn revalidate(&self, object: &ObjectRef, stale: &ObjectMeta) -> Result<Revalidation, FillError> {
         let response = self
-            .client
-            .send(
-                &object.origin,
-                "HEAD",
-                &object.origin_path,
-                &[("if-none-match", stale.etag.as_str())],
-            )
+            .send(object, "HEAD", &[("if-none-match", stale.etag.as_str())])
             .await
             .map_err(fill_error)?;
         let now = unix_now();

@@ -402,12 +402,7 @@ async fn direct_fetch<'a>(state: &'a EdgeState, object: &ObjectRef, meta: &Objec
     let end = range.end.min(slice_end).min(meta.size - 1);
     let asked = format!("bytes={}-{end}", range.start);
     let headers = [("range", asked.as_str()), ("if-match", meta.etag.as_str())];
-    let response = state
-        .cache
-        .client
-        .send(&object.origin, "GET", &object.origin_path, &headers)
-        .await
-        .ok()?;
+    let response = state.cache.send(object, "GET", &headers).await.ok()?;
     let expected = format!("bytes {}-{end}/{}", range.start, meta.size);
     let right = response.status() == 206 && response.header_value("content-range") == Some(expected.as_str());
     (right && response.header_value("etag") == Some(meta.etag.as_str())).then_some(response)

@@ -104,6 +104,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     if matches!(session.req_header().method, http::Method::GET | http::Method::HEAD) {
         let object = ObjectRef {
             key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
+            origin_name: behavior.origin_name.as_str().into(),
             origin: behavior.origin.clone(),
             origin_path,
             ttl: behavior.ttl,

@@ -68,15 +68,16 @@ impl EdgeState {
             admin: config.admin_listen,
             admin_token: config.admin_token,
         };
+        let metrics = Metrics::default();
         let state = Self {
-            cache: Arc::new(Cache::new(&config.cache)?),
+            cache: Arc::new(Cache::new(&config.cache, metrics.cache.clone())?),
             routing: RwLock::new(Arc::new(Routing {
                 behaviors: config.behaviors,
                 public_base_url: config.public_base_url,
             })),
             config_source: config.source,
             verifier: Verifier::default(),
-            metrics: Metrics::default(),
+            metrics,
             access_log: match config.access_log {
                 None => None,
                 Some(AccessLogTarget::Stdout) => Some(AccessLog::to_stdout()),

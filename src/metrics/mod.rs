@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::cache::Cache;
 
@@ -14,12 +14,72 @@ pub struct Metrics {
     requests: IntCounterVec,
     response_body_bytes: IntCounterVec,
     signature_rejections: IntCounterVec,
-    origin_requests: IntCounter,
     origin_body_bytes: IntCounter,
-    origin_failures: IntCounter,
+    /// Handed to the cache, which records its origin traffic and its events.
+    pub cache: CacheMetrics,
     cache_bytes: IntGaugeVec,
     cache_items: IntGaugeVec,
     config_reloads: IntCounterVec,
+}
+
+/// The cache's own metrics: its origin requests and what happens in its tiers.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    origin_requests: IntCounterVec,
+    origin_seconds: HistogramVec,
+    /// Requests that joined a slice fill another request had started.
+    pub coalesced_waits: IntCounter,
+    /// Slices pushed out of a tier by its budget.
+    pub evictions: IntCounterVec,
+    /// Disk tier failures: damaged files found, writes that failed.
+    pub disk_errors: IntCounter,
+}
+
+impl CacheMetrics {
+    /// Counts an origin request by origin and outcome (`2xx`..`5xx`,
+    /// `timeout`, `error`) with the time to its response header.
+    pub fn origin_answered(&self, origin: &str, outcome: &str, seconds: f64) {
+        self.origin_requests.with_label_values(&[origin, outcome]).inc();
+        self.origin_seconds.with_label_values(&[origin]).observe(seconds);
+    }
+
+    fn register(registry: &Registry) -> Self {
+        let histogram = HistogramVec::new(
+            HistogramOpts::new(
+                "keyfront_origin_request_seconds",
+                "Time from sending a cache request to the origin to its response header.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["origin"],
+        )
+        .expect("a valid metric definition");
+        registry.register(Box::new(histogram.clone())).expect("a metric registered once");
+        Self {
+            origin_requests: counter_vec(
+                registry,
+                "keyfront_origin_requests_total",
+                "Requests the cache made to origins, by outcome.",
+                &["origin", "outcome"],
+            ),
+            origin_seconds: histogram,
+            coalesced_waits: counter(
+                registry,
+                "keyfront_coalesced_waits_total",
+                "Requests that joined a slice fill already under way.",
+            ),
+            evictions: counter_vec(
+                registry,
+                "keyfront_cache_evictions_total",
+                "Slices evicted by a tier's budget.",
+                &["tier"],
+            ),
+            disk_errors: counter(
+                registry,
+                "keyfront_disk_errors_total",
+                "Disk tier failures: damaged files, failed writes.",
+            ),
+        }
+    }
 }
 
 /// What the logging phase knows of a finished request.
@@ -74,21 +134,12 @@ impl Default for Metrics {
                 "Requests refused by signature checks, by CloudFront error code.",
                 &["code"],
             ),
-            origin_requests: counter(
-                &registry,
-                "keyfront_origin_requests_total",
-                "Requests the cache made to origins (fills, revalidations, HEADs).",
-            ),
             origin_body_bytes: counter(
                 &registry,
                 "keyfront_origin_body_bytes_total",
                 "Body bytes the cache read from origins.",
             ),
-            origin_failures: counter(
-                &registry,
-                "keyfront_origin_failures_total",
-                "Cache requests to origins that failed (unreachable, timed out, broken off).",
-            ),
+            cache: CacheMetrics::register(&registry),
             cache_bytes: gauge_vec(&registry, "keyfront_cache_bytes", "Bytes held by each cache tier.", &["tier"]),
             cache_items: gauge_vec(&registry, "keyfront_cache_items", "Slices held by each cache tier.", &["tier"]),
             config_reloads: counter_vec(
@@ -128,9 +179,7 @@ impl Metrics {
     pub fn render(&self, cache: &Cache) -> String {
         let stats = &cache.client.stats;
         let sync = |metric: &IntCounter, value: u64| metric.inc_by(value.saturating_sub(metric.get()));
-        sync(&self.origin_requests, stats.requests.load(Ordering::Relaxed));
         sync(&self.origin_body_bytes, stats.body_bytes.load(Ordering::Relaxed));
-        sync(&self.origin_failures, stats.failures.load(Ordering::Relaxed));
         let ((memory_bytes, memory_items), disk) = cache.usage();
         let gauge =
             |metric: &IntGaugeVec, tier: &str, value: u64| metric.with_label_values(&[tier]).set(i64::try_from(value).unwrap_or(i64::MAX));

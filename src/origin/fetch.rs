@@ -39,7 +39,6 @@ impl FetchError {
 pub struct OriginStats {
     pub requests: AtomicU64,
     pub body_bytes: AtomicU64,
-    pub failures: AtomicU64,
 }
 
 /// The edge's client for its own origin requests.
@@ -95,7 +94,6 @@ impl OriginResponse<'_> {
             }
             Err(error) => {
                 self.session = None;
-                self.client.stats.failures.fetch_add(1, Ordering::Relaxed);
                 Err(FetchError::from_pingora(&error))
             }
         }
@@ -113,11 +111,7 @@ impl OriginClient {
         headers: &[(&str, &str)],
     ) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let result = self.exchange(origin, method, path, headers).await;
-        if result.is_err() {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+        self.exchange(origin, method, path, headers).await
     }
 
     async fn exchange(
