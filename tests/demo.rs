@@ -83,6 +83,16 @@ fn the_printed_urls_and_cookies_work() {
         .output()
         .unwrap();
     assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stdout));
+    // The verify line names this very binary, so it runs as printed.
+    let verify_line = printed
+        .iter()
+        .find(|l| l.trim_start().contains(" verify --url "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(verify_line.starts_with(env!("CARGO_BIN_EXE_keyfront")), "{verify_line}");
+    let verified = Command::new("sh").arg("-c").arg(&verify_line).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
     // The curl lines print these same URLs.
     assert!(printed.iter().any(|l| l.contains(&format!("curl -sS -I '{canned}'"))));
 }

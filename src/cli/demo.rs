@@ -217,12 +217,15 @@ Try:
   curl -sS -o /dev/null -w '%{{http_code}} %{{size_download}} bytes\n' -H 'Cookie: {cookies}' '{image}'
   curl -sS '{base}/public/hello.txt'
   curl -sS '{base}/docs/guide.pdf'                      # unsigned: 403 MissingKey
-  keyfront verify --url '{canned}' --key {key_id}={dir}/public_key.pem
+  {program} verify --url '{canned}' --key {key_id}={dir}/public_key.pem
   curl -sS http://{admin}/metrics | grep keyfront_requests_total
-  KEYFRONT_ADMIN_TOKEN={admin_token} keyfront invalidate --admin http://{admin} '/videos/*'
+  KEYFRONT_ADMIN_TOKEN={admin_token} {program} invalidate --admin http://{admin} '/videos/*'
 
 keyfront is serving; Ctrl-C stops it."#,
-        dir = args.dir.display(),
+        // Absolute, so the printed lines work from any directory.
+        dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone()).display(),
         admin = args.admin_listen,
+        // The binary's own path: a newcomer has no `keyfront` on their PATH.
+        program = std::env::current_exe().map_or_else(|_| "keyfront".to_owned(), |path| path.display().to_string()),
     );
 }
