@@ -15,12 +15,7 @@ pub struct HealthArgs {
 }
 
 pub fn run(args: HealthArgs) -> Result<ExitCode, CliError> {
-    let address = args
-        .admin
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-        .ok_or_else(|| CliError::bad("--admin", &args.admin, "expected http://host:port"))?;
+    let address = super::admin_address(&args.admin)?;
     let healthy = crate::plain_http::exchange(address, &format!("GET /healthz HTTP/1.1\r\nhost: {address}"), b"")
         .is_ok_and(|(status, _)| status == 200);
     println!("{}", if healthy { "healthy" } else { "unhealthy" });

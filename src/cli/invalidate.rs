@@ -20,12 +20,7 @@ pub struct InvalidateArgs {
 }
 
 pub fn run(args: InvalidateArgs) -> Result<ExitCode, CliError> {
-    let address = args
-        .admin
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-        .ok_or_else(|| CliError::bad("--admin", &args.admin, "expected http://host:port"))?;
+    let address = super::admin_address(&args.admin)?;
     let body = serde_json::json!({ "paths": args.paths }).to_string();
     let head = format!(
         "POST /invalidations HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\nauthorization: Bearer {}",

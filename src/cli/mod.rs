@@ -104,6 +104,14 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// `host:port` from an admin listener URL such as `http://127.0.0.1:9090`.
+fn admin_address(url: &str) -> Result<&str, CliError> {
+    url.strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+        .ok_or_else(|| CliError::bad("--admin", url, "expected http://host:port"))
+}
+
 fn read_text(path: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|source| CliError::Io {
         path: path.to_owned(),

@@ -111,16 +111,6 @@ impl OriginClient {
         headers: &[(&str, &str)],
     ) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.exchange(origin, method, path, headers).await
-    }
-
-    async fn exchange(
-        &self,
-        origin: &S3Origin,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<OriginResponse<'_>, FetchError> {
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         let peer = *super::peer(origin).await.map_err(failed)?;
         let mut request = RequestHeader::build(method, path.as_bytes(), Some(headers.len() + 5)).map_err(failed)?;
