@@ -179,12 +179,20 @@ fn a_seek_near_the_end_fetches_only_the_slices_it_covers() {
     let start = size - 1000;
     let response = get_range(&stack, "/big/movie.mp4", &format!("bytes={start}-{}", start + 99));
     assert_eq!(response.status, 206);
+    assert_eq!(response.header("x-cache"), Some("Miss from keyfront"));
     assert!(response.body == patterned(size)[start..start + 100]);
     // The seek lands deep in its slice: the viewer's bytes come straight from
     // the origin while the aligned slice is filled for the cache.
     assert_eq!(stack.origin_requests() - requests, 2, "the slice, and the viewer's bytes within it");
     wait_until("the slice fill is done", || stack.origin_bytes() - bytes >= 256 * 1024);
     assert!(stack.origin_bytes() - bytes <= 2 * 256 * 1024, "at most two slices were read");
+    let other_slice = get_range(&stack, "/big/movie.mp4", "bytes=0-99");
+    assert_eq!(
+        other_slice.header("x-cache"),
+        Some("Miss from keyfront"),
+        "fresh metadata, uncached bytes: a miss"
+    );
+    let requests = requests + 1; // that slice's own fill
     let again = get_range(&stack, "/big/movie.mp4", &format!("bytes={start}-{}", start + 99));
     assert_eq!(
         (again.header("x-cache"), stack.origin_requests() - requests),

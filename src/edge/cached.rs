@@ -298,6 +298,12 @@ async fn answer(
             }
         }
     };
+    // Fresh metadata alone is no hit: when the bytes come from the origin,
+    // the answer is a miss, in X-Cache, the metrics and the access log.
+    if status == CacheStatus::Hit && !matches!(first, FirstBytes::Slice(SliceSource::Ready(_))) {
+        ctx.cache_status = Some(CacheStatus::Miss);
+        response.insert_header("x-cache", CacheStatus::Miss.header())?;
+    }
     session.write_response_header(Box::new(response), false).await?;
     let multipart = body.len() > 1;
     let mut first = Some(first);
