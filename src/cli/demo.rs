@@ -5,14 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::CliError;
 use super::serve::{load_config, run_edge};
 use crate::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
-use crate::origin::{Credentials, S3Origin, put_object};
+use crate::origin::{S3Origin, put_object};
 use crate::s3store::{self, BucketAccess};
 
 #[derive(Args, Debug)]
@@ -128,21 +127,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         secret_access_key: secret.clone(),
     };
     let origin_address = s3store::spawn(dir.join("store"), args.origin_listen, vec![access]).map_err(CliError::Store)?;
-    let credentials = Credentials {
-        access_key_id: ACCESS_KEY.to_owned(),
-        secret_access_key: secret.clone(),
-        session_token: None,
-    };
-    let origin = S3Origin::new(
-        &format!("http://{origin_address}"),
-        BUCKET,
-        "us-east-1",
-        true,
-        credentials,
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    )
-    .map_err(|reason| CliError::bad("--origin-listen", origin_address.to_string(), reason))?;
+    let origin = S3Origin::embedded(origin_address, BUCKET, ACCESS_KEY, &secret);
     for (key, content_type, body) in samples() {
         let status = put_object(&origin, key, &[("content-type", content_type)], &body).map_err(io(dir))?;
         if status != 200 {

@@ -470,21 +470,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     access_key_id: access_key_id.clone(),
                     secret_access_key: secret_access_key.clone(),
                 });
-                let credentials = Credentials {
-                    access_key_id: access_key_id.clone(),
-                    secret_access_key: secret_access_key.clone(),
-                    session_token: None,
-                };
-                S3Origin::new(
-                    &format!("http://{listen}"),
-                    bucket,
-                    "us-east-1",
-                    true,
-                    credentials,
-                    Duration::from_secs(2),
-                    Duration::from_secs(30),
-                )
-                .map_err(|reason| self.invalid(field("listen"), listen.to_string(), reason))
+                Ok(S3Origin::embedded(listen, bucket, access_key_id, secret_access_key))
             }
         }
     }

@@ -105,6 +105,26 @@ impl S3Origin {
         })
     }
 
+    /// A bucket of an embedded store listening at `address`: path-style,
+    /// plain HTTP, region us-east-1, default timeouts.
+    pub fn embedded(address: std::net::SocketAddr, bucket: &str, access_key_id: &str, secret_access_key: &str) -> Self {
+        let credentials = Credentials {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+            session_token: None,
+        };
+        Self::new(
+            &format!("http://{address}"),
+            bucket,
+            "us-east-1",
+            true,
+            credentials,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .expect("http:// and a socket address make a valid endpoint")
+    }
+
     /// The host name for TLS SNI: `host` without its port.
     pub fn server_name(&self) -> &str {
         self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use keyfront::auth::{HashAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
 use keyfront::config::Config;
 use keyfront::edge::{EdgeState, build_server};
-use keyfront::origin::{Credentials, S3Origin, put_object};
+use keyfront::origin::{S3Origin, put_object};
 use keyfront::s3store::{self, BucketAccess};
 
 pub const KEY_ID: &str = "KTESTKEY";
@@ -106,21 +106,7 @@ behaviors:
             silent = silent_origin(),
             ignores_range = range_ignoring_origin(),
         );
-        let credentials = Credentials {
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET.into(),
-            session_token: None,
-        };
-        let origin = S3Origin::new(
-            &format!("http://{origin_address}"),
-            BUCKET,
-            "us-east-1",
-            true,
-            credentials,
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let origin = S3Origin::embedded(origin_address, BUCKET, ACCESS_KEY, SECRET);
         let key = PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
         let (edge, admin, state) = start_edge(&config_template, config_dir.path());
         Stack {
