@@ -110,6 +110,7 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
         bucket: BUCKET.into(),
         access_key_id: ACCESS_KEY.into(),
         secret_access_key: SECRET.into(),
+        public_read: false,
     };
     let origin = s3store::spawn(store_dir.path().to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap();
     let edge = free_address();
@@ -274,4 +275,49 @@ fn tls_listeners_serve_http2_and_http1() {
     let signed_http = signer.sign_url(&format!("http://localhost:{}/private/none.mp4", tls.port()), &expires);
     let over_tls = signed_http.replacen("http://", "https://", 1);
     assert_eq!(curl("--http2", &over_tls), "2 403", "the scheme is part of what is signed");
+}
+
+#[test]
+fn origin_public_read_opens_object_reads_and_nothing_else() {
+    let root = tempfile::tempdir().unwrap();
+    let address = free_address();
+    let _origin = Served {
+        child: Command::new(env!("CARGO_BIN_EXE_keyfront"))
+            .args(["origin", "--root", root.path().to_str().unwrap(), "--listen", &address.to_string()])
+            .args([
+                "--bucket",
+                "open=open-key:open-secret",
+                "--bucket",
+                "closed=closed-key:closed-secret",
+            ])
+            .args(["--public-read", "open"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    common::wait_for(address);
+    for (bucket, key, secret) in [("open", "open-key", "open-secret"), ("closed", "closed-key", "closed-secret")] {
+        let origin = keyfront::origin::S3Origin::embedded(address, bucket, key, secret);
+        let status = keyfront::origin::put_object(&origin, "/a.txt", &[], b"public bytes").unwrap();
+        assert_eq!(status, 200, "seeding {bucket}");
+    }
+
+    let read = request(address, "GET", "/open/a.txt", &[("Range", "bytes=7-")], b"");
+    assert_eq!((read.status, read.text().as_str()), (206, "bytes"));
+    assert_eq!(request(address, "HEAD", "/open/a.txt", &[], b"").status, 200);
+    for (method, target, body) in [
+        ("GET", "/closed/a.txt", &b""[..]),
+        ("PUT", "/open/b.txt", b"anyone"),
+        ("DELETE", "/open/a.txt", b""),
+        ("GET", "/open/", b""),
+        ("GET", "/", b""),
+    ] {
+        let response = request(address, method, target, &[], body);
+        assert_eq!(response.status, 403, "unsigned {method} {target}: {}", response.text());
+    }
+    assert_eq!(request(address, "GET", "/open/a.txt", &[], b"").text(), "public bytes");
+
+    let unknown = keyfront(&["origin", "--root", ".", "--bucket", "a=k:s", "--public-read", "b"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--public-read"));
 }

@@ -125,6 +125,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         bucket: BUCKET.to_owned(),
         access_key_id: ACCESS_KEY.to_owned(),
         secret_access_key: secret.clone(),
+        public_read: false,
     };
     let origin_address = s3store::spawn(dir.join("store"), args.origin_listen, vec![access]).map_err(CliError::Store)?;
     let origin = S3Origin::embedded(origin_address, BUCKET, ACCESS_KEY, &secret);

@@ -37,6 +37,10 @@ pub struct OriginArgs {
     /// A bucket and the only key that opens it: NAME=ACCESS_KEY_ID:SECRET; repeatable.
     #[arg(long = "bucket", value_name = "NAME=ACCESS_KEY_ID:SECRET", required = true)]
     buckets: Vec<String>,
+    /// A bucket whose objects anyone may GET and HEAD unsigned, as S3's
+    /// public-read (for clients that cannot sign); repeatable.
+    #[arg(long = "public-read", value_name = "NAME")]
+    public_read: Vec<String>,
 }
 
 pub fn load_config(path: &Path) -> Result<Config, CliError> {
@@ -50,6 +54,7 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
             bucket: store.bucket.clone(),
             access_key_id: store.access_key_id.clone(),
             secret_access_key: store.secret_access_key.clone(),
+            public_read: false,
         };
         let bound = s3store::spawn(store.root.clone(), store.listen, vec![access]).map_err(CliError::Store)?;
         tracing::info!(address = %bound, root = %store.root.display(), "embedded origin listening");
@@ -105,7 +110,11 @@ pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
             bucket: bucket.to_owned(),
             access_key_id: access_key_id.to_owned(),
             secret_access_key: secret_access_key.to_owned(),
+            public_read: args.public_read.iter().any(|name| name == bucket),
         });
+    }
+    if let Some(unknown) = args.public_read.iter().find(|name| !buckets.iter().any(|b| &b.bucket == *name)) {
+        return Err(CliError::bad("--public-read", unknown, "names no --bucket"));
     }
     let service = s3store::service(args.root.clone(), &buckets).map_err(CliError::Store)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|source| CliError::Io {

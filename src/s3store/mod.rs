@@ -2,7 +2,7 @@
 //! each with its own access key, SigV4 checked on every request (s3s), objects
 //! written to a temporary file and renamed into place (s3s-fs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -21,6 +21,9 @@ pub struct BucketAccess {
     pub bucket: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Unsigned GET and HEAD of objects are allowed too (S3's public-read):
+    /// for clients that cannot sign, such as nginx in `bench/compare`.
+    pub public_read: bool,
 }
 
 /// Why the store could not start.
@@ -34,22 +37,29 @@ pub enum StoreError {
     Open(String),
 }
 
-/// Refuses requests whose access key does not own the bucket they address.
+/// Refuses requests whose access key does not own the bucket they address,
+/// and unsigned ones unless they read an object of a public-read bucket.
 struct BucketOwners {
     bucket_by_key: HashMap<String, String>,
+    public_read: HashSet<String>,
 }
 
 #[async_trait::async_trait]
 impl S3Access for BucketOwners {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let Some(credentials) = cx.credentials() else {
-            return Err(s3_error!(AccessDenied, "Requests must be signed"));
-        };
-        let owned = self.bucket_by_key.get(&credentials.access_key);
         let bucket = match cx.s3_path() {
             S3Path::Root => return Err(s3_error!(AccessDenied, "Listing buckets is not allowed")),
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
         };
+        let Some(credentials) = cx.credentials() else {
+            let reads_object = matches!(cx.s3_op().name(), "GetObject" | "HeadObject");
+            return if reads_object && self.public_read.contains(&**bucket) {
+                Ok(())
+            } else {
+                Err(s3_error!(AccessDenied, "Requests must be signed"))
+            };
+        };
+        let owned = self.bucket_by_key.get(&credentials.access_key);
         if owned.is_some_and(|owned| owned.as_str() == &**bucket) {
             Ok(())
         } else {
@@ -62,16 +72,23 @@ impl S3Access for BucketOwners {
 pub fn service(root: PathBuf, buckets: &[BucketAccess]) -> Result<S3Service, StoreError> {
     let mut auth = SimpleAuth::new();
     let mut bucket_by_key = HashMap::new();
+    let mut public_read = HashSet::new();
     for access in buckets {
         let path = root.join(&access.bucket);
         std::fs::create_dir_all(&path).map_err(|source| StoreError::Root { path, source })?;
         auth.register(access.access_key_id.clone(), access.secret_access_key.clone().into());
         bucket_by_key.insert(access.access_key_id.clone(), access.bucket.clone());
+        if access.public_read {
+            public_read.insert(access.bucket.clone());
+        }
     }
     let store = s3s_fs::FileSystem::new(&root).map_err(|e| StoreError::Open(format!("{e:?}")))?;
     let mut builder = S3ServiceBuilder::new(store);
     builder.set_auth(auth);
-    builder.set_access(BucketOwners { bucket_by_key });
+    builder.set_access(BucketOwners {
+        bucket_by_key,
+        public_read,
+    });
     Ok(builder.build())
 }
 

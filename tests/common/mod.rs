@@ -71,6 +71,7 @@ impl Stack {
             bucket: BUCKET.into(),
             access_key_id: ACCESS_KEY.into(),
             secret_access_key: SECRET.into(),
+            public_read: false,
         };
         let origin_address = s3store::spawn(store_dir.path().to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap();
         let relay = Relay::start(origin_address);
