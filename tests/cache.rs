@@ -170,6 +170,30 @@ fn fifty_concurrent_cold_requests_make_one_origin_request() {
 }
 
 #[test]
+fn concurrent_viewers_of_a_many_slice_object_fetch_each_slice_once() {
+    // A memory tier a quarter of the object's size: most slices live on disk.
+    let stack = Stack::start_with("", "  memory: 1MiB\n  slice_size: 64KiB\n  disk: {path: disk, size: 64MiB}");
+    let size = 64 * 64 * 1024;
+    let data = patterned(size);
+    stack.put("/film.mp4", "video/mp4", &data);
+    let target = stack.signed("/film.mp4");
+    let (requests, bytes) = (stack.origin_requests(), stack.origin_bytes());
+    let barrier = std::sync::Barrier::new(30);
+    std::thread::scope(|scope| {
+        for _ in 0..30 {
+            scope.spawn(|| {
+                barrier.wait();
+                assert!(stack.get(&target).body == data, "every viewer gets the whole object");
+            });
+        }
+    });
+    // Fills outlive their viewers; wait for the stragglers, then count.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(stack.origin_requests() - requests, 64, "one origin request per slice");
+    assert_eq!(stack.origin_bytes() - bytes, size as u64, "every byte fetched once");
+}
+
+#[test]
 fn a_seek_near_the_end_fetches_only_the_slices_it_covers() {
     let behaviors = "  - path_pattern: /big/*\n    origin: store\n    slice_size: 256KiB\n";
     let stack = Stack::start(behaviors);

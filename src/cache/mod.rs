@@ -82,6 +82,10 @@ pub struct Cache {
     slices: moka::sync::Cache<SliceKey, Bytes>,
     metas: moka::sync::Cache<Arc<str>, Arc<ObjectMeta>>,
     disk: Option<Arc<DiskTier>>,
+    /// Slices filled but not yet on disk, readable while their write runs:
+    /// the memory tier may decline a new slice (moka admits by popularity),
+    /// and a viewer must not then fetch it from the origin a second time.
+    unwritten: Arc<Mutex<HashMap<SliceKey, Bytes>>>,
     in_flight: Mutex<HashMap<FillSlot, Arc<Fill>>>,
     pub client: OriginClient,
     error_ttl: Duration,
@@ -91,6 +95,14 @@ pub struct Cache {
 /// A slice being filled, named by object and index (any version: a fill
 /// started without metadata learns the version from the origin).
 type FillSlot = (Arc<str>, u64);
+
+fn slice_key(object: &ObjectRef, meta: &ObjectMeta, index: u64) -> SliceKey {
+    SliceKey {
+        object: object.key.clone(),
+        etag: meta.etag.as_str().into(),
+        index,
+    }
+}
 
 /// Origin statuses remembered for the error TTL, as CloudFront caches them.
 const CACHED_ERRORS: [u16; 7] = [404, 414, 500, 501, 502, 503, 504];
@@ -132,6 +144,7 @@ impl Cache {
                 .support_invalidation_closures()
                 .build(),
             disk,
+            unwritten: Arc::default(),
             in_flight: Mutex::new(HashMap::new()),
             client: OriginClient::default(),
             error_ttl: settings.error_ttl,
@@ -173,20 +186,39 @@ impl Cache {
     /// Slice `index` of the version `meta` describes: from memory, from disk
     /// (promoted to memory), or from a fill shared with other requests.
     pub async fn slice(self: &Arc<Self>, object: &ObjectRef, meta: &Arc<ObjectMeta>, index: u64) -> SliceSource {
+        if let Some(data) = self.cached_slice(object, meta, index).await {
+            return SliceSource::Ready(data);
+        }
+        let key = slice_key(object, meta, index);
+        {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            // A fill that ended while the disk was searched has stored its
+            // slice (it does so before leaving `in_flight`), in memory or, once
+            // written, on disk: look again before fetching.
+            if let Some(data) = self.resident_slice(&key) {
+                return SliceSource::Ready(data);
+            }
+            if !self.disk.as_ref().is_some_and(|disk| disk.contains(&key)) {
+                return SliceSource::Filling(self.join_fill(&mut in_flight, object, Some(meta.clone()), index));
+            }
+        }
         match self.cached_slice(object, meta, index).await {
             Some(data) => SliceSource::Ready(data),
             None => SliceSource::Filling(self.start_fill(object, Some(meta.clone()), index)),
         }
     }
 
+    /// The slice if memory holds it or its disk write is still running.
+    fn resident_slice(&self, key: &SliceKey) -> Option<Bytes> {
+        self.slices
+            .get(key)
+            .or_else(|| self.unwritten.lock().expect("unwritten lock").get(key).cloned())
+    }
+
     /// Slice `index` if memory or disk holds it (a disk hit is promoted).
     pub async fn cached_slice(&self, object: &ObjectRef, meta: &ObjectMeta, index: u64) -> Option<Bytes> {
-        let key = SliceKey {
-            object: object.key.clone(),
-            etag: meta.etag.as_str().into(),
-            index,
-        };
-        if let Some(data) = self.slices.get(&key) {
+        let key = slice_key(object, meta, index);
+        if let Some(data) = self.resident_slice(&key) {
             return Some(data);
         }
         let disk = self.disk.clone()?;
@@ -198,14 +230,16 @@ impl Cache {
 
     /// Starts fetching slice `index` unless it is cached or already arriving.
     pub fn prefetch(self: &Arc<Self>, object: &ObjectRef, meta: &Arc<ObjectMeta>, index: u64) {
-        let key = SliceKey {
-            object: object.key.clone(),
-            etag: meta.etag.as_str().into(),
-            index,
-        };
+        if index >= meta.slice_count() {
+            return;
+        }
+        let key = slice_key(object, meta, index);
+        // Checked under the lock a fill leaves `in_flight` by, after storing.
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
         let on_disk = self.disk.as_ref().is_some_and(|disk| disk.contains(&key));
-        if index < meta.slice_count() && !on_disk && !self.slices.contains_key(&key) {
-            drop(self.start_fill(object, Some(meta.clone()), index));
+        let unwritten = self.unwritten.lock().expect("unwritten lock").contains_key(&key);
+        if !on_disk && !unwritten && !self.slices.contains_key(&key) {
+            drop(self.join_fill(&mut in_flight, object, Some(meta.clone()), index));
         }
     }
 
@@ -214,6 +248,16 @@ impl Cache {
     /// fill's response also brings the object's metadata.
     pub fn start_fill(self: &Arc<Self>, object: &ObjectRef, expected: Option<Arc<ObjectMeta>>, index: u64) -> FillReader {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        self.join_fill(&mut in_flight, object, expected, index)
+    }
+
+    fn join_fill(
+        self: &Arc<Self>,
+        in_flight: &mut HashMap<FillSlot, Arc<Fill>>,
+        object: &ObjectRef,
+        expected: Option<Arc<ObjectMeta>>,
+        index: u64,
+    ) -> FillReader {
         let slot = (object.key.clone(), index);
         if let Some(fill) = in_flight.get(&slot) {
             self.metrics.coalesced_waits.inc();
@@ -229,12 +273,7 @@ impl Cache {
             if let Ok(meta) = &outcome
                 && meta.storable
             {
-                let key = SliceKey {
-                    object: object.key.clone(),
-                    etag: meta.etag.as_str().into(),
-                    index,
-                };
-                cache.store_slice(key, task_fill.assembled());
+                cache.store_slice(slice_key(&object, meta, index), task_fill.assembled());
             }
             task_fill.finish(outcome.map(|_| ()));
             let mut in_flight = cache.in_flight.lock().expect("in-flight lock");
@@ -248,11 +287,14 @@ impl Cache {
     fn store_slice(&self, key: SliceKey, data: Bytes) {
         self.slices.insert(key.clone(), data.clone());
         if let Some(disk) = self.disk.clone() {
+            self.unwritten.lock().expect("unwritten lock").insert(key.clone(), data.clone());
+            let unwritten = self.unwritten.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(error) = disk.write_slice(&key, &data) {
                     disk.count_error();
                     tracing::warn!(%error, "disk cache: writing a slice failed");
                 }
+                unwritten.lock().expect("unwritten lock").remove(&key);
             });
         }
     }
@@ -455,6 +497,10 @@ impl Cache {
         };
         let for_slices = covers.clone();
         let _ = self.metas.invalidate_entries_if(move |object, _| covers(object));
+        self.unwritten
+            .lock()
+            .expect("unwritten lock")
+            .retain(|slice, _| !for_slices(&slice.object));
         let _ = self.slices.invalidate_entries_if(move |slice, _| for_slices(&slice.object));
         if let Some(disk) = &self.disk {
             if prefix {

@@ -283,18 +283,22 @@ async fn answer(
         }
         (Some(SliceSource::Ready(data)), None) => FirstBytes::Slice(SliceSource::Ready(data)),
         (filling, None) => {
-            let reader = match filling {
-                Some(SliceSource::Filling(reader)) => reader,
-                _ => state.cache.start_fill(object, Some(meta.clone()), first_index),
+            // Asked again: the fill that was running may have stored the slice since.
+            let source = match filling {
+                Some(source) => source,
+                None => state.cache.slice(object, &meta, first_index).await,
             };
-            match reader.meta().await {
-                Ok(_) => FirstBytes::Slice(SliceSource::Filling(reader)),
-                Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
-                Err(error) => {
-                    tracing::error!(path = %ctx.path, %error, "origin request failed");
-                    respond::write_error(session, origin_failure(&error)).await?;
-                    return Ok(());
-                }
+            match source {
+                SliceSource::Ready(data) => FirstBytes::Slice(SliceSource::Ready(data)),
+                SliceSource::Filling(reader) => match reader.meta().await {
+                    Ok(_) => FirstBytes::Slice(SliceSource::Filling(reader)),
+                    Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
+                    Err(error) => {
+                        tracing::error!(path = %ctx.path, %error, "origin request failed");
+                        respond::write_error(session, origin_failure(&error)).await?;
+                        return Ok(());
+                    }
+                },
             }
         }
     };
