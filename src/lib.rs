@@ -10,3 +10,11 @@ pub mod origin;
 mod plain_http;
 pub mod range;
 pub mod s3store;
+
+/// mimalloc rather than glibc's malloc: a cache hit allocates a few dozen
+/// small buffers (headers, keys, futures), and glibc's allocator took 16% of
+/// the CPU on the hot-hit benchmark (bench/RESULTS.md). Declared in the
+/// library so the binary, the tests and the benchmarks' pingora ceiling all
+/// run on the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

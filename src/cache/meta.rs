@@ -1,5 +1,6 @@
 //! What the cache knows of one object version, stored once per version.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pingora::http::ResponseHeader;
@@ -25,8 +26,9 @@ pub struct ObjectMeta {
     pub status: u16,
     /// Total size in bytes.
     pub size: u64,
-    /// The version's entity tag, quotes included; part of every slice key.
-    pub etag: String,
+    /// The version's entity tag, quotes included; part of every slice key
+    /// (shared, so a lookup's key costs no allocation).
+    pub etag: Arc<str>,
     /// Headers replayed to viewers: the content headers, validators,
     /// `Cache-Control` and `x-amz-meta-*` (dropped later unless configured).
     pub headers: Vec<(String, String)>,
@@ -60,8 +62,7 @@ impl ObjectMeta {
         let etag = headers
             .iter()
             .find(|(n, _)| n == "etag")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+            .map_or_else(|| Arc::from(""), |(_, v)| Arc::from(v.as_str()));
         Self {
             status: 200,
             size,
@@ -81,7 +82,7 @@ impl ObjectMeta {
         Self {
             status,
             size: 0,
-            etag: String::new(),
+            etag: Arc::from(""),
             headers: Vec::new(),
             validated_at: now,
             fresh_for: ttl.as_secs(),

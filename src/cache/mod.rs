@@ -99,7 +99,7 @@ type FillSlot = (Arc<str>, u64);
 fn slice_key(object: &ObjectRef, meta: &ObjectMeta, index: u64) -> SliceKey {
     SliceKey {
         object: object.key.clone(),
-        etag: meta.etag.as_str().into(),
+        etag: meta.etag.clone(),
         index,
     }
 }
@@ -311,7 +311,7 @@ impl Cache {
         let range = format!("bytes={start}-{}", start + slice_size - 1);
         let mut headers = vec![("range", range.as_str())];
         if let Some(meta) = &expected {
-            headers.push(("if-match", meta.etag.as_str()));
+            headers.push(("if-match", &*meta.etag));
         }
         let mut response = self.send(object, "GET", &headers).await.map_err(fill_error)?;
         let now = unix_now();
@@ -448,7 +448,7 @@ impl Cache {
     /// `If-None-Match`). A 304 refreshes it and keeps its slices.
     pub async fn revalidate(&self, object: &ObjectRef, stale: &ObjectMeta) -> Result<Revalidation, FillError> {
         let response = self
-            .send(object, "HEAD", &[("if-none-match", stale.etag.as_str())])
+            .send(object, "HEAD", &[("if-none-match", &*stale.etag)])
             .await
             .map_err(fill_error)?;
         let now = unix_now();

@@ -57,7 +57,7 @@ pub struct Config {
 pub struct Behavior {
     /// CloudFront path pattern (`*`, `?`), always starting with `/`.
     pub path_pattern: String,
-    pub origin_name: String,
+    pub origin_name: Arc<str>,
     pub origin: Arc<S3Origin>,
     /// Keys whose signatures are accepted; empty means the behavior is public.
     pub trusted_keys: TrustedKeys,
@@ -531,7 +531,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             } else {
                 format!("/{pattern}")
             },
-            origin_name: behavior.origin.clone(),
+            origin_name: behavior.origin.as_str().into(),
             origin: origin.clone(),
             trusted_keys: TrustedKeys::new(trusted),
             allowed_methods,

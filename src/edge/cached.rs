@@ -195,7 +195,9 @@ async fn answer(
         last_modified: meta.last_modified(),
     };
     let now = unix_now();
-    let mut response = ResponseHeader::build(200, Some(meta.headers.len() + 6))?;
+    // Without the map that keeps header names' case: HTTP/1 writes them in
+    // lower case, as HTTP/2 must, and every insert costs one map insert less.
+    let mut response = ResponseHeader::build_no_case(200, Some(meta.headers.len() + 6))?;
     for (name, value) in &meta.headers {
         if name.starts_with("x-amz-meta-") && !behavior.forward_metadata_headers {
             continue;
@@ -411,11 +413,11 @@ async fn direct_fetch<'a>(state: &'a EdgeState, object: &ObjectRef, meta: &Objec
     let slice_end = (range.start / meta.slice_size + 1) * meta.slice_size - 1;
     let end = range.end.min(slice_end).min(meta.size - 1);
     let asked = format!("bytes={}-{end}", range.start);
-    let headers = [("range", asked.as_str()), ("if-match", meta.etag.as_str())];
+    let headers = [("range", asked.as_str()), ("if-match", &*meta.etag)];
     let response = state.cache.send(object, "GET", &headers).await.ok()?;
     let expected = format!("bytes {}-{end}/{}", range.start, meta.size);
     let right = response.status() == 206 && response.header_value("content-range") == Some(expected.as_str());
-    (right && response.header_value("etag") == Some(meta.etag.as_str())).then_some(response)
+    (right && response.header_value("etag") == Some(&*meta.etag)).then_some(response)
 }
 
 /// Writes the `length` bytes of a direct origin response.

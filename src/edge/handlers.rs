@@ -104,7 +104,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     if matches!(session.req_header().method, http::Method::GET | http::Method::HEAD) {
         let object = ObjectRef {
             key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
-            origin_name: behavior.origin_name.as_str().into(),
+            origin_name: behavior.origin_name.clone(),
             origin: behavior.origin.clone(),
             origin_path,
             ttl: behavior.ttl,
@@ -264,7 +264,7 @@ pub async fn handle_proxy_failure(session: &mut Session, error: &Error, ctx: &mu
             can_reuse_downstream: false,
         };
     };
-    let origin = ctx.matched_behavior().map_or("-", |b| b.origin_name.as_str());
+    let origin = ctx.matched_behavior().map_or("-", |b| &*b.origin_name);
     tracing::error!(origin, path = %ctx.path, status = edge_error.status, cause = %error, "origin request failed");
     if session.response_written().is_none() {
         let _ = respond::write_error(session, edge_error).await;

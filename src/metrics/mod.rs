@@ -156,9 +156,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one finished request.
     pub fn record(&self, request: &RequestRecord<'_>) {
-        let status = request.status.to_string();
+        let status = http::StatusCode::from_u16(request.status);
+        let status = status.as_ref().map_or("0", http::StatusCode::as_str);
         self.requests
-            .with_label_values(&[request.behavior, request.method, &status, request.cache])
+            .with_label_values(&[request.behavior, request.method, status, request.cache])
             .inc();
         self.response_body_bytes
             .with_label_values(&[request.behavior])

@@ -1,6 +1,7 @@
 //! The private S3-compatible origin: where objects live, how requests to it
 //! are addressed, and their SigV4 signatures (aws-sigv4, never hand-written).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -142,14 +143,21 @@ impl S3Origin {
     /// The origin path prefix covering every key that starts like
     /// `viewer_prefix` (for invalidating `/videos/*`); `/` covers the bucket.
     pub fn origin_path_for(&self, viewer_path: &str) -> Option<String> {
-        let key = percent_decode_str(viewer_path.strip_prefix('/').unwrap_or(viewer_path))
-            .decode_utf8()
-            .ok()?;
-        let encoded: Vec<String> = key
-            .split('/')
-            .map(|segment| utf8_percent_encode(segment, S3_KEY_ENCODE).to_string())
-            .collect();
-        let encoded = encoded.join("/");
+        let key = viewer_path.strip_prefix('/').unwrap_or(viewer_path);
+        // Most keys need neither decoding nor encoding: one allocation, not four.
+        let canonical = key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'));
+        let encoded = if canonical {
+            Cow::Borrowed(key)
+        } else {
+            let key = percent_decode_str(key).decode_utf8().ok()?;
+            let segments: Vec<String> = key
+                .split('/')
+                .map(|segment| utf8_percent_encode(segment, S3_KEY_ENCODE).to_string())
+                .collect();
+            Cow::Owned(segments.join("/"))
+        };
         Some(if self.path_style {
             format!("/{}/{encoded}", self.bucket)
         } else {
