@@ -1,0 +1,275 @@
+//! The processes under test, each started as its user would start it: the
+//! embedded origin (`keyfront origin`), keyfront (`keyfront serve`), nginx
+//! with the slice module, and the pingora ceiling (this binary again).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
+use keyfront::origin::{S3Origin, put_object};
+
+use crate::Failure;
+use crate::relay::CountingRelay;
+
+const BUCKET: &str = "bench";
+const ACCESS_KEY: &str = "bench-key";
+const SECRET: &str = "bench-secret";
+const KEY_ID: &str = "KBENCHCOMPARE";
+/// keyfront's memory tier: the 256 MiB ranges object and the hot objects fit.
+pub const KEYFRONT_MEMORY_MIB: u64 = 512;
+const DISK_BUDGET: &str = "8GiB";
+
+/// A child process, stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Spawns `command` with its output in `log` and waits until `address` listens.
+    fn start(command: &mut Command, log: PathBuf, address: SocketAddr) -> Result<Process, Failure> {
+        let output = std::fs::File::create(&log)?;
+        command.stdin(Stdio::null()).stdout(output.try_clone()?).stderr(output);
+        let mut process = Process {
+            child: command.spawn().map_err(|e| format!("starting {command:?}: {e}"))?,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(address).is_err() {
+            if let Some(status) = process.child.try_wait()? {
+                return Err(format!("{command:?} exited ({status}): {}", process.log_text()).into());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{command:?} did not listen on {address}: {}", process.log_text()).into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(process)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process and its children (nginx's workers).
+    pub fn pids(&self) -> Vec<u32> {
+        let parent = self.child.id();
+        let mut pids = vec![parent];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so read after its ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+                pids.extend(entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()));
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_address() -> Result<SocketAddr, Failure> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The embedded origin, its bucket public-read so that nginx needs no signature.
+pub fn start_origin(keyfront: &Path, dir: &Path) -> Result<(Process, SocketAddr), Failure> {
+    let address = free_address()?;
+    let process = Process::start(
+        Command::new(keyfront)
+            .args([
+                "origin",
+                "--root",
+                &dir.join("origin").to_string_lossy(),
+                "--listen",
+                &address.to_string(),
+            ])
+            .args(["--bucket", &format!("{BUCKET}={ACCESS_KEY}:{SECRET}"), "--public-read", BUCKET])
+            .env("RUST_LOG", "warn"),
+        dir.join("origin.log"),
+        address,
+    )?;
+    Ok((process, address))
+}
+
+/// Uploads `body` as `key` to the origin, signed as any S3 client would.
+pub fn seed(origin: SocketAddr, key: &str, body: &[u8]) -> Result<(), Failure> {
+    let store = S3Origin::embedded(origin, BUCKET, ACCESS_KEY, SECRET);
+    match put_object(&store, key, &[("content-type", "application/octet-stream")], body)? {
+        200 => Ok(()),
+        status => Err(format!("seeding {key}: the origin answered {status}").into()),
+    }
+}
+
+/// One server under test and how its viewers address an object.
+pub struct Server {
+    pub name: &'static str,
+    pub address: SocketAddr,
+    pub process: Process,
+    /// keyfront's objects sit behind a signed-URL behavior.
+    signer: Option<Signer>,
+    /// Where its origin traffic is counted (none for the ceiling).
+    pub relay: Option<CountingRelay>,
+}
+
+impl Server {
+    /// The request target for `key`: signed (a canned policy valid for a day) for keyfront.
+    pub fn target(&self, key: &str) -> String {
+        let Some(signer) = &self.signer else { return key.to_owned() };
+        let base = format!("http://{}", self.address);
+        let expires = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 86_400;
+        let signed = signer.sign_url(&format!("{base}{key}"), &PolicySpec::Canned { expires });
+        signed[base.len()..].to_owned()
+    }
+}
+
+pub fn start_keyfront(keyfront: &Path, dir: &Path, origin: SocketAddr, threads: usize) -> Result<Server, Failure> {
+    let relay = CountingRelay::start(origin)?;
+    let key = PrivateKey::generate(KeyAlgorithm::Rsa);
+    let public_key = dir.join("public_key.pem");
+    std::fs::write(&public_key, key.public_key().to_pem())?;
+    let address = free_address()?;
+    let config = dir.join("keyfront.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {address}\nlog_level: warn\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET}}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
+            relay = relay.address
+        ),
+    )?;
+    let process = Process::start(
+        Command::new(keyfront).args(["serve", "--config", &config.to_string_lossy(), "--threads", &threads.to_string()]),
+        dir.join("keyfront.log"),
+        address,
+    )?;
+    Ok(Server {
+        name: "keyfront",
+        address,
+        process,
+        signer: Some(Signer::new(KEY_ID, key, HashAlgorithm::Sha1)),
+        relay: Some(relay),
+    })
+}
+
+/// nginx as its documentation recommends for caching large objects from an
+/// origin: proxy_cache with slice 1m, proxy_cache_lock, sendfile, keepalive
+/// to the origin, one worker per core.
+pub fn start_nginx(dir: &Path, origin: SocketAddr, threads: usize) -> Result<Server, Failure> {
+    let relay = CountingRelay::start(origin)?;
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(&prefix)?;
+    let address = free_address()?;
+    // Workers would otherwise run as `nobody` and be refused the cache directory.
+    let user = if Command::new("id").arg("-u").output()?.stdout.starts_with(b"0\n") {
+        "user root;"
+    } else {
+        ""
+    };
+    let config = prefix.join("nginx.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{user}
+daemon off;
+worker_processes {threads};
+worker_rlimit_nofile 65536;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    # One descriptor per cached slice file otherwise: 200 streams of a 1 GiB
+    # object queue a subrequest per slice and run out of descriptors.
+    open_file_cache max=10000 inactive=60s;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 100000;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy_temp;
+    fastcgi_temp_path {prefix}/fastcgi_temp;
+    uwsgi_temp_path {prefix}/uwsgi_temp;
+    scgi_temp_path {prefix}/scgi_temp;
+    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:64m max_size={DISK_BUDGET_NGINX} inactive=1d use_temp_path=off;
+    upstream origin {{
+        server {relay};
+        keepalive 64;
+    }}
+    server {{
+        listen {address} backlog=4096;
+        location / {{
+            slice 1m;
+            proxy_cache bench;
+            proxy_cache_key $uri$is_args$args$slice_range;
+            proxy_set_header Range $slice_range;
+            proxy_cache_valid 200 206 1d;
+            proxy_cache_lock on;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://origin/{BUCKET}/;
+        }}
+    }}
+}}
+"#,
+            prefix = prefix.display(),
+            relay = relay.address,
+            DISK_BUDGET_NGINX = "8g",
+        ),
+    )?;
+    let process = Process::start(
+        Command::new(nginx_binary())
+            .args(["-p", &prefix.to_string_lossy(), "-e", &prefix.join("error.log").to_string_lossy()])
+            .args(["-c", &config.to_string_lossy()]),
+        dir.join("nginx.log"),
+        address,
+    )?;
+    Ok(Server {
+        name: "nginx",
+        address,
+        process,
+        signer: None,
+        relay: Some(relay),
+    })
+}
+
+pub fn nginx_binary() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
+}
+
+pub fn start_ceiling(dir: &Path, threads: usize) -> Result<Server, Failure> {
+    let address = free_address()?;
+    let process = Process::start(
+        Command::new(std::env::current_exe()?).args(["ceiling", "--listen", &address.to_string(), "--threads", &threads.to_string()]),
+        dir.join("ceiling.log"),
+        address,
+    )?;
+    Ok(Server {
+        name: "ceiling",
+        address,
+        process,
+        signer: None,
+        relay: None,
+    })
+}
