@@ -1,8 +1,9 @@
 //! What the cache knows of one object version, stored once per version.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +44,23 @@ pub struct ObjectMeta {
     pub stale_if_error: u64,
     /// The slice size the object is cut into (bytes).
     pub slice_size: u64,
+    /// `headers`, parsed once for every hit that replays them.
+    #[serde(skip)]
+    pub(crate) prepared: PreparedHeaders,
 }
+
+/// Header names and values ready to insert into a response: derived from
+/// `headers`, so never stored and never compared.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PreparedHeaders(OnceLock<Vec<(HeaderName, HeaderValue)>>);
+
+impl PartialEq for PreparedHeaders {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PreparedHeaders {}
 
 /// Unix seconds.
 pub fn unix_now() -> u64 {
@@ -74,6 +91,7 @@ impl ObjectMeta {
             stale_while_revalidate: freshness.stale_while_revalidate.as_secs(),
             stale_if_error: freshness.stale_if_error.as_secs(),
             slice_size,
+            prepared: PreparedHeaders::default(),
         }
     }
 
@@ -90,7 +108,19 @@ impl ObjectMeta {
             stale_while_revalidate: 0,
             stale_if_error: 0,
             slice_size: 1,
+            prepared: PreparedHeaders::default(),
         }
+    }
+
+    /// `headers` as names and values for a response, parsed on first use
+    /// (a header the `http` crate refuses is left out).
+    pub fn response_headers(&self) -> &[(HeaderName, HeaderValue)] {
+        self.prepared.0.get_or_init(|| {
+            self.headers
+                .iter()
+                .filter_map(|(name, value)| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?)))
+                .collect()
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

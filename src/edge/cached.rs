@@ -5,6 +5,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderValue;
+use http::header::{
+    ACCEPT_RANGES, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE,
+};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
@@ -64,6 +68,8 @@ struct FirstSlice {
 }
 
 const MULTIPART_BOUNDARY: &str = "keyfront-byteranges-5f2c9e7a";
+/// Parsed once: a hit names its headers without parsing them again.
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Answers a GET or HEAD for `object`; the response is always written.
 pub async fn serve(
@@ -133,7 +139,7 @@ async fn current_meta(
         },
         None => {
             let header = session.req_header();
-            let offset = first_offset(header.headers.get("range").and_then(|v| v.to_str().ok()));
+            let offset = first_offset(header.headers.get(RANGE).and_then(|v| v.to_str().ok()));
             let Some(offset) = offset.filter(|_| header.method == http::Method::GET) else {
                 return cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss));
             };
@@ -182,12 +188,12 @@ async fn answer(
         return Ok(());
     }
     let request = session.req_header();
-    let header_text = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header_text = |name: HeaderName| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (if_none_match, if_modified_since, if_range, range) = (
-        header_text("if-none-match"),
-        header_text("if-modified-since"),
-        header_text("if-range"),
-        header_text("range"),
+        header_text(IF_NONE_MATCH),
+        header_text(IF_MODIFIED_SINCE),
+        header_text(IF_RANGE),
+        header_text(RANGE),
     );
     let head = request.method == http::Method::HEAD;
     let validators = Validators {
@@ -198,15 +204,15 @@ async fn answer(
     // Without the map that keeps header names' case: HTTP/1 writes them in
     // lower case, as HTTP/2 must, and every insert costs one map insert less.
     let mut response = ResponseHeader::build_no_case(200, Some(meta.headers.len() + 6))?;
-    for (name, value) in &meta.headers {
-        if name.starts_with("x-amz-meta-") && !behavior.forward_metadata_headers {
+    for (name, value) in meta.response_headers() {
+        if name.as_str().starts_with("x-amz-meta-") && !behavior.forward_metadata_headers {
             continue;
         }
-        response.insert_header(name.clone(), value.as_str())?;
+        response.insert_header(name.clone(), value.clone())?;
     }
-    response.insert_header("accept-ranges", "bytes")?;
-    response.insert_header("x-cache", status.header())?;
-    response.insert_header("age", meta.age(now).to_string())?;
+    response.insert_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"))?;
+    response.insert_header(X_CACHE, HeaderValue::from_static(status.header()))?;
+    response.insert_header(AGE, HeaderValue::from(meta.age(now)))?;
 
     if not_modified(if_none_match.as_deref(), if_modified_since.as_deref(), validators) {
         response.set_status(304)?;
@@ -230,13 +236,13 @@ async fn answer(
     let body: Vec<ByteRange> = match &ranges {
         RangeRequest::Unsatisfiable => {
             response.set_status(416)?;
-            response.insert_header("content-range", format!("bytes */{}", meta.size))?;
-            response.insert_header("content-length", "0")?;
+            response.insert_header(CONTENT_RANGE, format!("bytes */{}", meta.size))?;
+            response.insert_header(CONTENT_LENGTH, HeaderValue::from_static("0"))?;
             session.write_response_header(Box::new(response), true).await?;
             return Ok(());
         }
         RangeRequest::Full => {
-            response.insert_header("content-length", meta.size.to_string())?;
+            response.insert_header(CONTENT_LENGTH, HeaderValue::from(meta.size))?;
             if meta.size == 0 {
                 Vec::new()
             } else {
@@ -248,14 +254,14 @@ async fn answer(
         }
         RangeRequest::Partial(ranges) if ranges.len() == 1 => {
             response.set_status(206)?;
-            response.insert_header("content-range", ranges[0].content_range(meta.size))?;
-            response.insert_header("content-length", ranges[0].length().to_string())?;
+            response.insert_header(CONTENT_RANGE, ranges[0].content_range(meta.size))?;
+            response.insert_header(CONTENT_LENGTH, HeaderValue::from(ranges[0].length()))?;
             ranges.clone()
         }
         RangeRequest::Partial(ranges) => {
             response.set_status(206)?;
-            response.insert_header("content-type", format!("multipart/byteranges; boundary={MULTIPART_BOUNDARY}"))?;
-            response.insert_header("content-length", framing.content_length(ranges).to_string())?;
+            response.insert_header(CONTENT_TYPE, format!("multipart/byteranges; boundary={MULTIPART_BOUNDARY}"))?;
+            response.insert_header(CONTENT_LENGTH, HeaderValue::from(framing.content_length(ranges)))?;
             ranges.clone()
         }
     };
@@ -308,7 +314,7 @@ async fn answer(
     // the answer is a miss, in X-Cache, the metrics and the access log.
     if status == CacheStatus::Hit && !matches!(first, FirstBytes::Slice(SliceSource::Ready(_))) {
         ctx.cache_status = Some(CacheStatus::Miss);
-        response.insert_header("x-cache", CacheStatus::Miss.header())?;
+        response.insert_header(X_CACHE, HeaderValue::from_static(CacheStatus::Miss.header()))?;
     }
     session.write_response_header(Box::new(response), false).await?;
     let multipart = body.len() > 1;

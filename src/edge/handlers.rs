@@ -70,7 +70,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         let cookies: Vec<&str> = session
             .req_header()
             .headers
-            .get_all("cookie")
+            .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
@@ -161,7 +161,7 @@ fn viewer_base_url(public_base_url: Option<&str>, session: &Session) -> String {
     let header = session.req_header();
     let host = header
         .headers
-        .get("host")
+        .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| header.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
