@@ -17,10 +17,21 @@ impl Samples {
     }
 
     pub fn median(&self, measure: &'static str, server: &'static str) -> Option<f64> {
-        let mut values = self.0.get(&(measure, server))?.clone();
-        values.sort_by(f64::total_cmp);
-        Some(values[values.len() / 2])
+        median(self.0.get(&(measure, server))?.clone())
     }
+
+    /// The median over rounds of `server`'s figure divided by `other`'s in
+    /// the same round: measured minutes apart, the pair shares the machine's
+    /// state, which drifts between rounds.
+    pub fn median_ratio(&self, measure: &'static str, server: &'static str, other: &'static str) -> Option<f64> {
+        let (ours, theirs) = (self.0.get(&(measure, server))?, self.0.get(&(measure, other))?);
+        median(ours.iter().zip(theirs).filter(|(_, t)| **t > 0.0).map(|(o, t)| o / t).collect())
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 /// One row of the table: a measure, its unit and how to print it.
@@ -31,13 +42,6 @@ pub struct Measure {
     pub decimals: usize,
 }
 
-fn ratio(keyfront: Option<f64>, other: Option<f64>) -> String {
-    match (keyfront, other) {
-        (Some(k), Some(o)) if o > 0.0 => format!("{:.2}", k / o),
-        _ => "-".to_owned(),
-    }
-}
-
 pub fn table(samples: &Samples, measures: &[Measure]) -> String {
     let mut text = String::from(
         "| scenario | measure | keyfront | nginx | ceiling | keyfront / nginx | keyfront / ceiling |\n|---|---|---:|---:|---:|---:|---:|\n",
@@ -46,6 +50,11 @@ pub fn table(samples: &Samples, measures: &[Measure]) -> String {
         let value = |server| samples.median(measure.name, server);
         let shown = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.*}", measure.decimals));
         let (keyfront, nginx, ceiling) = (value("keyfront"), value("nginx"), value("ceiling"));
+        let ratio = |other| {
+            samples
+                .median_ratio(measure.name, "keyfront", other)
+                .map_or("-".to_owned(), |r| format!("{r:.2}"))
+        };
         let _ = writeln!(
             text,
             "| {} | {} ({}) | {} | {} | {} | {} | {} |",
@@ -55,8 +64,8 @@ pub fn table(samples: &Samples, measures: &[Measure]) -> String {
             shown(keyfront),
             shown(nginx),
             shown(ceiling),
-            ratio(keyfront, nginx),
-            ratio(keyfront, ceiling)
+            ratio("nginx"),
+            ratio("ceiling")
         );
     }
     text
