@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ACCESS_KEY, BUCKET, KEY_ID, SECRET, fixture, free_address, request};
-use keyfront::s3store::{self, BucketAccess};
 
 fn keyfront(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_keyfront"))
@@ -106,13 +105,7 @@ impl Drop for Served {
 #[test]
 fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
     let store_dir = tempfile::tempdir().unwrap();
-    let access = BucketAccess {
-        bucket: BUCKET.into(),
-        access_key_id: ACCESS_KEY.into(),
-        secret_access_key: SECRET.into(),
-        public_read: false,
-    };
-    let origin = s3store::spawn(store_dir.path().to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap();
+    let origin = common::spawn_store(store_dir.path());
     let edge = free_address();
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("keyfront.yaml");

@@ -152,26 +152,6 @@ pub fn get_whole(address: SocketAddr, target: &str, size: u64) -> Result<Fetch, 
     })
 }
 
-/// GETs `target` with `range` (or whole) and returns the status and body.
-pub fn get_bytes(address: SocketAddr, target: &str, range: Option<(u64, u64)>) -> Result<(u16, Vec<u8>), Failure> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let range = range.map_or(String::new(), |(first, last)| format!("Range: bytes={first}-{last}\r\n"));
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {address}\r\n{range}Connection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no response head")?;
-    let status = String::from_utf8_lossy(&raw[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    Ok((status, raw.split_off(split + 4)))
-}
-
 /// The summed resident memory of `pids`, in bytes.
 fn resident_bytes(pids: &[u32]) -> u64 {
     pids.iter()

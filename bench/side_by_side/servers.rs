@@ -19,7 +19,8 @@ const SECRET: &str = "bench-secret";
 const KEY_ID: &str = "KBENCHCOMPARE";
 /// keyfront's memory tier: the 256 MiB ranges object and the hot objects fit.
 pub const KEYFRONT_MEMORY_MIB: u64 = 512;
-const DISK_BUDGET: &str = "8GiB";
+/// Each server's disk cache budget: room for every object.
+const DISK_BUDGET_GIB: u64 = 8;
 
 /// A child process, stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Process {
@@ -151,7 +152,7 @@ pub fn start_keyfront(keyfront: &Path, dir: &Path, origin: SocketAddr, threads: 
     std::fs::write(
         &config,
         format!(
-            "listen: {address}\nlog_level: warn\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET}}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
+            "listen: {address}\nlog_level: warn\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
             relay = relay.address
         ),
     )?;
@@ -208,7 +209,7 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi_temp;
     uwsgi_temp_path {prefix}/uwsgi_temp;
     scgi_temp_path {prefix}/scgi_temp;
-    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:64m max_size={DISK_BUDGET_NGINX} inactive=1d use_temp_path=off;
+    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:64m max_size={DISK_BUDGET_GIB}g inactive=1d use_temp_path=off;
     upstream origin {{
         server {relay};
         keepalive 64;
@@ -231,7 +232,6 @@ http {{
 "#,
             prefix = prefix.display(),
             relay = relay.address,
-            DISK_BUDGET_NGINX = "8g",
         ),
     )?;
     let process = Process::start(

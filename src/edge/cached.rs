@@ -227,10 +227,9 @@ async fn answer(
     } else {
         RangeRequest::Full
     };
-    let content_type = meta.header("content-type").unwrap_or("application/octet-stream").to_owned();
     let framing = Multipart {
         boundary: MULTIPART_BOUNDARY,
-        content_type: &content_type,
+        content_type: meta.header("content-type").unwrap_or("application/octet-stream"),
         size: meta.size,
     };
     let body: Vec<ByteRange> = match &ranges {

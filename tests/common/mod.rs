@@ -67,13 +67,7 @@ impl Stack {
     /// Like `start`, with a `cache:` section (YAML, indented two spaces).
     pub fn start_with(behaviors: &str, cache: &str) -> Stack {
         let store_dir = tempfile::tempdir().unwrap();
-        let access = BucketAccess {
-            bucket: BUCKET.into(),
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET.into(),
-            public_read: false,
-        };
-        let origin_address = s3store::spawn(store_dir.path().to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap();
+        let origin_address = spawn_store(store_dir.path());
         let relay = Relay::start(origin_address);
         let config_dir = tempfile::tempdir().unwrap();
         let config_template = format!(
@@ -189,6 +183,18 @@ behaviors:
     pub fn origin_bytes(&self) -> u64 {
         self.state.cache.client.stats.body_bytes.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// Starts the embedded store on a free port, its bucket `BUCKET` opened by
+/// `ACCESS_KEY` and `SECRET` only.
+pub fn spawn_store(root: &Path) -> SocketAddr {
+    let access = BucketAccess {
+        bucket: BUCKET.into(),
+        access_key_id: ACCESS_KEY.into(),
+        secret_access_key: SECRET.into(),
+        public_read: false,
+    };
+    s3store::spawn(root.to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap()
 }
 
 /// Writes the config with fresh viewer and admin addresses, starts an edge on
