@@ -41,7 +41,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn verify_once(verifier: &Verifier, case: &Case) {
-    let target = split_target(&case.target);
+    let target = split_target(&case.target).expect("a canonical target");
     let request = ViewerRequest {
         base_url: BASE,
         target: &target,

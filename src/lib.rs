@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod origin;
 mod plain_http;
 pub mod range;
+pub mod request;
 pub mod s3store;
 
 /// mimalloc rather than glibc's malloc: a cache hit allocates a few dozen

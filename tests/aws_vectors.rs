@@ -131,11 +131,28 @@ fn aws_cli_wildcard_url_covers_its_folder_only() {
     let wildcard = vectors.iter().find(|v| v.name == "cli custom wildcard with start").unwrap();
     let (signed_base, signing_query) = wildcard.signed_url.split_once('?').unwrap();
     assert_eq!(signed_base, "https://d111111abcdef8.cloudfront.net/videos/*");
-    for path in ["videos/intro.mp4", "videos/2026/a/b.m3u8", "videos/", "videos/x.mp4?quality=hd"] {
+    for path in [
+        "videos/intro.mp4",
+        "videos/2026/a/b.m3u8",
+        "vid%65os/intro.mp4",
+        "videos/x.mp4?quality=hd",
+    ] {
         let joiner = if path.contains('?') { '&' } else { '?' };
         let url = format!("https://d111111abcdef8.cloudfront.net/{path}{joiner}{signing_query}");
         let output = verify(wildcard, &url, "127.0.0.1", VALID_TIME);
         assert!(output.status.success(), "{path}: {}", stdout(&output));
+    }
+    // No spelling climbs out of the folder: paths without a canonical form
+    // are refused before the signature is looked at.
+    for path in ["videos/../private/x", "videos/%2e%2e/private/x", "videos/..%2Fprivate/x", "videos/"] {
+        let url = format!("https://d111111abcdef8.cloudfront.net/{path}?{signing_query}");
+        let output = verify(wildcard, &url, "127.0.0.1", VALID_TIME);
+        assert_eq!(output.status.code(), Some(1), "{path}");
+        assert!(
+            stdout(&output).contains("DENY: 400 before any signature check"),
+            "{path}: {}",
+            stdout(&output)
+        );
     }
     for path in ["video/intro.mp4", "Videos/intro.mp4", "private/videos/x"] {
         let url = format!("https://d111111abcdef8.cloudfront.net/{path}?{signing_query}");

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::ObjectRef;
 use crate::edge::EdgeState;
+use crate::request::canonical_pattern;
 
 /// CloudFront's limits: 3,000 paths per invalidation; a path is at most 4,096 bytes.
 const MAX_PATHS: usize = 3000;
@@ -144,11 +145,10 @@ impl AdminApp {
                     None => (path.as_str(), false),
                 };
                 for behavior in &state.routing().behaviors {
-                    if let Some(origin_path) = behavior.origin.origin_path_for(viewer_path) {
-                        state
-                            .cache
-                            .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
-                    }
+                    let origin_path = behavior.origin.origin_path_for(&canonical_pattern(viewer_path));
+                    state
+                        .cache
+                        .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
                 }
             }
         })

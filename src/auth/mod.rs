@@ -11,7 +11,7 @@
 //! let signer = Signer::new("K1", key, HashAlgorithm::Sha1);
 //! let url = signer.sign_url("https://cdn.example.com/a.mp4", &PolicySpec::Canned { expires: 2_000_000_000 });
 //!
-//! let target = split_target(url.strip_prefix("https://cdn.example.com").unwrap());
+//! let target = split_target(url.strip_prefix("https://cdn.example.com").unwrap()).unwrap();
 //! let request = ViewerRequest { base_url: "https://cdn.example.com", target: &target, cookie_headers: &[], client_ip: None, now: 1_900_000_000 };
 //! assert!(Verifier::default().verify(&request, &trusted).is_ok());
 //! ```
@@ -28,7 +28,7 @@ pub use encoding::{cloudfront_base64_decode, cloudfront_base64_encode};
 pub use keys::{HashAlgorithm, KeyAlgorithm, KeyError, PrivateKey, PublicKey, TrustedKeys};
 pub use policy::{ConditionFailure, MAX_EPOCH, Policy, PolicyError, parse_custom_policy, parse_ip_range, wildcard_matches};
 pub use rejection::{DenyReason, ErrorCode, error_xml, format_duration};
-pub use request::{CredentialSource, Credentials, MAX_COOKIE_BYTES, MAX_URL_BYTES, SIGNING_PARAMS, SignedTarget, split_target};
+pub use request::{CredentialSource, Credentials, MAX_COOKIE_BYTES, SIGNING_PARAMS, SignedTarget, split_target};
 pub use sign::{PolicySpec, PolicyTerms, Signer, SigningParams};
 pub use verify::{DEFAULT_MEMO_BYTES, Grant, Rejection, Verifier, ViewerRequest};
 

@@ -7,6 +7,14 @@ use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use super::encoding::{JsonEscape, push_json_string};
+use crate::request::canonical_resource;
+
+/// The largest policy document read (decoded). A signed URL's is at most
+/// about 6 KiB (CloudFront's 8,192-byte URL limit); cookies allow more.
+pub const MAX_POLICY_BYTES: usize = 16 * 1024;
+/// The deepest nesting of objects and arrays read; a valid policy has 5
+/// (policy, Statement array, statement, Condition, condition).
+const MAX_POLICY_DEPTH: usize = 8;
 
 /// The largest epoch CloudFront accepts; larger values are milliseconds by mistake.
 pub const MAX_EPOCH: u64 = 2_147_483_647;
@@ -145,6 +153,12 @@ fn shape(message: impl Into<String>) -> PolicyError {
 /// does not know are refused rather than ignored, so a policy never grants
 /// more than its signer meant.
 pub fn parse_custom_policy(document: &[u8]) -> Result<Policy, PolicyError> {
+    if document.len() > MAX_POLICY_BYTES {
+        return Err(shape(format!("the policy is {} bytes, over {MAX_POLICY_BYTES}", document.len())));
+    }
+    if nesting_depth(document) > MAX_POLICY_DEPTH {
+        return Err(shape(format!("the policy nests deeper than {MAX_POLICY_DEPTH} levels")));
+    }
     let root: Value = serde_json::from_slice(document).map_err(|e| PolicyError::Json(e.to_string()))?;
     let root = root.as_object().ok_or_else(|| shape("the policy is not a JSON object"))?;
     only_keys(root, &["Statement"], "policy")?;
@@ -164,7 +178,7 @@ pub fn parse_custom_policy(document: &[u8]) -> Result<Policy, PolicyError> {
     only_keys(statement, &["Resource", "Condition"], "Statement")?;
     let resource = match statement.get("Resource") {
         None => None,
-        Some(Value::String(resource)) => Some(resource.clone()),
+        Some(Value::String(resource)) => Some(canonical_resource(resource)),
         Some(_) => return Err(shape("Resource is not a string")),
     };
     let condition = statement
@@ -185,6 +199,33 @@ pub fn parse_custom_policy(document: &[u8]) -> Result<Policy, PolicyError> {
         date_greater_than,
         source_ip,
     })
+}
+
+/// The deepest nesting of objects and arrays in `document`, counted without
+/// parsing it (brackets inside strings do not count).
+fn nesting_depth(document: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &byte in document {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn only_keys(object: &Map<String, Value>, allowed: &[&str], place: &str) -> Result<(), PolicyError> {
@@ -343,6 +384,42 @@ mod tests {
         for case in cases {
             assert!(parse_custom_policy(case).is_err(), "{}", String::from_utf8_lossy(case));
         }
+    }
+
+    #[test]
+    fn oversize_and_deep_policies_are_refused_before_parsing() {
+        let valid = |resource: &str| {
+            format!(r#"{{"Statement":[{{"Resource":"{resource}","Condition":{{"DateLessThan":{{"AWS:EpochTime":1}}}}}}]}}"#)
+        };
+        assert!(parse_custom_policy(valid("https://h/*").as_bytes()).is_ok());
+        let long = valid(&"a".repeat(MAX_POLICY_BYTES));
+        assert!(matches!(parse_custom_policy(long.as_bytes()), Err(PolicyError::Shape(m)) if m.contains("bytes")));
+        let deep = format!(
+            r#"{{"Statement":[{{"Resource":{}1{},"Condition":{{}}}}]}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let deep = &deep.as_bytes()[..MAX_POLICY_BYTES.min(deep.len())];
+        assert!(matches!(parse_custom_policy(deep), Err(PolicyError::Shape(m)) if m.contains("nests")));
+        let brackets_in_strings = valid(&"[{".repeat(20));
+        assert!(
+            parse_custom_policy(brackets_in_strings.as_bytes()).is_ok(),
+            "brackets inside strings do not nest"
+        );
+    }
+
+    #[test]
+    fn resources_are_held_in_canonical_spelling() {
+        let policy = |resource: &str| {
+            let document = format!(r#"{{"Statement":[{{"Resource":"{resource}","Condition":{{"DateLessThan":{{"AWS:EpochTime":9}}}}}}]}}"#);
+            parse_custom_policy(document.as_bytes()).unwrap()
+        };
+        let covers = |resource: &str, url: &str| policy(resource).check(url, 1, None).is_ok();
+        assert!(covers("https://h/%70riv/*", "https://h/priv/a.mp4"));
+        assert!(covers("https://h/a+b/*", "https://h/a%2Bb/c"));
+        assert!(covers("https://h/my file.pdf", "https://h/my%20file.pdf"));
+        assert!(!covers("https://h/lit%2A", "https://h/litX"), "an escaped star is no wildcard");
+        assert!(covers("https://h/lit%2A", "https://h/lit%2A"));
     }
 
     #[test]

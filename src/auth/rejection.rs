@@ -43,8 +43,6 @@ impl ErrorCode {
 /// nothing here holds a signature, and `Display` never prints one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DenyReason {
-    /// The target is longer than CloudFront's 8,192-byte URL limit.
-    UrlTooLong { bytes: usize },
     /// The cookies exceed CloudFront's 20,480-byte request limit.
     CookiesTooLarge { bytes: usize },
     /// No `Key-Pair-Id` parameter or cookie, or an empty one.
@@ -75,8 +73,7 @@ impl DenyReason {
             Self::UnknownKey { .. } => ErrorCode::InvalidKey,
             Self::MissingSignature | Self::UndecodableSignature => ErrorCode::MalformedSignature,
             Self::MalformedPolicy { .. } => ErrorCode::MalformedPolicy,
-            Self::UrlTooLong { .. }
-            | Self::CookiesTooLarge { .. }
+            Self::CookiesTooLarge { .. }
             | Self::DuplicateParameter { .. }
             | Self::UnsupportedHashAlgorithm { .. }
             | Self::BadSignature { .. }
@@ -88,7 +85,6 @@ impl DenyReason {
     /// and 413 for requests over CloudFront's size limits.
     pub fn status(&self) -> u16 {
         match self {
-            Self::UrlTooLong { .. } => 414,
             Self::CookiesTooLarge { .. } => 413,
             _ => 403,
         }
@@ -97,7 +93,6 @@ impl DenyReason {
     /// A short stable label for metrics and log fields.
     pub fn label(&self) -> &'static str {
         match self {
-            Self::UrlTooLong { .. } => "url_too_long",
             Self::CookiesTooLarge { .. } => "cookies_too_large",
             Self::MissingKeyPairId => "missing_key",
             Self::UnknownKey { .. } => "unknown_key",
@@ -117,7 +112,6 @@ impl DenyReason {
     /// The body the viewer gets, as CloudFront writes it (`text/xml`).
     pub fn xml_body(&self) -> String {
         match self {
-            Self::UrlTooLong { .. } => error_xml("UriTooLong", "The request URL is longer than 8192 bytes"),
             Self::CookiesTooLarge { .. } => error_xml("RequestHeaderTooLarge", "The request headers are larger than 20480 bytes"),
             _ => error_xml(self.error_code().code(), self.error_code().message()),
         }
@@ -132,7 +126,6 @@ pub fn error_xml(code: &str, message: &str) -> String {
 impl fmt::Display for DenyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UrlTooLong { bytes } => write!(f, "the URL is {bytes} bytes, over CloudFront's limit of 8192"),
             Self::CookiesTooLarge { bytes } => write!(f, "the cookies are {bytes} bytes, over CloudFront's limit of 20480"),
             Self::MissingKeyPairId => write!(f, "no Key-Pair-Id query parameter or CloudFront-Key-Pair-Id cookie"),
             Self::UnknownKey { key_pair_id } => {

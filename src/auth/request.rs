@@ -5,8 +5,8 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-/// CloudFront's URL length limit; longer targets are refused before any parsing.
-pub const MAX_URL_BYTES: usize = 8192;
+use crate::request::{MAX_URL_BYTES, TargetRefusal, canonical_path};
+
 /// CloudFront's limit on a whole request's headers, which bounds the cookies.
 pub const MAX_COOKIE_BYTES: usize = 20480;
 
@@ -69,26 +69,46 @@ impl<'a> Credentials<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedTarget<'a> {
     /// The path and the viewer's own query string, signing parameters removed,
-    /// raw as received (no decoding, no re-encoding): what the Resource is
-    /// compared with, and what goes to the origin and into cache keys.
+    /// raw as received (no decoding, no re-encoding): the URL a canned policy
+    /// was signed over.
     pub stripped: Cow<'a, str>,
+    /// The canonical path ([`crate::request::canonical_path`]) and the viewer's
+    /// own query string as received: what a Resource grants, and the only
+    /// spelling of the path any later stage sees.
+    pub canonical: Cow<'a, str>,
     /// The signing parameters from the URL.
     pub url_credentials: Credentials<'a>,
 }
 
-/// Splits `target` (path and query as received) into the stripped target and
-/// the signing parameters. The viewer's own parameters keep their order.
-pub fn split_target(target: &str) -> SignedTarget<'_> {
-    let mut credentials = Credentials::default();
-    let Some((path, query)) = target.split_once('?') else {
-        return SignedTarget {
-            stripped: Cow::Borrowed(target),
-            url_credentials: credentials,
-        };
+impl SignedTarget<'_> {
+    /// The canonical path, without the query (a canonical path holds no `?`).
+    pub fn path(&self) -> &str {
+        self.canonical.split_once('?').map_or(&self.canonical, |(path, _)| path)
+    }
+
+    /// The viewer's own query string (signing parameters removed), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.canonical.split_once('?').map(|(_, query)| query)
+    }
+}
+
+/// Splits `target` (path and query as received) into the stripped target,
+/// its canonical form and the signing parameters. The viewer's own
+/// parameters keep their order. Refused, before any decoding, when longer
+/// than CloudFront's URL limit, and when the path has no canonical form.
+pub fn split_target(target: &str) -> Result<SignedTarget<'_>, TargetRefusal> {
+    if target.len() > MAX_URL_BYTES {
+        return Err(TargetRefusal::TooLong { bytes: target.len() });
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
     };
+    let canonical_path = canonical_path(path)?;
+    let mut credentials = Credentials::default();
     let mut own: Vec<&str> = Vec::new();
     let mut signing_seen = false;
-    for pair in query.split('&') {
+    for pair in query.into_iter().flat_map(|query| query.split('&')) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if credentials.set(name, percent_decode(value)) {
             signing_seen = true;
@@ -103,10 +123,18 @@ pub fn split_target(target: &str) -> SignedTarget<'_> {
     } else {
         Cow::Owned(format!("{path}?{}", own.join("&")))
     };
-    SignedTarget {
+    let canonical = match canonical_path {
+        Cow::Borrowed(_) => stripped.clone(),
+        Cow::Owned(canonical_path) => match stripped.split_once('?') {
+            Some((_, own_query)) => Cow::Owned(format!("{canonical_path}?{own_query}")),
+            None => Cow::Owned(canonical_path),
+        },
+    };
+    Ok(SignedTarget {
         stripped,
+        canonical,
         url_credentials: credentials,
-    }
+    })
 }
 
 fn percent_decode(value: &str) -> Cow<'_, str> {
@@ -162,25 +190,25 @@ mod tests {
 
     #[test]
     fn signing_parameters_are_removed_and_own_ones_kept_in_order() {
-        let target = split_target("/a/b.mp4?z=1&a=2&Expires=100&Signature=S%7E&Key-Pair-Id=K1");
+        let target = split_target("/a/b.mp4?z=1&a=2&Expires=100&Signature=S%7E&Key-Pair-Id=K1").unwrap();
         assert_eq!(target.stripped, "/a/b.mp4?z=1&a=2");
         assert_eq!(target.url_credentials.expires.as_deref(), Some("100"));
         assert_eq!(target.url_credentials.signature.as_deref(), Some("S~"));
         assert_eq!(target.url_credentials.key_pair_id.as_deref(), Some("K1"));
-        assert_eq!(split_target("/a?Policy=P&Signature=S&Key-Pair-Id=K").stripped, "/a");
-        assert_eq!(split_target("/a?x=%41").stripped, "/a?x=%41");
+        assert_eq!(split_target("/a?Policy=P&Signature=S&Key-Pair-Id=K").unwrap().stripped, "/a");
+        assert_eq!(split_target("/a?x=%41").unwrap().stripped, "/a?x=%41");
     }
 
     #[test]
     fn names_are_case_sensitive() {
-        let target = split_target("/a?Expires=1&signature=S&Key-Pair-Id=K");
+        let target = split_target("/a?Expires=1&signature=S&Key-Pair-Id=K").unwrap();
         assert_eq!(target.url_credentials.signature, None);
         assert_eq!(target.stripped, "/a?signature=S");
     }
 
     #[test]
     fn duplicates_are_flagged() {
-        let target = split_target("/a?Signature=A&Signature=B");
+        let target = split_target("/a?Signature=A&Signature=B").unwrap();
         assert_eq!(target.url_credentials.duplicated, Some("Signature"));
         assert_eq!(target.url_credentials.signature.as_deref(), Some("A"));
     }
@@ -201,11 +229,11 @@ mod tests {
     #[test]
     fn url_parameters_take_precedence_over_cookies() {
         let cookies = ["CloudFront-Expires=1; CloudFront-Signature=S; CloudFront-Key-Pair-Id=K"];
-        let url = split_target("/a?Key-Pair-Id=URLKEY").url_credentials;
+        let url = split_target("/a?Key-Pair-Id=URLKEY").unwrap().url_credentials;
         let (source, chosen) = choose_credentials(url, &cookies);
         assert_eq!(source, CredentialSource::SignedUrl);
         assert_eq!(chosen.signature, None);
-        let url = split_target("/a?Hash-Algorithm=SHA256").url_credentials;
+        let url = split_target("/a?Hash-Algorithm=SHA256").unwrap().url_credentials;
         let (source, chosen) = choose_credentials(url, &cookies);
         assert_eq!(source, CredentialSource::SignedCookies);
         assert_eq!(chosen.key_pair_id.as_deref(), Some("K"));

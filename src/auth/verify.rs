@@ -10,7 +10,7 @@ use super::encoding::{JsonEscape, cloudfront_base64_decode};
 use super::keys::{HashAlgorithm, PublicKey, TrustedKeys};
 use super::policy::{MAX_EPOCH, Policy, canned_policy_document, parse_custom_policy};
 use super::rejection::DenyReason;
-use super::request::{CredentialSource, Credentials, MAX_COOKIE_BYTES, MAX_URL_BYTES, SignedTarget, choose_credentials};
+use super::request::{CredentialSource, Credentials, MAX_COOKIE_BYTES, SignedTarget, choose_credentials};
 
 /// One viewer request, as much of it as verification needs.
 #[derive(Clone, Copy, Debug)]
@@ -125,16 +125,16 @@ impl Verifier {
 
     /// Verifies `request` against the keys the behavior trusts.
     pub fn verify(&self, request: &ViewerRequest<'_>, trusted: &TrustedKeys) -> Result<Grant, Rejection> {
-        let target_bytes = request.target.stripped.len();
-        if target_bytes > MAX_URL_BYTES {
-            return Err(DenyReason::UrlTooLong { bytes: target_bytes }.into());
-        }
         let cookie_bytes: usize = request.cookie_headers.iter().map(|h| h.len()).sum();
         if cookie_bytes > MAX_COOKIE_BYTES {
             return Err(DenyReason::CookiesTooLarge { bytes: cookie_bytes }.into());
         }
         let (source, credentials) = choose_credentials(request.target.url_credentials.clone(), request.cookie_headers);
-        let url = format!("{}{}", request.base_url, request.target.stripped);
+        // A Resource is judged on the canonical URL; a canned signature covers
+        // the URL as the viewer sent it (which canonicalises to the same).
+        let url = format!("{}{}", request.base_url, request.target.canonical);
+        let sent_url =
+            (request.target.stripped != request.target.canonical).then(|| format!("{}{}", request.base_url, request.target.stripped));
 
         let key_pair_id = credentials
             .key_pair_id
@@ -162,7 +162,7 @@ impl Verifier {
                 })
             })?,
         };
-        let material = policy_material(&credentials, &url).map_err(with_key)?;
+        let material = policy_material(&credentials, sent_url.as_deref().unwrap_or(&url)).map_err(with_key)?;
         let signature = credentials
             .signature
             .as_deref()

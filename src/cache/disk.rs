@@ -93,12 +93,16 @@ impl DiskTier {
     }
 
     fn slice_path(&self, key: &SliceKey) -> PathBuf {
-        self.object_dir(&key.object)
-            .join(format!("{}-{}{SLICE_SUFFIX}", &hex_hash(&key.etag)[..12], key.index))
+        self.object_dir(&key.object).join(format!(
+            "{}-{}-{}{SLICE_SUFFIX}",
+            &hex_hash(&key.etag)[..12],
+            key.slice_size,
+            key.index
+        ))
     }
 
     fn identity(key: &SliceKey) -> String {
-        format!("{}\n{}\n{}", key.object, key.etag, key.index)
+        format!("{}\n{}\n{}\n{}", key.object, key.etag, key.slice_size, key.index)
     }
 
     /// Whether the index knows the slice (the file may still turn out damaged).

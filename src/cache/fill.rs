@@ -45,7 +45,9 @@ pub struct Fill {
 
 impl Fill {
     fn update(&self, change: impl FnOnce(&mut FillState)) {
-        change(&mut self.state.lock().expect("fill state lock"));
+        // Also called while a panicking fill task unwinds: a poisoned lock
+        // still holds a consistent state (every change is one assignment).
+        change(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.changed.notify_waiters();
     }
 
@@ -62,6 +64,13 @@ impl Fill {
     /// The fill ended, with the whole slice or an error.
     pub fn finish(&self, outcome: Result<(), FillError>) {
         self.update(|state| state.outcome = Some(outcome));
+    }
+
+    /// Ends the fill with `error` unless it has ended already.
+    pub fn finish_if_running(&self, error: FillError) {
+        self.update(|state| {
+            state.outcome.get_or_insert(Err(error));
+        });
     }
 
     /// Waits until `ready` finds something in the state.

@@ -112,6 +112,13 @@ impl ObjectMeta {
         }
     }
 
+    /// Roughly the bytes it holds, for the cache's budget (a remembered 404
+    /// costs memory like a slice and is evicted like one).
+    pub fn weight(&self) -> u32 {
+        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len() + 48).sum();
+        u32::try_from(256 + self.etag.len() + headers).unwrap_or(u32::MAX)
+    }
+
     /// `headers` as names and values for a response, parsed on first use
     /// (a header the `http` crate refuses is left out).
     pub fn response_headers(&self) -> &[(HeaderName, HeaderValue)] {

@@ -7,7 +7,7 @@ mod fill;
 mod freshness;
 mod meta;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -30,6 +30,9 @@ pub struct SliceKey {
     pub object: Arc<str>,
     /// The version's ETag.
     pub etag: Arc<str>,
+    /// The size the version was cut in (bytes): bytes cut at another size
+    /// are another slice, even with the same index.
+    pub slice_size: u64,
     pub index: u64,
 }
 
@@ -87,6 +90,9 @@ pub struct Cache {
     /// and a viewer must not then fetch it from the origin a second time.
     unwritten: Arc<Mutex<HashMap<SliceKey, Bytes>>>,
     in_flight: Mutex<HashMap<FillSlot, Arc<Fill>>>,
+    /// Objects whose stale version is being revalidated in the background:
+    /// one revalidation per object at a time, whatever the request rate.
+    revalidating: Arc<Mutex<HashSet<Arc<str>>>>,
     pub client: OriginClient,
     error_ttl: Duration,
     metrics: CacheMetrics,
@@ -96,15 +102,58 @@ pub struct Cache {
 /// default SipHash over object paths, and seeded per process.
 type KeyHasher = foldhash::quality::RandomState;
 
-/// A slice being filled, named by object and index (any version: a fill
-/// started without metadata learns the version from the origin).
-type FillSlot = (Arc<str>, u64);
+/// A slice being filled, named by object, slice size and index (any
+/// version: a fill started without metadata learns the version from the
+/// origin).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FillSlot {
+    object: Arc<str>,
+    slice_size: u64,
+    index: u64,
+}
 
 fn slice_key(object: &ObjectRef, meta: &ObjectMeta, index: u64) -> SliceKey {
     SliceKey {
         object: object.key.clone(),
         etag: meta.etag.clone(),
+        slice_size: meta.slice_size,
         index,
+    }
+}
+
+/// Ends a fill however its task ends: a task that panics or is dropped still
+/// finishes its fill with an error (its readers never wait forever) and
+/// releases its slot (the next request starts a new fill).
+struct FillTask {
+    cache: Arc<Cache>,
+    slot: FillSlot,
+    fill: Arc<Fill>,
+}
+
+/// Marks an object's background revalidation as running until dropped
+/// (also when its task panics).
+struct RunningRevalidation {
+    objects: Arc<Mutex<HashSet<Arc<str>>>>,
+    key: Arc<str>,
+}
+
+impl Drop for RunningRevalidation {
+    fn drop(&mut self) {
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+impl Drop for FillTask {
+    fn drop(&mut self) {
+        self.fill
+            .finish_if_running(FillError::Origin("the fill stopped before its slice was complete".into()));
+        let mut in_flight = self.cache.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if in_flight.get(&self.slot).is_some_and(|current| Arc::ptr_eq(current, &self.fill)) {
+            in_flight.remove(&self.slot);
+        }
     }
 }
 
@@ -132,9 +181,13 @@ impl Cache {
             None => None,
         };
         let memory_evictions = metrics.evictions.with_label_values(&["memory"]);
+        // Metadata (remembered 404s included) takes an eighth of the memory
+        // budget: a viewer asking for endless missing keys evicts old
+        // metadata, never grows the process.
+        let meta_budget = settings.memory_bytes / 8;
         Ok(Self {
             slices: moka::sync::Cache::builder()
-                .max_capacity(settings.memory_bytes)
+                .max_capacity(settings.memory_bytes - meta_budget)
                 .weigher(|_: &SliceKey, data: &Bytes| u32::try_from(data.len()).unwrap_or(u32::MAX))
                 .support_invalidation_closures()
                 .eviction_listener(move |_, _, cause| {
@@ -144,12 +197,14 @@ impl Cache {
                 })
                 .build_with_hasher(KeyHasher::default()),
             metas: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
+                .max_capacity(meta_budget)
+                .weigher(|key: &Arc<str>, meta: &Arc<ObjectMeta>| meta.weight().saturating_add(key.len() as u32))
                 .support_invalidation_closures()
                 .build_with_hasher(KeyHasher::default()),
             disk,
             unwritten: Arc::default(),
             in_flight: Mutex::new(HashMap::new()),
+            revalidating: Arc::default(),
             client: OriginClient::default(),
             error_ttl: settings.error_ttl,
             metrics,
@@ -168,9 +223,14 @@ impl Cache {
         Some(meta)
     }
 
-    /// Remembers `meta` as the current version of `object`, in both tiers.
+    /// Remembers `meta` as the current version of `object`, in both tiers
+    /// (a remembered origin error in memory only: it lives seconds, and a
+    /// file per missing key would let viewers fill the disk).
     pub fn store_meta(&self, object: &ObjectRef, meta: Arc<ObjectMeta>) {
         self.metas.insert(object.key.clone(), meta.clone());
+        if meta.status != 200 {
+            return;
+        }
         if let Some(disk) = self.disk.clone() {
             let key = object.key.clone();
             tokio::task::spawn_blocking(move || {
@@ -180,11 +240,6 @@ impl Cache {
                 }
             });
         }
-    }
-
-    /// Forgets `object`'s current version.
-    pub fn forget_meta(&self, object: &ObjectRef) {
-        self.metas.invalidate(&object.key);
     }
 
     /// Slice `index` of the version `meta` describes: from memory, from disk
@@ -262,30 +317,49 @@ impl Cache {
         expected: Option<Arc<ObjectMeta>>,
         index: u64,
     ) -> FillReader {
-        let slot = (object.key.clone(), index);
+        let slice_size = expected.as_ref().map_or(object.slice_size, |meta| meta.slice_size);
+        let slot = FillSlot {
+            object: object.key.clone(),
+            slice_size,
+            index,
+        };
         if let Some(fill) = in_flight.get(&slot) {
             self.metrics.coalesced_waits.inc();
             return FillReader::new(fill.clone());
         }
         let fill = Arc::new(Fill::default());
         in_flight.insert(slot.clone(), fill.clone());
-        let (cache, object, task_fill) = (self.clone(), object.clone(), fill.clone());
+        let task = FillTask {
+            cache: self.clone(),
+            slot,
+            fill: fill.clone(),
+        };
+        let object = object.clone();
         // A task of its own: the slice is finished and stored even if every
         // viewer that wanted it has gone.
         tokio::spawn(async move {
-            let outcome = cache.run_fill(&object, expected, index, &task_fill).await;
-            if let Ok(meta) = &outcome
-                && meta.storable
-            {
-                cache.store_slice(slice_key(&object, meta, index), task_fill.assembled());
+            let outcome = task.cache.run_fill(&object, expected, index, &task.fill).await;
+            match &outcome {
+                Ok(meta) if meta.storable => task.cache.store_slice(slice_key(&object, meta, index), task.fill.assembled()),
+                // Readers learn of the change only once the old version is
+                // gone, so none of them starts over from it.
+                Err(FillError::Changed(_)) => task.cache.forget_object(&object.key).await,
+                _ => {}
             }
-            task_fill.finish(outcome.map(|_| ()));
-            let mut in_flight = cache.in_flight.lock().expect("in-flight lock");
-            if in_flight.get(&slot).is_some_and(|current| Arc::ptr_eq(current, &task_fill)) {
-                in_flight.remove(&slot);
-            }
+            task.fill.finish(outcome.map(|_| ()));
         });
         FillReader::new(fill)
+    }
+
+    /// Forgets every version of the object `key` names, its metadata and its
+    /// slices, in memory at once and on disk before returning: called when a
+    /// fill finds that the origin's object is no longer the cached version.
+    async fn forget_object(self: &Arc<Self>, key: &Arc<str>) {
+        self.metas.invalidate(key);
+        let (cache, key) = (self.clone(), key.clone());
+        if tokio::task::spawn_blocking(move || cache.invalidate(&key, false)).await.is_err() {
+            tracing::warn!("forgetting a changed object's slices failed");
+        }
     }
 
     fn store_slice(&self, key: SliceKey, data: Bytes) {
@@ -310,7 +384,7 @@ impl Cache {
         index: u64,
         fill: &Fill,
     ) -> Result<Arc<ObjectMeta>, FillError> {
-        let slice_size = expected.as_ref().map_or(object.slice_size, |m| m.slice_size);
+        let slice_size = expected.as_ref().map_or(object.slice_size, |meta| meta.slice_size);
         let start = index * slice_size;
         let range = format!("bytes={start}-{}", start + slice_size - 1);
         let mut headers = vec![("range", range.as_str())];
@@ -446,6 +520,25 @@ impl Cache {
             }
             status => Ok(self.remember_error(object, status, now)),
         }
+    }
+
+    /// Revalidates `stale` off the request path (stale-while-revalidate),
+    /// unless a revalidation of the object already runs.
+    pub fn revalidate_in_background(self: &Arc<Self>, object: &ObjectRef, stale: Arc<ObjectMeta>) {
+        if !self.revalidating.lock().expect("revalidating lock").insert(object.key.clone()) {
+            return;
+        }
+        let running = RunningRevalidation {
+            objects: self.revalidating.clone(),
+            key: object.key.clone(),
+        };
+        let (cache, object) = (self.clone(), object.clone());
+        tokio::spawn(async move {
+            let _running = running;
+            if let Err(error) = cache.revalidate(&object, &stale).await {
+                tracing::warn!(%error, "background revalidation (stale-while-revalidate) failed");
+            }
+        });
     }
 
     /// Asks the origin whether `stale` is still current (HEAD with

@@ -137,17 +137,25 @@ fn strip_file_scheme(path: &Path) -> PathBuf {
 
 /// Application logs through `tracing` to stderr, at the level `RUST_LOG`
 /// names, else the config's `log_level`, else `info`.
-/// pingora's own targets stay at `info` and above whatever `RUST_LOG` asks:
-/// at `debug` they print whole request headers, with SigV4 signatures,
-/// cookies and signed query strings.
+/// pingora's, s3s's and aws-sigv4's targets stay at `info` and above
+/// whatever `RUST_LOG` asks: at `debug` pingora prints whole request headers
+/// (SigV4 signatures, cookies, signed query strings), and the embedded
+/// origin's s3s prints the expected signature of every mismatch.
 pub(crate) fn init_logging(config_level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config_level.unwrap_or("info")));
-    let filter = ["pingora_proxy=info", "pingora_core=info", "pingora_http=info"]
-        .into_iter()
-        .fold(filter, |filter, directive| {
-            filter.add_directive(directive.parse().expect("a valid directive"))
-        });
+    let filter = [
+        "pingora_proxy=info",
+        "pingora_core=info",
+        "pingora_http=info",
+        "s3s=info",
+        "s3s_fs=info",
+        "aws_sigv4=info",
+    ]
+    .into_iter()
+    .fold(filter, |filter, directive| {
+        filter.add_directive(directive.parse().expect("a valid directive"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -54,7 +54,14 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     };
     let (base_url, target) =
         split_url(&args.url).ok_or_else(|| CliError::bad("--url", &args.url, "expected an absolute http:// or https:// URL"))?;
-    let target = split_target(target);
+    let target = match split_target(target) {
+        Ok(target) => target,
+        Err(refusal) => {
+            println!("decision:     DENY: {} before any signature check", refusal.status());
+            println!("reason:       {refusal}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let cookies: Vec<&str> = args.cookie.iter().map(String::as_str).collect();
     let request = ViewerRequest {
         base_url,
@@ -63,7 +70,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         client_ip: args.client_ip,
         now,
     };
-    println!("URL covered:  {base_url}{}", target.stripped);
+    println!("URL covered:  {base_url}{}", target.canonical);
     println!("judged at:    {}", format_epoch(now));
     match Verifier::new(1 << 20).verify(&request, &trusted) {
         Ok(grant) => {

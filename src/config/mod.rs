@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::cache::CacheSettings;
 use crate::origin::{Credentials, S3Origin};
+use crate::request::canonical_pattern;
 use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, OneOrMany, OriginFile};
 
 /// Why a configuration was refused.
@@ -55,7 +56,8 @@ pub struct Config {
 /// One cache behavior: which requests it takes and what it does with them.
 #[derive(Debug)]
 pub struct Behavior {
-    /// CloudFront path pattern (`*`, `?`), always starting with `/`.
+    /// CloudFront path pattern (`*`, `?`), always starting with `/`, in
+    /// canonical spelling ([`crate::request::canonical_pattern`]).
     pub path_pattern: String,
     pub origin_name: Arc<str>,
     pub origin: Arc<S3Origin>,
@@ -526,11 +528,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             return Err(self.invalid(field("path_pattern"), pattern, "a path pattern is needed (\"*\" for the default)"));
         }
         Ok(Behavior {
-            path_pattern: if pattern.starts_with('/') || pattern == "*" {
+            // Matched against canonical paths, so spelled like them.
+            path_pattern: canonical_pattern(&if pattern.starts_with('/') || pattern == "*" {
                 pattern.clone()
             } else {
                 format!("/{pattern}")
-            },
+            }),
             origin_name: behavior.origin.as_str().into(),
             origin: origin.clone(),
             trusted_keys: TrustedKeys::new(trusted),

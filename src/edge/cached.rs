@@ -83,8 +83,8 @@ pub async fn serve(
         match answer(state, session, ctx, behavior, &object).await {
             Ok(()) => return Ok(()),
             Err(Interrupted::ChangedBeforeSending) => {
+                // The fill that found the change has forgotten the old version.
                 tracing::info!(path = %ctx.path, "object changed at the origin during a miss; starting over");
-                state.cache.forget_meta(&object);
             }
             Err(Interrupted::Failed(error)) => return Err(error),
         }
@@ -120,12 +120,7 @@ async fn current_meta(
     match cache.meta(object).await {
         Some(meta) if meta.is_fresh(now) => Ok((meta, None, CacheStatus::Hit)),
         Some(stale) if stale.usable_while_revalidating(now) => {
-            let (cache, object, stale_copy) = (cache.clone(), object.clone(), stale.clone());
-            tokio::spawn(async move {
-                if let Err(error) = cache.revalidate(&object, &stale_copy).await {
-                    tracing::warn!(%error, "background revalidation (stale-while-revalidate) failed");
-                }
-            });
+            cache.revalidate_in_background(object, stale.clone());
             Ok((stale, None, CacheStatus::Hit))
         }
         Some(stale) => match cache.revalidate(object, &stale).await {
@@ -374,11 +369,9 @@ async fn stream_range(
                             return Err(Error::explain(ErrorType::ReadError, "the slice ended early").into());
                         }
                         // Bytes already went out: the connection is ended, never stitched,
-                        // and the next request starts from the origin's current version.
+                        // and the next request starts from the origin's current version
+                        // (a fill that finds a change forgets the old one).
                         Err(error) => {
-                            if matches!(error, FillError::Changed(_)) {
-                                cache.forget_meta(object);
-                            }
                             return Err(Error::explain(ErrorType::ReadError, format!("slice {index}: {error}")).into());
                         }
                     };

@@ -1,5 +1,6 @@
 //! What the phases do: one function per concern, so the trait impl stays short.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -40,15 +41,23 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         return Ok(true);
     };
     let raw_target = raw_target.to_owned();
-    let target = split_target(&raw_target);
     ctx.started = Some(std::time::Instant::now());
-    ctx.path = target.stripped.split('?').next().unwrap_or_default().to_owned();
-    ctx.query = target.stripped.split_once('?').map(|(_, query)| query.to_owned());
+    // The one place the target is read: every later stage sees only the
+    // canonical path (see `crate::request`).
+    let target = match split_target(&raw_target) {
+        Ok(target) => target,
+        Err(refusal) => {
+            ctx.decision = "refused_target";
+            respond::write_target_refusal(session, refusal).await?;
+            return Ok(true);
+        }
+    };
+    ctx.path = target.path().to_owned();
+    ctx.query = target.query().map(str::to_owned);
     let routing = state.routing();
     ctx.routing = Some(routing.clone());
     let Some(index) = routing.behaviors.iter().position(|b| b.matches(&ctx.path)) else {
-        // The config always ends with a `*` behavior, so only a path not
-        // starting with `/` gets here.
+        // The config always ends with a `*` behavior: not reached.
         respond::write_error(session, BAD_REQUEST).await?;
         return Ok(true);
     };
@@ -174,7 +183,12 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 
 /// See `Edge::upstream_request_filter`.
 pub fn sign_origin_request(origin: &S3Origin, request: &mut RequestHeader, ctx: &RequestContext) -> Result<()> {
-    let path = ctx.origin_path.as_deref().expect("request_filter set the origin path");
+    let origin_path = ctx.origin_path.as_deref().expect("request_filter set the origin path");
+    // S3 calls such as `?uploads`, `?uploadId=` and `?partNumber=` live in the query.
+    let path = match &ctx.query {
+        Some(query) => Cow::Owned(format!("{origin_path}?{query}")),
+        None => Cow::Borrowed(origin_path),
+    };
     let uri: http::Uri = path.parse().or_err(ErrorType::InternalError, "origin path is not a URI")?;
     request.set_uri(uri);
     let dropped: Vec<http::HeaderName> = request
@@ -188,7 +202,7 @@ pub fn sign_origin_request(origin: &S3Origin, request: &mut RequestHeader, ctx: 
     }
     request.insert_header("host", &origin.host)?;
     let signed = origin
-        .sign(request.method.as_str(), path, &[], SystemTime::now())
+        .sign(request.method.as_str(), &path, &[], SystemTime::now())
         .or_err(ErrorType::InternalError, "signing the origin request")?;
     for (name, value) in signed {
         request.insert_header(name, value)?;

@@ -5,6 +5,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
 use crate::auth::error_xml;
+use crate::request::TargetRefusal;
 
 /// An error response for viewers: a status and CloudFront-style `<Error>` XML.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,4 +63,14 @@ pub async fn write_xml(session: &mut Session, status: u16, body: String) -> Resu
 /// Writes `error` as the response.
 pub async fn write_error(session: &mut Session, error: EdgeError) -> Result<()> {
     write_xml(session, error.status, error_xml(error.code, error.message)).await
+}
+
+/// Writes the refusal of a target that is too long or has no canonical path.
+/// The message names the rule, never the viewer's bytes.
+pub async fn write_target_refusal(session: &mut Session, refusal: TargetRefusal) -> Result<()> {
+    let body = match refusal {
+        TargetRefusal::TooLong { .. } => error_xml("UriTooLong", "The request URL is longer than 8192 bytes"),
+        TargetRefusal::Path(path) => error_xml("InvalidURI", &format!("Couldn't parse the specified URI: {path}.")),
+    };
+    write_xml(session, refusal.status(), body).await
 }

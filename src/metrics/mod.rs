@@ -94,6 +94,13 @@ pub struct RequestRecord<'a> {
     pub rejection: Option<&'a str>,
 }
 
+/// The `method` label: the methods CloudFront passes, and `other` for the
+/// rest, so viewers cannot mint label values (each is a series kept forever).
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("other")
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition");
     registry.register(Box::new(metric.clone())).expect("a metric registered once");
@@ -159,7 +166,7 @@ impl Metrics {
         let status = http::StatusCode::from_u16(request.status);
         let status = status.as_ref().map_or("0", http::StatusCode::as_str);
         self.requests
-            .with_label_values(&[request.behavior, request.method, status, request.cache])
+            .with_label_values(&[request.behavior, method_label(request.method), status, request.cache])
             .inc();
         self.response_body_bytes
             .with_label_values(&[request.behavior])
@@ -195,5 +202,16 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut text)
             .expect("text encoding of gathered metrics");
         String::from_utf8(text).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn method_labels_are_a_fixed_set() {
+        assert_eq!(super::method_label("GET"), "GET");
+        assert_eq!(super::method_label("DELETE"), "DELETE");
+        assert_eq!(super::method_label("get"), "other");
+        assert_eq!(super::method_label("XYZZY-1234"), "other");
     }
 }

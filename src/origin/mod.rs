@@ -1,7 +1,6 @@
 //! The private S3-compatible origin: where objects live, how requests to it
 //! are addressed, and their SigV4 signatures (aws-sigv4, never hand-written).
 
-use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +8,6 @@ use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 mod fetch;
 mod upload;
@@ -49,10 +47,6 @@ pub struct S3Origin {
     /// Limit on waiting for the response to start (and between reads).
     pub first_byte_timeout: Duration,
 }
-
-/// What S3 leaves unencoded in a canonical URI: RFC 3986's unreserved
-/// characters. `/` separates segments and is kept by the caller.
-const S3_KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Why a request to the origin could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -131,38 +125,24 @@ impl S3Origin {
         self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name)
     }
 
-    /// The origin path for a viewer path (as received, percent-encoded): the
-    /// object key is the decoded path without its leading `/`, re-encoded once
-    /// as S3 canonicalises it, so the bytes sent are the bytes signed.
-    /// `None` for an empty key, which would address the bucket itself.
-    pub fn object_path(&self, viewer_path: &str) -> Option<String> {
-        self.origin_path_for(viewer_path)
-            .filter(|path| path.len() > self.bucket_prefix_len() + 1)
+    /// The origin path for a canonical viewer path
+    /// ([`crate::request::canonical_path`]): the object key is the path
+    /// without its leading `/`, and the canonical spelling is S3's own
+    /// encoding of it, so the bytes sent are the bytes signed. `None` for an
+    /// empty key, which would address the bucket itself.
+    pub fn object_path(&self, canonical_path: &str) -> Option<String> {
+        Some(self.origin_path_for(canonical_path)).filter(|path| path.len() > self.bucket_prefix_len() + 1)
     }
 
-    /// The origin path prefix covering every key that starts like
-    /// `viewer_prefix` (for invalidating `/videos/*`); `/` covers the bucket.
-    pub fn origin_path_for(&self, viewer_path: &str) -> Option<String> {
-        let key = viewer_path.strip_prefix('/').unwrap_or(viewer_path);
-        // Most keys need neither decoding nor encoding: one allocation, not four.
-        let canonical = key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'));
-        let encoded = if canonical {
-            Cow::Borrowed(key)
+    /// The origin path prefix covering every key that starts like the
+    /// canonical `viewer_prefix` (for invalidating `/videos/*`); `/` covers the bucket.
+    pub fn origin_path_for(&self, viewer_prefix: &str) -> String {
+        let key = viewer_prefix.strip_prefix('/').unwrap_or(viewer_prefix);
+        if self.path_style {
+            format!("/{}/{key}", self.bucket)
         } else {
-            let key = percent_decode_str(key).decode_utf8().ok()?;
-            let segments: Vec<String> = key
-                .split('/')
-                .map(|segment| utf8_percent_encode(segment, S3_KEY_ENCODE).to_string())
-                .collect();
-            Cow::Owned(segments.join("/"))
-        };
-        Some(if self.path_style {
-            format!("/{}/{encoded}", self.bucket)
-        } else {
-            format!("/{encoded}")
-        })
+            format!("/{key}")
+        }
     }
 
     /// The length of `/bucket` in path-style origin paths (0 for virtual-hosted).
@@ -276,11 +256,10 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_encoded_once_as_s3_does() {
+    fn canonical_paths_are_s3_paths() {
         let path = origin("http://127.0.0.1:9000", true);
-        assert_eq!(path.object_path("/docs/a%20b+c.pdf").unwrap(), "/media/docs/a%20b%2Bc.pdf");
+        assert_eq!(path.object_path("/docs/a%20b%2Bc.pdf").unwrap(), "/media/docs/a%20b%2Bc.pdf");
         assert_eq!(path.object_path("/caf%C3%A9/x~y").unwrap(), "/media/caf%C3%A9/x~y");
-        assert_eq!(path.object_path("/a//b").unwrap(), "/media/a//b", "never normalised");
         assert_eq!(path.object_path("/"), None, "the bucket itself is not an object");
         assert_eq!(origin("https://s3.amazonaws.com", false).object_path("/a").unwrap(), "/a");
     }

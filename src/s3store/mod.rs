@@ -10,9 +10,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
+use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
 use s3s::path::S3Path;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use s3s::{S3Result, s3_error};
+use s3s::{S3Request, S3Result, s3_error};
 use tokio::net::TcpListener;
 
 /// One bucket and the only credentials that open it.
@@ -38,10 +39,49 @@ pub enum StoreError {
 }
 
 /// Refuses requests whose access key does not own the bucket they address,
-/// and unsigned ones unless they read an object of a public-read bucket.
+/// unsigned ones unless they read an object of a public-read bucket, and
+/// object keys that could resolve outside their bucket's directory (s3s-fs
+/// joins keys to the bucket's path and keeps them only inside the store's
+/// root, where other buckets and its own metadata files live).
 struct BucketOwners {
     bucket_by_key: HashMap<String, String>,
     public_read: HashSet<String>,
+}
+
+/// Whether `key` names a file inside its bucket's directory and nothing else:
+/// no `.` or `..` segment, no leading `/` (which would join as an absolute
+/// path), no backslash and no NUL or other control byte.
+fn key_stays_in_bucket(key: &str) -> bool {
+    !key.starts_with('/')
+        && !key.bytes().any(|b| b == b'\\' || b.is_ascii_control())
+        && key.split('/').all(|segment| segment != "." && segment != "..")
+}
+
+fn check_key(key: &str) -> S3Result<()> {
+    if key_stays_in_bucket(key) {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "Object keys may not hold . or .. segments, a leading /, backslashes or control bytes"
+        ))
+    }
+}
+
+impl BucketOwners {
+    /// The source of a copy must be a key of a bucket the same credentials open.
+    fn check_copy_source(&self, source: &CopySource, credentials: Option<&s3s::auth::Credentials>) -> S3Result<()> {
+        let CopySource::Bucket { bucket, key, .. } = source else {
+            return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported"));
+        };
+        check_key(key)?;
+        let owned = credentials.and_then(|c| self.bucket_by_key.get(&c.access_key));
+        if owned.is_some_and(|owned| owned.as_str() == &**bucket) {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied, "This access key does not open the copy source's bucket"))
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -49,7 +89,11 @@ impl S3Access for BucketOwners {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let bucket = match cx.s3_path() {
             S3Path::Root => return Err(s3_error!(AccessDenied, "Listing buckets is not allowed")),
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+            S3Path::Bucket { bucket } => bucket,
+            S3Path::Object { bucket, key } => {
+                check_key(key)?;
+                bucket
+            }
         };
         let Some(credentials) = cx.credentials() else {
             let reads_object = matches!(cx.s3_op().name(), "GetObject" | "HeadObject");
@@ -65,6 +109,14 @@ impl S3Access for BucketOwners {
         } else {
             Err(s3_error!(AccessDenied, "This access key does not open this bucket"))
         }
+    }
+
+    async fn copy_object(&self, request: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        self.check_copy_source(&request.input.copy_source, request.credentials.as_ref())
+    }
+
+    async fn upload_part_copy(&self, request: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        self.check_copy_source(&request.input.copy_source, request.credentials.as_ref())
     }
 }
 
@@ -142,4 +194,30 @@ pub fn spawn(root: PathBuf, address: SocketAddr, buckets: Vec<BucketAccess>) -> 
         .spawn(move || runtime.block_on(serve(listener, service)))
         .map_err(|e| StoreError::Open(e.to_string()))?;
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_stays_in_bucket;
+
+    #[test]
+    fn keys_that_could_leave_their_bucket_are_refused() {
+        for key in ["a.mp4", "videos/a.mp4", "a..b", ".hidden", "a/.x/b", "a b+c", "caf\u{e9}", "a//b"] {
+            assert!(key_stays_in_bucket(key), "{key:?}");
+        }
+        for key in [
+            "..",
+            "../other/x",
+            "a/../../other/x",
+            "a/./b",
+            ".",
+            "a/..",
+            "/etc/passwd",
+            "a\\..\\b",
+            "a\0b",
+            "a\nb",
+        ] {
+            assert!(!key_stays_in_bucket(key), "{key:?}");
+        }
+    }
 }

@@ -1,0 +1,33 @@
+//! What a viewer's request target means, decided once at the start of the
+//! request: the canonical path that every later stage uses (behavior
+//! matching, the signed-resource check, the cache key, the origin key, the
+//! access log), and the bounds that apply before any decoding.
+//!
+//! Pure and a leaf: it imports nothing of keyfront's.
+
+mod path;
+
+pub use path::{PathRefusal, canonical_path, canonical_pattern, canonical_resource};
+
+/// CloudFront's URL length limit: longer targets are refused (414) before any
+/// percent-decoding, base64 or signature work.
+pub const MAX_URL_BYTES: usize = 8192;
+
+/// Why a request target is refused before anything else looks at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TargetRefusal {
+    #[error("the URL is {bytes} bytes, over the limit of {MAX_URL_BYTES}")]
+    TooLong { bytes: usize },
+    #[error("{0}")]
+    Path(#[from] PathRefusal),
+}
+
+impl TargetRefusal {
+    /// 414 for a URL over the limit, 400 for a path with no canonical form.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::TooLong { .. } => 414,
+            Self::Path(_) => 400,
+        }
+    }
+}
