@@ -280,4 +280,84 @@ mod tests {
         assert_eq!(canonical_resource("*"), "*");
         assert_eq!(canonical_resource("https://h"), "https://h");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// An object key: segments of letters, digits, unreserved and
+        /// reserved characters, spaces and non-ASCII, never `.` or `..`.
+        fn key() -> impl Strategy<Value = String> {
+            let segment = proptest::collection::vec(
+                prop_oneof![
+                    4 => proptest::char::range('a', 'z'),
+                    1 => proptest::sample::select(vec!['A', 'Z', '0', '9', '-', '.', '_', '~', ' ', '+', '!', '$', '&', '\'', '(', ')', '*', ',', ';', '=', ':', '@', '?', '#', '%', '[', ']', 'é', '日', '😀']),
+                ],
+                1..8,
+            )
+            .prop_map(|chars| chars.into_iter().collect::<String>())
+            .prop_filter("not a dot segment", |segment| segment != "." && segment != "..");
+            proptest::collection::vec(segment, 1..4).prop_map(|segments| segments.join("/"))
+        }
+
+        /// The key spelled by `choices`: each byte raw where that is
+        /// unambiguous, or escaped in upper- or lower-case hex.
+        fn respell(key: &str, choices: &[u8]) -> String {
+            let mut spelled = String::from("/");
+            for (i, &byte) in key.as_bytes().iter().enumerate() {
+                let choice = choices[i % choices.len()];
+                let must_escape = !(byte.is_ascii_graphic() && !matches!(byte, b'%' | b'?' | b'#' | b'\\')) && byte != b'/';
+                match choice % 3 {
+                    _ if byte == b'/' => spelled.push('/'),
+                    0 if !must_escape => spelled.push(byte as char),
+                    1 => spelled.push_str(&format!("%{byte:02X}")),
+                    _ => spelled.push_str(&format!("%{byte:02x}")),
+                }
+            }
+            spelled
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Every spelling of a key has the one canonical path, which
+            /// is a fixed point and holds no dot or empty segment.
+            #[test]
+            fn spellings_of_a_key_agree(key in key(), choices in proptest::collection::vec(any::<u8>(), 1..16)) {
+                let plain = canonical_path(&respell(&key, &[1])).expect("an escaped key is canonical").into_owned();
+                let other = canonical_path(&respell(&key, &choices)).expect("a respelled key is canonical").into_owned();
+                prop_assert_eq!(&plain, &other);
+                prop_assert_eq!(canonical_path(&plain).unwrap(), plain.clone());
+                let decoded = percent_encoding::percent_decode_str(&plain).decode_utf8().unwrap();
+                prop_assert_eq!(&decoded[1..], key.as_str(), "the canonical path names exactly the key");
+                prop_assert!(plain[1..].split('/').all(|segment| !matches!(segment, "" | "." | "..")));
+            }
+
+            /// Dot segments and doubled slashes, however spelled, are refused.
+            #[test]
+            fn climbing_spellings_are_refused(
+                key in key(),
+                choices in proptest::collection::vec(any::<u8>(), 1..16),
+                dots in proptest::sample::select(vec![".", "..", "%2e", "%2E%2e", ".%2E", "%2e.", ""]),
+                at in any::<prop::sample::Index>(),
+            ) {
+                let spelled = respell(&key, &choices);
+                let slashes: Vec<usize> = spelled.match_indices('/').map(|(i, _)| i).collect();
+                let cut = slashes[at.index(slashes.len())];
+                let climbing = format!("{}/{dots}{}", &spelled[..cut], &spelled[cut..]);
+                prop_assert!(canonical_path(&climbing).is_err(), "{}", climbing);
+            }
+
+            /// Arbitrary bytes never panic, and what passes is a fixed point
+            /// with no dot segment.
+            #[test]
+            fn any_target_is_refused_or_canonical(raw in "/[ -~é]{0,40}") {
+                if let Ok(canonical) = canonical_path(&raw) {
+                    prop_assert_eq!(canonical_path(&canonical).unwrap(), canonical.clone());
+                    prop_assert!(!canonical[1..].split('/').any(|segment| segment == "." || segment == ".."));
+                }
+            }
+        }
+    }
 }

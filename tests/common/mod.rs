@@ -21,6 +21,11 @@ pub const BUCKET: &str = "media";
 pub const ACCESS_KEY: &str = "edge-test";
 pub const SECRET: &str = "edge-test-secret";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// A second bucket of the same store, with credentials of its own: what no
+/// request for `BUCKET` may reach.
+pub const OTHER_BUCKET: &str = "other";
+pub const OTHER_ACCESS_KEY: &str = "other-owner";
+pub const OTHER_SECRET: &str = "other-owner-secret";
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/keys").join(name)
@@ -45,6 +50,10 @@ pub struct Stack {
     /// The edge's shared state: its cache and the cache's origin counters.
     pub state: std::sync::Arc<EdgeState>,
     pub origin: S3Origin,
+    /// `OTHER_BUCKET` on the same store, with its own credentials.
+    pub other: S3Origin,
+    /// The store itself (not through the relay).
+    pub store: SocketAddr,
     pub signer: Signer,
     /// Stops and starts the `relayed` origin's path to the store.
     pub relay: Relay,
@@ -102,6 +111,7 @@ behaviors:
             ignores_range = range_ignoring_origin(),
         );
         let origin = S3Origin::embedded(origin_address, BUCKET, ACCESS_KEY, SECRET);
+        let other = S3Origin::embedded(origin_address, OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET);
         let key = PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
         let (edge, admin, state) = start_edge(&config_template, config_dir.path());
         Stack {
@@ -109,6 +119,8 @@ behaviors:
             admin,
             state,
             origin,
+            other,
+            store: origin_address,
             signer: Signer::new(KEY_ID, key, HashAlgorithm::Sha1),
             relay,
             config_template,
@@ -186,15 +198,36 @@ behaviors:
 }
 
 /// Starts the embedded store on a free port, its bucket `BUCKET` opened by
-/// `ACCESS_KEY` and `SECRET` only.
+/// `ACCESS_KEY` and `SECRET` only, and `OTHER_BUCKET` by its own pair.
 pub fn spawn_store(root: &Path) -> SocketAddr {
-    let access = BucketAccess {
-        bucket: BUCKET.into(),
-        access_key_id: ACCESS_KEY.into(),
-        secret_access_key: SECRET.into(),
+    let access = |bucket: &str, access_key_id: &str, secret_access_key: &str| BucketAccess {
+        bucket: bucket.into(),
+        access_key_id: access_key_id.into(),
+        secret_access_key: secret_access_key.into(),
         public_read: false,
     };
-    s3store::spawn(root.to_owned(), "127.0.0.1:0".parse().unwrap(), vec![access]).unwrap()
+    let buckets = vec![
+        access(BUCKET, ACCESS_KEY, SECRET),
+        access(OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET),
+    ];
+    s3store::spawn(root.to_owned(), "127.0.0.1:0".parse().unwrap(), buckets).unwrap()
+}
+
+/// A request to the store at `path` exactly as written (no normalising, no
+/// encoding), SigV4-signed with `origin`'s credentials.
+pub fn store_request(origin: &S3Origin, store: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let length = body.len().to_string();
+    let mut signed_headers = headers.to_vec();
+    if !body.is_empty() {
+        signed_headers.push(("content-length", &length));
+    }
+    let signature = origin.sign(method, path, &signed_headers, std::time::SystemTime::now()).unwrap();
+    let all: Vec<(&str, &str)> = headers
+        .iter()
+        .copied()
+        .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .collect();
+    request(store, method, path, &all, body)
 }
 
 /// Writes the config with fresh viewer and admin addresses, starts an edge on
