@@ -613,6 +613,13 @@ impl Cache {
         self.disk.as_ref().map_or(Ok(()), |disk| disk.probe())
     }
 
+    /// Weighted bytes and entries of the metadata (origin errors included),
+    /// which takes an eighth of the memory budget.
+    pub fn metadata_usage(&self) -> (u64, u64) {
+        self.metas.run_pending_tasks();
+        (self.metas.weighted_size(), self.metas.entry_count())
+    }
+
     /// Bytes and entries in memory, and on disk if there is a disk tier.
     pub fn usage(&self) -> ((u64, u64), Option<(u64, u64)>) {
         self.slices.run_pending_tasks();

@@ -251,9 +251,11 @@ fn start_edge(template: &str, dir: &Path) -> (SocketAddr, SocketAddr, std::sync:
 
 /// A TCP relay to an origin that can be cut: while off, it refuses new
 /// connections and cuts the ones it carries, as an origin that went down.
+/// It can also hold each new connection for a while, as a slow origin.
 pub struct Relay {
     pub address: SocketAddr,
     on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     carried: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
@@ -262,29 +264,40 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let carried = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (accept_on, accept_carried) = (on.clone(), carried.clone());
+        let (accept_on, accept_delay, accept_carried) = (on.clone(), delay_ms.clone(), carried.clone());
         std::thread::spawn(move || {
             for viewer in listener.incoming().take(10_000).flatten() {
                 if !accept_on.load(std::sync::atomic::Ordering::SeqCst) {
                     continue; // dropped: the connection closes at once
                 }
-                let Ok(upstream) = TcpStream::connect(target) else {
-                    continue;
-                };
-                accept_carried
-                    .lock()
-                    .unwrap()
-                    .extend([viewer.try_clone().unwrap(), upstream.try_clone().unwrap()]);
-                for (mut from, mut to) in [(viewer.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, viewer)] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
+                let delay = Duration::from_millis(accept_delay.load(std::sync::atomic::Ordering::SeqCst));
+                let carried = accept_carried.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    let Ok(upstream) = TcpStream::connect(target) else {
+                        return;
+                    };
+                    carried
+                        .lock()
+                        .unwrap()
+                        .extend([viewer.try_clone().unwrap(), upstream.try_clone().unwrap()]);
+                    for (mut from, mut to) in [(viewer.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, viewer)] {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                });
             }
         });
-        Relay { address, on, carried }
+        Relay {
+            address,
+            on,
+            delay_ms,
+            carried,
+        }
     }
 
     /// Cuts the origin off (or lets it through again).
@@ -295,6 +308,14 @@ impl Relay {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
             }
         }
+    }
+
+    /// Holds every new connection for `delay` before it reaches the origin,
+    /// after cutting the ones it carries (so pooled connections are not reused).
+    pub fn slow_down(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+        self.set_on(false);
+        self.set_on(true);
     }
 }
 
