@@ -144,3 +144,27 @@ fn a_reload_rotates_keys_without_a_restart() {
     assert_eq!(metric(&metrics, r#"keyfront_config_reloads_total{outcome="applied"}"#), 2.0);
     assert_eq!(metric(&metrics, r#"keyfront_config_reloads_total{outcome="refused"}"#), 1.0);
 }
+
+/// Viewers cannot mint metric series: methods outside CloudFront's set share
+/// one `other` label.
+#[test]
+fn unknown_methods_share_one_metric_label() {
+    let stack = Stack::start("");
+    for method in ["XYZZY1", "XYZZY2", "BREW", "get"] {
+        let response = request(stack.edge, method, "/a.mp4", &[], b"");
+        assert_eq!(response.status, 403, "{method}: {}", response.text());
+    }
+    let text = request(stack.admin, "GET", "/metrics", &[], b"").text();
+    assert!(
+        !text.contains("XYZZY") && !text.contains("BREW") && !text.contains("method=\"get\""),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"keyfront_requests_total{behavior="*",cache="none",method="other",status="403"}"#
+        ),
+        4.0,
+        "{text}"
+    );
+}

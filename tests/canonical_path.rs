@@ -125,6 +125,19 @@ fn hostile_spellings_never_reach_a_private_object() {
     );
 }
 
+/// Requests over CloudFront's 20,480-byte header limit are refused before
+/// any header is read.
+#[test]
+fn oversize_headers_are_refused() {
+    let stack = two_behaviors();
+    let big = "v".repeat(7000);
+    let headers = [("X-A", big.as_str()), ("X-B", big.as_str()), ("X-C", big.as_str())];
+    let response = request(stack.edge, "GET", "/public/hello.txt", &headers, b"");
+    assert_refused(&response, 413, "RequestHeaderTooLarge", "21 KB of headers");
+    let fits = request(stack.edge, "GET", "/public/hello.txt", &headers[..2], b"");
+    assert_eq!((fits.status, fits.text().as_str()), (200, "public hello"));
+}
+
 /// HEAD is refused by the same rule, with no body.
 #[test]
 fn head_requests_are_refused_alike() {

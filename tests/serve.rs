@@ -149,6 +149,71 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
     }
 }
 
+/// At debug level, with the embedded origin in the same process: neither
+/// the edge, nor pingora, nor the origin's s3s prints a secret, a viewer's
+/// signature or cookie, or a SigV4 signature (s3s prints the expected
+/// signature of every mismatch at debug).
+#[test]
+fn serve_with_an_embedded_origin_logs_no_secret_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, store) = (free_address(), free_address());
+    let config = dir.path().join("keyfront.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {edge}\nkey_groups:\n  main:\n    - id: {KEY_ID}\n      public_key: {key}\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-embedded-secret}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: store\n    trusted_key_groups: [main]\n",
+            key = fixture("rsa_public.pem").display()
+        ),
+    )
+    .unwrap();
+    let mut served = Served::start(&config, edge, Some("debug"));
+    let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-embedded-secret");
+    assert_eq!(keyfront::origin::put_object(&origin, "/a.txt", &[], b"hello").unwrap(), 200);
+    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
+    let signer = keyfront::auth::Signer::new(KEY_ID, key, keyfront::auth::HashAlgorithm::Sha1);
+    let url = signer.sign_url(
+        &format!("http://{edge}/a.txt"),
+        &keyfront::auth::PolicySpec::Canned {
+            expires: common::now() + 600,
+        },
+    );
+    let target = url.strip_prefix(&format!("http://{edge}")).unwrap();
+    let signature = target.split("Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let cookie = format!("CloudFront-Signature={signature}; session=s3cr3t-cookie");
+    let served_object = request(edge, "GET", target, &[("Cookie", &cookie)], b"");
+    assert_eq!((served_object.status, served_object.text().as_str()), (200, "hello"));
+    // A request to the origin signed with a wrong secret: s3s compares it
+    // with the signature the right secret gives, which must not be logged.
+    let time = std::time::SystemTime::now();
+    let sigv4 = |secret: &str| {
+        let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", secret);
+        origin.sign("GET", "/media/a.txt", &[], time).unwrap()
+    };
+    let authorization = |headers: &[(String, String)]| headers.iter().find(|(n, _)| n == "authorization").unwrap().1.clone();
+    let expected = authorization(&sigv4("edge-embedded-secret"));
+    let wrong = sigv4("a-wrong-secret");
+    let wrong_headers: Vec<(&str, &str)> = wrong.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert_eq!(request(store, "GET", "/media/a.txt", &wrong_headers, b"").status, 403);
+
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+    let mut log = String::new();
+    served.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("edge listening"), "{log}");
+    let signature_of = |authorization: &str| authorization.rsplit("Signature=").next().unwrap().to_owned();
+    for secret in [
+        signature.as_str(),
+        "edge-embedded-secret",
+        "s3cr3t-cookie",
+        "Signature=",
+        "Key-Pair-Id=",
+        &signature_of(&expected),
+        &signature_of(&authorization(&wrong)),
+    ] {
+        assert!(!log.contains(secret), "{secret:?} appears in the log:\n{log}");
+    }
+}
+
 /// `kill -HUP` (by the child's own pid) makes `keyfront serve` reload: a key
 /// added to the file is trusted without a restart.
 #[test]

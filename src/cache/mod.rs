@@ -632,7 +632,43 @@ impl Cache {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_content_range;
+    use super::*;
+
+    /// A fill task that panics still ends its fill (readers get an error,
+    /// never wait forever) and frees its slot for the next request.
+    #[tokio::test]
+    async fn a_fill_task_that_panics_ends_its_fill_and_frees_its_slot() {
+        let settings = CacheSettings {
+            memory_bytes: 1 << 20,
+            disk: None,
+            error_ttl: Duration::from_secs(1),
+        };
+        let cache = Arc::new(Cache::new(&settings, crate::metrics::Metrics::default().cache).unwrap());
+        let slot = FillSlot {
+            object: "origin\n/bucket/key".into(),
+            slice_size: 1 << 16,
+            index: 3,
+        };
+        let fill = Arc::new(Fill::default());
+        cache.in_flight.lock().unwrap().insert(slot.clone(), fill.clone());
+        let mut reader = FillReader::new(fill.clone());
+        fill.publish_chunk(Bytes::from_static(b"first bytes"));
+        let task = FillTask {
+            cache: cache.clone(),
+            slot: slot.clone(),
+            fill,
+        };
+        let crashed = tokio::spawn(async move {
+            let _task = task;
+            panic!("a bug in a fill");
+        })
+        .await;
+        assert!(crashed.is_err_and(|e| e.is_panic()));
+        assert_eq!(reader.next_chunk().await.unwrap().unwrap(), Bytes::from_static(b"first bytes"));
+        let ended = tokio::time::timeout(Duration::from_secs(1), reader.next_chunk()).await;
+        assert!(matches!(ended, Ok(Err(FillError::Origin(_)))), "{ended:?}");
+        assert!(!cache.in_flight.lock().unwrap().contains_key(&slot), "the slot is free");
+    }
 
     #[test]
     fn content_ranges() {

@@ -10,13 +10,16 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
 use super::cors::{self, CorsModule};
-use super::respond::{self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, EdgeError, GATEWAY_TIMEOUT, METHOD_NOT_ALLOWED, NOT_FOUND};
+use super::respond::{
+    self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, EdgeError, GATEWAY_TIMEOUT, HEADERS_TOO_LARGE, METHOD_NOT_ALLOWED, NOT_FOUND,
+};
 use super::{CacheStatus, EdgeState, RequestContext};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
 use crate::cache::ObjectRef;
 use crate::config::CorsPolicy;
 use crate::origin::S3Origin;
+use crate::request::MAX_REQUEST_BYTES;
 
 /// Viewer headers that go on to S3; everything else (cookies, viewer
 /// authorization, hop-by-hop headers) stays at the edge.
@@ -40,6 +43,16 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         respond::write_error(session, BAD_REQUEST).await?;
         return Ok(true);
     };
+    let header_bytes: usize = header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes + raw_target.len() > MAX_REQUEST_BYTES {
+        ctx.decision = "headers_too_large";
+        respond::write_error(session, HEADERS_TOO_LARGE).await?;
+        return Ok(true);
+    }
     let raw_target = raw_target.to_owned();
     ctx.started = Some(std::time::Instant::now());
     // The one place the target is read: every later stage sees only the

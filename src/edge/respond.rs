@@ -35,6 +35,11 @@ pub const BAD_REQUEST: EdgeError = EdgeError {
     code: "BadRequest",
     message: "The request could not be understood.",
 };
+pub const HEADERS_TOO_LARGE: EdgeError = EdgeError {
+    status: 413,
+    code: "RequestHeaderTooLarge",
+    message: "The request headers are larger than 20480 bytes",
+};
 pub const BAD_GATEWAY: EdgeError = EdgeError {
     status: 502,
     code: "BadGateway",

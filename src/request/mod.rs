@@ -13,6 +13,10 @@ pub use path::{PathRefusal, canonical_path, canonical_pattern, canonical_resourc
 /// percent-decoding, base64 or signature work.
 pub const MAX_URL_BYTES: usize = 8192;
 
+/// CloudFront's limit on a request's headers (names, values and the request
+/// line together); larger requests get 413 before anything reads a header.
+pub const MAX_REQUEST_BYTES: usize = 20480;
+
 /// Why a request target is refused before anything else looks at it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetRefusal {

@@ -307,7 +307,7 @@ mod tests {
             let mut spelled = String::from("/");
             for (i, &byte) in key.as_bytes().iter().enumerate() {
                 let choice = choices[i % choices.len()];
-                let must_escape = !(byte.is_ascii_graphic() && !matches!(byte, b'%' | b'?' | b'#' | b'\\')) && byte != b'/';
+                let must_escape = !byte.is_ascii_graphic() || matches!(byte, b'%' | b'?' | b'#' | b'\\');
                 match choice % 3 {
                     _ if byte == b'/' => spelled.push('/'),
                     0 if !must_escape => spelled.push(byte as char),
