@@ -102,7 +102,7 @@ pub fn run(args: &[String]) -> ExitCode {
     );
     server.bootstrap();
     let mut service = http_proxy_service(&server.configuration, ceiling);
-    service.add_tcp(listen);
+    service.add_listener(keyfront::edge::viewer_listener(listen));
     server.add_service(service);
     server.run_forever()
 }

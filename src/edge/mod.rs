@@ -19,7 +19,7 @@ use pingora::proxy::FailToProxy;
 
 pub use cached::CacheStatus;
 pub use context::RequestContext;
-pub use server::{EdgeState, Listeners, StartError, build_server};
+pub use server::{EdgeState, Listeners, StartError, VIEWER_WRITE_BUFFER_BYTES, build_server, viewer_listener};
 
 use crate::metrics::RequestRecord;
 
