@@ -51,6 +51,20 @@ fn error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
     reply(status, serde_json::json!({ "error": message }).to_string())
 }
 
+/// The paths of a `POST /invalidations` body, or why it is refused: JSON
+/// `{"paths": [...]}` with 1 to 3,000 paths, each starting with `/`, at most
+/// 4,096 bytes, with `*` only at its end (as CloudFront's).
+pub fn parse_invalidation(body: &[u8]) -> Result<Vec<String>, String> {
+    let request: InvalidationRequest = serde_json::from_slice(body).map_err(|e| format!("expected {{\"paths\": [...]}}: {e}"))?;
+    if request.paths.is_empty() || request.paths.len() > MAX_PATHS {
+        return Err(format!("between 1 and {MAX_PATHS} paths"));
+    }
+    if let Some(problem) = request.paths.iter().find_map(|p| check_path(p).err()) {
+        return Err(problem);
+    }
+    Ok(request.paths)
+}
+
 /// Why a path cannot be invalidated; CloudFront allows `*` only at the end.
 fn check_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') || path.len() > MAX_PATH_BYTES {
@@ -126,18 +140,11 @@ impl AdminApp {
             Ok(body) => body,
             Err(response) => return response,
         };
-        let request: InvalidationRequest = match serde_json::from_slice(&body) {
-            Ok(request) => request,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"paths\": [...]}}: {e}")),
+        let paths = match parse_invalidation(&body) {
+            Ok(paths) => paths,
+            Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
         };
-        if request.paths.is_empty() || request.paths.len() > MAX_PATHS {
-            return error(StatusCode::BAD_REQUEST, &format!("between 1 and {MAX_PATHS} paths"));
-        }
-        if let Some(problem) = request.paths.iter().find_map(|p| check_path(p).err()) {
-            return error(StatusCode::BAD_REQUEST, &problem);
-        }
         let state = self.state.clone();
-        let paths = request.paths.clone();
         let done = tokio::task::spawn_blocking(move || {
             for path in &paths {
                 let (viewer_path, prefix) = match path.strip_suffix('*') {
@@ -151,12 +158,13 @@ impl AdminApp {
                         .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
                 }
             }
+            paths
         })
         .await;
         match done {
-            Ok(()) => {
-                tracing::info!(paths = request.paths.len(), "invalidation done");
-                reply(StatusCode::OK, serde_json::json!({ "invalidated": request.paths }).to_string())
+            Ok(paths) => {
+                tracing::info!(paths = paths.len(), "invalidation done");
+                reply(StatusCode::OK, serde_json::json!({ "invalidated": paths }).to_string())
             }
             Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the invalidation failed"),
         }

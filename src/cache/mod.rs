@@ -22,6 +22,7 @@ pub use meta::{ObjectMeta, unix_now};
 use crate::config::Ttl;
 use crate::metrics::CacheMetrics;
 use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
+use crate::range::{ByteRange, parse_content_range};
 
 /// One slice of one version of one object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -165,13 +166,6 @@ fn fill_error(error: FetchError) -> FillError {
         FetchError::Timeout(text) => FillError::Timeout(text),
         FetchError::Failed(text) => FillError::Origin(text),
     }
-}
-
-/// Parses `bytes START-END/TOTAL`.
-fn parse_content_range(value: Option<&str>) -> Option<(u64, u64, u64)> {
-    let (range, total) = value?.strip_prefix("bytes ")?.split_once('/')?;
-    let (start, end) = range.split_once('-')?;
-    Some((start.parse().ok()?, end.parse().ok()?, total.parse().ok()?))
 }
 
 impl Cache {
@@ -395,8 +389,11 @@ impl Cache {
         let now = unix_now();
         let (meta, mut skip) = match response.status() {
             206 => {
-                let (first, last, total) = parse_content_range(response.header_value("content-range"))
-                    .ok_or_else(|| FillError::Origin("a 206 without a usable Content-Range".into()))?;
+                let (ByteRange { start: first, end: last }, total) =
+                    response
+                        .header_value("content-range")
+                        .and_then(parse_content_range)
+                        .ok_or_else(|| FillError::Origin("a 206 without a usable Content-Range".into()))?;
                 let meta = self.meta_from(object, &response, total, slice_size, now);
                 if first != start || last != start + meta.slice_length(index) - 1 {
                     return Err(FillError::Changed(format!("asked for {range}, got bytes {first}-{last}/{total}")));
@@ -668,12 +665,5 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(1), reader.next_chunk()).await;
         assert!(matches!(ended, Ok(Err(FillError::Origin(_)))), "{ended:?}");
         assert!(!cache.in_flight.lock().unwrap().contains_key(&slot), "the slot is free");
-    }
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(parse_content_range(Some("bytes 0-99/1000")), Some((0, 99, 1000)));
-        assert_eq!(parse_content_range(Some("bytes */1000")), None);
-        assert_eq!(parse_content_range(None), None);
     }
 }

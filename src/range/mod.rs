@@ -37,6 +37,13 @@ pub enum RangeRequest {
 /// a request for thousands of tiny ranges costs the edge far more than it.
 pub const MAX_RANGES: usize = 32;
 
+/// A byte position as RFC 9110 writes it: digits only (no sign, no space).
+fn number(text: &str) -> Option<u64> {
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
 /// Parses `Range` for an object of `size` bytes. As CloudFront does, invalid,
 /// descending and overlapping ranges get the whole object (200); ranges that
 /// start past the end are dropped, and if none is left the answer is 416.
@@ -63,11 +70,6 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
         }
         let Some((first, last)) = spec.split_once('-') else {
             return RangeRequest::Full;
-        };
-        let number = |text: &str| {
-            (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| text.parse::<u64>().ok())
-                .flatten()
         };
         let range = match (first, last) {
             ("", suffix) => match number(suffix) {
@@ -101,6 +103,16 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
         return RangeRequest::Full;
     }
     RangeRequest::Partial(ranges)
+}
+
+/// Parses an origin's `Content-Range: bytes START-END/TOTAL`: the range and
+/// the object's total size, only when the range lies inside the object
+/// (`START <= END < TOTAL`, plain digits).
+pub fn parse_content_range(value: &str) -> Option<(ByteRange, u64)> {
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end, total) = (number(start)?, number(end)?, number(total)?);
+    (start <= end && end < total).then_some((ByteRange { start, end }, total))
 }
 
 /// The validators of a cached object.

@@ -93,3 +93,22 @@ fn multipart_length_matches_what_is_written() {
     assert!(body.starts_with("\r\n--b0undary\r\nContent-Type: video/mp4\r\nContent-Range: bytes 0-9/1000\r\n\r\n"));
     assert!(body.ends_with("\r\n--b0undary--\r\n"));
 }
+
+#[test]
+fn origin_content_ranges_lie_inside_the_object() {
+    let range = |start, end| ByteRange { start, end };
+    assert_eq!(parse_content_range("bytes 0-99/1000"), Some((range(0, 99), 1000)));
+    assert_eq!(parse_content_range("bytes 999-999/1000"), Some((range(999, 999), 1000)));
+    for refused in [
+        "bytes */1000",
+        "bytes 5-2/1000",
+        "bytes 0-1000/1000",
+        "bytes +0-9/1000",
+        "bytes 0-9/",
+        "bytes 0-9/*",
+        "items 0-9/10",
+        "bytes 0-99999999999999999999999/1",
+    ] {
+        assert_eq!(parse_content_range(refused), None, "{refused}");
+    }
+}
