@@ -187,6 +187,20 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     amount.checked_mul(seconds).map(Duration::from_secs)
 }
 
+/// The largest PEM file read (a certificate chain of a dozen certificates):
+/// a path that names a device or a huge file is refused, not read forever.
+const MAX_PEM_BYTES: u64 = 256 * 1024;
+
+fn read_pem(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX_PEM_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_PEM_BYTES {
+        return Err(std::io::Error::other(format!("larger than {MAX_PEM_BYTES} bytes: not a PEM file")));
+    }
+    Ok(text)
+}
+
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -368,7 +382,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         let address = self.address(&field("address"), &tls.address)?;
         let pem = |name: &str, value: &str, label: &str| {
             let path = self.base_dir.join(value);
-            match std::fs::read_to_string(&path) {
+            match read_pem(&path) {
                 Ok(text) if text.contains(label) => Ok(path),
                 Ok(_) => Err(self.invalid(field(name), value, format!("no {label} block in the file"))),
                 Err(e) => Err(self.invalid(field(name), value, e.to_string())),
@@ -402,7 +416,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             for (i, key) in keys.iter().enumerate() {
                 let field = format!("key_groups.{name}[{i}].public_key");
                 let path = self.base_dir.join(&key.public_key);
-                let pem = std::fs::read_to_string(&path).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
+                let pem = read_pem(&path).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 let public = PublicKey::from_pem(&pem).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 if key.id.is_empty() {
                     return Err(self.invalid(format!("key_groups.{name}[{i}].id"), "", "a key id is needed"));

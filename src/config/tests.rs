@@ -170,3 +170,14 @@ fn durations() {
     assert_eq!(parse_duration("2 h"), None);
     assert_eq!(parse_duration("h"), None);
 }
+
+#[test]
+fn key_files_that_never_end_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "listen: 127.0.0.1:8080\nkey_groups:\n  main:\n    - id: K1\n      public_key: /dev/zero\norigins:\n  s: {type: s3, endpoint: \"http://127.0.0.1:9000\", bucket: b, access_key_id: a, secret_access_key: s}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s\n    trusted_key_groups: [main]\n";
+    let error = Config::parse(text, &dir.path().join("keyfront.yaml")).unwrap_err().to_string();
+    assert!(
+        error.contains("key_groups.main[0].public_key") && error.contains("not a PEM file"),
+        "{error}"
+    );
+}
