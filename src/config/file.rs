@@ -29,6 +29,9 @@ pub struct ConfigFile {
     /// behind a TLS terminator or is reached by another name.
     #[serde(default)]
     pub public_base_url: Option<String>,
+    /// How long an idle keep-alive viewer connection is kept open (default 60s).
+    #[serde(default)]
+    pub viewer_idle_timeout: Option<String>,
     /// Key group name -> its public keys.
     #[serde(default)]
     pub key_groups: BTreeMap<String, Vec<KeyFile>>,

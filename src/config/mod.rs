@@ -47,6 +47,9 @@ pub struct Config {
     pub log_level: Option<String>,
     /// `scheme://host[:port]` without a trailing slash, when configured.
     pub public_base_url: Option<String>,
+    /// How long an idle keep-alive viewer connection stays open (HTTP/1.1's
+    /// default in pingora is forever: idle connections would pile up).
+    pub viewer_idle_timeout: Duration,
     pub behaviors: Vec<Behavior>,
     /// Embedded stores to start before serving.
     pub embedded_stores: Vec<EmbeddedStore>,
@@ -339,6 +342,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 path => AccessLogTarget::File(self.base_dir.join(path)),
             }),
             public_base_url,
+            viewer_idle_timeout: match file.viewer_idle_timeout.as_deref() {
+                None => Duration::from_secs(60),
+                Some(text) => parse_duration(text)
+                    .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
+                    .ok_or_else(|| self.invalid("viewer_idle_timeout", text, "expected a duration from 1s to 1h, e.g. 60s"))?,
+            },
             behaviors,
             embedded_stores,
             cache,

@@ -38,6 +38,11 @@ const FORWARDED_HEADERS: [&str; 10] = [
 
 /// See `Edge::request_filter`.
 pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+    // pingora keeps an HTTP/1.1 connection open forever between requests;
+    // idle viewers are let go after `viewer_idle_timeout` instead.
+    if session.get_keepalive() == Some(0) {
+        session.set_keepalive(Some(state.viewer_idle_seconds));
+    }
     let header = session.req_header();
     let Ok(raw_target) = std::str::from_utf8(header.raw_path()) else {
         respond::write_error(session, BAD_REQUEST).await?;

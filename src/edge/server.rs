@@ -37,6 +37,8 @@ pub struct EdgeState {
     pub cache: Arc<Cache>,
     pub metrics: Metrics,
     pub access_log: Option<AccessLog>,
+    /// Seconds an idle keep-alive viewer connection stays open.
+    pub viewer_idle_seconds: u64,
 }
 
 /// Why the edge could not start.
@@ -79,6 +81,7 @@ impl EdgeState {
             })),
             config_source: config.source,
             verifier: Verifier::default(),
+            viewer_idle_seconds: config.viewer_idle_timeout.as_secs(),
             metrics,
             access_log: match config.access_log {
                 None => None,

@@ -75,6 +75,11 @@ impl Stack {
 
     /// Like `start`, with a `cache:` section (YAML, indented two spaces).
     pub fn start_with(behaviors: &str, cache: &str) -> Stack {
+        Self::start_configured(behaviors, cache, "")
+    }
+
+    /// Like `start_with`, with more top-level settings (YAML lines).
+    pub fn start_configured(behaviors: &str, cache: &str, settings: &str) -> Stack {
         let store_dir = tempfile::tempdir().unwrap();
         let origin_address = spawn_store(store_dir.path());
         let relay = Relay::start(origin_address);
@@ -85,6 +90,7 @@ listen: "{{LISTEN}}"
 admin_listen: "{{ADMIN}}"
 admin_token: {ADMIN_TOKEN}
 access_log: access-{{LISTEN_PORT}}.log
+{settings}
 key_groups:
   main:
     - id: {KEY_ID}

@@ -1,0 +1,190 @@
+//! Faults injected for real: an origin process killed while a viewer
+//! streams and started again, disk-tier files damaged behind the edge's
+//! back, and viewers that connect and go idle. Each asserts that nothing
+//! wrong is served and nothing partial is cached.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ACCESS_KEY, BUCKET, SECRET, Stack, free_address, patterned, request, wait_for};
+use keyfront::origin::{S3Origin, put_object};
+
+/// `keyfront origin` as a child process, killed by its own handle.
+struct OriginProcess(Child);
+
+impl OriginProcess {
+    fn start(root: &std::path::Path, address: SocketAddr) -> OriginProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+            .args(["origin", "--root", root.to_str().unwrap(), "--listen", &address.to_string()])
+            .args(["--bucket", &format!("{BUCKET}={ACCESS_KEY}:{SECRET}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(address);
+        OriginProcess(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for OriginProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The stack's edge, reloaded with behavior `/proc/*` on the origin process.
+fn route_to(stack: &Stack, origin: SocketAddr) {
+    let config = std::fs::read_to_string(stack.config_path()).unwrap();
+    let process = format!(
+        "  process: {{type: s3, endpoint: \"http://{origin}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 2s}}\ncache:"
+    );
+    let behavior = "behaviors:\n  - path_pattern: /proc/*\n    origin: process\n";
+    std::fs::write(
+        stack.config_path(),
+        config.replacen("cache:", &process, 1).replacen("behaviors:\n", behavior, 1),
+    )
+    .unwrap();
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    assert_eq!(
+        request(stack.admin, "POST", "/reload", &[("Authorization", &token)], b"").status,
+        200
+    );
+}
+
+/// The origin process dies while a viewer streams a 32 MiB object: the
+/// viewer is cut short with only right bytes, and once the origin is back
+/// the next viewer gets the object whole.
+#[test]
+fn an_origin_killed_while_a_viewer_streams_then_restarted() {
+    let root = tempfile::tempdir().unwrap();
+    let address = free_address();
+    let mut origin = OriginProcess::start(root.path(), address);
+    let stack = Stack::start("");
+    route_to(&stack, address);
+    let data = patterned(32 << 20);
+    let client = S3Origin::embedded(address, BUCKET, ACCESS_KEY, SECRET);
+    assert_eq!(
+        put_object(&client, "/proc/film.mp4", &[("content-type", "video/mp4")], &data).unwrap(),
+        200
+    );
+
+    let mut viewer = TcpStream::connect(stack.edge).unwrap();
+    viewer.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        viewer,
+        "GET /proc/film.mp4 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        stack.edge
+    )
+    .unwrap();
+    let mut received = vec![0u8; 64 * 1024];
+    viewer.read_exact(&mut received).unwrap();
+    // The viewer pauses; the edge fills a slice or two ahead, then waits.
+    std::thread::sleep(Duration::from_millis(300));
+    origin.kill();
+    viewer.read_to_end(&mut received).unwrap();
+    let body_start = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = &received[body_start..];
+    assert!(body.len() < data.len(), "the viewer is cut short ({} bytes)", body.len());
+    assert!(body == &data[..body.len()], "and every byte it got is right");
+    let down = stack.get("/proc/film.mp4");
+    assert!(
+        down.status >= 500 || down.body.len() < data.len(),
+        "no whole answer without the origin"
+    );
+
+    let _origin = OriginProcess::start(root.path(), address);
+    let whole = stack.get("/proc/film.mp4");
+    assert_eq!(whole.status, 200);
+    assert!(
+        whole.body == data,
+        "the next viewer gets the object whole ({} bytes)",
+        whole.body.len()
+    );
+    let cached = stack.get("/proc/film.mp4");
+    assert!(cached.body == data && cached.header("x-cache") == Some("Hit from keyfront"));
+}
+
+fn slice_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("disk/objects"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|object| std::fs::read_dir(object.path()).unwrap().flatten().map(|f| f.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "slice"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Slice files truncated, swapped for another slice's file, or deleted
+/// while the edge runs: each is a miss, refetched, never served.
+#[test]
+fn damaged_disk_files_are_misses_never_answers() {
+    let public = "  - path_pattern: /keep/*\n    origin: store\n";
+    let stack = Stack::start_with(public, "  slice_size: 64KiB\n  disk: {path: disk, size: 64MiB}");
+    let data = patterned(4 * 65536);
+    stack.put("/keep/film.mp4", "video/mp4", &data);
+    assert!(stack.get("/keep/film.mp4").body == data);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slice_files(stack.config_dir()).len() < 4 {
+        assert!(Instant::now() < deadline, "four slices reach the disk");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let files = slice_files(stack.config_dir());
+    std::fs::copy(&files[1], &files[0]).unwrap(); // another slice's bytes, valid CRC
+    let truncated = std::fs::read(&files[2]).unwrap();
+    std::fs::write(&files[2], &truncated[..truncated.len() / 2]).unwrap();
+    std::fs::remove_file(&files[3]).unwrap();
+
+    // A restarted edge has an empty memory tier, so every slice is read from disk.
+    let (edge, state) = stack.start_another_edge();
+    let response = request(edge, "GET", "/keep/film.mp4", &[], b"");
+    assert_eq!(response.status, 200);
+    assert!(response.body == data, "only right bytes");
+    let refetched = state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(refetched, 3, "the swapped, truncated and deleted slices came from the origin");
+}
+
+/// Idle keep-alive connections are closed after `viewer_idle_timeout`;
+/// a connection that comes back sooner is served.
+#[test]
+fn idle_viewer_connections_are_let_go() {
+    let stack = Stack::start_configured("  - path_pattern: /open/*\n    origin: store\n", "", "viewer_idle_timeout: 1s");
+    stack.put("/open/a.txt", "text/plain", b"hello");
+    let ask = |connection: &mut TcpStream| {
+        write!(connection, "GET /open/a.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = Vec::new();
+        let mut byte = [0u8; 1];
+        while !response.ends_with(b"hello") {
+            assert_eq!(connection.read(&mut byte).unwrap(), 1, "the edge closed a live connection");
+            response.push(byte[0]);
+        }
+    };
+    let mut idle: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(stack.edge).unwrap()).collect();
+    for connection in &mut idle {
+        connection.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        ask(connection);
+    }
+    let mut lively = TcpStream::connect(stack.edge).unwrap();
+    ask(&mut lively);
+    std::thread::sleep(Duration::from_millis(500));
+    ask(&mut lively);
+    let started = Instant::now();
+    for connection in &mut idle {
+        let mut byte = [0u8; 1];
+        assert_eq!(connection.read(&mut byte).unwrap(), 0, "an idle connection is closed");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "within the timeout, not the read timeout"
+    );
+}
