@@ -6,9 +6,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Response, Stack, patterned, request};
+use common::{Response, Stack, patterned, request, wait_until};
 use keyfront::range::{ByteRange, Multipart};
 
 const SLICE: usize = 64 * 1024;
@@ -27,14 +27,6 @@ impl Random {
 
 fn get_range(stack: &Stack, target: &str, range: &str) -> Response {
     request(stack.edge, "GET", target, &[("Range", range)], b"")
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Random single and multiple ranges, across slice edges and the object's

@@ -10,19 +10,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Stack, patterned, request};
+use common::{Stack, patterned, request, wait_until};
 use keyfront::cache::ObjectRef;
 use keyfront::config::Ttl;
 
 const SLICE: usize = 64 * 1024;
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Two fills of slice 1 of one object, one cut at 64 KiB and one at 128 KiB
 /// (two behaviors, or a reload between them), each get their own bytes.
@@ -89,16 +81,7 @@ fn a_reload_that_changes_the_slice_size_serves_exact_bytes() {
         assert!(stack.get("/open/film.mp4").body == data, "{when}: whole");
     };
     check("64 KiB slices");
-    let config = std::fs::read_to_string(stack.config_path()).unwrap();
-    std::fs::write(stack.config_path(), config.replace("slice_size: 64KiB", "slice_size: 128KiB")).unwrap();
-    let reloaded = request(
-        stack.admin,
-        "POST",
-        "/reload",
-        &[("Authorization", &format!("Bearer {}", common::ADMIN_TOKEN))],
-        b"",
-    );
-    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    stack.rewrite_config(|config| config.replace("slice_size: 64KiB", "slice_size: 128KiB"));
     check("after the reload, the cached version keeps its 64 KiB slices");
     let invalidated = request(
         stack.admin,
@@ -179,24 +162,10 @@ fn stalling_origin() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
 fn a_stalled_fill_releases_its_slot() {
     let (stalling, origin_requests) = stalling_origin();
     let stack = Stack::start_with("", "  slice_size: 64KiB");
-    let config = std::fs::read_to_string(stack.config_path()).unwrap();
     let stalls = format!(
-        "  stalls: {{type: s3, endpoint: \"http://{stalling}\", bucket: media, path_style: true, access_key_id: a, secret_access_key: b, first_byte_timeout: 400ms}}\ncache:"
+        "{{type: s3, endpoint: \"http://{stalling}\", bucket: media, path_style: true, access_key_id: a, secret_access_key: b, first_byte_timeout: 400ms}}"
     );
-    let behavior = "behaviors:\n  - path_pattern: /stall/*\n    origin: stalls\n";
-    std::fs::write(
-        stack.config_path(),
-        config.replacen("cache:", &stalls, 1).replacen("behaviors:\n", behavior, 1),
-    )
-    .unwrap();
-    let reloaded = request(
-        stack.admin,
-        "POST",
-        "/reload",
-        &[("Authorization", &format!("Bearer {}", common::ADMIN_TOKEN))],
-        b"",
-    );
-    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    stack.route_to_origin("stalls", &stalls, "/stall/*");
     let mut seen = 0;
     for attempt in 1..=2 {
         let started = Instant::now();

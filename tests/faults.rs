@@ -41,25 +41,6 @@ impl Drop for OriginProcess {
     }
 }
 
-/// The stack's edge, reloaded with behavior `/proc/*` on the origin process.
-fn route_to(stack: &Stack, origin: SocketAddr) {
-    let config = std::fs::read_to_string(stack.config_path()).unwrap();
-    let process = format!(
-        "  process: {{type: s3, endpoint: \"http://{origin}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 2s}}\ncache:"
-    );
-    let behavior = "behaviors:\n  - path_pattern: /proc/*\n    origin: process\n";
-    std::fs::write(
-        stack.config_path(),
-        config.replacen("cache:", &process, 1).replacen("behaviors:\n", behavior, 1),
-    )
-    .unwrap();
-    let token = format!("Bearer {}", common::ADMIN_TOKEN);
-    assert_eq!(
-        request(stack.admin, "POST", "/reload", &[("Authorization", &token)], b"").status,
-        200
-    );
-}
-
 /// The origin process dies while a viewer streams a 32 MiB object: the
 /// viewer is cut short with only right bytes, and once the origin is back
 /// the next viewer gets the object whole.
@@ -69,7 +50,10 @@ fn an_origin_killed_while_a_viewer_streams_then_restarted() {
     let address = free_address();
     let mut origin = OriginProcess::start(root.path(), address);
     let stack = Stack::start("");
-    route_to(&stack, address);
+    let process = format!(
+        "{{type: s3, endpoint: \"http://{address}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 2s}}"
+    );
+    stack.route_to_origin("process", &process, "/proc/*");
     let data = patterned(32 << 20);
     let client = S3Origin::embedded(address, BUCKET, ACCESS_KEY, SECRET);
     assert_eq!(

@@ -2,19 +2,12 @@
 //! answers, and cookies never outrank a URL that carries signing parameters.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use keyfront::auth::{CredentialSource, DenyReason, PublicKey, TrustedKeys, Verifier, ViewerRequest, split_target};
+use keyfront::auth::{CredentialSource, DenyReason, ViewerRequest, split_target};
 use libfuzzer_sys::fuzz_target;
+use trusted::keys;
 
-fn keys() -> &'static (TrustedKeys, Verifier) {
-    static KEYS: OnceLock<(TrustedKeys, Verifier)> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let pem = include_str!("../../tests/vectors/keys/rsa_public.pem");
-        let trusted = TrustedKeys::new([("K2JCJMDEHXQW5F".to_owned(), PublicKey::from_pem(pem).unwrap())]);
-        (trusted, Verifier::new(1 << 20))
-    })
-}
+#[path = "trusted.rs"]
+mod trusted;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

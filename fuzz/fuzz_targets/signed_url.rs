@@ -2,21 +2,14 @@
 //! (never panics), and a grant is only given for a URL its policy covers.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use keyfront::auth::{PublicKey, TrustedKeys, Verifier, ViewerRequest, split_target};
+use keyfront::auth::{ViewerRequest, split_target};
 use libfuzzer_sys::fuzz_target;
+use trusted::keys;
+
+#[path = "trusted.rs"]
+mod trusted;
 
 const BASE: &str = "https://cdn.example.com";
-
-fn keys() -> &'static (TrustedKeys, Verifier) {
-    static KEYS: OnceLock<(TrustedKeys, Verifier)> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let pem = include_str!("../../tests/vectors/keys/rsa_public.pem");
-        let trusted = TrustedKeys::new([("K2JCJMDEHXQW5F".to_owned(), PublicKey::from_pem(pem).unwrap())]);
-        (trusted, Verifier::new(1 << 20))
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(target) = std::str::from_utf8(data) else {

@@ -152,6 +152,27 @@ behaviors:
         self.config_dir.path().join(format!("keyfront-{}.yaml", self.edge.port()))
     }
 
+    /// Rewrites this edge's config file with `edit` and reloads it (POST /reload).
+    pub fn rewrite_config(&self, edit: impl FnOnce(String) -> String) {
+        let config = std::fs::read_to_string(self.config_path()).unwrap();
+        std::fs::write(self.config_path(), edit(config)).unwrap();
+        let token = format!("Bearer {ADMIN_TOKEN}");
+        let reloaded = request(self.admin, "POST", "/reload", &[("Authorization", &token)], b"");
+        assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    }
+
+    /// Adds origin `name` (a YAML flow mapping) and a first behavior
+    /// `pattern` on it, public, by a reload.
+    pub fn route_to_origin(&self, name: &str, origin: &str, pattern: &str) {
+        self.rewrite_config(|config| {
+            config.replacen("cache:", &format!("  {name}: {origin}\ncache:"), 1).replacen(
+                "behaviors:\n",
+                &format!("behaviors:\n  - path_pattern: {pattern}\n    origin: {name}\n"),
+                1,
+            )
+        });
+    }
+
     /// The access log of this stack's first edge.
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.config_dir.path().join(format!("access-{}.log", self.edge.port()))).unwrap_or_default()
@@ -368,6 +389,15 @@ fn silent_origin() -> SocketAddr {
         }
     });
     address
+}
+
+/// Polls `done` every 20 ms for up to 10 s.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn wait_for(address: SocketAddr) {
