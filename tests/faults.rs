@@ -179,8 +179,16 @@ fn idle_viewer_connections_are_let_go() {
 #[test]
 fn an_object_replaced_between_head_and_get_or_during_revalidation() {
     let stack = Stack::start_with("  - path_pattern: /swap/*\n    origin: store\n", "  slice_size: 64KiB");
-    let versions: Vec<Vec<u8>> = (0..3u8).map(|v| patterned(3 * 65536 + 11).iter().map(|b| b ^ (v * 85)).collect()).collect();
-    let put = |version: &[u8]| stack.put_with("/swap/doc.pdf", &[("content-type", "application/pdf"), ("cache-control", "max-age=1")], version);
+    let versions: Vec<Vec<u8>> = (0..3u8)
+        .map(|v| patterned(3 * 65536 + 11).iter().map(|b| b ^ (v * 85)).collect())
+        .collect();
+    let put = |version: &[u8]| {
+        stack.put_with(
+            "/swap/doc.pdf",
+            &[("content-type", "application/pdf"), ("cache-control", "max-age=1")],
+            version,
+        )
+    };
     put(&versions[0]);
     let head = request(stack.edge, "HEAD", "/swap/doc.pdf", &[], b"");
     assert_eq!(head.status, 200);
@@ -188,7 +196,10 @@ fn an_object_replaced_between_head_and_get_or_during_revalidation() {
     put(&versions[1]);
     let ranged = request(stack.edge, "GET", "/swap/doc.pdf", &[("Range", "bytes=70000-140000")], b"");
     assert_eq!(ranged.status, 206);
-    assert!(ranged.body == versions[1][70000..=140000], "the GET after the HEAD is the new version only");
+    assert!(
+        ranged.body == versions[1][70000..=140000],
+        "the GET after the HEAD is the new version only"
+    );
     assert_ne!(ranged.header("etag"), Some(old_etag.as_str()));
     let whole = stack.get("/swap/doc.pdf");
     assert!(whole.body == versions[1]);
@@ -197,7 +208,10 @@ fn an_object_replaced_between_head_and_get_or_during_revalidation() {
     put(&versions[2]);
     let revalidated = stack.get("/swap/doc.pdf");
     assert_eq!(revalidated.status, 200);
-    assert!(revalidated.body == versions[2], "a stale copy revalidated against a replaced object is the new one, whole");
+    assert!(
+        revalidated.body == versions[2],
+        "a stale copy revalidated against a replaced object is the new one, whole"
+    );
     let ranged = request(stack.edge, "GET", "/swap/doc.pdf", &[("Range", "bytes=0-70000")], b"");
     assert!(ranged.body == versions[2][..=70000]);
 }

@@ -214,6 +214,49 @@ fn serve_with_an_embedded_origin_logs_no_secret_at_debug() {
     }
 }
 
+/// SIGTERM (by the child's own pid) while a viewer downloads 24 MiB: the
+/// listener closes, the download runs on to its last byte, right bytes only.
+#[test]
+fn sigterm_drains_in_flight_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, store) = (free_address(), free_address());
+    let config = dir.path().join("keyfront.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {edge}\ndrain_timeout: 5s\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-secret}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: store\n"
+        ),
+    )
+    .unwrap();
+    let mut served = Served::start(&config, edge, None);
+    let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-secret");
+    let data = common::patterned(24 << 20);
+    assert_eq!(keyfront::origin::put_object(&origin, "/big.bin", &[], &data).unwrap(), 200);
+
+    let mut viewer = std::net::TcpStream::connect(edge).unwrap();
+    viewer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    std::io::Write::write_all(
+        &mut viewer,
+        format!("GET /big.bin HTTP/1.1\r\nHost: {edge}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut received = vec![0u8; 64 * 1024];
+    viewer.read_exact(&mut received).unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(std::net::TcpStream::connect(edge).is_err(), "the listener closed");
+    viewer.read_to_end(&mut received).unwrap();
+    let body_start = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(received.len() - body_start, data.len(), "the download ran to its end");
+    assert!(received[body_start..] == data[..]);
+    let status = served.child.wait().unwrap();
+    assert!(status.success() || status.code().is_some(), "{status:?}");
+}
+
 /// `kill -HUP` (by the child's own pid) makes `keyfront serve` reload: a key
 /// added to the file is trusted without a restart.
 #[test]

@@ -32,6 +32,9 @@ pub struct ConfigFile {
     /// How long an idle keep-alive viewer connection is kept open (default 60s).
     #[serde(default)]
     pub viewer_idle_timeout: Option<String>,
+    /// On SIGTERM, how long in-flight responses may run on (default 10s).
+    #[serde(default)]
+    pub drain_timeout: Option<String>,
     /// Key group name -> its public keys.
     #[serde(default)]
     pub key_groups: BTreeMap<String, Vec<KeyFile>>,

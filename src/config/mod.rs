@@ -50,6 +50,9 @@ pub struct Config {
     /// How long an idle keep-alive viewer connection stays open (HTTP/1.1's
     /// default in pingora is forever: idle connections would pile up).
     pub viewer_idle_timeout: Duration,
+    /// On SIGTERM (or Ctrl-C), how long in-flight responses may run on
+    /// after the listeners close.
+    pub drain_timeout: Duration,
     pub behaviors: Vec<Behavior>,
     /// Embedded stores to start before serving.
     pub embedded_stores: Vec<EmbeddedStore>,
@@ -347,6 +350,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 Some(text) => parse_duration(text)
                     .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
                     .ok_or_else(|| self.invalid("viewer_idle_timeout", text, "expected a duration from 1s to 1h, e.g. 60s"))?,
+            },
+            drain_timeout: match file.drain_timeout.as_deref() {
+                None => Duration::from_secs(10),
+                Some(text) => parse_duration(text)
+                    .filter(|d| *d <= Duration::from_secs(3600))
+                    .ok_or_else(|| self.invalid("drain_timeout", text, "expected a duration up to 1h, e.g. 30s"))?,
             },
             behaviors,
             embedded_stores,

@@ -61,6 +61,8 @@ pub struct Listeners {
     pub admin: Option<SocketAddr>,
     /// The bearer token of the admin listener's POST endpoints.
     pub admin_token: Option<String>,
+    /// How long in-flight responses may run on after SIGTERM.
+    pub drain_timeout: std::time::Duration,
 }
 
 impl EdgeState {
@@ -71,6 +73,7 @@ impl EdgeState {
             tls: config.tls_listen,
             admin: config.admin_listen,
             admin_token: config.admin_token,
+            drain_timeout: config.drain_timeout,
         };
         let metrics = Metrics::default();
         let state = Self {
@@ -148,9 +151,12 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         // wake-ups of the other thread and no task migration. Hot hits: +10%
         // requests per second (bench/RESULTS.md, "pingora settings").
         work_stealing: false,
-        // Ctrl-C / SIGTERM: stop taking connections, give in-flight ones a moment.
-        grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(5),
+        // SIGTERM: the listeners close, in-flight responses run on for
+        // `drain_timeout` (pingora's grace period), then the runtimes stop,
+        // cancelling what is left (its final step, for which a second is
+        // plenty: only blocking tasks wait for it). SIGINT exits at once.
+        grace_period_seconds: Some(listeners.drain_timeout.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
