@@ -215,3 +215,41 @@ fn an_object_replaced_between_head_and_get_or_during_revalidation() {
     let ranged = request(stack.edge, "GET", "/swap/doc.pdf", &[("Range", "bytes=0-70000")], b"");
     assert!(ranged.body == versions[2][..=70000]);
 }
+
+/// Reloads, one after another, while four viewers fetch: no request fails
+/// and every body is right.
+#[test]
+fn reloads_under_load_fail_no_request() {
+    let stack = Stack::start("  - path_pattern: /open/*\n    origin: store\n");
+    let data = patterned(100_000);
+    stack.put("/open/clip.mp4", "video/mp4", &data);
+    let signed = stack.signed("/clip.mp4");
+    stack.put("/clip.mp4", "video/mp4", &data);
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let viewers: Vec<_> = (0..4)
+        .map(|i| {
+            let (edge, running, target) = (
+                stack.edge,
+                running.clone(),
+                if i % 2 == 0 { "/open/clip.mp4".to_owned() } else { signed.clone() },
+            );
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut served = 0;
+                while running.load(std::sync::atomic::Ordering::SeqCst) || served == 0 {
+                    let response = request(edge, "GET", &target, &[("Range", "bytes=1000-60999")], b"");
+                    assert_eq!(response.status, 206, "{target}: {}", response.text());
+                    assert!(response.body == data[1000..61000]);
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        stack.rewrite_config(|config| config);
+    }
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let served: usize = viewers.into_iter().map(|viewer| viewer.join().unwrap()).sum();
+    assert!(served >= 4, "{served} requests");
+}
