@@ -45,7 +45,12 @@ fuzz_target!(|data: &[u8]| {
     );
     let (signer, trusted) = signer();
     let signed = signer.sign_url(&url, &PolicySpec::Custom { document });
-    let target = split_target(signed.strip_prefix(BASE).unwrap()).unwrap();
+    let Ok(target) = split_target(signed.strip_prefix(BASE).unwrap()) else {
+        // A policy this large signs a URL over CloudFront's 8,192-byte
+        // limit, which the edge refuses before reading it.
+        assert!(signed.len() > keyfront::request::MAX_URL_BYTES);
+        return;
+    };
     for (now, ip) in [
         (1_000_000_000, "192.0.2.1"),
         (2_000_000_000, "2001:db8::1"),
