@@ -118,7 +118,17 @@ pub fn run(command: SignCommand) -> Result<ExitCode, CliError> {
     match command {
         SignCommand::Url(args) => {
             let (signer, policy) = args.signer_and_policy()?;
-            println!("{}", signer.sign_url(&args.url, &policy));
+            let url = signer.sign_url(&args.url, &policy);
+            if url.len() > crate::request::MAX_URL_BYTES {
+                // Found by fuzzing: a large custom policy makes a URL that
+                // CloudFront and keyfront refuse (414) before reading it.
+                eprintln!(
+                    "keyfront sign: warning: the signed URL is {} bytes, over the {}-byte limit; viewers will get 414 (use signed cookies or a shorter policy)",
+                    url.len(),
+                    crate::request::MAX_URL_BYTES
+                );
+            }
+            println!("{url}");
         }
         SignCommand::Cookies {
             sign,
