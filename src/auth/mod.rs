@@ -26,7 +26,9 @@ mod verify;
 
 pub use encoding::{cloudfront_base64_decode, cloudfront_base64_encode};
 pub use keys::{HashAlgorithm, KeyAlgorithm, KeyError, PrivateKey, PublicKey, TrustedKeys};
-pub use policy::{ConditionFailure, MAX_EPOCH, Policy, PolicyError, parse_custom_policy, parse_ip_range, wildcard_matches};
+pub use policy::{
+    ConditionFailure, MAX_EPOCH, MAX_POLICY_BYTES, Policy, PolicyError, parse_custom_policy, parse_ip_range, wildcard_matches,
+};
 pub use rejection::{DenyReason, ErrorCode, error_xml, format_duration};
 pub use request::{CredentialSource, Credentials, MAX_COOKIE_BYTES, SIGNING_PARAMS, SignedTarget, split_target};
 pub use sign::{PolicySpec, PolicyTerms, Signer, SigningParams};
