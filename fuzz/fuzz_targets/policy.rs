@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use keyfront::auth::{
-    HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer, TrustedKeys, Verifier, ViewerRequest, parse_custom_policy,
-    split_target,
+    HashAlgorithm, KeyAlgorithm, MAX_POLICY_BYTES, PolicySpec, PolicyTerms, PrivateKey, Signer, TrustedKeys, Verifier, ViewerRequest,
+    parse_custom_policy, split_target,
 };
 use libfuzzer_sys::fuzz_target;
 
