@@ -102,6 +102,24 @@ impl Drop for Served {
     }
 }
 
+/// A canned URL target for `path` on `edge`, its signature, and a `Cookie`
+/// value that carries the signature and a secret session cookie: what a
+/// log must never show.
+fn signed_with_secret_cookie(edge: std::net::SocketAddr, path: &str) -> (String, String, String) {
+    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
+    let signer = keyfront::auth::Signer::new(KEY_ID, key, keyfront::auth::HashAlgorithm::Sha1);
+    let url = signer.sign_url(
+        &format!("http://{edge}{path}"),
+        &keyfront::auth::PolicySpec::Canned {
+            expires: common::now() + 600,
+        },
+    );
+    let target = url.strip_prefix(&format!("http://{edge}")).unwrap().to_owned();
+    let signature = target.split("Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let cookie = format!("CloudFront-Signature={signature}; session=s3cr3t-cookie");
+    (target, signature, cookie)
+}
+
 #[test]
 fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
     let store_dir = tempfile::tempdir().unwrap();
@@ -118,17 +136,8 @@ fn serve_logs_an_origin_refusing_credentials_and_never_logs_secrets() {
     )
     .unwrap();
     let mut served = Served::start(&config, edge, Some("debug"));
-    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
-    let signer = keyfront::auth::Signer::new(KEY_ID, key, keyfront::auth::HashAlgorithm::Sha1);
-    let url = signer.sign_url(
-        &format!("http://{edge}/a.mp4"),
-        &keyfront::auth::PolicySpec::Canned {
-            expires: common::now() + 600,
-        },
-    );
-    let target = url.strip_prefix(&format!("http://{edge}")).unwrap();
-    let signature = target.split("Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
-    let cookie = format!("CloudFront-Signature={signature}; session=s3cr3t-cookie");
+    let (target, signature, cookie) = signed_with_secret_cookie(edge, "/a.mp4");
+    let target = target.as_str();
     assert_eq!(request(edge, "GET", target, &[("Cookie", &cookie)], b"").status, 502);
     assert_eq!(request(edge, "GET", "/a.mp4", &[("Cookie", &cookie)], b"").status, 403);
 
@@ -169,17 +178,8 @@ fn serve_with_an_embedded_origin_logs_no_secret_at_debug() {
     let mut served = Served::start(&config, edge, Some("debug"));
     let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-embedded-secret");
     assert_eq!(keyfront::origin::put_object(&origin, "/a.txt", &[], b"hello").unwrap(), 200);
-    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
-    let signer = keyfront::auth::Signer::new(KEY_ID, key, keyfront::auth::HashAlgorithm::Sha1);
-    let url = signer.sign_url(
-        &format!("http://{edge}/a.txt"),
-        &keyfront::auth::PolicySpec::Canned {
-            expires: common::now() + 600,
-        },
-    );
-    let target = url.strip_prefix(&format!("http://{edge}")).unwrap();
-    let signature = target.split("Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
-    let cookie = format!("CloudFront-Signature={signature}; session=s3cr3t-cookie");
+    let (target, signature, cookie) = signed_with_secret_cookie(edge, "/a.txt");
+    let target = target.as_str();
     let served_object = request(edge, "GET", target, &[("Cookie", &cookie)], b"");
     assert_eq!((served_object.status, served_object.text().as_str()), (200, "hello"));
     // A request to the origin signed with a wrong secret: s3s compares it
