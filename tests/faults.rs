@@ -173,6 +173,125 @@ fn idle_viewer_connections_are_let_go() {
     );
 }
 
+/// Whether the edge has closed `connection`, waiting up to `wait` to see.
+fn closed_within(connection: &mut TcpStream, wait: Duration) -> bool {
+    connection.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    match connection.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("the edge answered a header it never got whole"),
+        Err(error) => !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Slow-loris viewers, dribbling a header a byte at a time (each byte well
+/// within pingora's per-read timeout), are cut at `viewer_header_timeout`,
+/// on a new connection and on a kept-alive one (after its idle time), while
+/// other viewers' hits go on.
+#[test]
+fn slow_loris_headers_are_cut_at_the_header_deadline() {
+    let stack = Stack::start_configured(
+        "  - path_pattern: /open/*\n    origin: store\n",
+        "",
+        "viewer_header_timeout: 1s\nviewer_idle_timeout: 2s",
+    );
+    stack.put("/open/a.txt", "text/plain", b"hello");
+    let dribble = |mut connection: TcpStream| -> Duration {
+        let started = Instant::now();
+        for byte in b"GET /open/a.txt HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().chain([b'a'; 200].iter()) {
+            if connection.write_all(&[*byte]).is_err() || closed_within(&mut connection, Duration::from_millis(150)) {
+                return started.elapsed();
+            }
+        }
+        panic!("a header dribbled for {:?} was never cut", started.elapsed());
+    };
+    let loris: Vec<_> = (0..50)
+        .map(|_| {
+            let connection = TcpStream::connect(stack.edge).unwrap();
+            std::thread::spawn(move || dribble(connection))
+        })
+        .collect();
+    for _ in 0..20 {
+        let hit = request(stack.edge, "GET", "/open/a.txt", &[], b"");
+        assert_eq!((hit.status, hit.body.as_slice()), (200, &b"hello"[..]), "other viewers are served");
+    }
+    for cut_after in loris.into_iter().map(|t| t.join().unwrap()) {
+        assert!(
+            cut_after >= Duration::from_millis(900) && cut_after < Duration::from_secs(3),
+            "cut at the 1 s deadline, not before and not at pingora's 60 s read timeout: {cut_after:?}"
+        );
+    }
+    // A kept-alive connection: its next header gets the idle time (2 s) and
+    // then the header's own second.
+    let mut kept = TcpStream::connect(stack.edge).unwrap();
+    write!(kept, "GET /open/a.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = [0u8; 4096];
+    let mut read = 0;
+    while !answer[..read].ends_with(b"hello") {
+        read += kept.read(&mut answer[read..]).unwrap();
+    }
+    let cut_after = dribble(kept);
+    assert!(
+        cut_after >= Duration::from_millis(2900) && cut_after < Duration::from_secs(5),
+        "idle time and header deadline: {cut_after:?}"
+    );
+}
+
+/// A viewer that stops reading a 32 MiB download is cut after
+/// `viewer_send_timeout` (only the bytes it had been sent, all right), and
+/// the object is then served whole to the next viewer.
+#[test]
+fn a_viewer_that_stops_reading_is_cut() {
+    let stack = Stack::start_configured("  - path_pattern: /open/*\n    origin: store\n", "", "viewer_send_timeout: 1s");
+    let data = patterned(32 << 20);
+    stack.put("/open/big.bin", "application/octet-stream", &data);
+    let mut stalled = TcpStream::connect(stack.edge).unwrap();
+    write!(stalled, "GET /open/big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    let _ = stalled.read_to_end(&mut received);
+    let body_start = received.windows(4).position(|w| w == b"\r\n\r\n").expect("a header") + 4;
+    let body = &received[body_start..];
+    assert!(received.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        body.len() < data.len(),
+        "cut short, not sent whole to a viewer that stopped reading"
+    );
+    assert!(body == &data[..body.len()], "only right bytes");
+    let whole = request(stack.edge, "GET", "/open/big.bin", &[], b"");
+    assert!(whole.status == 200 && whole.body == data, "the next viewer gets it whole");
+}
+
+/// A viewer that resets its connection mid-body harms nobody: a viewer of
+/// the same object at the same time, and the next one, get it byte-exact.
+#[test]
+fn a_viewer_reset_mid_body_harms_nobody() {
+    let stack = Stack::start_with("  - path_pattern: /open/*\n    origin: store\n", "  slice_size: 1MiB");
+    let data = patterned(8 << 20);
+    stack.put("/open/film.mp4", "video/mp4", &data);
+    let alongside = {
+        let edge = stack.edge;
+        std::thread::spawn(move || request(edge, "GET", "/open/film.mp4", &[], b""))
+    };
+    for _ in 0..5 {
+        let mut viewer = TcpStream::connect(stack.edge).unwrap();
+        write!(viewer, "GET /open/film.mp4 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut some = vec![0u8; 100_000];
+        viewer.read_exact(&mut some).unwrap();
+        // Closing with unread bytes in the receive buffer sends a reset.
+        drop(viewer);
+    }
+    let alongside = alongside.join().unwrap();
+    assert!(
+        alongside.status == 200 && alongside.body == data,
+        "the viewer alongside got it whole"
+    );
+    let next = request(stack.edge, "GET", "/open/film.mp4", &[], b"");
+    assert!(next.status == 200 && next.body == data, "the next viewer gets it whole");
+    assert_eq!(stack.origin_requests(), 8, "each slice fetched once, resets or not");
+}
+
 /// The object replaced at the origin between a viewer's HEAD and its GET
 /// (same size, other bytes), and again while a stale copy is revalidated:
 /// every answer is one whole version, never a mix.

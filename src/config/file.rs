@@ -32,9 +32,18 @@ pub struct ConfigFile {
     /// How long an idle keep-alive viewer connection is kept open (default 60s).
     #[serde(default)]
     pub viewer_idle_timeout: Option<String>,
+    /// How long a viewer may take to send a request header (default 10s).
+    #[serde(default)]
+    pub viewer_header_timeout: Option<String>,
+    /// How long one write may wait for a viewer that reads nothing (default 30s).
+    #[serde(default)]
+    pub viewer_send_timeout: Option<String>,
     /// On SIGTERM, how long in-flight responses may run on (default 10s).
     #[serde(default)]
     pub drain_timeout: Option<String>,
+    /// The Unix socket of the graceful upgrade (default /tmp/keyfront-upgrade.sock).
+    #[serde(default)]
+    pub upgrade_socket: Option<String>,
     /// Key group name -> its public keys.
     #[serde(default)]
     pub key_groups: BTreeMap<String, Vec<KeyFile>>,

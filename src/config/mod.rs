@@ -15,6 +15,10 @@ use crate::origin::{Credentials, S3Origin};
 use crate::request::canonical_pattern;
 use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, OneOrMany, OriginFile};
 
+/// Where `serve --upgrade` meets the old process unless the config says
+/// otherwise (pingora's own default is shared by every pingora program).
+pub const DEFAULT_UPGRADE_SOCKET: &str = "/tmp/keyfront-upgrade.sock";
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,9 +54,17 @@ pub struct Config {
     /// How long an idle keep-alive viewer connection stays open (HTTP/1.1's
     /// default in pingora is forever: idle connections would pile up).
     pub viewer_idle_timeout: Duration,
+    /// How long a viewer may take to send a whole request header (pingora
+    /// times each read, not the header: a slow-loris viewer would stay).
+    pub viewer_header_timeout: Duration,
+    /// How long one write to a viewer may wait for the viewer to read.
+    pub viewer_send_timeout: Duration,
     /// On SIGTERM (or Ctrl-C), how long in-flight responses may run on
     /// after the listeners close.
     pub drain_timeout: Duration,
+    /// Where `keyfront serve --upgrade` receives the listening sockets of the
+    /// process it replaces (pingora's graceful upgrade).
+    pub upgrade_socket: PathBuf,
     pub behaviors: Vec<Behavior>,
     /// Embedded stores to start before serving.
     pub embedded_stores: Vec<EmbeddedStore>,
@@ -262,6 +274,23 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
     }
 
+    /// As `duration`, within `seconds` (whole seconds at both ends).
+    fn bounded_duration(
+        &self,
+        field: &str,
+        text: Option<&str>,
+        default_seconds: u64,
+        seconds: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        let duration = self.duration(field.to_owned(), text, Duration::from_secs(default_seconds))?;
+        let (low, high) = (*seconds.start(), *seconds.end());
+        if (Duration::from_secs(low)..=Duration::from_secs(high)).contains(&duration) {
+            return Ok(duration);
+        }
+        let reason = format!("expected a duration from {low}s to {high}s, e.g. {default_seconds}s");
+        Err(self.invalid(field, text.unwrap_or_default(), reason))
+    }
+
     fn address(&self, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
         text.parse()
             .map_err(|_| self.invalid(field, text, "expected host:port with an IP address, e.g. 127.0.0.1:8080"))
@@ -345,17 +374,13 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 path => AccessLogTarget::File(self.base_dir.join(path)),
             }),
             public_base_url,
-            viewer_idle_timeout: match file.viewer_idle_timeout.as_deref() {
-                None => Duration::from_secs(60),
-                Some(text) => parse_duration(text)
-                    .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
-                    .ok_or_else(|| self.invalid("viewer_idle_timeout", text, "expected a duration from 1s to 1h, e.g. 60s"))?,
-            },
-            drain_timeout: match file.drain_timeout.as_deref() {
-                None => Duration::from_secs(10),
-                Some(text) => parse_duration(text)
-                    .filter(|d| *d <= Duration::from_secs(3600))
-                    .ok_or_else(|| self.invalid("drain_timeout", text, "expected a duration up to 1h, e.g. 30s"))?,
+            viewer_idle_timeout: self.bounded_duration("viewer_idle_timeout", file.viewer_idle_timeout.as_deref(), 60, 1..=3600)?,
+            viewer_header_timeout: self.bounded_duration("viewer_header_timeout", file.viewer_header_timeout.as_deref(), 10, 1..=300)?,
+            viewer_send_timeout: self.bounded_duration("viewer_send_timeout", file.viewer_send_timeout.as_deref(), 30, 1..=3600)?,
+            drain_timeout: self.bounded_duration("drain_timeout", file.drain_timeout.as_deref(), 10, 0..=3600)?,
+            upgrade_socket: match &file.upgrade_socket {
+                Some(path) => self.base_dir.join(path),
+                None => PathBuf::from(DEFAULT_UPGRADE_SOCKET),
             },
             behaviors,
             embedded_stores,

@@ -49,6 +49,9 @@ fn a_good_config_validates() {
     assert_eq!(config.behaviors[1].allowed_methods, AllowedMethods::All);
     assert_eq!(config.behaviors[1].ttl.max, Duration::from_secs(365 * 86_400));
     assert_eq!(config.embedded_stores.len(), 1);
+    assert_eq!(config.viewer_header_timeout, Duration::from_secs(10));
+    assert_eq!(config.viewer_send_timeout, Duration::from_secs(30));
+    assert_eq!(config.upgrade_socket, Path::new(DEFAULT_UPGRADE_SOCKET));
 }
 
 #[test]
@@ -110,6 +113,18 @@ fn errors_name_the_field_and_the_value() {
         (
             GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nlog_level: loud\n"),
             "log_level: \"loud\": expected error, warn",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nviewer_header_timeout: 0s\n"),
+            "viewer_header_timeout: \"0s\": expected a duration from 1s to 300s",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nviewer_send_timeout: 2d\n"),
+            "viewer_send_timeout: \"2d\": expected a duration from 1s to 3600s",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\ndrain_timeout: soon\n"),
+            "drain_timeout: \"soon\": expected a duration such as",
         ),
         (
             GOOD.replace("type: embedded", "type: ftp"),

@@ -43,6 +43,9 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     if session.get_keepalive() == Some(0) {
         session.set_keepalive(Some(state.viewer_idle_seconds));
     }
+    // A viewer that stops reading would otherwise hold its connection (and
+    // the slice it is being sent) for as long as it likes.
+    session.set_write_timeout(Some(state.viewer_send_timeout));
     let header = session.req_header();
     let Ok(raw_target) = std::str::from_utf8(header.raw_path()) else {
         respond::write_error(session, BAD_REQUEST).await?;

@@ -5,6 +5,7 @@ mod cached;
 mod context;
 mod cors;
 mod handlers;
+mod header_deadline;
 mod respond;
 mod server;
 
@@ -40,6 +41,13 @@ impl ProxyHttp for Edge {
     /// out, as compressing ranged video would break byte offsets.
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
         modules.add_module(Box::new(cors::CorsModuleBuilder));
+    }
+
+    /// Ends the header deadline (`header_deadline`): the header is read.
+    /// Never fails.
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut RequestContext) -> Result<()> {
+        header_deadline::header_read();
+        Ok(())
     }
 
     /// Matches the behavior, checks the method and the signature, and maps the

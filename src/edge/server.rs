@@ -8,10 +8,12 @@ use pingora::listeners::ListenerConfig;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::protocols::l4::stream::L4BufferSettings;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
 use super::Edge;
+use super::header_deadline::HeaderDeadline;
 use crate::accesslog::AccessLog;
 use crate::admin::AdminApp;
 use crate::auth::Verifier;
@@ -39,6 +41,8 @@ pub struct EdgeState {
     pub access_log: Option<AccessLog>,
     /// Seconds an idle keep-alive viewer connection stays open.
     pub viewer_idle_seconds: u64,
+    /// How long one write may wait for a viewer to read.
+    pub viewer_send_timeout: std::time::Duration,
 }
 
 /// Why the edge could not start.
@@ -63,6 +67,10 @@ pub struct Listeners {
     pub admin_token: Option<String>,
     /// How long in-flight responses may run on after SIGTERM.
     pub drain_timeout: std::time::Duration,
+    /// How long a viewer may take to send a request header.
+    pub header_timeout: std::time::Duration,
+    /// Where a graceful upgrade hands the listening sockets over.
+    pub upgrade_socket: PathBuf,
 }
 
 impl EdgeState {
@@ -74,6 +82,8 @@ impl EdgeState {
             admin: config.admin_listen,
             admin_token: config.admin_token,
             drain_timeout: config.drain_timeout,
+            header_timeout: config.viewer_header_timeout,
+            upgrade_socket: config.upgrade_socket,
         };
         let metrics = Metrics::default();
         let state = Self {
@@ -85,6 +95,7 @@ impl EdgeState {
             config_source: config.source,
             verifier: Verifier::default(),
             viewer_idle_seconds: config.viewer_idle_timeout.as_secs(),
+            viewer_send_timeout: config.viewer_send_timeout,
             metrics,
             access_log: match config.access_log {
                 None => None,
@@ -167,7 +178,8 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         admin.add_tcp(&address.to_string());
         server.add_service(admin);
     }
-    let mut service = http_proxy_service(&server.configuration, Edge { state });
+    let edge = HeaderDeadline::new(http_proxy(&server.configuration, Edge { state }), listeners.header_timeout);
+    let mut service = Service::new("keyfront edge".to_owned(), edge);
     for address in &listeners.viewer {
         service.add_listener(viewer_listener(&address.to_string()));
     }
