@@ -75,23 +75,37 @@ impl Served {
     /// Starts `keyfront serve` on `config` and waits until `address` listens.
     /// With `log_level`, its stderr (the application log) is kept for reading.
     fn start(config: &std::path::Path, address: std::net::SocketAddr, log_level: Option<&str>) -> Served {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyfront"));
-        command
-            .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
-            .stdout(Stdio::null());
-        match log_level {
-            Some(level) => command.env("RUST_LOG", level).stderr(Stdio::piped()),
-            None => command.stderr(Stdio::null()),
-        };
-        let served = Served {
-            child: command.spawn().unwrap(),
-        };
+        let served = Served::spawn(config, &[], log_level);
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(address).is_err() {
             assert!(Instant::now() < deadline, "keyfront serve did not start listening on {address}");
             std::thread::sleep(Duration::from_millis(50));
         }
         served
+    }
+
+    /// Starts `keyfront serve` on `config` with `extra` arguments.
+    fn spawn(config: &std::path::Path, extra: &[&str], log_level: Option<&str>) -> Served {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyfront"));
+        command
+            .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
+            .args(extra)
+            .stdout(Stdio::null());
+        match log_level {
+            Some(level) => command.env("RUST_LOG", level).stderr(Stdio::piped()),
+            None => command.stderr(Stdio::null()),
+        };
+        Served {
+            child: command.spawn().unwrap(),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
     }
 }
 
@@ -214,47 +228,129 @@ fn serve_with_an_embedded_origin_logs_no_secret_at_debug() {
     }
 }
 
+/// `keyfront serve` with an embedded origin holding a 24 MiB object, and a
+/// viewer that has read its first 64 KiB.
+struct Download {
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    edge: std::net::SocketAddr,
+    origin: keyfront::origin::S3Origin,
+    served: Served,
+    viewer: std::net::TcpStream,
+    received: Vec<u8>,
+    data: Vec<u8>,
+}
+
+impl Download {
+    /// Starts it; `settings` are more top-level config lines.
+    fn start(settings: &str) -> Download {
+        let dir = tempfile::tempdir().unwrap();
+        let (edge, store) = (free_address(), free_address());
+        let config = dir.path().join("keyfront.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: {edge}\n{settings}\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-secret}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: store\n"
+            ),
+        )
+        .unwrap();
+        let served = Served::start(&config, edge, None);
+        let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-secret");
+        let data = common::patterned(24 << 20);
+        assert_eq!(keyfront::origin::put_object(&origin, "/big.bin", &[], &data).unwrap(), 200);
+        let mut viewer = std::net::TcpStream::connect(edge).unwrap();
+        viewer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let get = format!("GET /big.bin HTTP/1.1\r\nHost: {edge}\r\nConnection: close\r\n\r\n");
+        std::io::Write::write_all(&mut viewer, get.as_bytes()).unwrap();
+        let mut received = vec![0u8; 64 * 1024];
+        viewer.read_exact(&mut received).unwrap();
+        Download {
+            _dir: dir,
+            config,
+            edge,
+            origin,
+            served,
+            viewer,
+            received,
+            data,
+        }
+    }
+
+    /// Reads the rest: the download must run to its end, right bytes only.
+    fn finish(&mut self) {
+        self.viewer.read_to_end(&mut self.received).unwrap();
+        let body_start = self.received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(self.received.len() - body_start, self.data.len(), "the download ran to its end");
+        assert!(self.received[body_start..] == self.data[..]);
+    }
+}
+
 /// SIGTERM (by the child's own pid) while a viewer downloads 24 MiB: the
 /// listener closes, the download runs on to its last byte, right bytes only.
 #[test]
 fn sigterm_drains_in_flight_downloads() {
-    let dir = tempfile::tempdir().unwrap();
-    let (edge, store) = (free_address(), free_address());
-    let config = dir.path().join("keyfront.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: {edge}\ndrain_timeout: 5s\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-secret}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: store\n"
-        ),
-    )
-    .unwrap();
-    let mut served = Served::start(&config, edge, None);
-    let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-secret");
-    let data = common::patterned(24 << 20);
-    assert_eq!(keyfront::origin::put_object(&origin, "/big.bin", &[], &data).unwrap(), 200);
-
-    let mut viewer = std::net::TcpStream::connect(edge).unwrap();
-    viewer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    std::io::Write::write_all(
-        &mut viewer,
-        format!("GET /big.bin HTTP/1.1\r\nHost: {edge}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let mut received = vec![0u8; 64 * 1024];
-    viewer.read_exact(&mut received).unwrap();
-    let term = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    let mut download = Download::start("drain_timeout: 5s");
+    download.served.signal("TERM");
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(std::net::TcpStream::connect(edge).is_err(), "the listener closed");
-    viewer.read_to_end(&mut received).unwrap();
-    let body_start = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert_eq!(received.len() - body_start, data.len(), "the download ran to its end");
-    assert!(received[body_start..] == data[..]);
-    let status = served.child.wait().unwrap();
+    assert!(std::net::TcpStream::connect(download.edge).is_err(), "the listener closed");
+    download.finish();
+    let status = download.served.child.wait().unwrap();
     assert!(status.success() || status.code().is_some(), "{status:?}");
+}
+
+/// A graceful upgrade: a second `keyfront serve --upgrade` takes the
+/// listeners over when the first gets SIGQUIT. A download begun on the old
+/// process and paused across the hand-over completes byte-exact; a viewer
+/// connecting all the while is never refused; the old process exits, the
+/// new one serves on (its embedded origin bound the same port meanwhile).
+#[test]
+fn a_graceful_upgrade_drops_no_viewer() {
+    let mut download = Download::start("drain_timeout: 5s\nupgrade_socket: upgrade.sock");
+    let edge = download.edge;
+    assert_eq!(
+        keyfront::origin::put_object(&download.origin, "/small.txt", &[], b"small").unwrap(),
+        200
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let viewers = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut served, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match std::panic::catch_unwind(|| request(edge, "GET", "/small.txt", &[], b"")) {
+                    Ok(answer) if answer.status == 200 && answer.body == b"small" => served += 1,
+                    Ok(answer) => failed.push(format!("{} {}", answer.status, answer.text())),
+                    Err(_) => failed.push("connection failed".to_owned()),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (served, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let _new = Served::spawn(&download.config, &["--upgrade"], None);
+    std::thread::sleep(Duration::from_millis(500));
+    download.served.signal("QUIT");
+    // pingora's old process accepts alongside the new one for 5 s after the
+    // hand-over, then stops accepting and drains for `drain_timeout` (5 s):
+    // resume the download in the drain.
+    std::thread::sleep(Duration::from_secs(6));
+    download.finish();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while download.served.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the old process exits once drained");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (served, failed) = viewers.join().unwrap();
+    assert!(failed.is_empty(), "no viewer refused or failed across the upgrade: {failed:?}");
+    assert!(served > 100, "viewers were served throughout: {served}");
+    assert_eq!(
+        request(edge, "GET", "/small.txt", &[], b"").body,
+        b"small",
+        "the new process serves"
+    );
 }
 
 /// `kill -HUP` (by the child's own pid) makes `keyfront serve` reload: a key
@@ -286,11 +382,7 @@ fn sighup_reloads_the_config() {
     assert!(request(edge, "GET", &target, &[], b"").text().contains("<Code>InvalidKey</Code>"));
 
     write_config("old, new");
-    let hup = Command::new("kill")
-        .args(["-HUP", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    served.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         // Past the signature check, the embedded origin has no such object: 404.

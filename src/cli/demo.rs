@@ -149,7 +149,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     let config = load_config(&config_path)?;
 
     print_guide(&args, &key_id, key, &admin_token);
-    run_edge(config, 2)
+    run_edge(config, 2, false)
 }
 
 fn print_guide(args: &DemoArgs, key_id: &str, key: PrivateKey, admin_token: &str) {

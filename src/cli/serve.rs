@@ -19,6 +19,12 @@ pub struct ServeArgs {
     /// Worker threads for the viewer listeners.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
     threads: usize,
+    /// Take the listening sockets over from a running `keyfront serve` with
+    /// the same listeners: start this, then send the old process SIGQUIT
+    /// within five seconds. It hands its sockets over on `upgrade_socket`
+    /// and finishes its in-flight responses (`drain_timeout`) before exiting.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 #[derive(Args, Debug)]
@@ -62,8 +68,9 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Opens the cache and runs the edge until a signal stops it.
-pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
+/// Opens the cache and runs the edge until a signal stops it. With
+/// `upgrade`, the listening sockets come from the process being replaced.
+pub fn run_edge(config: Config, threads: usize, upgrade: bool) -> Result<ExitCode, CliError> {
     let (state, listeners) = EdgeState::from_config(config).map_err(CliError::Start)?;
     reload_on_sighup(state.clone());
     for address in &listeners.viewer {
@@ -75,7 +82,9 @@ pub fn run_edge(config: Config, threads: usize) -> Result<ExitCode, CliError> {
     for tls in &listeners.tls {
         tracing::info!(address = %tls.address, "edge listening with TLS (HTTP/2 and HTTP/1.1)");
     }
-    build_server(state, &listeners, threads).map_err(CliError::Start)?.run_forever()
+    build_server(state, &listeners, threads, upgrade)
+        .map_err(CliError::Start)?
+        .run_forever()
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -83,7 +92,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     super::init_logging(config.as_ref().ok().and_then(|c| c.log_level.as_deref()));
     let config = config?;
     start_embedded_stores(&config)?;
-    run_edge(config, args.threads)
+    run_edge(config, args.threads, args.upgrade)
 }
 
 pub fn check_config(args: CheckConfigArgs) -> Result<ExitCode, CliError> {

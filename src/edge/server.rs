@@ -154,8 +154,10 @@ pub fn viewer_listener(address: &str) -> ListenerConfig {
 
 /// A pingora server with the edge on every viewer listener and the admin app
 /// on the admin listener. Run it with `run_forever`, which handles signals
-/// and graceful shutdown.
-pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize) -> Result<Server, StartError> {
+/// and graceful shutdown. With `upgrade`, `bootstrap` waits (up to five
+/// seconds) for the process being replaced to send its listening sockets
+/// on `upgrade_socket`, which that process does on SIGQUIT.
+pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize, upgrade: bool) -> Result<Server, StartError> {
     let conf = ServerConf {
         threads,
         // One runtime per thread, as nginx runs one process per core: no
@@ -168,9 +170,11 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         // plenty: only blocking tasks wait for it). SIGINT exits at once.
         grace_period_seconds: Some(listeners.drain_timeout.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: listeners.upgrade_socket.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let options = Opt { upgrade, ..Opt::default() };
+    let mut server = Server::new_with_opt_and_conf(Some(options), conf);
     server.bootstrap();
     if let Some(address) = listeners.admin {
         let app = AdminApp::new(state.clone(), listeners.admin_token.clone());

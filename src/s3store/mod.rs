@@ -14,7 +14,7 @@ use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
 use s3s::path::S3Path;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Result, s3_error};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 /// One bucket and the only credentials that open it.
 #[derive(Clone, Debug)]
@@ -153,6 +153,26 @@ pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), Stor
     Ok((listener, bound))
 }
 
+/// Like `bind`, with `SO_REUSEPORT`: a `keyfront serve --upgrade` starting
+/// its embedded origin while the process it replaces still serves from the
+/// same directory can bind the same port (both answer alike until the old
+/// one exits).
+fn bind_shared(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StoreError> {
+    let listen_error = |source| StoreError::Listen { address, source };
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(listen_error)?;
+    socket.set_reuseaddr(true).map_err(listen_error)?;
+    socket.set_reuseport(true).map_err(listen_error)?;
+    socket.bind(address).map_err(listen_error)?;
+    let listener = socket.listen(1024).map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, bound))
+}
+
 /// Serves S3 requests on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, service: S3Service) {
     let connections = ConnectionBuilder::new(TokioExecutor::new());
@@ -188,7 +208,7 @@ pub fn spawn(root: PathBuf, address: SocketAddr, buckets: Vec<BucketAccess>) -> 
         .enable_all()
         .build()
         .map_err(|e| StoreError::Open(e.to_string()))?;
-    let (listener, bound) = runtime.block_on(bind(address))?;
+    let (listener, bound) = runtime.block_on(async { bind_shared(address) })?;
     std::thread::Builder::new()
         .name("embedded-origin".into())
         .spawn(move || runtime.block_on(serve(listener, service)))

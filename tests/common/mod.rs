@@ -270,7 +270,7 @@ fn start_edge(template: &str, dir: &Path) -> (SocketAddr, SocketAddr, std::sync:
     let config = Config::load(&path).unwrap();
     let (state, listeners) = EdgeState::from_config(config).unwrap();
     let server_state = state.clone();
-    std::thread::spawn(move || build_server(server_state, &listeners, 1).unwrap().run_forever());
+    std::thread::spawn(move || build_server(server_state, &listeners, 1, false).unwrap().run_forever());
     wait_for(listen);
     wait_for(admin);
     (listen, admin, state)
