@@ -228,22 +228,19 @@ fn serve_with_an_embedded_origin_logs_no_secret_at_debug() {
     }
 }
 
-/// `keyfront serve` with an embedded origin holding a 24 MiB object, and a
-/// viewer that has read its first 64 KiB.
-struct Download {
-    _dir: tempfile::TempDir,
+/// A child `keyfront serve` in a directory of its own, its only behavior
+/// public and served by an embedded origin (`origin`).
+struct EmbeddedServe {
+    dir: tempfile::TempDir,
     config: std::path::PathBuf,
     edge: std::net::SocketAddr,
     origin: keyfront::origin::S3Origin,
     served: Served,
-    viewer: std::net::TcpStream,
-    received: Vec<u8>,
-    data: Vec<u8>,
 }
 
-impl Download {
+impl EmbeddedServe {
     /// Starts it; `settings` are more top-level config lines.
-    fn start(settings: &str) -> Download {
+    fn start(settings: &str) -> EmbeddedServe {
         let dir = tempfile::tempdir().unwrap();
         let (edge, store) = (free_address(), free_address());
         let config = dir.path().join("keyfront.yaml");
@@ -256,20 +253,38 @@ impl Download {
         .unwrap();
         let served = Served::start(&config, edge, None);
         let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-secret");
-        let data = common::patterned(24 << 20);
-        assert_eq!(keyfront::origin::put_object(&origin, "/big.bin", &[], &data).unwrap(), 200);
-        let mut viewer = std::net::TcpStream::connect(edge).unwrap();
-        viewer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let get = format!("GET /big.bin HTTP/1.1\r\nHost: {edge}\r\nConnection: close\r\n\r\n");
-        std::io::Write::write_all(&mut viewer, get.as_bytes()).unwrap();
-        let mut received = vec![0u8; 64 * 1024];
-        viewer.read_exact(&mut received).unwrap();
-        Download {
-            _dir: dir,
+        EmbeddedServe {
+            dir,
             config,
             edge,
             origin,
             served,
+        }
+    }
+}
+
+/// An `EmbeddedServe` whose origin holds a 24 MiB object, and a viewer that
+/// has read its first 64 KiB.
+struct Download {
+    serve: EmbeddedServe,
+    viewer: std::net::TcpStream,
+    received: Vec<u8>,
+    data: Vec<u8>,
+}
+
+impl Download {
+    fn start(settings: &str) -> Download {
+        let serve = EmbeddedServe::start(settings);
+        let data = common::patterned(24 << 20);
+        assert_eq!(keyfront::origin::put_object(&serve.origin, "/big.bin", &[], &data).unwrap(), 200);
+        let mut viewer = std::net::TcpStream::connect(serve.edge).unwrap();
+        viewer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let get = format!("GET /big.bin HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", serve.edge);
+        std::io::Write::write_all(&mut viewer, get.as_bytes()).unwrap();
+        let mut received = vec![0u8; 64 * 1024];
+        viewer.read_exact(&mut received).unwrap();
+        Download {
+            serve,
             viewer,
             received,
             data,
@@ -290,11 +305,11 @@ impl Download {
 #[test]
 fn sigterm_drains_in_flight_downloads() {
     let mut download = Download::start("drain_timeout: 5s");
-    download.served.signal("TERM");
+    download.serve.served.signal("TERM");
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(std::net::TcpStream::connect(download.edge).is_err(), "the listener closed");
+    assert!(std::net::TcpStream::connect(download.serve.edge).is_err(), "the listener closed");
     download.finish();
-    let status = download.served.child.wait().unwrap();
+    let status = download.serve.served.child.wait().unwrap();
     assert!(status.success() || status.code().is_some(), "{status:?}");
 }
 
@@ -306,9 +321,9 @@ fn sigterm_drains_in_flight_downloads() {
 #[test]
 fn a_graceful_upgrade_drops_no_viewer() {
     let mut download = Download::start("drain_timeout: 5s\nupgrade_socket: upgrade.sock");
-    let edge = download.edge;
+    let edge = download.serve.edge;
     assert_eq!(
-        keyfront::origin::put_object(&download.origin, "/small.txt", &[], b"small").unwrap(),
+        keyfront::origin::put_object(&download.serve.origin, "/small.txt", &[], b"small").unwrap(),
         200
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -328,16 +343,16 @@ fn a_graceful_upgrade_drops_no_viewer() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let _new = Served::spawn(&download.config, &["--upgrade"], None);
+    let _new = Served::spawn(&download.serve.config, &["--upgrade"], None);
     std::thread::sleep(Duration::from_millis(500));
-    download.served.signal("QUIT");
+    download.serve.served.signal("QUIT");
     // pingora's old process accepts alongside the new one for 5 s after the
     // hand-over, then stops accepting and drains for `drain_timeout` (5 s):
     // resume the download in the drain.
     std::thread::sleep(Duration::from_secs(6));
     download.finish();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while download.served.child.try_wait().unwrap().is_none() {
+    while download.serve.served.child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the old process exits once drained");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -351,6 +366,94 @@ fn a_graceful_upgrade_drops_no_viewer() {
         b"small",
         "the new process serves"
     );
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// A disk tier that cannot write (a file-size limit put on the running
+/// process with `prlimit`, as a full disk would): viewers are still served
+/// whole, from memory; no partial file is left; `/readyz` and
+/// `keyfront_disk_degraded` say degraded; both recover at the first write
+/// after the limit is lifted. Without SIGXFSZ caught, the first write past
+/// the limit would end the process.
+#[test]
+fn a_disk_that_cannot_write_degrades_and_recovers() {
+    let admin = free_address();
+    let serve = EmbeddedServe::start(&format!("admin_listen: \"{admin}\"\ncache:\n  disk: {{path: disk, size: 1GiB}}"));
+    let data = common::patterned(3 << 20);
+    for key in ["/before.bin", "/during.bin", "/after.bin"] {
+        assert_eq!(keyfront::origin::put_object(&serve.origin, key, &[], &data).unwrap(), 200);
+    }
+    let pid = serve.served.child.id().to_string();
+    // The soft limit only: lifting a hard one again would need privilege.
+    let limit_file_size = |size: &str| {
+        let limited = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--fsize={size}:")])
+            .status()
+            .unwrap();
+        assert!(limited.success());
+    };
+    let readiness = || request(admin, "GET", "/readyz", &[], b"").text();
+    let gauge = || {
+        let metrics = request(admin, "GET", "/metrics", &[], b"").text();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("keyfront_disk_degraded "))
+            .map(str::to_owned)
+    };
+    let served_whole = |key: &str| {
+        let answer = request(serve.edge, "GET", key, &[], b"");
+        assert!(answer.status == 200 && answer.body == data, "{key} served whole");
+    };
+    let slice_files = || {
+        let files = files_under(&serve.dir.path().join("disk"));
+        files.iter().filter(|f| f.extension().is_some_and(|e| e == "slice")).count()
+    };
+    let partial_files = || {
+        let files = files_under(&serve.dir.path().join("disk"));
+        files
+            .into_iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().contains(".tmp"))
+            .collect::<Vec<_>>()
+    };
+
+    served_whole("/before.bin");
+    common::wait_until("the first object's three slices on disk", || slice_files() == 3);
+    assert_eq!(readiness(), "{\"status\":\"ready\"}");
+
+    limit_file_size("65536");
+    served_whole("/during.bin");
+    served_whole("/during.bin");
+    common::wait_until("the tier degraded", || readiness().contains("\"status\":\"degraded\""));
+    assert!(readiness().contains("File too large"), "{}", readiness());
+    assert_eq!(gauge().as_deref(), Some("keyfront_disk_degraded 1"));
+    common::wait_until("the three failed writes counted", || {
+        request(admin, "GET", "/metrics", &[], b"")
+            .text()
+            .contains("keyfront_disk_errors_total 3")
+    });
+    assert_eq!(slice_files(), 3, "no slice of the second object written");
+    assert_eq!(partial_files(), Vec::<std::path::PathBuf>::new(), "no partial file left");
+
+    limit_file_size("unlimited");
+    served_whole("/after.bin");
+    common::wait_until("the tier recovered", || readiness() == "{\"status\":\"ready\"}");
+    assert_eq!(gauge().as_deref(), Some("keyfront_disk_degraded 0"));
+    common::wait_until("the third object's slices on disk", || slice_files() == 6);
+    assert_eq!(partial_files(), Vec::<std::path::PathBuf>::new());
+    served_whole("/during.bin");
 }
 
 /// `kill -HUP` (by the child's own pid) makes `keyfront serve` reload: a key

@@ -101,15 +101,17 @@ impl AdminApp {
         Ok(body)
     }
 
-    /// Ready: the config loaded and the listeners are up (this answers), and
-    /// the disk tier, if any, takes writes.
+    /// Ready: the config loaded and the listeners are up (this answers).
+    /// A disk tier that cannot write makes the edge `degraded`, still 200:
+    /// memory and the origin serve every viewer, so a load balancer should
+    /// keep sending them.
     async fn readiness(&self) -> Response<Vec<u8>> {
         let cache = self.state.cache.clone();
-        match tokio::task::spawn_blocking(move || cache.disk_writable()).await {
-            Ok(Ok(())) => reply(StatusCode::OK, "{\"status\":\"ready\"}".to_owned()),
-            Ok(Err(problem)) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("the disk cache is not writable: {problem}"),
+        match tokio::task::spawn_blocking(move || cache.disk_degradation()).await {
+            Ok(None) => reply(StatusCode::OK, "{\"status\":\"ready\"}".to_owned()),
+            Ok(Some(problem)) => reply(
+                StatusCode::OK,
+                serde_json::json!({ "status": "degraded", "disk": problem }).to_string(),
             ),
             Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the readiness check failed"),
         }

@@ -40,6 +40,9 @@ pub struct DiskTier {
     metrics: CacheMetrics,
     /// File path -> size, weighted by size under the budget.
     index: moka::sync::Cache<PathBuf, u64>,
+    /// Why the last write failed, while writes fail (cleared by the next
+    /// write that succeeds): the tier is degraded, memory still serves.
+    write_failure: std::sync::Mutex<Option<String>>,
 }
 
 fn hex_hash(text: &str) -> String {
@@ -85,6 +88,7 @@ impl DiskTier {
             root: objects,
             metrics,
             index,
+            write_failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -151,7 +155,7 @@ impl DiskTier {
         encoded.extend_from_slice(&(identity.len() as u32).to_le_bytes());
         encoded.extend_from_slice(identity.as_bytes());
         encoded.extend_from_slice(data);
-        write_atomically(&path, &encoded)?;
+        self.record_write(write_atomically(&path, &encoded))?;
         self.index.insert(path, encoded.len() as u64);
         Ok(())
     }
@@ -168,7 +172,35 @@ impl DiskTier {
             meta: meta.clone(),
         };
         let text = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
-        write_atomically(&self.object_dir(object).join(META_FILE), &text)
+        // Only slice writes decide whether the tier is degraded: under a
+        // file-size limit small metadata files are written while slices fail.
+        write_atomically(&self.object_dir(object).join(META_FILE), &text).inspect_err(|error| {
+            self.count_error();
+            tracing::debug!(%error, "disk cache: writing metadata failed");
+        })
+    }
+
+    /// Counts a failed slice write and marks the tier degraded until a slice
+    /// write succeeds (a full disk, a file-size limit, a read-only remount).
+    fn record_write(&self, outcome: std::io::Result<()>) -> std::io::Result<()> {
+        let mut failure = self.write_failure.lock().expect("write failure lock");
+        match (&outcome, failure.is_some()) {
+            (Ok(()), true) => tracing::info!("disk cache: writes succeed again"),
+            (Err(error), false) => tracing::warn!(%error, "disk cache degraded: writes fail, memory still serves"),
+            (Err(error), true) => tracing::debug!(%error, "disk cache: a write failed"),
+            (Ok(()), false) => {}
+        }
+        if outcome.is_err() {
+            self.count_error();
+        }
+        *failure = outcome.as_ref().err().map(ToString::to_string);
+        self.metrics.disk_degraded.set(i64::from(failure.is_some()));
+        outcome
+    }
+
+    /// Why writes fail, while they do.
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure.lock().expect("write failure lock").clone()
     }
 
     /// Forgets every object whose key starts with `prefix`, found through the

@@ -227,12 +227,8 @@ impl Cache {
         }
         if let Some(disk) = self.disk.clone() {
             let key = object.key.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(error) = disk.write_meta(&key, &meta) {
-                    disk.count_error();
-                    tracing::warn!(%error, "disk cache: writing metadata failed");
-                }
-            });
+            // A failure is counted, logged and reported by the tier itself.
+            tokio::task::spawn_blocking(move || disk.write_meta(&key, &meta));
         }
     }
 
@@ -362,10 +358,8 @@ impl Cache {
             self.unwritten.lock().expect("unwritten lock").insert(key.clone(), data.clone());
             let unwritten = self.unwritten.clone();
             tokio::task::spawn_blocking(move || {
-                if let Err(error) = disk.write_slice(&key, &data) {
-                    disk.count_error();
-                    tracing::warn!(%error, "disk cache: writing a slice failed");
-                }
+                // A failure is counted, logged and reported by the tier itself.
+                let _ = disk.write_slice(&key, &data);
                 unwritten.lock().expect("unwritten lock").remove(&key);
             });
         }
@@ -605,9 +599,15 @@ impl Cache {
         }
     }
 
-    /// Whether the disk tier (if any) takes writes. Blocking.
-    pub fn disk_writable(&self) -> std::io::Result<()> {
-        self.disk.as_ref().map_or(Ok(()), |disk| disk.probe())
+    /// Why the disk tier is degraded, if it is: it cannot write a file
+    /// (checked now), or its recent writes failed (a full disk, a file-size
+    /// limit: small files may still be written while slices are not). Blocking.
+    pub fn disk_degradation(&self) -> Option<String> {
+        let disk = self.disk.as_ref()?;
+        match disk.probe() {
+            Err(error) => Some(format!("not writable: {error}")),
+            Ok(()) => disk.write_failure().map(|error| format!("writes fail: {error}")),
+        }
     }
 
     /// Weighted bytes and entries of the metadata (origin errors included),

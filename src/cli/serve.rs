@@ -72,7 +72,7 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
 /// `upgrade`, the listening sockets come from the process being replaced.
 pub fn run_edge(config: Config, threads: usize, upgrade: bool) -> Result<ExitCode, CliError> {
     let (state, listeners) = EdgeState::from_config(config).map_err(CliError::Start)?;
-    reload_on_sighup(state.clone());
+    handle_signals(state.clone());
     for address in &listeners.viewer {
         tracing::info!(%address, "edge listening");
     }
@@ -144,17 +144,27 @@ pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-/// Reloads the config on every SIGHUP, on a thread of its own (pingora's
-/// threads handle SIGTERM, SIGINT and SIGQUIT). Without this handler a SIGHUP
-/// would end the process.
-fn reload_on_sighup(state: std::sync::Arc<EdgeState>) {
-    let spawned = std::thread::Builder::new().name("sighup".into()).spawn(move || {
+/// On a thread of its own (pingora's threads handle SIGTERM, SIGINT and
+/// SIGQUIT): reloads the config on every SIGHUP, which would otherwise end
+/// the process, and catches SIGXFSZ, which would end it at the first disk
+/// write past a file-size limit (`ulimit -f`): caught, that write fails with
+/// `EFBIG` instead and the disk tier reports itself degraded.
+fn handle_signals(state: std::sync::Arc<EdgeState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (registered, handlers_ready) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             tracing::error!("SIGHUP reloads are off: no runtime for the signal handler");
             return;
         };
         runtime.block_on(async move {
-            let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            // tokio's handler stays installed for the life of the process.
+            if let Err(error) = signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+                tracing::error!(%error, "SIGXFSZ is not caught: a file-size limit would end the process");
+            }
+            let hangups = signal(SignalKind::hangup());
+            drop(registered);
+            let mut hangups = match hangups {
                 Ok(hangups) => hangups,
                 Err(error) => return tracing::error!(%error, "SIGHUP reloads are off"),
             };
@@ -164,7 +174,9 @@ fn reload_on_sighup(state: std::sync::Arc<EdgeState>) {
             }
         });
     });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "SIGHUP reloads are off");
+    match spawned {
+        // Serving starts once both handlers are in place (or failed).
+        Ok(_) => _ = handlers_ready.recv(),
+        Err(error) => tracing::error!(%error, "SIGHUP reloads are off"),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::cache::Cache;
 
@@ -33,6 +33,8 @@ pub struct CacheMetrics {
     pub evictions: IntCounterVec,
     /// Disk tier failures: damaged files found, writes that failed.
     pub disk_errors: IntCounter,
+    /// 1 while the disk tier's writes fail (memory still serves), else 0.
+    pub disk_degraded: IntGauge,
 }
 
 impl CacheMetrics {
@@ -78,6 +80,15 @@ impl CacheMetrics {
                 "keyfront_disk_errors_total",
                 "Disk tier failures: damaged files, failed writes.",
             ),
+            disk_degraded: {
+                let metric = IntGauge::new(
+                    "keyfront_disk_degraded",
+                    "1 while the disk tier's writes fail (viewers are served from memory), else 0.",
+                )
+                .expect("a valid metric definition");
+                registry.register(Box::new(metric.clone())).expect("a metric registered once");
+                metric
+            },
         }
     }
 }
