@@ -153,7 +153,7 @@ pub fn get_whole(address: SocketAddr, target: &str, size: u64) -> Result<Fetch, 
 }
 
 /// The summed resident memory of `pids`, in bytes.
-fn resident_bytes(pids: &[u32]) -> u64 {
+pub fn resident_bytes(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|status| {

@@ -5,6 +5,8 @@
 //! run fails (a server did not start, a response was wrong, wrk counted
 //! errors), never because of a ratio.
 //!
+//! With the argument `soak` (`bench/soak`), it runs `soak.rs` instead.
+//!
 //! COMPARE_ROUNDS (default 7, at least 3) and COMPARE_SECONDS (default 5)
 //! set the rounds and each wrk run's length; COMPARE_ONLY=hits,ranges,cold,memory
 //! picks scenarios (while profiling one, say).
@@ -18,6 +20,7 @@ mod relay;
 mod report;
 mod scenarios;
 mod servers;
+mod soak;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -78,6 +81,15 @@ fn main() -> ExitCode {
     }
     if !args.iter().any(|arg| arg == "--bench") {
         return ExitCode::SUCCESS; // `cargo test --all-targets` builds this; the run belongs to `cargo bench`.
+    }
+    if args.iter().any(|arg| arg == "soak") {
+        return match soak::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                eprintln!("bench/soak: the run failed: {failure}");
+                ExitCode::FAILURE
+            }
+        };
     }
     match run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
+use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
 use keyfront::origin::{S3Origin, put_object};
 
 use crate::Failure;
@@ -94,7 +94,12 @@ pub fn free_address() -> Result<SocketAddr, Failure> {
 /// The embedded origin, its bucket public-read so that nginx needs no signature.
 pub fn start_origin(keyfront: &Path, dir: &Path) -> Result<(Process, SocketAddr), Failure> {
     let address = free_address()?;
-    let process = Process::start(
+    Ok((start_origin_at(keyfront, dir, address)?, address))
+}
+
+/// The embedded origin on `address` (again, after a restart).
+pub fn start_origin_at(keyfront: &Path, dir: &Path, address: SocketAddr) -> Result<Process, Failure> {
+    Process::start(
         Command::new(keyfront)
             .args([
                 "origin",
@@ -107,8 +112,7 @@ pub fn start_origin(keyfront: &Path, dir: &Path) -> Result<(Process, SocketAddr)
             .env("RUST_LOG", "warn"),
         dir.join("origin.log"),
         address,
-    )?;
-    Ok((process, address))
+    )
 }
 
 /// Uploads `body` as `key` to the origin, signed as any S3 client would.
@@ -139,6 +143,21 @@ impl Server {
         let expires = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 86_400;
         let signed = signer.sign_url(&format!("{base}{key}"), &PolicySpec::Canned { expires });
         signed[base.len()..].to_owned()
+    }
+
+    /// A `Cookie` header of signed cookies granting every key under
+    /// `prefix` for a day (keyfront only).
+    pub fn signed_cookies(&self, prefix: &str) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let expires = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 86_400;
+        let terms = PolicyTerms {
+            resource: Some(format!("http://{}{prefix}*", self.address)),
+            date_less_than: expires,
+            ..PolicyTerms::default()
+        };
+        let url = format!("http://{}{prefix}", self.address);
+        let cookies = signer.sign_cookies(&url, &PolicySpec::for_url(&url, &terms));
+        Some(cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; "))
     }
 }
 
