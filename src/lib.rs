@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod fleet;
 pub mod metrics;
 pub mod origin;
 mod plain_http;

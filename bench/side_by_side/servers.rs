@@ -157,7 +157,13 @@ impl Server {
         };
         let url = format!("http://{}{prefix}", self.address);
         let cookies = signer.sign_cookies(&url, &PolicySpec::for_url(&url, &terms));
-        Some(cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; "))
+        Some(
+            cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 }
 

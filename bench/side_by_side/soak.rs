@@ -98,7 +98,12 @@ impl Plan {
             }
             Kind::Seek => {
                 let first = rng.gen_range(0..STREAM_SIZE - 64 * KIB);
-                Exchange::new(get(&self.stream, &range(first, 64 * KIB)), 206, bytes_of(STREAM_KEY, first), 64 * KIB)
+                Exchange::new(
+                    get(&self.stream, &range(first, 64 * KIB)),
+                    206,
+                    bytes_of(STREAM_KEY, first),
+                    64 * KIB,
+                )
             }
             Kind::Range | Kind::Cookie => {
                 let length = rng.gen_range(1..=MIB);
@@ -164,7 +169,9 @@ async fn run_exchange(plan: &Plan, connection: &mut BufReader<TcpStream>, exchan
         if connection.read_line(&mut line).await? == 0 {
             return Ok(Outcome::Failed("closed in the header".to_owned()));
         }
-        let Some((name, value)) = line.trim_end().split_once(':') else { break };
+        let Some((name, value)) = line.trim_end().split_once(':') else {
+            break;
+        };
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse::<u64>().ok(),
             "connection" => reusable = !value.trim().eq_ignore_ascii_case("close"),
@@ -248,9 +255,16 @@ async fn viewer(id: u64, plan: Arc<Plan>, started: Instant, until: Instant, tall
                     Ok(Err(error)) => error.kind().to_string(),
                     _ => "no answer in 60 s".to_owned(),
                 };
-                let when = if plan.origin_outage.load(Ordering::Relaxed) { "origin restarting" } else { "origin up" };
+                let when = if plan.origin_outage.load(Ordering::Relaxed) {
+                    "origin restarting"
+                } else {
+                    "origin up"
+                };
                 let minute = started.elapsed().as_secs() / 60;
-                *mine.failures.entry(format!("{when}, minute {minute}, {kind:?}: {what}")).or_default() += 1;
+                *mine
+                    .failures
+                    .entry(format!("{when}, minute {minute}, {kind:?}: {what}"))
+                    .or_default() += 1;
             }
         }
     }
@@ -272,7 +286,9 @@ fn percentile(sorted: &[u32], fraction: f64) -> f64 {
 
 fn setting(name: &str, default: u64) -> Result<u64, Failure> {
     match std::env::var(name) {
-        Ok(value) => value.parse().map_err(|_| format!("{name}={value:?}: expected a whole number").into()),
+        Ok(value) => value
+            .parse()
+            .map_err(|_| format!("{name}={value:?}: expected a whole number").into()),
         Err(_) => Ok(default),
     }
 }
@@ -376,8 +392,18 @@ fn report(seconds: u64, connections: u64, tally: &mut Tally, resident: &[(u64, u
     tally.hit_latencies.sort_unstable();
     let served: u64 = tally.served.values().sum();
     let failed: u64 = tally.failures.values().sum();
-    let wrong = tally.failures.iter().filter(|(what, _)| what.ends_with(WRONG_BYTES)).map(|(_, n)| n).sum::<u64>();
-    let while_up = tally.failures.iter().filter(|(what, _)| what.starts_with("origin up")).map(|(_, n)| n).sum::<u64>();
+    let wrong = tally
+        .failures
+        .iter()
+        .filter(|(what, _)| what.ends_with(WRONG_BYTES))
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    let while_up = tally
+        .failures
+        .iter()
+        .filter(|(what, _)| what.starts_with("origin up"))
+        .map(|(_, n)| n)
+        .sum::<u64>();
     println!("\n| measure | value |\n|---|---|");
     println!("| run | {connections} connections, {seconds} s, origin restarted once |");
     println!("| exchanges as expected | {served} ({:.0}/s) |", served as f64 / seconds as f64);

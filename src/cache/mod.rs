@@ -6,6 +6,7 @@ mod disk;
 mod fill;
 mod freshness;
 mod meta;
+mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ pub use disk::{DiskError, DiskTier};
 pub use fill::{Fill, FillError, FillReader};
 pub use freshness::{Freshness, freshness};
 pub use meta::{ObjectMeta, unix_now};
+pub use upstream::ParentTier;
 
 use crate::config::Ttl;
 use crate::metrics::CacheMetrics;
@@ -42,6 +44,9 @@ pub struct SliceKey {
 pub struct ObjectRef {
     /// Origin name and origin path: the cache key (no query, no signature).
     pub key: Arc<str>,
+    /// The canonical request path: what a parent keyfront is asked for (it
+    /// maps it to the same origin path through the same behaviors).
+    pub path: String,
     /// The origin's name in the config, for metrics.
     pub origin_name: Arc<str>,
     pub origin: Arc<S3Origin>,
@@ -97,6 +102,8 @@ pub struct Cache {
     pub client: OriginClient,
     error_ttl: Duration,
     metrics: CacheMetrics,
+    /// The fleet's parents, asked before the origin when there are any.
+    parents: Option<Arc<dyn ParentTier>>,
 }
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
@@ -169,7 +176,7 @@ fn fill_error(error: FetchError) -> FillError {
 }
 
 impl Cache {
-    pub fn new(settings: &CacheSettings, metrics: CacheMetrics) -> Result<Self, DiskError> {
+    pub fn new(settings: &CacheSettings, metrics: CacheMetrics, parents: Option<Arc<dyn ParentTier>>) -> Result<Self, DiskError> {
         let disk = match &settings.disk {
             Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget, metrics.clone())?)),
             None => None,
@@ -202,6 +209,7 @@ impl Cache {
             client: OriginClient::default(),
             error_ttl: settings.error_ttl,
             metrics,
+            parents,
         })
     }
 
@@ -474,26 +482,6 @@ impl Cache {
         meta
     }
 
-    /// Sends a request for `object` to its origin, counting it by origin and
-    /// outcome and timing it to the response header.
-    pub async fn send(&self, object: &ObjectRef, method: &str, headers: &[(&str, &str)]) -> Result<OriginResponse<'_>, FetchError> {
-        let started = std::time::Instant::now();
-        let result = self.client.send(&object.origin, method, &object.origin_path, headers).await;
-        let outcome = match &result {
-            Ok(response) => match response.status() {
-                200..=299 => "2xx",
-                300..=399 => "3xx",
-                400..=499 => "4xx",
-                _ => "5xx",
-            },
-            Err(FetchError::Timeout(_)) => "timeout",
-            Err(FetchError::Failed(_)) => "error",
-        };
-        self.metrics
-            .origin_answered(&object.origin_name, outcome, started.elapsed().as_secs_f64());
-        result
-    }
-
     /// Asks the origin for `object`'s metadata with HEAD (for HEAD requests
     /// and suffix ranges that arrive before any slice is cached). An error
     /// status comes back as metadata with that status.
@@ -640,7 +628,7 @@ mod tests {
             disk: None,
             error_ttl: Duration::from_secs(1),
         };
-        let cache = Arc::new(Cache::new(&settings, crate::metrics::Metrics::default().cache).unwrap());
+        let cache = Arc::new(Cache::new(&settings, crate::metrics::Metrics::default().cache, None).unwrap());
         let slot = FillSlot {
             object: "origin\n/bucket/key".into(),
             slice_size: 1 << 16,

@@ -44,6 +44,9 @@ pub struct ConfigFile {
     /// The Unix socket of the graceful upgrade (default /tmp/keyfront-upgrade.sock).
     #[serde(default)]
     pub upgrade_socket: Option<String>,
+    /// This node's place in a fleet (none: a node on its own).
+    #[serde(default)]
+    pub fleet: Option<FleetFile>,
     /// Key group name -> its public keys.
     #[serde(default)]
     pub key_groups: BTreeMap<String, Vec<KeyFile>>,
@@ -54,6 +57,22 @@ pub struct ConfigFile {
     /// Cache sizes and tiers.
     #[serde(default)]
     pub cache: CacheFile,
+}
+
+/// This node's place in a fleet of keyfronts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    /// This node's unique name.
+    pub node: String,
+    /// A file holding the fleet's shared secret (32 bytes or more).
+    pub secret_file: String,
+    /// The tier above, `ip:port` each; empty: misses go to the origin.
+    #[serde(default)]
+    pub parents: Vec<String>,
+    /// Whether misses go to the origin when no parent answers (default true).
+    #[serde(default)]
+    pub go_direct: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

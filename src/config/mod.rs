@@ -11,13 +11,26 @@ use std::time::Duration;
 
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::cache::CacheSettings;
+use crate::fleet::{FleetSecret, MIN_SECRET_BYTES, valid_node_name};
 use crate::origin::{Credentials, S3Origin};
 use crate::request::canonical_pattern;
-use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, OneOrMany, OriginFile};
+use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, FleetFile, OneOrMany, OriginFile};
 
 /// Where `serve --upgrade` meets the old process unless the config says
 /// otherwise (pingora's own default is shared by every pingora program).
 pub const DEFAULT_UPGRADE_SOCKET: &str = "/tmp/keyfront-upgrade.sock";
+
+/// A node's place in a fleet of keyfronts.
+#[derive(Clone, Debug)]
+pub struct FleetSettings {
+    /// This node's name, unique in the fleet.
+    pub node: String,
+    pub secret: FleetSecret,
+    /// The tier above; misses go to them before the origin.
+    pub parents: Vec<SocketAddr>,
+    /// Whether misses go to the origin when no parent answers.
+    pub go_direct: bool,
+}
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +78,8 @@ pub struct Config {
     /// Where `keyfront serve --upgrade` receives the listening sockets of the
     /// process it replaces (pingora's graceful upgrade).
     pub upgrade_socket: PathBuf,
+    /// This node's place in a fleet, if it is in one.
+    pub fleet: Option<FleetSettings>,
     pub behaviors: Vec<Behavior>,
     /// Embedded stores to start before serving.
     pub embedded_stores: Vec<EmbeddedStore>,
@@ -205,16 +220,19 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     amount.checked_mul(seconds).map(Duration::from_secs)
 }
 
-/// The largest PEM file read (a certificate chain of a dozen certificates):
-/// a path that names a device or a huge file is refused, not read forever.
-const MAX_PEM_BYTES: u64 = 256 * 1024;
+/// The largest key, certificate or secret file read (a certificate chain of
+/// a dozen certificates): a path that names a device or a huge file is
+/// refused, not read forever.
+const MAX_KEY_FILE_BYTES: u64 = 256 * 1024;
 
-fn read_pem(path: &Path) -> std::io::Result<String> {
+fn read_key_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut text = String::new();
-    std::fs::File::open(path)?.take(MAX_PEM_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_PEM_BYTES {
-        return Err(std::io::Error::other(format!("larger than {MAX_PEM_BYTES} bytes: not a PEM file")));
+    std::fs::File::open(path)?.take(MAX_KEY_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_KEY_FILE_BYTES} bytes: not a key file"
+        )));
     }
     Ok(text)
 }
@@ -382,6 +400,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 Some(path) => self.base_dir.join(path),
                 None => PathBuf::from(DEFAULT_UPGRADE_SOCKET),
             },
+            fleet: file.fleet.as_ref().map(|fleet| self.fleet(fleet)).transpose()?,
             behaviors,
             embedded_stores,
             cache,
@@ -418,6 +437,30 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         })
     }
 
+    fn fleet(&self, fleet: &FleetFile) -> Result<FleetSettings, ConfigError> {
+        if !valid_node_name(&fleet.node) {
+            return Err(self.invalid("fleet.node", &fleet.node, "expected 1 to 64 of A-Z a-z 0-9 . _ -"));
+        }
+        let secret = read_key_file(&self.base_dir.join(&fleet.secret_file))
+            .map_err(|e| self.invalid("fleet.secret_file", &fleet.secret_file, e.to_string()))?;
+        let secret = FleetSecret::new(secret.trim().as_bytes()).ok_or_else(|| {
+            let reason = format!("the secret must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)");
+            self.invalid("fleet.secret_file", &fleet.secret_file, reason)
+        })?;
+        let parents = fleet
+            .parents
+            .iter()
+            .enumerate()
+            .map(|(i, parent)| self.address(&format!("fleet.parents[{i}]"), parent))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FleetSettings {
+            node: fleet.node.clone(),
+            secret,
+            parents,
+            go_direct: fleet.go_direct.unwrap_or(true),
+        })
+    }
+
     /// Checks the PEM files here, since pingora reads them only when the
     /// listener starts, where a mistake would be no clear error.
     fn tls_listener(&self, index: usize, tls: &file::TlsListenFile) -> Result<TlsListener, ConfigError> {
@@ -425,7 +468,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         let address = self.address(&field("address"), &tls.address)?;
         let pem = |name: &str, value: &str, label: &str| {
             let path = self.base_dir.join(value);
-            match read_pem(&path) {
+            match read_key_file(&path) {
                 Ok(text) if text.contains(label) => Ok(path),
                 Ok(_) => Err(self.invalid(field(name), value, format!("no {label} block in the file"))),
                 Err(e) => Err(self.invalid(field(name), value, e.to_string())),
@@ -459,7 +502,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             for (i, key) in keys.iter().enumerate() {
                 let field = format!("key_groups.{name}[{i}].public_key");
                 let path = self.base_dir.join(&key.public_key);
-                let pem = read_pem(&path).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
+                let pem = read_key_file(&path).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 let public = PublicKey::from_pem(&pem).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 if key.id.is_empty() {
                     return Err(self.invalid(format!("key_groups.{name}[{i}].id"), "", "a key id is needed"));

@@ -127,6 +127,29 @@ fn errors_name_the_field_and_the_value() {
             "drain_timeout: \"soon\": expected a duration such as",
         ),
         (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: \"fra 1\", secret_file: public.pem}\n"),
+            "fleet.node: \"fra 1\": expected 1 to 64 of",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: /dev/null}\n"),
+            "fleet.secret_file: \"/dev/null\": the secret must be at least 32 bytes",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: /dev/zero}\n"),
+            "fleet.secret_file: \"/dev/zero\": larger than 262144 bytes",
+        ),
+        (
+            GOOD.replace(
+                "listen: 127.0.0.1:8080\n",
+                "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: public.pem, parents: [\"shield:8080\"]}\n",
+            ),
+            "fleet.parents[0]: \"shield:8080\"",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: public.pem, peers: []}\n"),
+            "unknown field `peers`",
+        ),
+        (
             GOOD.replace("type: embedded", "type: ftp"),
             "origins.store.type: unknown variant `ftp`, expected `s3` or `embedded`",
         ),
@@ -192,7 +215,7 @@ fn key_files_that_never_end_are_refused() {
     let text = "listen: 127.0.0.1:8080\nkey_groups:\n  main:\n    - id: K1\n      public_key: /dev/zero\norigins:\n  s: {type: s3, endpoint: \"http://127.0.0.1:9000\", bucket: b, access_key_id: a, secret_access_key: s}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s\n    trusted_key_groups: [main]\n";
     let error = Config::parse(text, &dir.path().join("keyfront.yaml")).unwrap_err().to_string();
     assert!(
-        error.contains("key_groups.main[0].public_key") && error.contains("not a PEM file"),
+        error.contains("key_groups.main[0].public_key") && error.contains("not a key file"),
         "{error}"
     );
 }

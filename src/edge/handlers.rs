@@ -11,13 +11,15 @@ use pingora::proxy::FailToProxy;
 
 use super::cors::{self, CorsModule};
 use super::respond::{
-    self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, EdgeError, GATEWAY_TIMEOUT, HEADERS_TOO_LARGE, METHOD_NOT_ALLOWED, NOT_FOUND,
+    self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, EdgeError, FLEET_REFUSED, GATEWAY_TIMEOUT, HEADERS_TOO_LARGE, METHOD_NOT_ALLOWED,
+    NOT_FOUND,
 };
 use super::{CacheStatus, EdgeState, RequestContext};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
 use crate::cache::ObjectRef;
 use crate::config::CorsPolicy;
+use crate::fleet::{FleetAuthError, SIGNATURE_HEADER};
 use crate::origin::S3Origin;
 use crate::request::MAX_REQUEST_BYTES;
 
@@ -95,7 +97,26 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         return Ok(true);
     }
     ctx.decision = "public";
-    if !behavior.trusted_keys.is_empty() {
+    if session.req_header().headers.contains_key(SIGNATURE_HEADER) {
+        // Another node of the fleet, whose viewer was checked there. What a
+        // viewer sends never passes as one: the HMAC needs the fleet secret.
+        let header = session.req_header();
+        let range = header.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let lookup = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+        let verified = match &state.fleet {
+            Some(fleet) if matches!(header.method, http::Method::GET | http::Method::HEAD) => {
+                fleet.verify(header.method.as_str(), &ctx.path, range, lookup).map(|_node| ())
+            }
+            _ => Err(FleetAuthError::Malformed),
+        };
+        if let Err(refusal) = verified {
+            tracing::debug!(%refusal, path = %ctx.path, "fleet request refused");
+            ctx.decision = "fleet_refused";
+            respond::write_error(session, FLEET_REFUSED).await?;
+            return Ok(true);
+        }
+        ctx.decision = "fleet";
+    } else if !behavior.trusted_keys.is_empty() {
         let base_url = viewer_base_url(routing.public_base_url.as_deref(), session);
         let cookies: Vec<&str> = session
             .req_header()
@@ -134,6 +155,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     if matches!(session.req_header().method, http::Method::GET | http::Method::HEAD) {
         let object = ObjectRef {
             key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
+            path: ctx.path.clone(),
             origin_name: behavior.origin_name.clone(),
             origin: behavior.origin.clone(),
             origin_path,

@@ -25,6 +25,11 @@ pub const CORS_REFUSED: EdgeError = EdgeError {
     code: "CORSRequestRefused",
     message: "This origin, method or header is not allowed by the CORS policy.",
 };
+pub const FLEET_REFUSED: EdgeError = EdgeError {
+    status: 403,
+    code: "AccessDenied",
+    message: "The fleet authentication of this request is missing, expired or wrong.",
+};
 pub const NOT_FOUND: EdgeError = EdgeError {
     status: 404,
     code: "NoSuchKey",

@@ -17,8 +17,9 @@ use super::header_deadline::HeaderDeadline;
 use crate::accesslog::AccessLog;
 use crate::admin::AdminApp;
 use crate::auth::Verifier;
-use crate::cache::{Cache, DiskError};
+use crate::cache::{Cache, DiskError, ParentTier};
 use crate::config::{AccessLogTarget, Behavior, Config, ConfigError, TlsListener};
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 
 /// What the config decides and a reload replaces: behaviors (with their
@@ -43,6 +44,8 @@ pub struct EdgeState {
     pub viewer_idle_seconds: u64,
     /// How long one write may wait for a viewer to read.
     pub viewer_send_timeout: std::time::Duration,
+    /// This node's fleet, if it is in one: it checks other nodes' requests.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// Why the edge could not start.
@@ -86,8 +89,16 @@ impl EdgeState {
             upgrade_socket: config.upgrade_socket,
         };
         let metrics = Metrics::default();
+        let fleet = config
+            .fleet
+            .map(|fleet| Fleet::new(fleet.node, fleet.secret, &fleet.parents, fleet.go_direct));
+        let parents = fleet
+            .clone()
+            .filter(|fleet| fleet.has_parents())
+            .map(|fleet| fleet as Arc<dyn ParentTier>);
         let state = Self {
-            cache: Arc::new(Cache::new(&config.cache, metrics.cache.clone())?),
+            cache: Arc::new(Cache::new(&config.cache, metrics.cache.clone(), parents)?),
+            fleet,
             routing: RwLock::new(Arc::new(Routing {
                 behaviors: config.behaviors,
                 public_base_url: config.public_base_url,
@@ -181,6 +192,9 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         let mut admin = Service::new("keyfront admin".to_owned(), app);
         admin.add_tcp(&address.to_string());
         server.add_service(admin);
+    }
+    if let Some(health_checks) = state.fleet.as_ref().and_then(|fleet| fleet.health_checks()) {
+        server.add_service(health_checks);
     }
     let edge = HeaderDeadline::new(http_proxy(&server.configuration, Edge { state }), listeners.header_timeout);
     let mut service = Service::new("keyfront edge".to_owned(), edge);

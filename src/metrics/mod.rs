@@ -27,6 +27,8 @@ pub struct Metrics {
 pub struct CacheMetrics {
     origin_requests: IntCounterVec,
     origin_seconds: HistogramVec,
+    parent_requests: IntCounterVec,
+    parent_seconds: HistogramVec,
     /// Requests that joined a slice fill another request had started.
     pub coalesced_waits: IntCounter,
     /// Slices pushed out of a tier by its budget.
@@ -45,17 +47,14 @@ impl CacheMetrics {
         self.origin_seconds.with_label_values(&[origin]).observe(seconds);
     }
 
+    /// Counts a request to a fleet parent by parent and outcome, with the
+    /// time to its response header.
+    pub fn parent_answered(&self, parent: &str, outcome: &str, seconds: f64) {
+        self.parent_requests.with_label_values(&[parent, outcome]).inc();
+        self.parent_seconds.with_label_values(&[parent]).observe(seconds);
+    }
+
     fn register(registry: &Registry) -> Self {
-        let histogram = HistogramVec::new(
-            HistogramOpts::new(
-                "keyfront_origin_request_seconds",
-                "Time from sending a cache request to the origin to its response header.",
-            )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["origin"],
-        )
-        .expect("a valid metric definition");
-        registry.register(Box::new(histogram.clone())).expect("a metric registered once");
         Self {
             origin_requests: counter_vec(
                 registry,
@@ -63,7 +62,24 @@ impl CacheMetrics {
                 "Requests the cache made to origins, by outcome.",
                 &["origin", "outcome"],
             ),
-            origin_seconds: histogram,
+            origin_seconds: seconds_histogram(
+                registry,
+                "keyfront_origin_request_seconds",
+                "Time from sending a cache request to the origin to its response header.",
+                "origin",
+            ),
+            parent_requests: counter_vec(
+                registry,
+                "keyfront_parent_requests_total",
+                "Requests the cache made to fleet parents, by outcome.",
+                &["parent", "outcome"],
+            ),
+            parent_seconds: seconds_histogram(
+                registry,
+                "keyfront_parent_request_seconds",
+                "Time from sending a cache request to a fleet parent to its response header.",
+                "parent",
+            ),
             coalesced_waits: counter(
                 registry,
                 "keyfront_coalesced_waits_total",
@@ -114,6 +130,13 @@ fn method_label(method: &str) -> &'static str {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("a metric registered once");
+    metric
+}
+
+fn seconds_histogram(registry: &Registry, name: &str, help: &str, label: &str) -> HistogramVec {
+    let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label]).expect("a valid metric definition");
     registry.register(Box::new(metric.clone())).expect("a metric registered once");
     metric
 }

@@ -2,6 +2,7 @@
 //! revalidations), over pingora's connector: pooled connections, the peer's
 //! connect and read timeouts, streamed bodies.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -110,20 +111,42 @@ impl OriginClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<OriginResponse<'_>, FetchError> {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         let peer = *super::peer(origin).await.map_err(failed)?;
-        let mut request = RequestHeader::build(method, path.as_bytes(), Some(headers.len() + 5)).map_err(failed)?;
-        request.insert_header("host", &origin.host).map_err(failed)?;
-        for (name, value) in headers {
-            request.insert_header(name.to_string(), *value).map_err(failed)?;
-        }
+        let mut request = request_header(method, path, &origin.host, headers)?;
         let signature = origin
             .sign(method, path, &[], SystemTime::now())
             .map_err(|e| FetchError::Failed(e.to_string()))?;
         for (name, value) in signature {
             request.insert_header(name, value).map_err(failed)?;
         }
+        self.exchange(peer, request).await
+    }
+
+    /// Sends a body-less request for `path` to a fleet parent (a keyfront
+    /// at `parent`, over plain HTTP), with `origin`'s timeouts: the parent
+    /// may itself be waiting for that origin. `headers` carry the fleet's
+    /// authentication.
+    pub async fn send_to_parent(
+        &self,
+        parent: SocketAddr,
+        origin: &S3Origin,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<OriginResponse<'_>, FetchError> {
+        let mut peer = HttpPeer::new(parent, false, String::new());
+        peer.options.connection_timeout = Some(origin.connect_timeout);
+        peer.options.read_timeout = Some(origin.first_byte_timeout);
+        let request = request_header(method, path, &parent.to_string(), headers)?;
+        self.exchange(peer, request).await
+    }
+
+    /// Writes `request` to `peer` over a pooled connection and reads the
+    /// response header.
+    async fn exchange(&self, peer: HttpPeer, request: RequestHeader) -> Result<OriginResponse<'_>, FetchError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         let (mut session, _reused) = self.connector.get_http_session(&peer).await.map_err(failed)?;
         // The connector leaves the first-byte timeout to its caller, as pingora-proxy does.
         session.set_read_timeout(peer.options.read_timeout);
@@ -141,4 +164,15 @@ impl OriginClient {
             header,
         })
     }
+}
+
+/// A request header for `method` and `path` to `host`, with `headers`.
+fn request_header(method: &str, path: &str, host: &str, headers: &[(&str, &str)]) -> Result<RequestHeader, FetchError> {
+    let failed = |error: Box<Error>| FetchError::from_pingora(&error);
+    let mut request = RequestHeader::build(method, path.as_bytes(), Some(headers.len() + 5)).map_err(failed)?;
+    request.insert_header("host", host).map_err(failed)?;
+    for (name, value) in headers {
+        request.insert_header(name.to_string(), *value).map_err(failed)?;
+    }
+    Ok(request)
 }

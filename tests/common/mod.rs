@@ -142,6 +142,13 @@ behaviors:
         (edge, state)
     }
 
+    /// Another edge on the same origin whose config is this stack's, edited
+    /// by `edit` (a node of a fleet, say); its admin listener too.
+    pub fn start_edge_with(&self, edit: impl FnOnce(String) -> String) -> (SocketAddr, std::sync::Arc<EdgeState>) {
+        let (edge, _admin, state) = start_edge(&edit(self.config_template.clone()), self.config_dir.path());
+        (edge, state)
+    }
+
     /// The directory the config file lives in (relative cache paths start here).
     pub fn config_dir(&self) -> &Path {
         self.config_dir.path()

@@ -1,0 +1,222 @@
+//! Node-to-node authentication: an HMAC-SHA256, under the fleet's shared
+//! secret, over what a request asks for (method, path, range), who asks
+//! (node) and when (Unix seconds), valid for a short window. A viewer
+//! cannot produce one; a captured one expires with its window and names one
+//! slice only.
+
+use ring::hmac;
+
+/// The asking node's name.
+pub const NODE_HEADER: &str = "x-keyfront-fleet-node";
+/// When the request was signed, Unix seconds.
+pub const TIME_HEADER: &str = "x-keyfront-fleet-time";
+/// The signature, lower-case hex.
+pub const SIGNATURE_HEADER: &str = "x-keyfront-fleet-signature";
+
+/// How far a fleet request's time may be from the receiver's clock, either
+/// way (seconds): node clocks are NTP-synchronised, requests are answered
+/// within a timeout of this order.
+pub const VALIDITY_SECONDS: u64 = 30;
+
+/// The shortest secret accepted (bytes): 256 bits.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The fleet's shared secret.
+#[derive(Clone)]
+pub struct FleetSecret(hmac::Key);
+
+impl std::fmt::Debug for FleetSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("FleetSecret(..)")
+    }
+}
+
+/// Why a fleet request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FleetAuthError {
+    #[error("a fleet header is missing or malformed")]
+    Malformed,
+    #[error("the fleet request's time is outside the validity window")]
+    Expired,
+    #[error("the fleet signature does not verify")]
+    BadSignature,
+}
+
+/// What a fleet signature covers.
+#[derive(Clone, Copy, Debug)]
+pub struct FleetRequest<'a> {
+    pub method: &'a str,
+    /// The canonical path, no query.
+    pub path: &'a str,
+    /// The `Range` header, or empty.
+    pub range: &'a str,
+    pub node: &'a str,
+    pub time: u64,
+}
+
+impl FleetRequest<'_> {
+    fn message(&self) -> String {
+        let FleetRequest {
+            method,
+            path,
+            range,
+            node,
+            time,
+        } = self;
+        format!("keyfront-fleet-v1\n{method}\n{path}\n{range}\n{node}\n{time}")
+    }
+}
+
+/// Whether `name` can be a node name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_node_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl FleetSecret {
+    /// The secret from its bytes; `None` if shorter than `MIN_SECRET_BYTES`.
+    pub fn new(bytes: &[u8]) -> Option<Self> {
+        (bytes.len() >= MIN_SECRET_BYTES).then(|| Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
+    }
+
+    /// The three headers that authenticate `request`.
+    pub fn sign(&self, request: &FleetRequest) -> [(&'static str, String); 3] {
+        let tag = hmac::sign(&self.0, request.message().as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        [
+            (NODE_HEADER, request.node.to_owned()),
+            (TIME_HEADER, request.time.to_string()),
+            (SIGNATURE_HEADER, hex),
+        ]
+    }
+
+    /// Checks a request's fleet headers (`header` looks one up) at `now`;
+    /// returns the asking node's name.
+    pub fn verify<'h>(
+        &self,
+        method: &str,
+        path: &str,
+        range: &str,
+        header: impl Fn(&str) -> Option<&'h str>,
+        now: u64,
+    ) -> Result<&'h str, FleetAuthError> {
+        let node = header(NODE_HEADER)
+            .filter(|n| valid_node_name(n))
+            .ok_or(FleetAuthError::Malformed)?;
+        let time: u64 = header(TIME_HEADER)
+            .filter(|t| t.len() <= 20)
+            .and_then(|t| t.parse().ok())
+            .ok_or(FleetAuthError::Malformed)?;
+        let signature = header(SIGNATURE_HEADER)
+            .filter(|s| s.len() == 64)
+            .and_then(decode_hex)
+            .ok_or(FleetAuthError::Malformed)?;
+        if time.abs_diff(now) > VALIDITY_SECONDS {
+            return Err(FleetAuthError::Expired);
+        }
+        let request = FleetRequest {
+            method,
+            path,
+            range,
+            node,
+            time,
+        };
+        hmac::verify(&self.0, request.message().as_bytes(), &signature).map_err(|_| FleetAuthError::BadSignature)?;
+        Ok(node)
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn secret(fill: u8) -> FleetSecret {
+        FleetSecret::new(&[fill; 32]).unwrap()
+    }
+
+    fn request(range: &str) -> FleetRequest<'_> {
+        FleetRequest {
+            method: "GET",
+            path: "/videos/a.mp4",
+            range,
+            node: "fra-1",
+            time: NOW,
+        }
+    }
+
+    fn check(
+        signed_with: &FleetSecret,
+        signed: &FleetRequest,
+        method: &str,
+        path: &str,
+        range: &str,
+        now: u64,
+    ) -> Result<String, FleetAuthError> {
+        let headers = signed_with.sign(signed);
+        let lookup = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+        secret(7).verify(method, path, range, lookup, now).map(str::to_owned)
+    }
+
+    #[test]
+    fn a_signed_request_verifies_within_its_window_only() {
+        let range = "bytes=0-1048575";
+        let at = |now| check(&secret(7), &request(range), "GET", "/videos/a.mp4", range, now);
+        assert_eq!(at(NOW).as_deref(), Ok("fra-1"));
+        assert!(at(NOW + VALIDITY_SECONDS).is_ok());
+        assert_eq!(at(NOW + VALIDITY_SECONDS + 1), Err(FleetAuthError::Expired));
+        assert_eq!(at(NOW - VALIDITY_SECONDS - 1), Err(FleetAuthError::Expired));
+    }
+
+    #[test]
+    fn every_covered_part_and_the_secret_matter() {
+        let range = "bytes=0-1048575";
+        let refused = Err(FleetAuthError::BadSignature);
+        assert_eq!(check(&secret(8), &request(range), "GET", "/videos/a.mp4", range, NOW), refused);
+        assert_eq!(check(&secret(7), &request(range), "HEAD", "/videos/a.mp4", range, NOW), refused);
+        assert_eq!(check(&secret(7), &request(range), "GET", "/videos/b.mp4", range, NOW), refused);
+        assert_eq!(check(&secret(7), &request(range), "GET", "/videos/a.mp4", "bytes=0-", NOW), refused);
+        assert_eq!(check(&secret(7), &request(""), "GET", "/videos/a.mp4", range, NOW), refused);
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_before_any_hmac() {
+        let good = secret(7).sign(&request(""));
+        let variants: [(&str, &str); 6] = [
+            (NODE_HEADER, ""),
+            (NODE_HEADER, "fra 1"),
+            (TIME_HEADER, "soon"),
+            (TIME_HEADER, "999999999999999999999999"),
+            (SIGNATURE_HEADER, "abc"),
+            (SIGNATURE_HEADER, &"zz".repeat(32)),
+        ];
+        for (name, value) in variants {
+            let lookup = |wanted: &str| {
+                if wanted == name {
+                    Some(value)
+                } else {
+                    good.iter().find(|(n, _)| *n == wanted).map(|(_, v)| v.as_str())
+                }
+            };
+            assert_eq!(
+                secret(7).verify("GET", "/videos/a.mp4", "", lookup, NOW),
+                Err(FleetAuthError::Malformed),
+                "{name}: {value:?}"
+            );
+        }
+        assert_eq!(secret(7).verify("GET", "/", "", |_| None, NOW), Err(FleetAuthError::Malformed));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(FleetSecret::new(&[1; MIN_SECRET_BYTES - 1]).is_none());
+        assert!(format!("{:?}", secret(7)).contains(".."), "never printed");
+    }
+}

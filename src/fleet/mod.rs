@@ -1,0 +1,90 @@
+//! A fleet of keyfronts: node-to-node authentication with the fleet's
+//! shared secret, and the tier of parents a node asks before its origin
+//! (one copy of each slice among them, by consistent hashing).
+
+mod auth;
+mod parents;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use pingora::lb::LoadBalancer;
+use pingora::lb::selection::consistent::KetamaHashing;
+use pingora::services::background::GenBackgroundService;
+
+pub use auth::{FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, valid_node_name};
+pub use parents::Parents;
+
+use crate::cache::ParentTier;
+
+/// This node in its fleet.
+pub struct Fleet {
+    node: String,
+    secret: FleetSecret,
+    parents: Option<Parents>,
+    go_direct: bool,
+}
+
+/// The health checks of a node's parents, for the server to run.
+pub type ParentHealthChecks = GenBackgroundService<LoadBalancer<KetamaHashing>>;
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Fleet {
+    /// The node `node`, signing and checking with `secret`, asking
+    /// `parents` (if any) before the origin, and the origin itself when none
+    /// answers only if `go_direct`.
+    pub fn new(node: String, secret: FleetSecret, parents: &[SocketAddr], go_direct: bool) -> Arc<Fleet> {
+        Arc::new(Fleet {
+            node,
+            secret,
+            parents: (!parents.is_empty()).then(|| Parents::new(parents)),
+            go_direct,
+        })
+    }
+
+    pub fn has_parents(&self) -> bool {
+        self.parents.is_some()
+    }
+
+    /// The health checks of this node's parents, for the server to run.
+    pub fn health_checks(&self) -> Option<ParentHealthChecks> {
+        self.parents.as_ref().map(Parents::health_checks)
+    }
+
+    /// Checks a request from another node (`header` looks its headers up);
+    /// returns the asking node's name.
+    pub fn verify<'h>(
+        &self,
+        method: &str,
+        path: &str,
+        range: &str,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Result<&'h str, FleetAuthError> {
+        self.secret.verify(method, path, range, header, unix_now())
+    }
+}
+
+impl ParentTier for Fleet {
+    fn parents_for(&self, key: &[u8]) -> Vec<SocketAddr> {
+        self.parents.as_ref().map_or_else(Vec::new, |parents| parents.in_order(key))
+    }
+
+    fn authenticate(&self, method: &str, path: &str, range: &str) -> Vec<(&'static str, String)> {
+        let request = FleetRequest {
+            method,
+            path,
+            range,
+            node: &self.node,
+            time: unix_now(),
+        };
+        self.secret.sign(&request).into()
+    }
+
+    fn go_direct(&self) -> bool {
+        self.go_direct
+    }
+}
