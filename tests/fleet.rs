@@ -41,9 +41,14 @@ struct Fleet {
 
 impl Fleet {
     fn start() -> Fleet {
+        Self::start_with("")
+    }
+
+    /// A shield with `extra` fleet settings (`, control: {...}`).
+    fn start_with(extra: &str) -> Fleet {
         let secrets = tempfile::tempdir().unwrap();
         let secret = secret_file(secrets.path(), "fleet.secret", 7);
-        let shield_fleet = format!("fleet: {{node: shield, secret_file: \"{secret}\"}}");
+        let shield_fleet = format!("fleet: {{node: shield, secret_file: \"{secret}\"{extra}}}");
         let stack = Stack::start_configured(
             "  - path_pattern: /open/*\n    origin: store\n",
             "  slice_size: 1MiB",
@@ -59,6 +64,12 @@ impl Fleet {
     /// A node named `node` with `parents`, its secret filled with `fill`
     /// (7 is the fleet's), `extra` fleet settings (`go_direct: false`).
     fn child(&self, node: &str, parents: &[SocketAddr], fill: u8, extra: &str) -> (SocketAddr, Arc<EdgeState>) {
+        let (edge, _admin, state) = self.node(node, parents, fill, extra);
+        (edge, state)
+    }
+
+    /// As `child`, with the node's admin listener.
+    fn node(&self, node: &str, parents: &[SocketAddr], fill: u8, extra: &str) -> (SocketAddr, SocketAddr, Arc<EdgeState>) {
         let secret = secret_file(self.secrets.path(), &format!("{node}.secret"), fill);
         let parents: Vec<String> = parents.iter().map(|p| format!("\"{p}\"")).collect();
         let settings = format!(
@@ -135,6 +146,7 @@ fn fleet_requests_need_the_fleet_secret() {
             range,
             node: "edge-x",
             time,
+            not_before: 0,
         };
         let headers = signed_with.sign(&signed);
         let mut all: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
@@ -189,7 +201,7 @@ fn slices_spread_over_parents_and_dead_ones_are_skipped() {
     let stack = &fleet.stack;
     let data = patterned(16 * SLICE);
     stack.put("/open/long.mp4", "video/mp4", &data);
-    let (second_shield, second_state) = stack.start_edge_with(|template| template);
+    let (second_shield, _, second_state) = stack.start_edge_with(|template| template);
     let dead = free_address();
     let (child, _) = fleet.child("edge-a", &[stack.edge, second_shield, dead], 7, "");
     let whole = request(child, "GET", "/open/long.mp4", &[], b"");
@@ -213,4 +225,99 @@ fn slices_spread_over_parents_and_dead_ones_are_skipped() {
     let (strict, _) = fleet.child("edge-strict", &[dead], 7, ", go_direct: false");
     let refused = request(strict, "GET", "/open/long.mp4", &[("Range", "bytes=0-99")], b"");
     assert_eq!(refused.status, 502, "{}", refused.text());
+}
+
+const CONTROL: &str = ", control: {origin: store, poll: 1s}";
+
+/// An invalidation sent to one node's admin API reaches every node of the
+/// fleet through the control log in the bucket, within a poll interval
+/// (1 s here) and a second.
+#[test]
+fn an_invalidation_on_one_node_reaches_every_node() {
+    let fleet = Fleet::start_with(CONTROL);
+    let stack = &fleet.stack;
+    let version = |v: u8| -> Vec<u8> { patterned(SLICE / 2).iter().map(|b| b ^ v).collect() };
+    let put = |v: u8| stack.put_with("/open/doc.pdf", &[("cache-control", "max-age=3600")], &version(v));
+    put(1);
+    let (a, a_admin, a_state) = fleet.node("edge-a", &[stack.edge], 7, CONTROL);
+    let (b, _, b_state) = fleet.node("edge-b", &[stack.edge], 7, CONTROL);
+    let nodes = [(stack.edge, stack.state.clone()), (a, a_state), (b, b_state)];
+    for (node, _) in &nodes {
+        assert_eq!(request(*node, "GET", "/open/doc.pdf", &[], b"").body, version(1));
+    }
+    put(2);
+    for (node, _) in &nodes {
+        assert_eq!(
+            request(*node, "GET", "/open/doc.pdf", &[], b"").body,
+            version(1),
+            "cached for an hour"
+        );
+    }
+
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    let sent = std::time::Instant::now();
+    let answer = request(
+        a_admin,
+        "POST",
+        "/invalidations",
+        &[("Authorization", &token)],
+        br#"{"paths": ["/open/*"]}"#,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let control = |state: &Arc<EdgeState>| state.fleet.as_ref().unwrap().control.as_ref().unwrap().last_applied();
+    wait_until("every node applied the entry", || {
+        nodes.iter().all(|(_, state)| control(state).contains("-edge-a-"))
+    });
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(3),
+        "within the poll interval and a second: {:?}",
+        sent.elapsed()
+    );
+    for (node, _) in &nodes {
+        assert_eq!(
+            request(*node, "GET", "/open/doc.pdf", &[], b"").body,
+            version(2),
+            "{node} serves the new version"
+        );
+    }
+}
+
+/// The purge race between tiers: a node that invalidated an object never
+/// takes the old copy back from a parent that has not (here the shield
+/// keeps no control log at all): its request tells the shield to answer
+/// from nothing fetched before the invalidation.
+#[test]
+fn a_node_that_invalidated_never_gets_the_old_copy_back_from_its_parent() {
+    let fleet = Fleet::start();
+    let stack = &fleet.stack;
+    let version = |v: u8| -> Vec<u8> { patterned(3 * SLICE / 2).iter().map(|b| b ^ v).collect() };
+    let put = |v: u8| stack.put_with("/open/doc.pdf", &[("cache-control", "max-age=3600")], &version(v));
+    put(1);
+    let (a, a_admin, _) = fleet.node("edge-a", &[stack.edge], 7, "");
+    assert_eq!(request(a, "GET", "/open/doc.pdf", &[], b"").body, version(1));
+    put(2);
+    assert_eq!(
+        request(stack.edge, "GET", "/open/doc.pdf", &[], b"").body,
+        version(1),
+        "the shield holds v1"
+    );
+
+    // Invalidations are timed in milliseconds, metadata in seconds: a copy
+    // fetched in the same second as the invalidation counts as older.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    let body = br#"{"paths": ["/open/doc.pdf"]}"#;
+    assert_eq!(
+        request(a_admin, "POST", "/invalidations", &[("Authorization", &token)], body).status,
+        200
+    );
+    let whole = request(a, "GET", "/open/doc.pdf", &[], b"");
+    assert!(whole.body == version(2), "edge-a got the new version, not the shield's old copy");
+    let ranged = request(a, "GET", "/open/doc.pdf", &[("Range", "bytes=1048570-1048600")], b"");
+    assert_eq!(ranged.body, version(2)[1_048_570..=1_048_600]);
+    assert_eq!(
+        request(stack.edge, "GET", "/open/doc.pdf", &[], b"").body,
+        version(2),
+        "the shield refetched"
+    );
 }

@@ -10,9 +10,7 @@ use pingora::protocols::http::ServerSession;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::cache::ObjectRef;
 use crate::edge::EdgeState;
-use crate::request::canonical_pattern;
 
 /// CloudFront's limits: 3,000 paths per invalidation; a path is at most 4,096 bytes.
 const MAX_PATHS: usize = 3000;
@@ -148,28 +146,25 @@ impl AdminApp {
         };
         let state = self.state.clone();
         let done = tokio::task::spawn_blocking(move || {
-            for path in &paths {
-                let (viewer_path, prefix) = match path.strip_suffix('*') {
-                    Some(stem) => (stem, true),
-                    None => (path.as_str(), false),
-                };
-                for behavior in &state.routing().behaviors {
-                    let origin_path = behavior.origin.origin_path_for(&canonical_pattern(viewer_path));
-                    state
-                        .cache
-                        .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
-                }
-            }
+            state.invalidate(&paths);
             paths
         })
         .await;
-        match done {
-            Ok(paths) => {
-                tracing::info!(paths = paths.len(), "invalidation done");
-                reply(StatusCode::OK, serde_json::json!({ "invalidated": paths }).to_string())
-            }
-            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the invalidation failed"),
+        let Ok(paths) = done else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "the invalidation failed");
+        };
+        tracing::info!(paths = paths.len(), "invalidation done");
+        // The other nodes apply it from the fleet's control log.
+        if let Some(control) = self.state.fleet.as_ref().and_then(|fleet| fleet.control.as_ref())
+            && let Err(problem) = control.publish_invalidation(paths.clone()).await
+        {
+            tracing::warn!(%problem, "invalidation not published to the fleet");
+            return error(
+                StatusCode::BAD_GATEWAY,
+                &format!("invalidated on this node, but not published to the fleet: {problem}"),
+            );
         }
+        reply(StatusCode::OK, serde_json::json!({ "invalidated": paths }).to_string())
     }
 }
 

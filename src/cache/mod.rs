@@ -2,6 +2,7 @@
 //! weighted by bytes) and on disk, filled from the origin one slice at a
 //! time with one origin request per slice however many viewers wait for it.
 
+mod bans;
 mod disk;
 mod fill;
 mod freshness;
@@ -104,6 +105,8 @@ pub struct Cache {
     metrics: CacheMetrics,
     /// The fleet's parents, asked before the origin when there are any.
     parents: Option<Arc<dyn ParentTier>>,
+    /// Recent invalidations, told to parents (see `bans`).
+    bans: bans::Bans,
 }
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
@@ -210,6 +213,7 @@ impl Cache {
             error_ttl: settings.error_ttl,
             metrics,
             parents,
+            bans: bans::Bans::default(),
         })
     }
 
@@ -567,6 +571,7 @@ impl Cache {
     /// prefix), in memory and on disk: the next request goes to the origin.
     /// Blocking (disk I/O): call it off the request path.
     pub fn invalidate(&self, key: &str, prefix: bool) {
+        self.bans.record(key, prefix);
         let covers = {
             let key = key.to_owned();
             move |object: &str| if prefix { object.starts_with(&key) } else { object == key }
@@ -584,6 +589,19 @@ impl Cache {
             } else {
                 disk.remove_object(key);
             }
+        }
+    }
+
+    /// Forgets `key` if its cached version was fetched or last validated
+    /// before `not_before` (Unix milliseconds): a fleet node asking for it
+    /// has invalidated it since. Blocking (disk I/O).
+    pub fn forget_if_fetched_before(&self, key: &str, not_before: u64) {
+        let cached = self
+            .metas
+            .get(key)
+            .or_else(|| self.disk.as_ref().and_then(|disk| disk.read_meta(key)).map(Arc::new));
+        if cached.is_some_and(|meta| meta.validated_at.saturating_mul(1000) < not_before) {
+            self.invalidate(key, false);
         }
     }
 

@@ -12,8 +12,10 @@ use crate::origin::{FetchError, OriginResponse};
 pub trait ParentTier: Send + Sync {
     /// The healthy parents to ask for `key`, in order: its owner first.
     fn parents_for(&self, key: &[u8]) -> Vec<SocketAddr>;
-    /// Headers that authenticate a request to a parent.
-    fn authenticate(&self, method: &str, path: &str, range: &str) -> Vec<(&'static str, String)>;
+    /// Headers that authenticate a request to a parent, telling it to
+    /// answer from nothing fetched before `not_before` (Unix milliseconds,
+    /// 0 for no such bound).
+    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64) -> Vec<(&'static str, String)>;
     /// Whether the origin may be asked when no parent answers (`go_direct`).
     fn go_direct(&self) -> bool;
 }
@@ -41,8 +43,11 @@ impl Cache {
         if let Some(parents) = &self.parents {
             let range = headers.iter().find(|(name, _)| *name == "range").map_or("", |(_, value)| *value);
             let mut last = Err(FetchError::Failed("no parent is healthy".into()));
+            // After an invalidation here, a parent must not answer from a
+            // copy older than it (it may not have applied it yet).
+            let not_before = self.bans.latest_covering(&object.key).unwrap_or(0);
             for parent in parents.parents_for(ring_key(object, range).as_bytes()) {
-                let authentication = parents.authenticate(method, &object.path, range);
+                let authentication = parents.authenticate(method, &object.path, range, not_before);
                 let mut all = headers.to_vec();
                 all.extend(authentication.iter().map(|(name, value)| (*name, value.as_str())));
                 let started = Instant::now();

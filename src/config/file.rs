@@ -73,6 +73,23 @@ pub struct FleetFile {
     /// Whether misses go to the origin when no parent answers (default true).
     #[serde(default)]
     pub go_direct: Option<bool>,
+    /// The control log every node of the fleet reads.
+    #[serde(default)]
+    pub control: Option<ControlFile>,
+}
+
+/// Where the fleet's control log lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlFile {
+    /// The origin (bucket) holding the log.
+    pub origin: String,
+    /// Key prefix of the log's entries (default `_keyfront/control/`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// How often each node reads it (default 2s).
+    #[serde(default)]
+    pub poll: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,17 @@ pub struct FleetSettings {
     pub parents: Vec<SocketAddr>,
     /// Whether misses go to the origin when no parent answers.
     pub go_direct: bool,
+    /// The control log, if the fleet keeps one.
+    pub control: Option<ControlSettings>,
+}
+
+/// Where the fleet's control log lives and how often it is read.
+#[derive(Clone, Debug)]
+pub struct ControlSettings {
+    pub origin: Arc<S3Origin>,
+    /// Bucket-relative key prefix, ending in `/`.
+    pub prefix: String,
+    pub poll: Duration,
 }
 
 /// Why a configuration was refused.
@@ -400,7 +411,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 Some(path) => self.base_dir.join(path),
                 None => PathBuf::from(DEFAULT_UPGRADE_SOCKET),
             },
-            fleet: file.fleet.as_ref().map(|fleet| self.fleet(fleet)).transpose()?,
+            fleet: file.fleet.as_ref().map(|fleet| self.fleet(fleet, &origins)).transpose()?,
             behaviors,
             embedded_stores,
             cache,
@@ -437,7 +448,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         })
     }
 
-    fn fleet(&self, fleet: &FleetFile) -> Result<FleetSettings, ConfigError> {
+    fn fleet(&self, fleet: &FleetFile, origins: &BTreeMap<String, Arc<S3Origin>>) -> Result<FleetSettings, ConfigError> {
         if !valid_node_name(&fleet.node) {
             return Err(self.invalid("fleet.node", &fleet.node, "expected 1 to 64 of A-Z a-z 0-9 . _ -"));
         }
@@ -458,6 +469,35 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             secret,
             parents,
             go_direct: fleet.go_direct.unwrap_or(true),
+            control: fleet.control.as_ref().map(|control| self.control(control, origins)).transpose()?,
+        })
+    }
+
+    fn control(&self, control: &file::ControlFile, origins: &BTreeMap<String, Arc<S3Origin>>) -> Result<ControlSettings, ConfigError> {
+        let origin = origins.get(&control.origin).cloned().ok_or_else(|| {
+            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
+            self.invalid(
+                "fleet.control.origin",
+                &control.origin,
+                format!("no such origin (known: {})", known.join(", ")),
+            )
+        })?;
+        let prefix = control.prefix.clone().unwrap_or_else(|| "_keyfront/control/".to_owned());
+        // A key under it must be its own canonical spelling: the log's keys
+        // are listed and fetched as they are written.
+        let sample_key = format!("/{prefix}x");
+        let canonical = crate::request::canonical_path(&sample_key).ok();
+        if !prefix.ends_with('/') || prefix.starts_with('/') || canonical.as_deref() != Some(sample_key.as_str()) {
+            return Err(self.invalid(
+                "fleet.control.prefix",
+                &prefix,
+                "expected a key prefix such as _keyfront/control/ (no leading /, ending in /, letters, digits, - . _ ~)",
+            ));
+        }
+        Ok(ControlSettings {
+            origin,
+            prefix,
+            poll: self.bounded_duration("fleet.control.poll", control.poll.as_deref(), 2, 1..=3600)?,
         })
     }
 

@@ -127,15 +127,24 @@ fn errors_name_the_field_and_the_value() {
             "drain_timeout: \"soon\": expected a duration such as",
         ),
         (
-            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: \"fra 1\", secret_file: public.pem}\n"),
+            GOOD.replace(
+                "listen: 127.0.0.1:8080\n",
+                "listen: 127.0.0.1:8080\nfleet: {node: \"fra 1\", secret_file: public.pem}\n",
+            ),
             "fleet.node: \"fra 1\": expected 1 to 64 of",
         ),
         (
-            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: /dev/null}\n"),
+            GOOD.replace(
+                "listen: 127.0.0.1:8080\n",
+                "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: /dev/null}\n",
+            ),
             "fleet.secret_file: \"/dev/null\": the secret must be at least 32 bytes",
         ),
         (
-            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: /dev/zero}\n"),
+            GOOD.replace(
+                "listen: 127.0.0.1:8080\n",
+                "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: /dev/zero}\n",
+            ),
             "fleet.secret_file: \"/dev/zero\": larger than 262144 bytes",
         ),
         (
@@ -146,7 +155,10 @@ fn errors_name_the_field_and_the_value() {
             "fleet.parents[0]: \"shield:8080\"",
         ),
         (
-            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: public.pem, peers: []}\n"),
+            GOOD.replace(
+                "listen: 127.0.0.1:8080\n",
+                "listen: 127.0.0.1:8080\nfleet: {node: fra-1, secret_file: public.pem, peers: []}\n",
+            ),
             "unknown field `peers`",
         ),
         (

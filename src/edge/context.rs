@@ -28,6 +28,9 @@ pub struct RequestContext {
     pub query: Option<String>,
     /// The CloudFront error code when the signature check refused the request.
     pub rejection: Option<&'static str>,
+    /// For a request from another node of the fleet: Unix milliseconds
+    /// before which no cached copy may answer it (0: no bound).
+    pub fleet_not_before: u64,
     /// How the cache answered a GET or HEAD (`None` for proxied methods and refusals).
     pub cache_status: Option<CacheStatus>,
     /// A body that replaces the origin's, when the edge rewrites an origin

@@ -104,16 +104,19 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         let range = header.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let lookup = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
         let verified = match &state.fleet {
-            Some(fleet) if matches!(header.method, http::Method::GET | http::Method::HEAD) => {
-                fleet.verify(header.method.as_str(), &ctx.path, range, lookup).map(|_node| ())
-            }
+            Some(fleet) if matches!(header.method, http::Method::GET | http::Method::HEAD) => fleet
+                .verify(header.method.as_str(), &ctx.path, range, lookup)
+                .map(|(_node, not_before)| not_before),
             _ => Err(FleetAuthError::Malformed),
         };
-        if let Err(refusal) = verified {
-            tracing::debug!(%refusal, path = %ctx.path, "fleet request refused");
-            ctx.decision = "fleet_refused";
-            respond::write_error(session, FLEET_REFUSED).await?;
-            return Ok(true);
+        match verified {
+            Ok(not_before) => ctx.fleet_not_before = not_before,
+            Err(refusal) => {
+                tracing::debug!(%refusal, path = %ctx.path, "fleet request refused");
+                ctx.decision = "fleet_refused";
+                respond::write_error(session, FLEET_REFUSED).await?;
+                return Ok(true);
+            }
         }
         ctx.decision = "fleet";
     } else if !behavior.trusted_keys.is_empty() {
@@ -162,6 +165,10 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
             ttl: behavior.ttl,
             slice_size: behavior.slice_size,
         };
+        if ctx.fleet_not_before > 0 {
+            let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
+            let _ = tokio::task::spawn_blocking(move || cache.forget_if_fetched_before(&key, not_before)).await;
+        }
         super::cached::serve(state, session, ctx, behavior, object).await?;
         return Ok(true);
     }

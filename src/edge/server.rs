@@ -17,10 +17,12 @@ use super::header_deadline::HeaderDeadline;
 use crate::accesslog::AccessLog;
 use crate::admin::AdminApp;
 use crate::auth::Verifier;
+use crate::cache::ObjectRef;
 use crate::cache::{Cache, DiskError, ParentTier};
 use crate::config::{AccessLogTarget, Behavior, Config, ConfigError, TlsListener};
-use crate::fleet::Fleet;
+use crate::fleet::{ControlLog, Fleet};
 use crate::metrics::Metrics;
+use crate::request::canonical_pattern;
 
 /// What the config decides and a reload replaces: behaviors (with their
 /// origins, TTLs and trusted keys) and the public base URL.
@@ -89,9 +91,12 @@ impl EdgeState {
             upgrade_socket: config.upgrade_socket,
         };
         let metrics = Metrics::default();
-        let fleet = config
-            .fleet
-            .map(|fleet| Fleet::new(fleet.node, fleet.secret, &fleet.parents, fleet.go_direct));
+        let fleet = config.fleet.map(|fleet| {
+            let control = fleet
+                .control
+                .map(|control| ControlLog::new(fleet.node.clone(), control.origin, control.prefix, control.poll));
+            Fleet::new(fleet.node, fleet.secret, &fleet.parents, fleet.go_direct, control)
+        });
         let parents = fleet
             .clone()
             .filter(|fleet| fleet.has_parents())
@@ -116,7 +121,33 @@ impl EdgeState {
                 }
             },
         };
-        Ok((Arc::new(state), listeners))
+        let state = Arc::new(state);
+        if let Some(control) = state.fleet.as_ref().and_then(|fleet| fleet.control.as_ref()) {
+            // Weak: the log's poller must not keep the state alive.
+            let edge = Arc::downgrade(&state);
+            control.set_apply(Arc::new(move |paths: &[String]| {
+                if let Some(state) = edge.upgrade() {
+                    state.invalidate(paths);
+                }
+            }));
+        }
+        Ok((state, listeners))
+    }
+
+    /// Removes every object `paths` name (`/videos/*`: a prefix) from both
+    /// cache tiers, under every behavior's origin. Blocking (disk).
+    pub fn invalidate(&self, paths: &[String]) {
+        for path in paths {
+            let (viewer_path, prefix) = match path.strip_suffix('*') {
+                Some(stem) => (stem, true),
+                None => (path.as_str(), false),
+            };
+            for behavior in &self.routing().behaviors {
+                let origin_path = behavior.origin.origin_path_for(&canonical_pattern(viewer_path));
+                self.cache
+                    .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
+            }
+        }
     }
 
     /// The current routing, for a request to keep to its end.
@@ -193,8 +224,13 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         admin.add_tcp(&address.to_string());
         server.add_service(admin);
     }
-    if let Some(health_checks) = state.fleet.as_ref().and_then(|fleet| fleet.health_checks()) {
-        server.add_service(health_checks);
+    if let Some(fleet) = &state.fleet {
+        if let Some(health_checks) = fleet.health_checks() {
+            server.add_service(health_checks);
+        }
+        if let Some(polling) = fleet.control_polling() {
+            server.add_service(polling);
+        }
     }
     let edge = HeaderDeadline::new(http_proxy(&server.configuration, Edge { state }), listeners.header_timeout);
     let mut service = Service::new("keyfront edge".to_owned(), edge);

@@ -12,6 +12,9 @@ pub const NODE_HEADER: &str = "x-keyfront-fleet-node";
 pub const TIME_HEADER: &str = "x-keyfront-fleet-time";
 /// The signature, lower-case hex.
 pub const SIGNATURE_HEADER: &str = "x-keyfront-fleet-signature";
+/// Unix milliseconds: answer from nothing fetched before (the asking node
+/// invalidated the object then); absent or 0 for no such bound.
+pub const NOT_BEFORE_HEADER: &str = "x-keyfront-fleet-not-before";
 
 /// How far a fleet request's time may be from the receiver's clock, either
 /// way (seconds): node clocks are NTP-synchronised, requests are answered
@@ -52,6 +55,8 @@ pub struct FleetRequest<'a> {
     pub range: &'a str,
     pub node: &'a str,
     pub time: u64,
+    /// See `NOT_BEFORE_HEADER`.
+    pub not_before: u64,
 }
 
 impl FleetRequest<'_> {
@@ -62,8 +67,9 @@ impl FleetRequest<'_> {
             range,
             node,
             time,
+            not_before,
         } = self;
-        format!("keyfront-fleet-v1\n{method}\n{path}\n{range}\n{node}\n{time}")
+        format!("keyfront-fleet-v1\n{method}\n{path}\n{range}\n{node}\n{time}\n{not_before}")
     }
 }
 
@@ -78,19 +84,20 @@ impl FleetSecret {
         (bytes.len() >= MIN_SECRET_BYTES).then(|| Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
     }
 
-    /// The three headers that authenticate `request`.
-    pub fn sign(&self, request: &FleetRequest) -> [(&'static str, String); 3] {
+    /// The four headers that authenticate `request`.
+    pub fn sign(&self, request: &FleetRequest) -> [(&'static str, String); 4] {
         let tag = hmac::sign(&self.0, request.message().as_bytes());
         let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         [
             (NODE_HEADER, request.node.to_owned()),
             (TIME_HEADER, request.time.to_string()),
+            (NOT_BEFORE_HEADER, request.not_before.to_string()),
             (SIGNATURE_HEADER, hex),
         ]
     }
 
     /// Checks a request's fleet headers (`header` looks one up) at `now`;
-    /// returns the asking node's name.
+    /// returns the asking node's name and its not-before bound.
     pub fn verify<'h>(
         &self,
         method: &str,
@@ -98,7 +105,7 @@ impl FleetSecret {
         range: &str,
         header: impl Fn(&str) -> Option<&'h str>,
         now: u64,
-    ) -> Result<&'h str, FleetAuthError> {
+    ) -> Result<(&'h str, u64), FleetAuthError> {
         let node = header(NODE_HEADER)
             .filter(|n| valid_node_name(n))
             .ok_or(FleetAuthError::Malformed)?;
@@ -110,6 +117,10 @@ impl FleetSecret {
             .filter(|s| s.len() == 64)
             .and_then(decode_hex)
             .ok_or(FleetAuthError::Malformed)?;
+        let not_before: u64 = match header(NOT_BEFORE_HEADER) {
+            None => 0,
+            Some(text) => text.parse().ok().filter(|_| text.len() <= 20).ok_or(FleetAuthError::Malformed)?,
+        };
         if time.abs_diff(now) > VALIDITY_SECONDS {
             return Err(FleetAuthError::Expired);
         }
@@ -119,9 +130,10 @@ impl FleetSecret {
             range,
             node,
             time,
+            not_before,
         };
         hmac::verify(&self.0, request.message().as_bytes(), &signature).map_err(|_| FleetAuthError::BadSignature)?;
-        Ok(node)
+        Ok((node, not_before))
     }
 }
 
@@ -149,6 +161,7 @@ mod tests {
             range,
             node: "fra-1",
             time: NOW,
+            not_before: 0,
         }
     }
 
@@ -162,7 +175,7 @@ mod tests {
     ) -> Result<String, FleetAuthError> {
         let headers = signed_with.sign(signed);
         let lookup = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
-        secret(7).verify(method, path, range, lookup, now).map(str::to_owned)
+        secret(7).verify(method, path, range, lookup, now).map(|(node, _)| node.to_owned())
     }
 
     #[test]
@@ -184,12 +197,20 @@ mod tests {
         assert_eq!(check(&secret(7), &request(range), "GET", "/videos/b.mp4", range, NOW), refused);
         assert_eq!(check(&secret(7), &request(range), "GET", "/videos/a.mp4", "bytes=0-", NOW), refused);
         assert_eq!(check(&secret(7), &request(""), "GET", "/videos/a.mp4", range, NOW), refused);
+        let headers = secret(7).sign(&request(range));
+        let raised = |name: &str| match name {
+            NOT_BEFORE_HEADER => Some("1"),
+            _ => headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
+        };
+        let verdict = secret(7).verify("GET", "/videos/a.mp4", range, raised, NOW);
+        assert_eq!(verdict, Err(FleetAuthError::BadSignature), "the not-before bound is signed too");
     }
 
     #[test]
     fn malformed_headers_are_refused_before_any_hmac() {
         let good = secret(7).sign(&request(""));
-        let variants: [(&str, &str); 6] = [
+        let variants: [(&str, &str); 7] = [
+            (NOT_BEFORE_HEADER, "yesterday"),
             (NODE_HEADER, ""),
             (NODE_HEADER, "fra 1"),
             (TIME_HEADER, "soon"),

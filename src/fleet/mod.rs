@@ -3,6 +3,7 @@
 //! (one copy of each slice among them, by consistent hashing).
 
 mod auth;
+mod control;
 mod parents;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::services::background::GenBackgroundService;
 
 pub use auth::{FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, valid_node_name};
+pub use control::{Apply, ControlEntry, ControlLog};
 pub use parents::Parents;
 
 use crate::cache::ParentTier;
@@ -24,6 +26,8 @@ pub struct Fleet {
     secret: FleetSecret,
     parents: Option<Parents>,
     go_direct: bool,
+    /// The control log every node reads, if the fleet keeps one.
+    pub control: Option<Arc<ControlLog>>,
 }
 
 /// The health checks of a node's parents, for the server to run.
@@ -36,14 +40,21 @@ fn unix_now() -> u64 {
 impl Fleet {
     /// The node `node`, signing and checking with `secret`, asking
     /// `parents` (if any) before the origin, and the origin itself when none
-    /// answers only if `go_direct`.
-    pub fn new(node: String, secret: FleetSecret, parents: &[SocketAddr], go_direct: bool) -> Arc<Fleet> {
+    /// answers only if `go_direct`; reading and writing `control`, if any.
+    pub fn new(node: String, secret: FleetSecret, parents: &[SocketAddr], go_direct: bool, control: Option<ControlLog>) -> Arc<Fleet> {
         Arc::new(Fleet {
             node,
             secret,
             parents: (!parents.is_empty()).then(|| Parents::new(parents)),
             go_direct,
+            control: control.map(Arc::new),
         })
+    }
+
+    /// The service that polls the control log, for the server to run.
+    pub fn control_polling(&self) -> Option<GenBackgroundService<ControlLog>> {
+        let control = self.control.clone()?;
+        Some(GenBackgroundService::new("fleet control log".to_owned(), control))
     }
 
     pub fn has_parents(&self) -> bool {
@@ -56,14 +67,15 @@ impl Fleet {
     }
 
     /// Checks a request from another node (`header` looks its headers up);
-    /// returns the asking node's name.
+    /// returns the asking node's name and the time (Unix milliseconds)
+    /// before which nothing fetched may answer it.
     pub fn verify<'h>(
         &self,
         method: &str,
         path: &str,
         range: &str,
         header: impl Fn(&str) -> Option<&'h str>,
-    ) -> Result<&'h str, FleetAuthError> {
+    ) -> Result<(&'h str, u64), FleetAuthError> {
         self.secret.verify(method, path, range, header, unix_now())
     }
 }
@@ -73,13 +85,14 @@ impl ParentTier for Fleet {
         self.parents.as_ref().map_or_else(Vec::new, |parents| parents.in_order(key))
     }
 
-    fn authenticate(&self, method: &str, path: &str, range: &str) -> Vec<(&'static str, String)> {
+    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64) -> Vec<(&'static str, String)> {
         let request = FleetRequest {
             method,
             path,
             range,
             node: &self.node,
             time: unix_now(),
+            not_before,
         };
         self.secret.sign(&request).into()
     }

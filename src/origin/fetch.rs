@@ -120,7 +120,30 @@ impl OriginClient {
         for (name, value) in signature {
             request.insert_header(name, value).map_err(failed)?;
         }
-        self.exchange(peer, request).await
+        self.exchange(peer, request, None).await
+    }
+
+    /// PUTs `body` at `path` on `origin`, SigV4-signed.
+    pub async fn put(
+        &self,
+        origin: &S3Origin,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<OriginResponse<'_>, FetchError> {
+        let failed = |error: Box<Error>| FetchError::from_pingora(&error);
+        let peer = *super::peer(origin).await.map_err(failed)?;
+        let length = body.len().to_string();
+        let mut all = headers.to_vec();
+        all.push(("content-length", &length));
+        let mut request = request_header("PUT", path, &origin.host, &all)?;
+        let signature = origin
+            .sign("PUT", path, &all, SystemTime::now())
+            .map_err(|e| FetchError::Failed(e.to_string()))?;
+        for (name, value) in signature {
+            request.insert_header(name, value).map_err(failed)?;
+        }
+        self.exchange(peer, request, Some(body)).await
     }
 
     /// Sends a body-less request for `path` to a fleet parent (a keyfront
@@ -139,18 +162,21 @@ impl OriginClient {
         peer.options.connection_timeout = Some(origin.connect_timeout);
         peer.options.read_timeout = Some(origin.first_byte_timeout);
         let request = request_header(method, path, &parent.to_string(), headers)?;
-        self.exchange(peer, request).await
+        self.exchange(peer, request, None).await
     }
 
-    /// Writes `request` to `peer` over a pooled connection and reads the
-    /// response header.
-    async fn exchange(&self, peer: HttpPeer, request: RequestHeader) -> Result<OriginResponse<'_>, FetchError> {
+    /// Writes `request` (and `body`) to `peer` over a pooled connection and
+    /// reads the response header.
+    async fn exchange(&self, peer: HttpPeer, request: RequestHeader, body: Option<Bytes>) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         let (mut session, _reused) = self.connector.get_http_session(&peer).await.map_err(failed)?;
         // The connector leaves the first-byte timeout to its caller, as pingora-proxy does.
         session.set_read_timeout(peer.options.read_timeout);
         session.write_request_header(Box::new(request)).await.map_err(failed)?;
+        if let Some(body) = body {
+            session.write_request_body(body, true).await.map_err(failed)?;
+        }
         session.finish_request_body().await.map_err(failed)?;
         session.read_response_header().await.map_err(failed)?;
         let header = session

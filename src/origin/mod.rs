@@ -10,6 +10,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 
 mod fetch;
+mod list;
 mod upload;
 pub use fetch::{FetchError, OriginClient, OriginResponse, OriginStats};
 pub use upload::put_object;

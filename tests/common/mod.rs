@@ -143,10 +143,9 @@ behaviors:
     }
 
     /// Another edge on the same origin whose config is this stack's, edited
-    /// by `edit` (a node of a fleet, say); its admin listener too.
-    pub fn start_edge_with(&self, edit: impl FnOnce(String) -> String) -> (SocketAddr, std::sync::Arc<EdgeState>) {
-        let (edge, _admin, state) = start_edge(&edit(self.config_template.clone()), self.config_dir.path());
-        (edge, state)
+    /// by `edit` (a node of a fleet, say): its viewer and admin listeners.
+    pub fn start_edge_with(&self, edit: impl FnOnce(String) -> String) -> (SocketAddr, SocketAddr, std::sync::Arc<EdgeState>) {
+        start_edge(&edit(self.config_template.clone()), self.config_dir.path())
     }
 
     /// The directory the config file lives in (relative cache paths start here).
