@@ -222,6 +222,14 @@ fn slices_spread_over_parents_and_dead_ones_are_skipped() {
     assert!(direct.status == 206 && direct.body == data[5_000_000..5_000_100], "gone direct");
     assert!(upstream_requests(&alone_state) >= 2);
 
+    let (_, alone_admin, _) = fleet.node("edge-watch", &[stack.edge, dead], 7, "");
+    wait_until("the admin API shows the dead parent down", || {
+        let state = request(alone_admin, "GET", "/fleet", &[], b"").text();
+        state.contains(&format!("{{\"address\":\"{dead}\",\"healthy\":false}}"))
+            && state.contains(&format!("{{\"address\":\"{}\",\"healthy\":true}}", stack.edge))
+            && state.contains("\"node\":\"edge-watch\"")
+    });
+
     let (strict, _) = fleet.child("edge-strict", &[dead], 7, ", go_direct: false");
     let refused = request(strict, "GET", "/open/long.mp4", &[("Range", "bytes=0-99")], b"");
     assert_eq!(refused.status, 502, "{}", refused.text());

@@ -184,9 +184,13 @@ impl ServeHttp for AdminApp {
                     .body(text.into_bytes())
                     .expect("a response from valid parts")
             }
+            (Method::GET, "/fleet") => match &self.state.fleet {
+                Some(fleet) => reply(StatusCode::OK, fleet.state().to_string()),
+                None => error(StatusCode::NOT_FOUND, "this node is in no fleet"),
+            },
             (Method::POST, "/invalidations") => self.invalidations(session).await,
             (Method::POST, "/reload") => self.reload(session).await,
-            (_, "/healthz" | "/readyz" | "/metrics" | "/invalidations" | "/reload") => {
+            (_, "/healthz" | "/readyz" | "/metrics" | "/fleet" | "/invalidations" | "/reload") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),

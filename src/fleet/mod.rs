@@ -61,6 +61,25 @@ impl Fleet {
         self.parents.is_some()
     }
 
+    /// What this node knows of its fleet, for the admin API: its name, its
+    /// parents and their health, the last control entry it applied.
+    pub fn state(&self) -> serde_json::Value {
+        let parents: Vec<serde_json::Value> = self
+            .parents
+            .as_ref()
+            .map(Parents::health)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(address, healthy)| serde_json::json!({ "address": address.to_string(), "healthy": healthy }))
+            .collect();
+        serde_json::json!({
+            "node": self.node,
+            "parents": parents,
+            "go_direct": self.go_direct,
+            "control_last_applied": self.control.as_ref().map(|control| control.last_applied()),
+        })
+    }
+
     /// The health checks of this node's parents, for the server to run.
     pub fn health_checks(&self) -> Option<ParentHealthChecks> {
         self.parents.as_ref().map(Parents::health_checks)

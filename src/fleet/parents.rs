@@ -44,6 +44,18 @@ impl Parents {
         GenBackgroundService::new("fleet parents health check".to_owned(), self.ring.clone())
     }
 
+    /// Every parent and whether it passed its last health check.
+    pub fn health(&self) -> Vec<(SocketAddr, bool)> {
+        let backends = self.ring.backends();
+        let mut health: Vec<(SocketAddr, bool)> = backends
+            .get_backend()
+            .iter()
+            .filter_map(|backend| backend.addr.as_inet().map(|address| (*address, backends.ready(backend))))
+            .collect();
+        health.sort();
+        health
+    }
+
     /// The healthy parents in the order to ask them for `key`: its owner on
     /// the ring first, then the next ones.
     pub fn in_order(&self, key: &[u8]) -> Vec<SocketAddr> {
