@@ -27,6 +27,7 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
     let object = |slice_size: u64| ObjectRef {
         key: ObjectRef::cache_key("store", "/media/sizes/clip.bin"),
         path: "/sizes/clip.bin".into(),
+        site_hop: false,
         origin_name: "store".into(),
         origin: store.clone(),
         origin_path: "/media/sizes/clip.bin".into(),

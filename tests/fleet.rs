@@ -147,6 +147,7 @@ fn fleet_requests_need_the_fleet_secret() {
             node: "edge-x",
             time,
             not_before: 0,
+            site_hop: false,
         };
         let headers = signed_with.sign(&signed);
         let mut all: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
@@ -327,5 +328,66 @@ fn a_node_that_invalidated_never_gets_the_old_copy_back_from_its_parent() {
         request(stack.edge, "GET", "/open/doc.pdf", &[], b"").body,
         version(2),
         "the shield refetched"
+    );
+}
+
+/// A node's origin requests so far, from its metrics.
+fn origin_requests_of(admin: SocketAddr) -> u64 {
+    let metrics = request(admin, "GET", "/metrics", &[], b"").text();
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("keyfront_origin_requests_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// One copy per site: three nodes of a site (and a fourth, dead, in their
+/// peer lists), each serving a 6-slice object whole: each slice is fetched
+/// from the origin once and kept by one node; the others borrow it.
+#[test]
+fn a_site_keeps_each_slice_once() {
+    let fleet = Fleet::start();
+    let stack = &fleet.stack;
+    let data = patterned(6 * SLICE);
+    stack.put("/open/site.mp4", "video/mp4", &data);
+    let members = [free_address(), free_address(), free_address()];
+    let dead = free_address();
+    let secret = secret_file(fleet.secrets.path(), "site.secret", 7);
+    let nodes: Vec<(SocketAddr, SocketAddr, Arc<EdgeState>)> = members
+        .iter()
+        .enumerate()
+        .map(|(i, me)| {
+            let peers: Vec<String> = members
+                .iter()
+                .chain([&dead])
+                .filter(|peer| *peer != me)
+                .map(|peer| format!("\"{peer}\""))
+                .collect();
+            let settings = format!(
+                "fleet: {{node: site-{i}, secret_file: \"{secret}\", site_peers: [{}]}}",
+                peers.join(", ")
+            );
+            stack.start_edge_on(*me, |template| template.replace(&fleet.shield_fleet, &settings))
+        })
+        .collect();
+    for (_, admin, _) in &nodes {
+        wait_until("the live peers found live and the dead one dead", || {
+            let state = request(*admin, "GET", "/fleet", &[], b"").text();
+            let shown =
+                |address: &SocketAddr, healthy: bool| state.contains(&format!("{{\"address\":\"{address}\",\"healthy\":{healthy}}}"));
+            shown(&dead, false) && members.iter().all(|member| shown(member, true))
+        });
+    }
+    for (edge, _, _) in &nodes {
+        let whole = request(*edge, "GET", "/open/site.mp4", &[], b"");
+        assert!(whole.status == 200 && whole.body == data, "served whole by {edge}");
+    }
+    let fetched: u64 = nodes.iter().map(|(_, admin, _)| origin_requests_of(*admin)).sum();
+    assert_eq!(fetched, 6, "each slice fetched from the origin once by the site");
+    let kept: Vec<u64> = nodes.iter().map(|(_, _, state)| state.cache.usage().0.1).collect();
+    assert_eq!(kept.iter().sum::<u64>(), 6, "each slice kept by one node of the site: {kept:?}");
+    assert!(
+        kept.iter().filter(|count| **count > 0).count() >= 2,
+        "slices spread over the site: {kept:?}"
     );
 }

@@ -48,6 +48,9 @@ pub struct ObjectRef {
     /// The canonical request path: what a parent keyfront is asked for (it
     /// maps it to the same origin path through the same behaviors).
     pub path: String,
+    /// Asked by a node of this site as the owner of its slices: never asks
+    /// its site peers in turn.
+    pub site_hop: bool,
     /// The origin's name in the config, for metrics.
     pub origin_name: Arc<str>,
     pub origin: Arc<S3Origin>,
@@ -103,11 +106,20 @@ pub struct Cache {
     pub client: OriginClient,
     error_ttl: Duration,
     metrics: CacheMetrics,
-    /// The fleet's parents, asked before the origin when there are any.
-    parents: Option<Arc<dyn ParentTier>>,
+    /// The other nodes of the fleet (site peers, parents), asked before the
+    /// origin when there are any.
+    fleet: Option<Arc<dyn ParentTier>>,
+    /// Slices another node of this site keeps, held here only for
+    /// `BORROWED_SECONDS` while they are hot.
+    borrowed: moka::sync::Cache<SliceKey, Bytes, KeyHasher>,
     /// Recent invalidations, told to parents (see `bans`).
     bans: bans::Bans,
 }
+
+/// How long a slice borrowed from its site's owner is kept: a hot object's
+/// slices serve this node's viewers without a hop each, and the site still
+/// stores each slice once.
+const BORROWED_SECONDS: u64 = 10;
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
 /// default SipHash over object paths, and seeded per process.
@@ -179,7 +191,7 @@ fn fill_error(error: FetchError) -> FillError {
 }
 
 impl Cache {
-    pub fn new(settings: &CacheSettings, metrics: CacheMetrics, parents: Option<Arc<dyn ParentTier>>) -> Result<Self, DiskError> {
+    pub fn new(settings: &CacheSettings, metrics: CacheMetrics, fleet: Option<Arc<dyn ParentTier>>) -> Result<Self, DiskError> {
         let disk = match &settings.disk {
             Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget, metrics.clone())?)),
             None => None,
@@ -212,7 +224,12 @@ impl Cache {
             client: OriginClient::default(),
             error_ttl: settings.error_ttl,
             metrics,
-            parents,
+            fleet,
+            borrowed: moka::sync::Cache::builder()
+                .max_capacity(settings.memory_bytes / 16)
+                .weigher(|_: &SliceKey, data: &Bytes| u32::try_from(data.len()).unwrap_or(u32::MAX))
+                .time_to_live(Duration::from_secs(BORROWED_SECONDS))
+                .build_with_hasher(KeyHasher::default()),
             bans: bans::Bans::default(),
         })
     }
@@ -274,6 +291,7 @@ impl Cache {
         self.slices
             .get(key)
             .or_else(|| self.unwritten.lock().expect("unwritten lock").get(key).cloned())
+            .or_else(|| self.borrowed.get(key))
     }
 
     /// Slice `index` if memory or disk holds it (a disk hit is promoted).
@@ -299,7 +317,7 @@ impl Cache {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock");
         let on_disk = self.disk.as_ref().is_some_and(|disk| disk.contains(&key));
         let unwritten = self.unwritten.lock().expect("unwritten lock").contains_key(&key);
-        if !on_disk && !unwritten && !self.slices.contains_key(&key) {
+        if !on_disk && !unwritten && !self.slices.contains_key(&key) && !self.borrowed.contains_key(&key) {
             drop(self.join_fill(&mut in_flight, object, Some(meta.clone()), index));
         }
     }
@@ -342,7 +360,8 @@ impl Cache {
         tokio::spawn(async move {
             let outcome = task.cache.run_fill(&object, expected, index, &task.fill).await;
             match &outcome {
-                Ok(meta) if meta.storable => task.cache.store_slice(slice_key(&object, meta, index), task.fill.assembled()),
+                Ok((meta, false)) if meta.storable => task.cache.store_slice(slice_key(&object, meta, index), task.fill.assembled()),
+                Ok((meta, true)) if meta.storable => task.cache.borrowed.insert(slice_key(&object, meta, index), task.fill.assembled()),
                 // Readers learn of the change only once the old version is
                 // gone, so none of them starts over from it.
                 Err(FillError::Changed(_)) => task.cache.forget_object(&object.key).await,
@@ -377,13 +396,16 @@ impl Cache {
         }
     }
 
+    /// Fetches slice `index` into `fill`; returns the version's metadata
+    /// and whether the bytes are borrowed from the node of this site that
+    /// keeps them (to be held only briefly).
     async fn run_fill(
         &self,
         object: &ObjectRef,
         expected: Option<Arc<ObjectMeta>>,
         index: u64,
         fill: &Fill,
-    ) -> Result<Arc<ObjectMeta>, FillError> {
+    ) -> Result<(Arc<ObjectMeta>, bool), FillError> {
         let slice_size = expected.as_ref().map_or(object.slice_size, |meta| meta.slice_size);
         let start = index * slice_size;
         let range = format!("bytes={start}-{}", start + slice_size - 1);
@@ -465,7 +487,7 @@ impl Cache {
             // to the pool; a whole-object 200 is dropped mid-body instead.
             let _ = response.next_chunk().await;
         }
-        Ok(meta)
+        Ok((meta, response.borrowed))
     }
 
     fn meta_from(&self, object: &ObjectRef, response: &OriginResponse<'_>, size: u64, slice_size: u64, now: u64) -> ObjectMeta {

@@ -8,14 +8,17 @@ use std::time::Instant;
 use super::{Cache, ObjectRef};
 use crate::origin::{FetchError, OriginResponse};
 
-/// The tier above this cache, as the fleet configures it.
+/// The other nodes this cache asks, as the fleet configures them.
 pub trait ParentTier: Send + Sync {
+    /// The node of this site that keeps `key`, when it is another one
+    /// (healthy): it is asked first, and its answer is kept only briefly.
+    fn site_owner(&self, key: &[u8]) -> Option<SocketAddr>;
     /// The healthy parents to ask for `key`, in order: its owner first.
     fn parents_for(&self, key: &[u8]) -> Vec<SocketAddr>;
-    /// Headers that authenticate a request to a parent, telling it to
+    /// Headers that authenticate a request to another node, telling it to
     /// answer from nothing fetched before `not_before` (Unix milliseconds,
-    /// 0 for no such bound).
-    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64) -> Vec<(&'static str, String)>;
+    /// 0 for no such bound), and whether it is asked as its site's owner.
+    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)>;
     /// Whether the origin may be asked when no parent answers (`go_direct`).
     fn go_direct(&self) -> bool;
 }
@@ -35,38 +38,37 @@ fn outcome(result: &Result<OriginResponse<'_>, FetchError>) -> &'static str {
 }
 
 impl Cache {
-    /// Sends a request for `object` upstream: to its parents in ring order
-    /// (the first answer below 500 other than a refusal wins), then, unless the fleet forbids it,
+    /// Sends a request for `object` upstream: to the node of this site that
+    /// keeps it (its answer marked borrowed), else to its parents in ring
+    /// order (the first answer below 500 other than a refusal wins), then, unless the fleet forbids it,
     /// to its origin; each counted by destination and outcome and timed to
     /// the response header.
     pub async fn send(&self, object: &ObjectRef, method: &str, headers: &[(&str, &str)]) -> Result<OriginResponse<'_>, FetchError> {
-        if let Some(parents) = &self.parents {
+        if let Some(fleet) = &self.fleet {
             let range = headers.iter().find(|(name, _)| *name == "range").map_or("", |(_, value)| *value);
-            let mut last = Err(FetchError::Failed("no parent is healthy".into()));
-            // After an invalidation here, a parent must not answer from a
-            // copy older than it (it may not have applied it yet).
+            let key = ring_key(object, range);
+            // After an invalidation here, another node must not answer from
+            // a copy older than it (it may not have applied it yet).
             let not_before = self.bans.latest_covering(&object.key).unwrap_or(0);
-            for parent in parents.parents_for(ring_key(object, range).as_bytes()) {
-                let authentication = parents.authenticate(method, &object.path, range, not_before);
-                let mut all = headers.to_vec();
-                all.extend(authentication.iter().map(|(name, value)| (*name, value.as_str())));
-                let started = Instant::now();
-                let result = self.client.send_to_parent(parent, &object.origin, method, &object.path, &all).await;
-                self.metrics
-                    .parent_answered(&parent.to_string(), outcome(&result), started.elapsed().as_secs_f64());
-                match result {
-                    // A parent's 403 is its refusal of this node (a wrong
-                    // fleet secret, a clock out of step): the origin's own
-                    // refusals reach us as 502s.
-                    Ok(response) if response.status() == 403 => {
-                        tracing::warn!(%parent, "a fleet parent refused this node: check fleet.secret_file and the clocks");
-                        last = Ok(response);
-                    }
-                    Ok(response) if response.status() < 500 => return Ok(response),
-                    other => last = other,
+            // A node asked as its site's owner asks upstream itself.
+            if !object.site_hop
+                && let Some(owner) = fleet.site_owner(key.as_bytes())
+            {
+                let authentication = fleet.authenticate(method, &object.path, range, not_before, true);
+                if let Some(mut response) = self.ask_node(owner, object, method, headers, &authentication).await {
+                    response.borrowed = true;
+                    return Ok(response);
                 }
             }
-            if !parents.go_direct() {
+            let mut last = Err(FetchError::Failed("no parent is healthy".into()));
+            for parent in fleet.parents_for(key.as_bytes()) {
+                let authentication = fleet.authenticate(method, &object.path, range, not_before, false);
+                match self.ask_node(parent, object, method, headers, &authentication).await {
+                    Some(response) => return Ok(response),
+                    None => last = Err(FetchError::Failed(format!("parent {parent} did not answer"))),
+                }
+            }
+            if !fleet.go_direct() {
                 return last;
             }
         }
@@ -75,6 +77,33 @@ impl Cache {
         self.metrics
             .origin_answered(&object.origin_name, outcome(&result), started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Asks another keyfront of the fleet; its answer unless it failed, gave
+    /// a 5xx, or refused this node (a 403 is its refusal of the fleet
+    /// authentication: the origin's own refusals reach us as 502s).
+    async fn ask_node(
+        &self,
+        node: SocketAddr,
+        object: &ObjectRef,
+        method: &str,
+        headers: &[(&str, &str)],
+        authentication: &[(&'static str, String)],
+    ) -> Option<OriginResponse<'_>> {
+        let mut all = headers.to_vec();
+        all.extend(authentication.iter().map(|(name, value)| (*name, value.as_str())));
+        let started = Instant::now();
+        let result = self.client.send_to_parent(node, &object.origin, method, &object.path, &all).await;
+        self.metrics
+            .parent_answered(&node.to_string(), outcome(&result), started.elapsed().as_secs_f64());
+        match result {
+            Ok(response) if response.status() == 403 => {
+                tracing::warn!(%node, "a fleet node refused this node: check fleet.secret_file and the clocks");
+                None
+            }
+            Ok(response) if response.status() < 500 => Some(response),
+            _ => None,
+        }
     }
 }
 

@@ -70,6 +70,13 @@ pub struct FleetFile {
     /// The tier above, `ip:port` each; empty: misses go to the origin.
     #[serde(default)]
     pub parents: Vec<String>,
+    /// The other nodes of this site (`ip:port` of their listeners).
+    #[serde(default)]
+    pub site_peers: Vec<String>,
+    /// This node's address as its site peers list it (default: the first
+    /// `listen` address).
+    #[serde(default)]
+    pub site_address: Option<String>,
     /// Whether misses go to the origin when no parent answers (default true).
     #[serde(default)]
     pub go_direct: Option<bool>,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::cache::CacheSettings;
-use crate::fleet::{FleetSecret, MIN_SECRET_BYTES, valid_node_name};
+use crate::fleet::{FleetSecret, MIN_SECRET_BYTES, Tiers, valid_node_name};
 use crate::origin::{Credentials, S3Origin};
 use crate::request::canonical_pattern;
 use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, FleetFile, OneOrMany, OriginFile};
@@ -26,8 +26,8 @@ pub struct FleetSettings {
     /// This node's name, unique in the fleet.
     pub node: String,
     pub secret: FleetSecret,
-    /// The tier above; misses go to them before the origin.
-    pub parents: Vec<SocketAddr>,
+    /// The tier above and this node's site.
+    pub tiers: Tiers,
     /// Whether misses go to the origin when no parent answers.
     pub go_direct: bool,
     /// The control log, if the fleet keeps one.
@@ -346,7 +346,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             .iter()
             .enumerate()
             .map(|(i, a)| self.address(&format!("listen[{i}]"), a))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let admin_listen = file.admin_listen.as_deref().map(|a| self.address("admin_listen", a)).transpose()?;
         let tls_listen = file
             .tls_listen
@@ -364,6 +364,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
         let cache = self.cache(&file.cache)?;
         let default_slice = self.slice_size("cache.slice_size".into(), file.cache.slice_size.as_deref(), 1 << 20)?;
+        let fleet = file.fleet.as_ref().map(|fleet| self.fleet(fleet, &origins, &listen)).transpose()?;
         let behaviors = file
             .behaviors
             .iter()
@@ -411,7 +412,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 Some(path) => self.base_dir.join(path),
                 None => PathBuf::from(DEFAULT_UPGRADE_SOCKET),
             },
-            fleet: file.fleet.as_ref().map(|fleet| self.fleet(fleet, &origins)).transpose()?,
+            fleet,
             behaviors,
             embedded_stores,
             cache,
@@ -448,7 +449,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         })
     }
 
-    fn fleet(&self, fleet: &FleetFile, origins: &BTreeMap<String, Arc<S3Origin>>) -> Result<FleetSettings, ConfigError> {
+    fn fleet(
+        &self,
+        fleet: &FleetFile,
+        origins: &BTreeMap<String, Arc<S3Origin>>,
+        listen: &[SocketAddr],
+    ) -> Result<FleetSettings, ConfigError> {
         if !valid_node_name(&fleet.node) {
             return Err(self.invalid("fleet.node", &fleet.node, "expected 1 to 64 of A-Z a-z 0-9 . _ -"));
         }
@@ -458,16 +464,30 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             let reason = format!("the secret must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)");
             self.invalid("fleet.secret_file", &fleet.secret_file, reason)
         })?;
-        let parents = fleet
-            .parents
-            .iter()
-            .enumerate()
-            .map(|(i, parent)| self.address(&format!("fleet.parents[{i}]"), parent))
-            .collect::<Result<Vec<_>, _>>()?;
+        let addresses = |field: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, address)| self.address(&format!("fleet.{field}[{i}]"), address))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let parents = addresses("parents", &fleet.parents)?;
+        let site_peers = addresses("site_peers", &fleet.site_peers)?;
+        let site = match (&fleet.site_address, site_peers.is_empty()) {
+            (_, true) => None,
+            (Some(text), false) => Some((self.address("fleet.site_address", text)?, site_peers)),
+            (None, false) => match listen.first() {
+                Some(address) if !address.ip().is_unspecified() => Some((*address, site_peers)),
+                _ => {
+                    let first = listen.first().map(ToString::to_string).unwrap_or_default();
+                    let reason = "site peers need this node's own address: set fleet.site_address";
+                    return Err(self.invalid("listen[0]", first, reason));
+                }
+            },
+        };
         Ok(FleetSettings {
             node: fleet.node.clone(),
             secret,
-            parents,
+            tiers: Tiers { parents, site },
             go_direct: fleet.go_direct.unwrap_or(true),
             control: fleet.control.as_ref().map(|control| self.control(control, origins)).transpose()?,
         })

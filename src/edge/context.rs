@@ -31,6 +31,9 @@ pub struct RequestContext {
     /// For a request from another node of the fleet: Unix milliseconds
     /// before which no cached copy may answer it (0: no bound).
     pub fleet_not_before: u64,
+    /// For a request from a node of this site asking this one as the owner
+    /// of the slice.
+    pub fleet_site_hop: bool,
     /// How the cache answered a GET or HEAD (`None` for proxied methods and refusals).
     pub cache_status: Option<CacheStatus>,
     /// A body that replaces the origin's, when the edge rewrites an origin

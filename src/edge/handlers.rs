@@ -106,11 +106,11 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         let verified = match &state.fleet {
             Some(fleet) if matches!(header.method, http::Method::GET | http::Method::HEAD) => fleet
                 .verify(header.method.as_str(), &ctx.path, range, lookup)
-                .map(|(_node, not_before)| not_before),
+                .map(|verified| (verified.not_before, verified.site_hop)),
             _ => Err(FleetAuthError::Malformed),
         };
         match verified {
-            Ok(not_before) => ctx.fleet_not_before = not_before,
+            Ok((not_before, site_hop)) => (ctx.fleet_not_before, ctx.fleet_site_hop) = (not_before, site_hop),
             Err(refusal) => {
                 tracing::debug!(%refusal, path = %ctx.path, "fleet request refused");
                 ctx.decision = "fleet_refused";
@@ -159,6 +159,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         let object = ObjectRef {
             key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
             path: ctx.path.clone(),
+            site_hop: ctx.fleet_site_hop,
             origin_name: behavior.origin_name.clone(),
             origin: behavior.origin.clone(),
             origin_path,

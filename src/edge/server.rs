@@ -95,11 +95,11 @@ impl EdgeState {
             let control = fleet
                 .control
                 .map(|control| ControlLog::new(fleet.node.clone(), control.origin, control.prefix, control.poll));
-            Fleet::new(fleet.node, fleet.secret, &fleet.parents, fleet.go_direct, control)
+            Fleet::new(fleet.node, fleet.secret, &fleet.tiers, fleet.go_direct, control)
         });
         let parents = fleet
             .clone()
-            .filter(|fleet| fleet.has_parents())
+            .filter(|fleet| fleet.asks_other_nodes())
             .map(|fleet| fleet as Arc<dyn ParentTier>);
         let state = Self {
             cache: Arc::new(Cache::new(&config.cache, metrics.cache.clone(), parents)?),
@@ -225,7 +225,7 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         server.add_service(admin);
     }
     if let Some(fleet) = &state.fleet {
-        if let Some(health_checks) = fleet.health_checks() {
+        for health_checks in fleet.health_checks() {
             server.add_service(health_checks);
         }
         if let Some(polling) = fleet.control_polling() {

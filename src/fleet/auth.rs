@@ -15,6 +15,10 @@ pub const SIGNATURE_HEADER: &str = "x-keyfront-fleet-signature";
 /// Unix milliseconds: answer from nothing fetched before (the asking node
 /// invalidated the object then); absent or 0 for no such bound.
 pub const NOT_BEFORE_HEADER: &str = "x-keyfront-fleet-not-before";
+/// `site` when the asker is a node of the receiver's site asking the
+/// slice's owner (who must not ask its site peers in turn), `parent` when
+/// it is a child asking its parent.
+pub const HOP_HEADER: &str = "x-keyfront-fleet-hop";
 
 /// How far a fleet request's time may be from the receiver's clock, either
 /// way (seconds): node clocks are NTP-synchronised, requests are answered
@@ -57,6 +61,8 @@ pub struct FleetRequest<'a> {
     pub time: u64,
     /// See `NOT_BEFORE_HEADER`.
     pub not_before: u64,
+    /// See `HOP_HEADER`.
+    pub site_hop: bool,
 }
 
 impl FleetRequest<'_> {
@@ -68,9 +74,19 @@ impl FleetRequest<'_> {
             node,
             time,
             not_before,
+            site_hop,
         } = self;
-        format!("keyfront-fleet-v1\n{method}\n{path}\n{range}\n{node}\n{time}\n{not_before}")
+        let hop = if *site_hop { "site" } else { "parent" };
+        format!("keyfront-fleet-v1\n{method}\n{path}\n{range}\n{node}\n{time}\n{not_before}\n{hop}")
     }
+}
+
+/// What a verified fleet request carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified<'h> {
+    pub node: &'h str,
+    pub not_before: u64,
+    pub site_hop: bool,
 }
 
 /// Whether `name` can be a node name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
@@ -84,20 +100,21 @@ impl FleetSecret {
         (bytes.len() >= MIN_SECRET_BYTES).then(|| Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
     }
 
-    /// The four headers that authenticate `request`.
-    pub fn sign(&self, request: &FleetRequest) -> [(&'static str, String); 4] {
+    /// The five headers that authenticate `request`.
+    pub fn sign(&self, request: &FleetRequest) -> [(&'static str, String); 5] {
         let tag = hmac::sign(&self.0, request.message().as_bytes());
         let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         [
             (NODE_HEADER, request.node.to_owned()),
             (TIME_HEADER, request.time.to_string()),
             (NOT_BEFORE_HEADER, request.not_before.to_string()),
+            (HOP_HEADER, if request.site_hop { "site" } else { "parent" }.to_owned()),
             (SIGNATURE_HEADER, hex),
         ]
     }
 
     /// Checks a request's fleet headers (`header` looks one up) at `now`;
-    /// returns the asking node's name and its not-before bound.
+    /// returns what they carry.
     pub fn verify<'h>(
         &self,
         method: &str,
@@ -105,7 +122,7 @@ impl FleetSecret {
         range: &str,
         header: impl Fn(&str) -> Option<&'h str>,
         now: u64,
-    ) -> Result<(&'h str, u64), FleetAuthError> {
+    ) -> Result<Verified<'h>, FleetAuthError> {
         let node = header(NODE_HEADER)
             .filter(|n| valid_node_name(n))
             .ok_or(FleetAuthError::Malformed)?;
@@ -121,6 +138,11 @@ impl FleetSecret {
             None => 0,
             Some(text) => text.parse().ok().filter(|_| text.len() <= 20).ok_or(FleetAuthError::Malformed)?,
         };
+        let site_hop = match header(HOP_HEADER) {
+            None | Some("parent") => false,
+            Some("site") => true,
+            Some(_) => return Err(FleetAuthError::Malformed),
+        };
         if time.abs_diff(now) > VALIDITY_SECONDS {
             return Err(FleetAuthError::Expired);
         }
@@ -131,9 +153,14 @@ impl FleetSecret {
             node,
             time,
             not_before,
+            site_hop,
         };
         hmac::verify(&self.0, request.message().as_bytes(), &signature).map_err(|_| FleetAuthError::BadSignature)?;
-        Ok((node, not_before))
+        Ok(Verified {
+            node,
+            not_before,
+            site_hop,
+        })
     }
 }
 
@@ -162,6 +189,7 @@ mod tests {
             node: "fra-1",
             time: NOW,
             not_before: 0,
+            site_hop: false,
         }
     }
 
@@ -175,7 +203,9 @@ mod tests {
     ) -> Result<String, FleetAuthError> {
         let headers = signed_with.sign(signed);
         let lookup = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
-        secret(7).verify(method, path, range, lookup, now).map(|(node, _)| node.to_owned())
+        secret(7)
+            .verify(method, path, range, lookup, now)
+            .map(|verified| verified.node.to_owned())
     }
 
     #[test]
@@ -200,16 +230,24 @@ mod tests {
         let headers = secret(7).sign(&request(range));
         let raised = |name: &str| match name {
             NOT_BEFORE_HEADER => Some("1"),
+            HOP_HEADER => Some("parent"),
             _ => headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
         };
         let verdict = secret(7).verify("GET", "/videos/a.mp4", range, raised, NOW);
         assert_eq!(verdict, Err(FleetAuthError::BadSignature), "the not-before bound is signed too");
+        let hopped = |name: &str| match name {
+            HOP_HEADER => Some("site"),
+            _ => headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
+        };
+        let verdict = secret(7).verify("GET", "/videos/a.mp4", range, hopped, NOW);
+        assert_eq!(verdict, Err(FleetAuthError::BadSignature), "so is the hop");
     }
 
     #[test]
     fn malformed_headers_are_refused_before_any_hmac() {
         let good = secret(7).sign(&request(""));
-        let variants: [(&str, &str); 7] = [
+        let variants: [(&str, &str); 8] = [
+            (HOP_HEADER, "sideways"),
             (NOT_BEFORE_HEADER, "yesterday"),
             (NODE_HEADER, ""),
             (NODE_HEADER, "fra 1"),

@@ -14,7 +14,7 @@ use pingora::lb::LoadBalancer;
 use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::services::background::GenBackgroundService;
 
-pub use auth::{FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, valid_node_name};
+pub use auth::{FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, Verified, valid_node_name};
 pub use control::{Apply, ControlEntry, ControlLog};
 pub use parents::Parents;
 
@@ -25,9 +25,21 @@ pub struct Fleet {
     node: String,
     secret: FleetSecret,
     parents: Option<Parents>,
+    /// The nodes of this site, this one included, and this one's address
+    /// among them: each slice is kept by its owner on this ring only.
+    site: Option<(Parents, SocketAddr)>,
     go_direct: bool,
     /// The control log every node reads, if the fleet keeps one.
     pub control: Option<Arc<ControlLog>>,
+}
+
+/// The nodes a node asks before its origin.
+#[derive(Clone, Debug, Default)]
+pub struct Tiers {
+    /// The tier above.
+    pub parents: Vec<SocketAddr>,
+    /// This node's address as its site peers know it, and theirs.
+    pub site: Option<(SocketAddr, Vec<SocketAddr>)>,
 }
 
 /// The health checks of a node's parents, for the server to run.
@@ -41,11 +53,16 @@ impl Fleet {
     /// The node `node`, signing and checking with `secret`, asking
     /// `parents` (if any) before the origin, and the origin itself when none
     /// answers only if `go_direct`; reading and writing `control`, if any.
-    pub fn new(node: String, secret: FleetSecret, parents: &[SocketAddr], go_direct: bool, control: Option<ControlLog>) -> Arc<Fleet> {
+    pub fn new(node: String, secret: FleetSecret, tiers: &Tiers, go_direct: bool, control: Option<ControlLog>) -> Arc<Fleet> {
+        let site = tiers.site.as_ref().map(|(me, peers)| {
+            let members: Vec<SocketAddr> = peers.iter().copied().chain([*me]).collect();
+            (Parents::new(&members), *me)
+        });
         Arc::new(Fleet {
             node,
             secret,
-            parents: (!parents.is_empty()).then(|| Parents::new(parents)),
+            parents: (!tiers.parents.is_empty()).then(|| Parents::new(&tiers.parents)),
+            site,
             go_direct,
             control: control.map(Arc::new),
         })
@@ -57,8 +74,9 @@ impl Fleet {
         Some(GenBackgroundService::new("fleet control log".to_owned(), control))
     }
 
-    pub fn has_parents(&self) -> bool {
-        self.parents.is_some()
+    /// Whether this node asks other nodes (parents or site peers) for misses.
+    pub fn asks_other_nodes(&self) -> bool {
+        self.parents.is_some() || self.site.is_some()
     }
 
     /// What this node knows of its fleet, for the admin API: its name, its
@@ -72,29 +90,41 @@ impl Fleet {
             .into_iter()
             .map(|(address, healthy)| serde_json::json!({ "address": address.to_string(), "healthy": healthy }))
             .collect();
+        let site: Vec<serde_json::Value> = self
+            .site
+            .as_ref()
+            .map(|(ring, _)| ring.health())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(address, healthy)| serde_json::json!({ "address": address.to_string(), "healthy": healthy }))
+            .collect();
         serde_json::json!({
             "node": self.node,
             "parents": parents,
+            "site": site,
             "go_direct": self.go_direct,
             "control_last_applied": self.control.as_ref().map(|control| control.last_applied()),
         })
     }
 
-    /// The health checks of this node's parents, for the server to run.
-    pub fn health_checks(&self) -> Option<ParentHealthChecks> {
-        self.parents.as_ref().map(Parents::health_checks)
+    /// The health checks of this node's parents and site peers, for the
+    /// server to run.
+    pub fn health_checks(&self) -> Vec<ParentHealthChecks> {
+        let site = self.site.as_ref().map(|(ring, _)| ring);
+        self.parents.iter().chain(site).map(Parents::health_checks).collect()
     }
 
     /// Checks a request from another node (`header` looks its headers up);
-    /// returns the asking node's name and the time (Unix milliseconds)
-    /// before which nothing fetched may answer it.
+    /// returns what it carries: the asking node, the time (Unix
+    /// milliseconds) before which nothing fetched may answer it, and whether
+    /// it comes from a node of this site.
     pub fn verify<'h>(
         &self,
         method: &str,
         path: &str,
         range: &str,
         header: impl Fn(&str) -> Option<&'h str>,
-    ) -> Result<(&'h str, u64), FleetAuthError> {
+    ) -> Result<Verified<'h>, FleetAuthError> {
         self.secret.verify(method, path, range, header, unix_now())
     }
 }
@@ -104,7 +134,12 @@ impl ParentTier for Fleet {
         self.parents.as_ref().map_or_else(Vec::new, |parents| parents.in_order(key))
     }
 
-    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64) -> Vec<(&'static str, String)> {
+    fn site_owner(&self, key: &[u8]) -> Option<SocketAddr> {
+        let (ring, me) = self.site.as_ref()?;
+        ring.in_order(key).first().copied().filter(|owner| owner != me)
+    }
+
+    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)> {
         let request = FleetRequest {
             method,
             path,
@@ -112,11 +147,12 @@ impl ParentTier for Fleet {
             node: &self.node,
             time: unix_now(),
             not_before,
+            site_hop,
         };
         self.secret.sign(&request).into()
     }
 
     fn go_direct(&self) -> bool {
-        self.go_direct
+        self.go_direct || self.parents.is_none()
     }
 }

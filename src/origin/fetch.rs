@@ -64,6 +64,9 @@ pub struct OriginResponse<'a> {
     session: Option<HttpSession>,
     peer: HttpPeer,
     pub header: ResponseHeader,
+    /// The answer came from the node that keeps this object for its site:
+    /// the asker keeps its bytes only briefly.
+    pub borrowed: bool,
 }
 
 impl OriginResponse<'_> {
@@ -188,6 +191,7 @@ impl OriginClient {
             session: Some(session),
             peer,
             header,
+            borrowed: false,
         })
     }
 }

@@ -145,7 +145,16 @@ behaviors:
     /// Another edge on the same origin whose config is this stack's, edited
     /// by `edit` (a node of a fleet, say): its viewer and admin listeners.
     pub fn start_edge_with(&self, edit: impl FnOnce(String) -> String) -> (SocketAddr, SocketAddr, std::sync::Arc<EdgeState>) {
-        start_edge(&edit(self.config_template.clone()), self.config_dir.path())
+        self.start_edge_on(free_address(), edit)
+    }
+
+    /// As `start_edge_with`, listening on `listen` (known to others first).
+    pub fn start_edge_on(
+        &self,
+        listen: SocketAddr,
+        edit: impl FnOnce(String) -> String,
+    ) -> (SocketAddr, SocketAddr, std::sync::Arc<EdgeState>) {
+        start_edge_on(&edit(self.config_template.clone()), self.config_dir.path(), listen)
     }
 
     /// The directory the config file lives in (relative cache paths start here).
@@ -266,7 +275,11 @@ pub fn store_request(origin: &S3Origin, store: SocketAddr, method: &str, path: &
 /// Writes the config with fresh viewer and admin addresses, starts an edge on
 /// them and waits until it listens.
 fn start_edge(template: &str, dir: &Path) -> (SocketAddr, SocketAddr, std::sync::Arc<EdgeState>) {
-    let (listen, admin) = (free_address(), free_address());
+    start_edge_on(template, dir, free_address())
+}
+
+fn start_edge_on(template: &str, dir: &Path, listen: SocketAddr) -> (SocketAddr, SocketAddr, std::sync::Arc<EdgeState>) {
+    let admin = free_address();
     let path = dir.join(format!("keyfront-{}.yaml", listen.port()));
     let text = template
         .replace("{LISTEN}", &listen.to_string())
