@@ -7,6 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::served::Served;
 use common::{ACCESS_KEY, BUCKET, KEY_ID, SECRET, fixture, free_address, request};
 
 fn keyfront(args: &[&str]) -> std::process::Output {
@@ -63,56 +64,6 @@ fn bad_configs_exit_2_naming_the_field_and_value() {
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-    }
-}
-
-/// A child `keyfront serve`, killed (by its own handle) when dropped.
-struct Served {
-    child: std::process::Child,
-}
-
-impl Served {
-    /// Starts `keyfront serve` on `config` and waits until `address` listens.
-    /// With `log_level`, its stderr (the application log) is kept for reading.
-    fn start(config: &std::path::Path, address: std::net::SocketAddr, log_level: Option<&str>) -> Served {
-        let served = Served::spawn(config, &[], log_level);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "keyfront serve did not start listening on {address}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        served
-    }
-
-    /// Starts `keyfront serve` on `config` with `extra` arguments.
-    fn spawn(config: &std::path::Path, extra: &[&str], log_level: Option<&str>) -> Served {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyfront"));
-        command
-            .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
-            .args(extra)
-            .stdout(Stdio::null());
-        match log_level {
-            Some(level) => command.env("RUST_LOG", level).stderr(Stdio::piped()),
-            None => command.stderr(Stdio::null()),
-        };
-        Served {
-            child: command.spawn().unwrap(),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,6 +5,9 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod fleet;
+pub mod served;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

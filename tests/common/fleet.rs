@@ -1,0 +1,136 @@
+//! A fleet of real `keyfront serve` processes on loopback addresses: two
+//! sites of three nodes (127.0.0.11-13 and 127.0.0.21-23) under one shield
+//! (127.0.0.31), in front of one embedded origin, with a control log in its
+//! bucket (`tests/fleet_processes.rs`, `bench/fleet`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+
+use keyfront::origin::{S3Origin, put_object};
+
+use super::served::Served;
+use super::{ACCESS_KEY, BUCKET, SECRET, request, spawn_store, wait_until};
+
+/// A free port on `ip`.
+fn free_address_on(ip: [u8; 4]) -> SocketAddr {
+    let ip = IpAddr::V4(Ipv4Addr::from(ip));
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
+}
+
+pub struct Node {
+    pub name: String,
+    pub edge: SocketAddr,
+    pub admin: SocketAddr,
+    /// The process; taken (and so killed) to make the node fail.
+    pub process: Option<Served>,
+}
+
+impl Node {
+    /// The sum of the node's metric lines starting with `prefix`.
+    pub fn metric(&self, prefix: &str) -> u64 {
+        let metrics = request(self.admin, "GET", "/metrics", &[], b"").text();
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+pub struct Fleet {
+    _dir: tempfile::TempDir,
+    pub origin: S3Origin,
+    pub shield: Node,
+    pub sites: [Vec<Node>; 2],
+}
+
+/// The config of one node: a public behavior on the store, and `fleet`
+/// (none: a node on its own).
+fn write_config(dir: &Path, name: &str, edge: SocketAddr, admin: SocketAddr, store: SocketAddr, fleet: Option<&str>) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let text = format!(
+        "listen: \"{edge}\"\nadmin_listen: \"{admin}\"\nadmin_token: {token}\ndrain_timeout: 0s\norigins:\n  store: {{type: s3, endpoint: \"http://{store}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\ncache:\n  slice_size: 1MiB\nbehaviors:\n  - path_pattern: \"*\"\n    origin: store\n{fleet}",
+        token = super::ADMIN_TOKEN,
+        fleet = fleet.map_or(String::new(), |fleet| {
+            format!("fleet: {{node: {name}, secret_file: fleet.secret, control: {{origin: store, poll: 1s}}{fleet}}}\n")
+        })
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn quoted(addresses: &[SocketAddr]) -> String {
+    addresses.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
+}
+
+impl Fleet {
+    /// Starts the seven nodes; without `in_fleet` they are seven nodes on
+    /// their own with the same addresses (to compare with).
+    pub fn start(in_fleet: bool) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fleet.secret"), "ab".repeat(32)).unwrap();
+        let store = spawn_store(&dir.path().join("store"));
+        let origin = S3Origin::embedded(store, BUCKET, ACCESS_KEY, SECRET);
+        let start = |name: &str, ip: [u8; 4], fleet: &str, edge: SocketAddr| {
+            let admin = free_address_on(ip);
+            let config = write_config(dir.path(), name, edge, admin, store, in_fleet.then_some(fleet));
+            Node {
+                name: name.to_owned(),
+                edge,
+                admin,
+                process: Some(Served::start(&config, edge, None)),
+            }
+        };
+        let shield_address = free_address_on([127, 0, 0, 31]);
+        let shield = start("shield", [127, 0, 0, 31], "", shield_address);
+        let sites = [1u8, 2].map(|site| {
+            let ips: Vec<[u8; 4]> = (1..=3).map(|n| [127, 0, 0, site * 10 + n]).collect();
+            let edges: Vec<SocketAddr> = ips.iter().map(|ip| free_address_on(*ip)).collect();
+            ips.iter()
+                .zip(&edges)
+                .enumerate()
+                .map(|(i, (ip, edge))| {
+                    let peers: Vec<SocketAddr> = edges.iter().copied().filter(|peer| peer != edge).collect();
+                    let fleet = format!(", site_peers: [{}], parents: [\"{shield_address}\"]", quoted(&peers));
+                    start(&format!("site{site}-{i}"), *ip, &fleet, *edge)
+                })
+                .collect()
+        });
+        let fleet = Fleet {
+            _dir: dir,
+            origin,
+            shield,
+            sites,
+        };
+        if in_fleet {
+            fleet.wait_until_healthy();
+        }
+        fleet
+    }
+
+    /// The shield and the six edge nodes.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        std::iter::once(&self.shield).chain(self.sites.iter().flatten())
+    }
+
+    /// The six edge nodes.
+    pub fn edges(&self) -> impl Iterator<Item = &Node> {
+        self.sites.iter().flatten()
+    }
+
+    /// Every node sees every live peer and parent healthy.
+    fn wait_until_healthy(&self) {
+        for node in self.edges() {
+            wait_until(&format!("{}'s peers and parent healthy", node.name), || {
+                let state = request(node.admin, "GET", "/fleet", &[], b"").text();
+                state.matches("\"healthy\":true").count() == 4 && !state.contains("\"healthy\":false")
+            });
+        }
+    }
+
+    /// Uploads `body` at `key`, cacheable for an hour.
+    pub fn put(&self, key: &str, body: &[u8]) {
+        let headers = [("cache-control", "max-age=3600")];
+        assert_eq!(put_object(&self.origin, key, &headers, body).unwrap(), 200);
+    }
+}
