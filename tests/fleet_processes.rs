@@ -41,6 +41,13 @@ fn fifty_viewers_on_six_nodes_make_one_origin_request() {
     );
     let origin_requests: u64 = fleet.edges().map(|node| node.metric("keyfront_origin_requests_total{")).sum();
     assert_eq!(origin_requests, 0, "no edge went to the origin");
+    let origin_bytes: u64 = fleet.edges().map(|node| node.metric("keyfront_origin_body_bytes_total")).sum();
+    let fleet_bytes: u64 = fleet.edges().map(|node| node.metric("keyfront_fleet_body_bytes_total")).sum();
+    assert_eq!(origin_bytes, 0, "no edge read a byte from the origin");
+    assert!(
+        fleet_bytes >= 2 * SLICE as u64,
+        "each site's owner read the slice from the shield: {fleet_bytes}"
+    );
     for site in &fleet.sites {
         let kept: u64 = site.iter().map(|node| node.metric("keyfront_cache_items{tier=\"memory\"}")).sum();
         assert_eq!(kept, 1, "the site keeps the slice once");

@@ -5,7 +5,8 @@
 //! run fails (a server did not start, a response was wrong, wrk counted
 //! errors), never because of a ratio.
 //!
-//! With the argument `soak` (`bench/soak`), it runs `soak.rs` instead.
+//! With the argument `soak` (`bench/soak`) it runs `soak.rs` instead, with
+//! `fleet` (`bench/fleet`) `fleet.rs`.
 //!
 //! COMPARE_ROUNDS (default 7, at least 3) and COMPARE_SECONDS (default 5)
 //! set the rounds and each wrk run's length; COMPARE_ONLY=hits,ranges,cold,memory
@@ -14,6 +15,7 @@
 mod ceiling;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod fleet;
 mod load;
 mod objects;
 mod relay;
@@ -82,11 +84,18 @@ fn main() -> ExitCode {
     if !args.iter().any(|arg| arg == "--bench") {
         return ExitCode::SUCCESS; // `cargo test --all-targets` builds this; the run belongs to `cargo bench`.
     }
-    if args.iter().any(|arg| arg == "soak") {
-        return match soak::run() {
+    let other_bench: Option<(&str, fn() -> Result<(), Failure>)> = if args.iter().any(|arg| arg == "soak") {
+        Some(("soak", soak::run))
+    } else if args.iter().any(|arg| arg == "fleet") {
+        Some(("fleet", fleet::run))
+    } else {
+        None
+    };
+    if let Some((name, run)) = other_bench {
+        return match run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => {
-                eprintln!("bench/soak: the run failed: {failure}");
+                eprintln!("bench/{name}: the run failed: {failure}");
                 ExitCode::FAILURE
             }
         };

@@ -15,6 +15,7 @@ pub struct Metrics {
     response_body_bytes: IntCounterVec,
     signature_rejections: IntCounterVec,
     origin_body_bytes: IntCounter,
+    fleet_body_bytes: IntCounter,
     /// Handed to the cache, which records its origin traffic and its events.
     pub cache: CacheMetrics,
     cache_bytes: IntGaugeVec,
@@ -180,6 +181,11 @@ impl Default for Metrics {
                 "keyfront_origin_body_bytes_total",
                 "Body bytes the cache read from origins.",
             ),
+            fleet_body_bytes: counter(
+                &registry,
+                "keyfront_fleet_body_bytes_total",
+                "Body bytes the cache read from other nodes of its fleet (parents, site peers).",
+            ),
             cache: CacheMetrics::register(&registry),
             cache_bytes: gauge_vec(&registry, "keyfront_cache_bytes", "Bytes held by each cache tier.", &["tier"]),
             cache_items: gauge_vec(&registry, "keyfront_cache_items", "Slices held by each cache tier.", &["tier"]),
@@ -222,6 +228,7 @@ impl Metrics {
         let stats = &cache.client.stats;
         let sync = |metric: &IntCounter, value: u64| metric.inc_by(value.saturating_sub(metric.get()));
         sync(&self.origin_body_bytes, stats.body_bytes.load(Ordering::Relaxed));
+        sync(&self.fleet_body_bytes, stats.fleet_body_bytes.load(Ordering::Relaxed));
         let ((memory_bytes, memory_items), disk) = cache.usage();
         let gauge =
             |metric: &IntGaugeVec, tier: &str, value: u64| metric.with_label_values(&[tier]).set(i64::try_from(value).unwrap_or(i64::MAX));

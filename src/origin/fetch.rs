@@ -38,8 +38,12 @@ impl FetchError {
 /// Counters of the edge's own origin traffic.
 #[derive(Debug, Default)]
 pub struct OriginStats {
+    /// Requests sent, to origins and to other nodes of the fleet.
     pub requests: AtomicU64,
+    /// Body bytes read from origins.
     pub body_bytes: AtomicU64,
+    /// Body bytes read from other nodes of the fleet (parents, site peers).
+    pub fleet_body_bytes: AtomicU64,
 }
 
 /// The edge's client for its own origin requests.
@@ -67,6 +71,8 @@ pub struct OriginResponse<'a> {
     /// The answer came from the node that keeps this object for its site:
     /// the asker keeps its bytes only briefly.
     pub borrowed: bool,
+    /// The answer comes from another node of the fleet, not an origin.
+    from_fleet: bool,
 }
 
 impl OriginResponse<'_> {
@@ -85,7 +91,12 @@ impl OriginResponse<'_> {
         };
         match session.read_response_body().await {
             Ok(Some(chunk)) => {
-                self.client.stats.body_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                let counter = if self.from_fleet {
+                    &self.client.stats.fleet_body_bytes
+                } else {
+                    &self.client.stats.body_bytes
+                };
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 Ok(Some(chunk))
             }
             Ok(None) => {
@@ -165,7 +176,9 @@ impl OriginClient {
         peer.options.connection_timeout = Some(origin.connect_timeout);
         peer.options.read_timeout = Some(origin.first_byte_timeout);
         let request = request_header(method, path, &parent.to_string(), headers)?;
-        self.exchange(peer, request, None).await
+        let mut response = self.exchange(peer, request, None).await?;
+        response.from_fleet = true;
+        Ok(response)
     }
 
     /// Writes `request` (and `body`) to `peer` over a pooled connection and
@@ -192,6 +205,7 @@ impl OriginClient {
             peer,
             header,
             borrowed: false,
+            from_fleet: false,
         })
     }
 }
