@@ -36,6 +36,9 @@ use servers::Server;
 
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
+/// A bench of its own in this binary (`soak`, `fleet`).
+type BenchRun = fn() -> Result<(), Failure>;
+
 /// Threads for each server (keyfront's pingora threads, the ceiling's, nginx's
 /// workers) and for wrk: one per core.
 pub fn threads() -> usize {
@@ -84,7 +87,7 @@ fn main() -> ExitCode {
     if !args.iter().any(|arg| arg == "--bench") {
         return ExitCode::SUCCESS; // `cargo test --all-targets` builds this; the run belongs to `cargo bench`.
     }
-    let other_bench: Option<(&str, fn() -> Result<(), Failure>)> = if args.iter().any(|arg| arg == "soak") {
+    let other_bench: Option<(&str, BenchRun)> = if args.iter().any(|arg| arg == "soak") {
         Some(("soak", soak::run))
     } else if args.iter().any(|arg| arg == "fleet") {
         Some(("fleet", fleet::run))
