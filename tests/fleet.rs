@@ -8,22 +8,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{Stack, free_address, patterned, request, wait_until};
+use common::{Stack, dead_address, free_address, patterned, request, wait_until};
 use keyfront::auth::PolicySpec;
 use keyfront::edge::EdgeState;
 use keyfront::fleet::{FleetRequest, FleetSecret};
 
 const SLICE: usize = 1 << 20;
 
-/// A secret file (absolute path) holding 32 bytes of `fill`, hex-encoded.
-fn secret_file(dir: &std::path::Path, name: &str, fill: u8) -> String {
+/// A fleet secret: `fill` (7 is a fleet's own) under the fleet's random
+/// `salt`, so that fleets of tests running side by side never trust each other.
+fn secret_text(salt: u32, fill: u8) -> String {
+    format!("{salt:08x}{}", format!("{fill:02x}").repeat(28))
+}
+
+/// A secret file (absolute path) holding `secret_text(salt, fill)`.
+fn secret_file(dir: &std::path::Path, name: &str, salt: u32, fill: u8) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, format!("{}\n", format!("{fill:02x}").repeat(32))).unwrap();
+    std::fs::write(&path, format!("{}\n", secret_text(salt, fill))).unwrap();
     path.display().to_string()
 }
 
-fn secret(fill: u8) -> FleetSecret {
-    FleetSecret::new(format!("{fill:02x}").repeat(32).as_bytes()).unwrap()
+fn secret(salt: u32, fill: u8) -> FleetSecret {
+    FleetSecret::new(secret_text(salt, fill).as_bytes()).unwrap()
 }
 
 /// Requests (of any kind) a node's cache has sent upstream: to its parents
@@ -36,6 +42,7 @@ fn upstream_requests(state: &Arc<EdgeState>) -> u64 {
 struct Fleet {
     stack: Stack,
     secrets: tempfile::TempDir,
+    salt: u32,
     shield_fleet: String,
 }
 
@@ -47,7 +54,8 @@ impl Fleet {
     /// A shield with `extra` fleet settings (`, control: {...}`).
     fn start_with(extra: &str) -> Fleet {
         let secrets = tempfile::tempdir().unwrap();
-        let secret = secret_file(secrets.path(), "fleet.secret", 7);
+        let salt = rand::random::<u32>();
+        let secret = secret_file(secrets.path(), "fleet.secret", salt, 7);
         let shield_fleet = format!("fleet: {{node: shield, secret_file: \"{secret}\"{extra}}}");
         let stack = Stack::start_configured(
             "  - path_pattern: /open/*\n    origin: store\n",
@@ -57,6 +65,7 @@ impl Fleet {
         Fleet {
             stack,
             secrets,
+            salt,
             shield_fleet,
         }
     }
@@ -70,7 +79,7 @@ impl Fleet {
 
     /// As `child`, with the node's admin listener.
     fn node(&self, node: &str, parents: &[SocketAddr], fill: u8, extra: &str) -> (SocketAddr, SocketAddr, Arc<EdgeState>) {
-        let secret = secret_file(self.secrets.path(), &format!("{node}.secret"), fill);
+        let secret = secret_file(self.secrets.path(), &format!("{node}.secret"), self.salt, fill);
         let parents: Vec<String> = parents.iter().map(|p| format!("\"{p}\"")).collect();
         let settings = format!(
             "fleet: {{node: {node}, secret_file: \"{secret}\", parents: [{}]{extra}}}",
@@ -154,19 +163,28 @@ fn fleet_requests_need_the_fleet_secret() {
         all.push(("Range", range));
         request(stack.edge, "GET", sent_path, &all, b"")
     };
-    let good = ask(&secret(7), "GET", "/priv/secret.bin", now, "/priv/secret.bin");
+    let good = ask(&secret(fleet.salt, 7), "GET", "/priv/secret.bin", now, "/priv/secret.bin");
     assert!(
         good.status == 206 && good.body == data[..SLICE],
         "the fleet's own request is served"
     );
 
     let refused = [
-        ("wrong secret", ask(&secret(8), "GET", "/priv/secret.bin", now, "/priv/secret.bin")),
-        ("expired", ask(&secret(7), "GET", "/priv/secret.bin", now - 120, "/priv/secret.bin")),
-        ("another path", ask(&secret(7), "GET", "/priv/other.bin", now, "/priv/secret.bin")),
+        (
+            "wrong secret",
+            ask(&secret(fleet.salt, 8), "GET", "/priv/secret.bin", now, "/priv/secret.bin"),
+        ),
+        (
+            "expired",
+            ask(&secret(fleet.salt, 7), "GET", "/priv/secret.bin", now - 120, "/priv/secret.bin"),
+        ),
+        (
+            "another path",
+            ask(&secret(fleet.salt, 7), "GET", "/priv/other.bin", now, "/priv/secret.bin"),
+        ),
         (
             "another method",
-            ask(&secret(7), "HEAD", "/priv/secret.bin", now, "/priv/secret.bin"),
+            ask(&secret(fleet.salt, 7), "HEAD", "/priv/secret.bin", now, "/priv/secret.bin"),
         ),
     ];
     for (what, answer) in refused {
@@ -203,7 +221,7 @@ fn slices_spread_over_parents_and_dead_ones_are_skipped() {
     let data = patterned(16 * SLICE);
     stack.put("/open/long.mp4", "video/mp4", &data);
     let (second_shield, _, second_state) = stack.start_edge_with(|template| template);
-    let dead = free_address();
+    let dead = dead_address();
     let (child, _) = fleet.child("edge-a", &[stack.edge, second_shield, dead], 7, "");
     let whole = request(child, "GET", "/open/long.mp4", &[], b"");
     assert!(whole.status == 200 && whole.body == data);
@@ -351,8 +369,8 @@ fn a_site_keeps_each_slice_once() {
     let data = patterned(6 * SLICE);
     stack.put("/open/site.mp4", "video/mp4", &data);
     let members = [free_address(), free_address(), free_address()];
-    let dead = free_address();
-    let secret = secret_file(fleet.secrets.path(), "site.secret", 7);
+    let dead = dead_address();
+    let secret = secret_file(fleet.secrets.path(), "site.secret", fleet.salt, 7);
     let nodes: Vec<(SocketAddr, SocketAddr, Arc<EdgeState>)> = members
         .iter()
         .enumerate()
@@ -380,7 +398,14 @@ fn a_site_keeps_each_slice_once() {
     }
     for (edge, _, _) in &nodes {
         let whole = request(*edge, "GET", "/open/site.mp4", &[], b"");
-        assert!(whole.status == 200 && whole.body == data, "served whole by {edge}");
+        assert!(
+            whole.status == 200 && whole.body == data,
+            "served whole by {edge}: {} with {} bytes, first difference at {:?}: {}",
+            whole.status,
+            whole.body.len(),
+            whole.body.iter().zip(&data).position(|(a, b)| a != b),
+            String::from_utf8_lossy(&whole.body[..whole.body.len().min(300)])
+        );
     }
     let fetched: u64 = nodes.iter().map(|(_, admin, _)| origin_requests_of(*admin)).sum();
     assert_eq!(fetched, 6, "each slice fetched from the origin once by the site");

@@ -68,7 +68,8 @@ impl Fleet {
     /// their own with the same addresses (to compare with).
     pub fn start(in_fleet: bool) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("fleet.secret"), "ab".repeat(32)).unwrap();
+        // Random per fleet: fleets of tests running side by side never trust each other.
+        std::fs::write(dir.path().join("fleet.secret"), format!("{:032x}", rand::random::<u128>())).unwrap();
         let store = spawn_store(&dir.path().join("store"));
         let origin = S3Origin::embedded(store, BUCKET, ACCESS_KEY, SECRET);
         let start = |name: &str, ip: [u8; 4], fleet: &str, edge: SocketAddr| {

@@ -41,6 +41,12 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// An address nothing listens on, nor ever will during the tests (a port
+/// released by `free_address` may be taken by a test running alongside).
+pub fn dead_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 254], 1))
+}
+
 /// A port nothing listens on (bound, then released).
 pub fn free_address() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
@@ -115,7 +121,7 @@ behaviors:
 "#,
             public_key = fixture("rsa_public.pem").display(),
             relayed = relay.address,
-            down = free_address(),
+            down = dead_address(),
             silent = silent_origin(),
             ignores_range = range_ignoring_origin(),
         );
