@@ -302,3 +302,24 @@ fn cors_preflights_need_no_signature_and_allowed_origins_can_read_ranges() {
     );
     assert_cloudfront_error(&elsewhere, 403, "MethodNotAllowed");
 }
+
+/// A behavior naming a key group that holds no key is still a signed
+/// behavior: nothing verifies, nothing is served unsigned (an empty group,
+/// in a file or adopted from the fleet, used to make it public).
+#[test]
+fn a_behavior_whose_key_groups_are_empty_serves_nothing() {
+    let stack = Stack::start("");
+    stack.put("/empty/secret.txt", "text/plain", b"nobody");
+    stack.rewrite_config(|config| {
+        config.replacen("key_groups:\n", "key_groups:\n  nobody: []\n", 1).replacen(
+            "behaviors:\n",
+            "behaviors:\n  - path_pattern: /empty/*\n    origin: store\n    trusted_key_groups: [nobody]\n",
+            1,
+        )
+    });
+    let unsigned = stack.get("/empty/secret.txt");
+    assert_cloudfront_error(&unsigned, 403, "MissingKey");
+    let signed = stack.get(&stack.signed("/empty/secret.txt"));
+    assert_cloudfront_error(&signed, 403, "InvalidKey");
+    assert!(!signed.text().contains("nobody") && !unsigned.text().contains("nobody"));
+}

@@ -416,3 +416,62 @@ fn a_site_keeps_each_slice_once() {
         "slices spread over the site: {kept:?}"
     );
 }
+
+/// A key group rotated on one node (its file changed, then reloaded) is
+/// honoured by every node of the fleet within a poll interval and a second:
+/// a URL signed with the new key is refused everywhere before and served
+/// everywhere after; the old key keeps working.
+#[test]
+fn a_key_group_rotated_on_one_node_is_honoured_by_all() {
+    let fleet = Fleet::start_with(CONTROL);
+    let stack = &fleet.stack;
+    stack.put("/priv/doc.txt", "text/plain", b"for signed eyes");
+    let (a, a_admin, _) = fleet.node("edge-a", &[stack.edge], 7, CONTROL);
+    let (b, _, _) = fleet.node("edge-b", &[stack.edge], 7, CONTROL);
+    let new_key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(common::fixture("ec_pkcs8.pem")).unwrap()).unwrap();
+    let signer = keyfront::auth::Signer::new("KNEW", new_key, keyfront::auth::HashAlgorithm::Sha1);
+    let get_signed = |node: SocketAddr, signer: &keyfront::auth::Signer| {
+        let base = format!("http://{node}");
+        let url = signer.sign_url(
+            &format!("{base}/priv/doc.txt"),
+            &PolicySpec::Canned {
+                expires: common::now() + 600,
+            },
+        );
+        request(node, "GET", &url[base.len()..], &[], b"")
+    };
+    let nodes = [stack.edge, a, b];
+    for node in nodes {
+        let refused = get_signed(node, &signer);
+        assert!(
+            refused.status == 403 && refused.text().contains("<Code>InvalidKey</Code>"),
+            "{node}: not yet trusted"
+        );
+    }
+
+    let a_config = stack.config_dir().join(format!("keyfront-{}.yaml", a.port()));
+    let text = std::fs::read_to_string(&a_config).unwrap();
+    let rotated = text.replacen(
+        "key_groups:\n  main:\n",
+        &format!(
+            "key_groups:\n  main:\n    - id: KNEW\n      public_key: {}\n",
+            common::fixture("ec_public.pem").display()
+        ),
+        1,
+    );
+    assert_ne!(rotated, text);
+    std::fs::write(&a_config, rotated).unwrap();
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    let sent = std::time::Instant::now();
+    assert_eq!(request(a_admin, "POST", "/reload", &[("Authorization", &token)], b"").status, 200);
+    for node in nodes {
+        wait_until(&format!("{node} trusts the new key"), || get_signed(node, &signer).status == 200);
+        assert_eq!(get_signed(node, &signer).body, b"for signed eyes");
+        assert_eq!(get_signed(node, &stack.signer).status, 200, "{node}: the old key still works");
+    }
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(3),
+        "within the poll interval and a second: {:?}",
+        sent.elapsed()
+    );
+}

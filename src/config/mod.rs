@@ -64,6 +64,8 @@ pub enum ConfigError {
 pub struct Config {
     /// The file it was read from (reloads read it again).
     pub source: PathBuf,
+    /// Key groups by name: `(key id, key)` pairs.
+    pub key_groups: KeyGroups,
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<TlsListener>,
     pub admin_listen: Option<SocketAddr>,
@@ -97,8 +99,11 @@ pub struct Config {
     pub cache: CacheSettings,
 }
 
+/// Key groups by name, each a list of `(key id, public key)`.
+pub type KeyGroups = HashMap<String, Vec<(String, PublicKey)>>;
+
 /// One cache behavior: which requests it takes and what it does with them.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Behavior {
     /// CloudFront path pattern (`*`, `?`), always starting with `/`, in
     /// canonical spelling ([`crate::request::canonical_pattern`]).
@@ -107,6 +112,8 @@ pub struct Behavior {
     pub origin: Arc<S3Origin>,
     /// Keys whose signatures are accepted; empty means the behavior is public.
     pub trusted_keys: TrustedKeys,
+    /// The key groups `trusted_keys` was built from, by name.
+    pub trusted_key_groups: Vec<String>,
     pub allowed_methods: AllowedMethods,
     pub ttl: Ttl,
     pub forward_metadata_headers: bool,
@@ -390,6 +397,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
         Ok(Config {
             source: self.file.to_owned(),
+            key_groups,
             listen,
             tls_listen,
             admin_listen,
@@ -554,7 +562,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
     }
 
-    fn key_groups(&self, file: &ConfigFile) -> Result<HashMap<String, Vec<(String, PublicKey)>>, ConfigError> {
+    fn key_groups(&self, file: &ConfigFile) -> Result<KeyGroups, ConfigError> {
         let mut groups = HashMap::new();
         let mut seen: HashMap<String, [u8; 32]> = HashMap::new();
         for (name, keys) in &file.key_groups {
@@ -697,6 +705,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             origin_name: behavior.origin.as_str().into(),
             origin: origin.clone(),
             trusted_keys: TrustedKeys::new(trusted),
+            trusted_key_groups: behavior.trusted_key_groups.clone(),
             allowed_methods,
             ttl,
             forward_metadata_headers: behavior.forward_metadata_headers,

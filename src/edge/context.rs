@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use super::cached::CacheStatus;
-use super::server::Routing;
+use super::routing::Routing;
 use crate::config::Behavior;
 
 /// Per-request state, created empty by `new_ctx` and filled by `request_filter`.

@@ -119,7 +119,9 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
             }
         }
         ctx.decision = "fleet";
-    } else if !behavior.trusted_keys.is_empty() {
+    } else if !behavior.trusted_key_groups.is_empty() {
+        // A behavior naming key groups is signed even if its groups hold no
+        // key (then nothing verifies): emptiness never opens it.
         let base_url = viewer_base_url(routing.public_base_url.as_deref(), session);
         let cookies: Vec<&str> = session
             .req_header()

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use pingora::listeners::ListenerConfig;
 use pingora::listeners::tls::TlsSettings;
@@ -14,28 +14,25 @@ use pingora::services::listening::Service;
 
 use super::Edge;
 use super::header_deadline::HeaderDeadline;
+use super::routing::{Routing, from_published, publish_form};
 use crate::accesslog::AccessLog;
 use crate::admin::AdminApp;
 use crate::auth::Verifier;
 use crate::cache::ObjectRef;
 use crate::cache::{Cache, DiskError, ParentTier};
-use crate::config::{AccessLogTarget, Behavior, Config, ConfigError, TlsListener};
-use crate::fleet::{ControlLog, Fleet};
+use crate::config::KeyGroups;
+use crate::config::{AccessLogTarget, Config, ConfigError, TlsListener};
+use crate::fleet::{ControlEntry, ControlLog, Fleet};
 use crate::metrics::Metrics;
 use crate::request::canonical_pattern;
-
-/// What the config decides and a reload replaces: behaviors (with their
-/// origins, TTLs and trusted keys) and the public base URL.
-pub struct Routing {
-    pub behaviors: Vec<Behavior>,
-    /// `scheme://host` used to rebuild signed URLs, when configured.
-    pub public_base_url: Option<String>,
-}
 
 /// What every request needs, shared by all of pingora's threads.
 pub struct EdgeState {
     /// Replaced whole by a reload; each request keeps the snapshot it began with.
     routing: RwLock<Arc<Routing>>,
+    /// Key groups adopted from the fleet's control log (another node's
+    /// rotation), laid over the file's until the file changes them.
+    adopted_key_groups: Mutex<KeyGroups>,
     /// The config file, read again by `reload`.
     config_source: PathBuf,
     pub verifier: Verifier,
@@ -104,11 +101,14 @@ impl EdgeState {
         let state = Self {
             cache: Arc::new(Cache::new(&config.cache, metrics.cache.clone(), parents)?),
             fleet,
-            routing: RwLock::new(Arc::new(Routing {
-                behaviors: config.behaviors,
-                public_base_url: config.public_base_url,
-            })),
             config_source: config.source,
+            routing: RwLock::new(Arc::new(Routing::new(
+                config.behaviors,
+                config.public_base_url,
+                config.key_groups,
+                &KeyGroups::new(),
+            ))),
+            adopted_key_groups: Mutex::default(),
             verifier: Verifier::default(),
             viewer_idle_seconds: config.viewer_idle_timeout.as_secs(),
             viewer_send_timeout: config.viewer_send_timeout,
@@ -125,13 +125,54 @@ impl EdgeState {
         if let Some(control) = state.fleet.as_ref().and_then(|fleet| fleet.control.as_ref()) {
             // Weak: the log's poller must not keep the state alive.
             let edge = Arc::downgrade(&state);
-            control.set_apply(Arc::new(move |paths: &[String]| {
+            control.set_apply(Arc::new(move |entry: &ControlEntry| {
                 if let Some(state) = edge.upgrade() {
-                    state.invalidate(paths);
+                    state.apply_control_entry(entry);
                 }
             }));
         }
         Ok((state, listeners))
+    }
+
+    /// Tells the fleet (if it keeps a control log) of key groups this
+    /// node's file changed, so that every node honours a rotation. Runs on
+    /// the caller's runtime, off the reload.
+    fn publish_key_groups(&self, rotated: &KeyGroups) {
+        let Some(control) = self.fleet.as_ref().and_then(|fleet| fleet.control.clone()) else {
+            return;
+        };
+        if rotated.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return tracing::warn!("key groups changed, but not published to the fleet: no runtime");
+        };
+        let published = publish_form(rotated);
+        runtime.spawn(async move {
+            if let Err(error) = control.publish_key_groups(published).await {
+                tracing::warn!(%error, "key groups changed, but not published to the fleet");
+            }
+        });
+    }
+
+    /// Applies an entry of the fleet's control log: its invalidations and
+    /// the key groups another node rotated. Blocking (disk).
+    pub fn apply_control_entry(&self, entry: &ControlEntry) {
+        self.invalidate(&entry.invalidate);
+        let groups = from_published(&entry.key_groups);
+        if groups.is_empty() {
+            return;
+        }
+        let mut adopted = self.adopted_key_groups.lock().expect("adopted key groups lock");
+        adopted.extend(groups);
+        let mut routing = self.routing.write().expect("routing lock");
+        let behaviors = routing.with_groups(&adopted);
+        *routing = Arc::new(Routing {
+            behaviors,
+            public_base_url: routing.public_base_url.clone(),
+            file_key_groups: routing.file_key_groups.clone(),
+        });
+        tracing::info!(from = %entry.node, groups = entry.key_groups.len(), "fleet key groups adopted");
     }
 
     /// Removes every object `paths` name (`/videos/*`: a prefix) from both
@@ -172,10 +213,16 @@ impl EdgeState {
         let behaviors = config.behaviors.len();
         tracing::info!(behaviors, source = %self.config_source.display(), "config reloaded");
         self.metrics.record_reload(true);
-        *self.routing.write().expect("routing lock") = Arc::new(Routing {
-            behaviors: config.behaviors,
-            public_base_url: config.public_base_url,
-        });
+        let rotated = self.routing().changed_groups(&config.key_groups);
+        let adopted = {
+            // The file's own change of a group wins over what was adopted.
+            let mut adopted = self.adopted_key_groups.lock().expect("adopted key groups lock");
+            adopted.retain(|name, _| !rotated.contains_key(name));
+            adopted.clone()
+        };
+        let routing = Routing::new(config.behaviors, config.public_base_url, config.key_groups, &adopted);
+        *self.routing.write().expect("routing lock") = Arc::new(routing);
+        self.publish_key_groups(&rotated);
         Ok(behaviors)
     }
 }

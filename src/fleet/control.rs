@@ -1,9 +1,10 @@
-//! The fleet's control log: invalidations written as immutable,
+//! The fleet's control log: invalidations and key-group changes written as immutable,
 //! time-ordered objects under a prefix of a bucket every node reads, and
 //! applied in order by every node, which polls the prefix for keys after
 //! the last it applied. S3's read-after-write consistency for PUT and LIST
 //! is the only coordination: no consensus code of our own.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -27,11 +28,15 @@ pub struct ControlEntry {
     pub time_ms: u64,
     /// Viewer paths to invalidate (`/videos/*` for a prefix), as the admin
     /// API takes them.
+    #[serde(default)]
     pub invalidate: Vec<String>,
+    /// Key groups the writing node's config changed: name -> (key id, PEM).
+    #[serde(default)]
+    pub key_groups: BTreeMap<String, Vec<(String, String)>>,
 }
 
-/// Applies an entry's invalidation to this node's cache.
-pub type Apply = Arc<dyn Fn(&[String]) + Send + Sync>;
+/// Applies an entry to this node (its cache, its key groups).
+pub type Apply = Arc<dyn Fn(&ControlEntry) + Send + Sync>;
 
 /// Where the log lives and how often it is read.
 pub struct ControlLog {
@@ -86,10 +91,20 @@ impl ControlLog {
     /// Writes an invalidation of `paths` to the log for every node (this
     /// one applies it when it reads it back, as the others do).
     pub async fn publish_invalidation(&self, paths: Vec<String>) -> Result<(), FetchError> {
+        self.publish(paths, BTreeMap::new()).await
+    }
+
+    /// Writes key groups this node's config changed (name -> (key id, PEM)).
+    pub async fn publish_key_groups(&self, groups: BTreeMap<String, Vec<(String, String)>>) -> Result<(), FetchError> {
+        self.publish(Vec::new(), groups).await
+    }
+
+    async fn publish(&self, invalidate: Vec<String>, key_groups: BTreeMap<String, Vec<(String, String)>>) -> Result<(), FetchError> {
         let entry = ControlEntry {
             node: self.node.clone(),
             time_ms: unix_millis(),
-            invalidate: paths,
+            invalidate,
+            key_groups,
         };
         let key = format!(
             "{}{:016}-{}-{:08x}.json",
@@ -115,12 +130,11 @@ impl ControlLog {
             let body = self.client.get_small(&self.origin, &key).await?;
             match serde_json::from_slice::<ControlEntry>(&body) {
                 Ok(entry) => {
+                    tracing::info!(from = %entry.node, paths = entry.invalidate.len(), groups = entry.key_groups.len(), "fleet control entry");
                     if let Some(apply) = apply.clone() {
                         // Invalidating removes files of the disk tier.
-                        let paths = entry.invalidate.clone();
-                        let _ = tokio::task::spawn_blocking(move || apply(&paths)).await;
+                        let _ = tokio::task::spawn_blocking(move || apply(&entry)).await;
                     }
-                    tracing::info!(from = %entry.node, paths = entry.invalidate.len(), "fleet invalidation applied");
                     applied += 1;
                 }
                 // Not ours to read (a stray object): skipped, never retried.

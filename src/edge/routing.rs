@@ -1,0 +1,101 @@
+//! The table requests are served from: behaviors (with their origins, TTLs
+//! and trusted keys) and the public base URL, built from the config file and
+//! from key groups adopted from the fleet's control log.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::auth::{PublicKey, TrustedKeys};
+use crate::config::{Behavior, KeyGroups};
+
+/// What the config decides and a reload replaces.
+pub struct Routing {
+    pub behaviors: Vec<Behavior>,
+    /// `scheme://host` used to rebuild signed URLs, when configured.
+    pub public_base_url: Option<String>,
+    /// The key groups of the config file, as read (before any adopted from
+    /// the fleet): a reload publishes the groups that changed in the file.
+    pub file_key_groups: KeyGroups,
+}
+
+/// A key group's identity for comparison: its key ids and key fingerprints.
+fn identity(keys: &[(String, PublicKey)]) -> Vec<(String, [u8; 32])> {
+    let mut identity: Vec<(String, [u8; 32])> = keys.iter().map(|(id, key)| (id.clone(), *key.fingerprint())).collect();
+    identity.sort();
+    identity
+}
+
+impl Routing {
+    /// The table for a config's `behaviors`, `public_base_url` and
+    /// `key_groups`, its key groups overlaid by `adopted` ones.
+    pub fn new(behaviors: Vec<Behavior>, public_base_url: Option<String>, key_groups: KeyGroups, adopted: &KeyGroups) -> Self {
+        let mut routing = Routing {
+            behaviors,
+            public_base_url,
+            file_key_groups: key_groups,
+        };
+        routing.behaviors = routing.with_groups(adopted);
+        routing
+    }
+
+    /// The groups `newer` (a file read again) changed or added. A group
+    /// removed from a file is not published: no behavior of that file uses
+    /// it any more, and other nodes' behaviors that still do keep theirs.
+    pub fn changed_groups(&self, newer: &KeyGroups) -> KeyGroups {
+        newer
+            .iter()
+            .filter(|(name, keys)| self.file_key_groups.get(*name).map(|old| identity(old)) != Some(identity(keys)))
+            .map(|(name, keys)| (name.clone(), keys.clone()))
+            .collect()
+    }
+
+    /// The behaviors with each trusted key group taken from `adopted` where
+    /// it has the group, from the file otherwise.
+    pub fn with_groups(&self, adopted: &KeyGroups) -> Vec<Behavior> {
+        self.behaviors
+            .iter()
+            .map(|behavior| {
+                let mut behavior = behavior.clone();
+                if behavior.trusted_key_groups.iter().any(|group| adopted.contains_key(group)) {
+                    let keys = behavior
+                        .trusted_key_groups
+                        .iter()
+                        .filter_map(|group| adopted.get(group).or_else(|| self.file_key_groups.get(group)))
+                        .flatten()
+                        .cloned();
+                    behavior.trusted_keys = TrustedKeys::new(keys);
+                }
+                behavior
+            })
+            .collect()
+    }
+}
+
+/// Key groups as the control log carries them: name -> (key id, PEM).
+pub type PublishedGroups = BTreeMap<String, Vec<(String, String)>>;
+
+/// `groups` for the control log.
+pub fn publish_form(groups: &KeyGroups) -> PublishedGroups {
+    groups
+        .iter()
+        .map(|(name, keys)| (name.clone(), keys.iter().map(|(id, key)| (id.clone(), key.to_pem())).collect()))
+        .collect()
+}
+
+/// Key groups read back from the control log; a key that does not parse
+/// drops its whole group (a half group would be a wrong grant or refusal).
+pub fn from_published(published: &PublishedGroups) -> KeyGroups {
+    let mut groups = HashMap::new();
+    for (name, keys) in published {
+        let parsed: Result<Vec<(String, PublicKey)>, _> = keys
+            .iter()
+            .map(|(id, pem)| PublicKey::from_pem(pem).map(|key| (id.clone(), key)))
+            .collect();
+        match parsed {
+            Ok(keys) => {
+                groups.insert(name.clone(), keys);
+            }
+            Err(error) => tracing::warn!(group = %name, %error, "a published key group does not parse; ignored"),
+        }
+    }
+    groups
+}
