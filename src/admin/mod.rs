@@ -10,21 +10,37 @@ use pingora::protocols::http::ServerSession;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::edge::EdgeState;
+use crate::config::ConfigError;
+use crate::fleet::Fleet;
 
 /// CloudFront's limits: 3,000 paths per invalidation; a path is at most 4,096 bytes.
 const MAX_PATHS: usize = 3000;
 const MAX_PATH_BYTES: usize = 4096;
 const MAX_BODY_BYTES: usize = MAX_PATHS * (MAX_PATH_BYTES / 8);
 
+/// What the admin listener needs of the edge, handed to it at startup (the
+/// edge's state implements it): admin never imports the edge.
+pub trait EdgeHandle: Send + Sync + 'static {
+    /// Reads the config file again; the number of behaviors now in force.
+    fn reload(&self) -> Result<usize, ConfigError>;
+    /// Invalidates `paths` in both cache tiers. Blocking (disk).
+    fn invalidate(&self, paths: &[String]);
+    /// The Prometheus text exposition.
+    fn metrics_text(&self) -> String;
+    /// Why the disk tier is degraded, if it is. Blocking (disk).
+    fn disk_degradation(&self) -> Option<String>;
+    /// This node's fleet, if it is in one.
+    fn fleet(&self) -> Option<&Arc<Fleet>>;
+}
+
 pub struct AdminApp {
-    state: Arc<EdgeState>,
+    state: Arc<dyn EdgeHandle>,
     /// The bearer token `POST` requests need; without one they are refused.
     token: Option<String>,
 }
 
 impl AdminApp {
-    pub fn new(state: Arc<EdgeState>, token: Option<String>) -> Self {
+    pub fn new(state: Arc<dyn EdgeHandle>, token: Option<String>) -> Self {
         Self { state, token }
     }
 }
@@ -104,8 +120,8 @@ impl AdminApp {
     /// memory and the origin serve every viewer, so a load balancer should
     /// keep sending them.
     async fn readiness(&self) -> Response<Vec<u8>> {
-        let cache = self.state.cache.clone();
-        match tokio::task::spawn_blocking(move || cache.disk_degradation()).await {
+        let state = self.state.clone();
+        match tokio::task::spawn_blocking(move || state.disk_degradation()).await {
             Ok(None) => reply(StatusCode::OK, "{\"status\":\"ready\"}".to_owned()),
             Ok(Some(problem)) => reply(
                 StatusCode::OK,
@@ -155,7 +171,7 @@ impl AdminApp {
         };
         tracing::info!(paths = paths.len(), "invalidation done");
         // The other nodes apply it from the fleet's control log.
-        if let Some(control) = self.state.fleet.as_ref().and_then(|fleet| fleet.control.as_ref())
+        if let Some(control) = self.state.fleet().and_then(|fleet| fleet.control.as_ref())
             && let Err(problem) = control.publish_invalidation(paths.clone()).await
         {
             tracing::warn!(%problem, "invalidation not published to the fleet");
@@ -176,7 +192,7 @@ impl ServeHttp for AdminApp {
             (Method::GET, "/healthz") => reply(StatusCode::OK, "{\"status\":\"ok\"}".to_owned()),
             (Method::GET, "/readyz") => self.readiness().await,
             (Method::GET, "/metrics") => {
-                let text = self.state.metrics.render(&self.state.cache);
+                let text = self.state.metrics_text();
                 Response::builder()
                     .status(StatusCode::OK)
                     .header("content-type", "text/plain; version=0.0.4")
@@ -184,7 +200,7 @@ impl ServeHttp for AdminApp {
                     .body(text.into_bytes())
                     .expect("a response from valid parts")
             }
-            (Method::GET, "/fleet") => match &self.state.fleet {
+            (Method::GET, "/fleet") => match self.state.fleet() {
                 Some(fleet) => reply(StatusCode::OK, fleet.state().to_string()),
                 None => error(StatusCode::NOT_FOUND, "this node is in no fleet"),
             },

@@ -16,7 +16,7 @@ use super::Edge;
 use super::header_deadline::HeaderDeadline;
 use super::routing::{Routing, from_published, publish_form};
 use crate::accesslog::AccessLog;
-use crate::admin::AdminApp;
+use crate::admin::{AdminApp, EdgeHandle};
 use crate::auth::Verifier;
 use crate::cache::ObjectRef;
 use crate::cache::{Cache, DiskError, ParentTier};
@@ -224,6 +224,28 @@ impl EdgeState {
         *self.routing.write().expect("routing lock") = Arc::new(routing);
         self.publish_key_groups(&rotated);
         Ok(behaviors)
+    }
+}
+
+impl EdgeHandle for EdgeState {
+    fn reload(&self) -> Result<usize, ConfigError> {
+        EdgeState::reload(self)
+    }
+
+    fn invalidate(&self, paths: &[String]) {
+        EdgeState::invalidate(self, paths);
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics.render(&self.cache)
+    }
+
+    fn disk_degradation(&self) -> Option<String> {
+        self.cache.disk_degradation()
+    }
+
+    fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
     }
 }
 
