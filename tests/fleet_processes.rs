@@ -56,7 +56,8 @@ fn fifty_viewers_on_six_nodes_make_one_origin_request() {
 
 /// A node killed (SIGKILL) while viewers fetch ranges from the others costs
 /// none of them a request: its slices are fetched by the asking nodes
-/// themselves until the health check takes it out of the ring.
+/// themselves until the health check takes it out of the ring. Started
+/// again, it takes its share of the site's slices back.
 #[test]
 fn a_node_killed_mid_load_costs_no_viewer_request() {
     let mut fleet = Fleet::start(true);
@@ -95,6 +96,15 @@ fn a_node_killed_mid_load_costs_no_viewer_request() {
         .map(|viewer| viewer.join().expect("no viewer request failed"))
         .sum();
     assert!(served > 20, "viewers were served throughout: {served}");
+
+    fleet.sites[0][0].restart();
+    fleet.wait_until_healthy();
+    let fresh = patterned(12 * SLICE);
+    fleet.put("/load/fresh.mp4", &fresh);
+    let whole = request(fleet.sites[0][1].edge, "GET", "/load/fresh.mp4", &[], b"");
+    assert!(whole.status == 200 && whole.body == fresh);
+    let kept = fleet.sites[0][0].metric("keyfront_cache_items{tier=\"memory\"}");
+    assert!(kept > 0, "the node back keeps its share of the new object's slices");
 }
 
 /// An invalidation sent to one node's admin API is applied by all seven

@@ -9,7 +9,7 @@ use std::path::Path;
 use keyfront::origin::{S3Origin, put_object};
 
 use super::served::Served;
-use super::{ACCESS_KEY, BUCKET, SECRET, request, spawn_store, wait_until};
+use super::{ACCESS_KEY, BUCKET, SECRET, request, spawn_store, wait_for, wait_until};
 
 /// A free port on `ip`.
 fn free_address_on(ip: [u8; 4]) -> SocketAddr {
@@ -23,9 +23,16 @@ pub struct Node {
     pub admin: SocketAddr,
     /// The process; taken (and so killed) to make the node fail.
     pub process: Option<Served>,
+    config: std::path::PathBuf,
 }
 
 impl Node {
+    /// Starts the node's process again (after it was taken).
+    pub fn restart(&mut self) {
+        self.process = Some(Served::start(&self.config, self.edge, None));
+        wait_for(self.admin);
+    }
+
     /// The sum of the node's metric lines starting with `prefix`.
     pub fn metric(&self, prefix: &str) -> u64 {
         let metrics = request(self.admin, "GET", "/metrics", &[], b"").text();
@@ -75,11 +82,14 @@ impl Fleet {
         let start = |name: &str, ip: [u8; 4], fleet: &str, edge: SocketAddr| {
             let admin = free_address_on(ip);
             let config = write_config(dir.path(), name, edge, admin, store, in_fleet.then_some(fleet));
+            let process = Served::start(&config, edge, None);
+            wait_for(admin);
             Node {
                 name: name.to_owned(),
                 edge,
                 admin,
-                process: Some(Served::start(&config, edge, None)),
+                process: Some(process),
+                config,
             }
         };
         let shield_address = free_address_on([127, 0, 0, 31]);
@@ -120,7 +130,7 @@ impl Fleet {
     }
 
     /// Every node sees every live peer and parent healthy.
-    fn wait_until_healthy(&self) {
+    pub fn wait_until_healthy(&self) {
         for node in self.edges() {
             wait_until(&format!("{}'s peers and parent healthy", node.name), || {
                 let state = request(node.admin, "GET", "/fleet", &[], b"").text();
