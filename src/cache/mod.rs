@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+pub use bans::unix_millis;
 pub use disk::{DiskError, DiskTier};
 pub use fill::{Fill, FillError, FillReader};
 pub use freshness::{Freshness, freshness};

@@ -8,17 +8,16 @@ mod parents;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::services::background::GenBackgroundService;
 
 pub use auth::{FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, Verified, valid_node_name};
-pub use control::{Apply, ControlEntry, ControlLog};
+pub use control::{ControlEntry, ControlLog};
 pub use parents::Parents;
 
-use crate::cache::ParentTier;
+use crate::cache::{ParentTier, unix_now};
 
 /// This node in its fleet.
 pub struct Fleet {
@@ -44,10 +43,6 @@ pub struct Tiers {
 
 /// The health checks of a node's parents, for the server to run.
 pub type ParentHealthChecks = GenBackgroundService<LoadBalancer<KetamaHashing>>;
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 impl Fleet {
     /// The node `node`, signing and checking with `secret`, asking

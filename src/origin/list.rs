@@ -75,9 +75,8 @@ impl OriginClient {
 }
 
 fn object_path(origin: &S3Origin, key: &str) -> Result<String, FetchError> {
-    crate::request::canonical_path(&format!("/{key}"))
-        .ok()
-        .and_then(|canonical| origin.object_path(&canonical))
+    origin
+        .key_path(&format!("/{key}"))
         .ok_or_else(|| FetchError::Failed(format!("{key:?} is not an object key")))
 }
 

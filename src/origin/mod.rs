@@ -135,6 +135,14 @@ impl S3Origin {
         Some(self.origin_path_for(canonical_path)).filter(|path| path.len() > self.bucket_prefix_len() + 1)
     }
 
+    /// The origin path of the object a viewer would name `key` (a path such
+    /// as `/videos/a.mp4`, in any spelling that has a canonical form).
+    pub fn key_path(&self, key: &str) -> Option<String> {
+        crate::request::canonical_path(key)
+            .ok()
+            .and_then(|canonical| self.object_path(&canonical))
+    }
+
     /// The origin path prefix covering every key that starts like the
     /// canonical `viewer_prefix` (for invalidating `/videos/*`); `/` covers the bucket.
     pub fn origin_path_for(&self, viewer_prefix: &str) -> String {

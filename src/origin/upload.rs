@@ -13,9 +13,8 @@ pub fn put_object(origin: &S3Origin, key: &str, headers: &[(&str, &str)], body: 
     if origin.tls {
         return Err(invalid("put_object speaks plain HTTP only".to_owned()));
     }
-    let path = crate::request::canonical_path(key)
-        .ok()
-        .and_then(|canonical| origin.object_path(&canonical))
+    let path = origin
+        .key_path(key)
         .ok_or_else(|| invalid(format!("{key:?} is not an object key")))?;
     let length = body.len().to_string();
     let mut signed_headers = headers.to_vec();
