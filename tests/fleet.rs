@@ -475,3 +475,58 @@ fn a_key_group_rotated_on_one_node_is_honoured_by_all() {
         sent.elapsed()
     );
 }
+
+/// The control log is a prefix anyone with the bucket's keys can write:
+/// objects there that are not entries, and an entry dated far ahead, are
+/// passed over without stopping the log; an entry from a node whose clock
+/// is seconds behind (its key sorts before the newest applied) still applies.
+#[test]
+fn the_control_log_passes_over_strays_and_late_clocks() {
+    let fleet = Fleet::start_with(CONTROL);
+    let stack = &fleet.stack;
+    let cached = |key: &str, v: u8| {
+        stack.put_with(key, &[("cache-control", "max-age=3600")], &[v; 100]);
+        assert_eq!(request(stack.edge, "GET", key, &[], b"").body, vec![v; 100], "{key} cached");
+    };
+    cached("/open/late.txt", 1);
+    cached("/open/future.txt", 1);
+    stack.put("/open/late.txt", "text/plain", &[2; 100]);
+    stack.put("/open/future.txt", "text/plain", &[2; 100]);
+    let entry = |node: &str, time_ms: u64, path: &str| {
+        let body = format!("{{\"node\": \"{node}\", \"time_ms\": {time_ms}, \"invalidate\": [\"{path}\"]}}");
+        let key = format!("/_keyfront/control/{time_ms:016}-{node}-0000abcd.json");
+        stack.put(&key, "application/json", body.as_bytes());
+    };
+    stack.put("/_keyfront/control/zzz", "text/plain", b"not an entry");
+    stack.put(
+        "/_keyfront/control/0000000000000001-junk-00000000.json",
+        "application/json",
+        b"{ not json",
+    );
+    let now_ms = common::now() * 1000;
+    entry("evil", 9_999_999_999_999_999, "/open/future.txt");
+
+    let (_, a_admin, _) = fleet.node("edge-a", &[stack.edge], 7, CONTROL);
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    let sent = request(
+        a_admin,
+        "POST",
+        "/invalidations",
+        &[("Authorization", &token)],
+        br#"{"paths": ["/open/none"]}"#,
+    );
+    assert_eq!(sent.status, 200);
+    let shield = stack.state.fleet.as_ref().unwrap().control.as_ref().unwrap().clone();
+    wait_until("the shield applied edge-a's entry", || shield.last_applied().contains("-edge-a-"));
+    entry("slow", now_ms.saturating_sub(10_000), "/open/late.txt");
+    wait_until("the late entry applied", || {
+        request(stack.edge, "GET", "/open/late.txt", &[], b"").body == vec![2; 100]
+    });
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        request(stack.edge, "GET", "/open/future.txt", &[], b"").body,
+        vec![1; 100],
+        "an entry dated far ahead is not applied"
+    );
+    assert!(shield.last_applied().contains("-edge-a-"), "strays never become the newest entry");
+}

@@ -6,18 +6,34 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::cache::unix_millis;
 use crate::origin::{FetchError, OriginClient, S3Origin};
 
 /// How far back a node starting up applies the log: entries older than this
 /// were applied by the nodes running then, and a node's disk tier rarely
 /// holds objects older than a day unaccounted for.
 const REPLAY_MILLIS: u64 = 24 * 3600 * 1000;
+
+/// How far behind the newest entry applied each LIST starts, and how far
+/// ahead of this node's clock an entry may be dated: nodes' clocks agree
+/// within the fleet authentication's window, so an entry written a moment
+/// after another by a node whose clock is behind is still found.
+const CLOCK_SLACK_MILLIS: u64 = 30_000;
+
+/// The time an entry's key names (`<prefix><16 digits>-<node>-<hex>.json`),
+/// or `None` for a key that is not an entry.
+fn entry_time(prefix: &str, key: &str) -> Option<u64> {
+    let name = key.strip_prefix(prefix)?;
+    let (digits, rest) = name.split_at_checked(16)?;
+    let valid = digits.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with('-') && rest.ends_with(".json");
+    valid.then(|| digits.parse().ok()).flatten()
+}
 
 /// One entry of the log.
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,29 +62,34 @@ pub struct ControlLog {
     prefix: String,
     poll: Duration,
     client: OriginClient,
-    /// The last key applied; the next LIST starts after it.
-    last_applied: Mutex<String>,
+    /// What has been applied: the newest entry's time and key, and the keys
+    /// applied within `CLOCK_SLACK_MILLIS` of it (listed again, not applied again).
+    applied: Mutex<Applied>,
     apply: Mutex<Option<Apply>>,
 }
 
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+struct Applied {
+    newest_ms: u64,
+    newest_key: String,
+    recent: BTreeMap<String, u64>,
 }
 
 impl ControlLog {
     pub fn new(node: String, origin: Arc<S3Origin>, prefix: String, poll: Duration) -> Self {
-        // Keys start with 16 digits of Unix milliseconds: starting after the
-        // key of a day ago replays the last day.
-        let start = format!("{prefix}{:016}", unix_millis().saturating_sub(REPLAY_MILLIS));
+        // Keys start with 16 digits of Unix milliseconds: starting a day ago
+        // replays the last day.
+        let applied = Applied {
+            newest_ms: unix_millis().saturating_sub(REPLAY_MILLIS),
+            newest_key: String::new(),
+            recent: BTreeMap::new(),
+        };
         ControlLog {
             node,
             origin,
             prefix,
             poll,
             client: OriginClient::default(),
-            last_applied: Mutex::new(start),
+            applied: Mutex::new(applied),
             apply: Mutex::new(None),
         }
     }
@@ -78,14 +99,9 @@ impl ControlLog {
         *self.apply.lock().expect("apply lock") = Some(apply);
     }
 
-    /// How often the log is read.
-    pub fn poll_interval(&self) -> Duration {
-        self.poll
-    }
-
-    /// The last key applied.
+    /// The newest key applied (empty before the first).
     pub fn last_applied(&self) -> String {
-        self.last_applied.lock().expect("last applied lock").clone()
+        self.applied.lock().expect("applied lock").newest_key.clone()
     }
 
     /// Writes an invalidation of `paths` to the log for every node (this
@@ -117,16 +133,28 @@ impl ControlLog {
         self.client.put_small(&self.origin, &key, "application/json", body.into()).await
     }
 
-    /// Reads the entries written since the last one applied and applies
-    /// them in key (time) order. Returns how many were applied. An entry
-    /// that cannot be read stops the round, to be retried at the next one:
-    /// entries are never applied out of order or skipped.
+    /// Reads the entries written since the newest one applied (less the
+    /// clock slack) and applies, in key (time) order, those not applied yet.
+    /// Returns how many it applied. An entry that cannot be read stops the
+    /// round, to be retried at the next: none is skipped. Objects that are
+    /// not entries, and entries dated ahead of this node's clock by more than
+    /// the slack, are passed over without moving the log on.
     pub async fn poll_once(&self) -> Result<usize, FetchError> {
-        let after = self.last_applied();
+        let after = {
+            let applied = self.applied.lock().expect("applied lock");
+            format!("{}{:016}", self.prefix, applied.newest_ms.saturating_sub(CLOCK_SLACK_MILLIS))
+        };
         let keys = self.client.list_keys(&self.origin, &self.prefix, &after).await?;
         let apply = self.apply.lock().expect("apply lock").clone();
-        let mut applied = 0;
+        let horizon = unix_millis() + CLOCK_SLACK_MILLIS;
+        let mut count = 0;
         for key in keys {
+            let Some(time) = entry_time(&self.prefix, &key).filter(|time| *time <= horizon) else {
+                continue;
+            };
+            if self.applied.lock().expect("applied lock").recent.contains_key(&key) {
+                continue;
+            }
             let body = self.client.get_small(&self.origin, &key).await?;
             match serde_json::from_slice::<ControlEntry>(&body) {
                 Ok(entry) => {
@@ -135,14 +163,21 @@ impl ControlLog {
                         // Invalidating removes files of the disk tier.
                         let _ = tokio::task::spawn_blocking(move || apply(&entry)).await;
                     }
-                    applied += 1;
+                    count += 1;
                 }
-                // Not ours to read (a stray object): skipped, never retried.
+                // Named like an entry, not one: passed over, never retried.
                 Err(error) => tracing::warn!(%error, key, "fleet control log: an entry that is not one, skipped"),
             }
-            *self.last_applied.lock().expect("last applied lock") = key;
+            let mut applied = self.applied.lock().expect("applied lock");
+            if time >= applied.newest_ms {
+                applied.newest_ms = time;
+                applied.newest_key = key.clone();
+            }
+            applied.recent.insert(key, time);
+            let oldest = applied.newest_ms.saturating_sub(CLOCK_SLACK_MILLIS);
+            applied.recent.retain(|_, time| *time >= oldest);
         }
-        Ok(applied)
+        Ok(count)
     }
 }
 
@@ -159,6 +194,31 @@ impl BackgroundService for ControlLog {
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(self.poll) => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entry_time;
+
+    #[test]
+    fn only_keys_shaped_like_entries_are_entries() {
+        let prefix = "_keyfront/control/";
+        assert_eq!(
+            entry_time(prefix, "_keyfront/control/0001764259200000-fra-1-0a1b2c3d.json"),
+            Some(1_764_259_200_000)
+        );
+        for stray in [
+            "_keyfront/control/zzz",
+            "_keyfront/control/0001764259200000.json",
+            "_keyfront/control/000176425920000x-fra-1-0a1b2c3d.json",
+            "_keyfront/control/0001764259200000-fra-1-0a1b2c3d.txt",
+            "_keyfront/control/17642",
+            "other/0001764259200000-fra-1-0a1b2c3d.json",
+            "_keyfront/control/é001764259200000-fra-1-0a1b2c3d.json",
+        ] {
+            assert_eq!(entry_time(prefix, stray), None, "{stray}");
         }
     }
 }
