@@ -99,3 +99,26 @@ pub fn from_published(published: &PublishedGroups) -> KeyGroups {
     }
     groups
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{KeyAlgorithm, PrivateKey};
+
+    #[test]
+    fn a_published_group_with_a_key_that_does_not_parse_is_dropped_whole() {
+        let good = PrivateKey::generate(KeyAlgorithm::Ecdsa).public_key().to_pem();
+        let mut published = PublishedGroups::new();
+        published.insert("main".into(), vec![("K1".into(), good.clone())]);
+        published.insert(
+            "mixed".into(),
+            vec![("K2".into(), good), ("K3".into(), "-----BEGIN PUBLIC KEY-----\nnot a key\n".into())],
+        );
+        published.insert("huge".into(), vec![("K4".into(), "A".repeat(1 << 20))]);
+        let groups = from_published(&published);
+        assert_eq!(groups.keys().collect::<Vec<_>>(), vec!["main"], "only the whole, parseable group");
+        assert_eq!(groups["main"][0].0, "K1");
+        let round_trip = from_published(&publish_form(&groups));
+        assert_eq!(identity(&round_trip["main"]), identity(&groups["main"]));
+    }
+}
