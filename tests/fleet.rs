@@ -254,6 +254,44 @@ fn slices_spread_over_parents_and_dead_ones_are_skipped() {
     assert_eq!(refused.status, 502, "{}", refused.text());
 }
 
+/// A parent that breaks off mid-slice (a relay in front of it cuts every
+/// answer after 300,000 bytes, as a node dying mid-body does) costs its
+/// child's viewers nothing: the rest of the slice, and of a direct seek,
+/// comes from the next parent, or from the origin when allowed.
+#[test]
+fn a_parent_breaking_off_mid_slice_costs_no_viewer_a_byte() {
+    let fleet = Fleet::start();
+    let stack = &fleet.stack;
+    let data = patterned(16 * SLICE);
+    stack.put("/open/cut.mp4", "video/mp4", &data);
+    stack.put("/open/seek.mp4", "video/mp4", &data);
+    let (relay, cuts) = common::cutting_relay(stack.edge, 300_000);
+
+    let (child, _, child_state) = fleet.node("edge-direct", &[relay], 7, "");
+    let whole = request(child, "GET", "/open/cut.mp4", &[], b"");
+    assert!(
+        whole.status == 200 && whole.body == data,
+        "served whole: {} with {} bytes, first difference at {:?}",
+        whole.status,
+        whole.body.len(),
+        whole.body.iter().zip(&data).position(|(a, b)| a != b)
+    );
+    assert!(cuts.load(Ordering::SeqCst) >= 16, "every slice was broken off once");
+    assert!(child_state.cache.usage().0.1 >= 16, "and kept whole");
+    let seek = request(child, "GET", "/open/seek.mp4", &[("Range", "bytes=5500000-6700000")], b"");
+    assert!(
+        seek.status == 206 && seek.body == data[5_500_000..=6_700_000],
+        "a deep seek resumed"
+    );
+
+    let before = cuts.load(Ordering::SeqCst);
+    let (strict, strict_admin, _) = fleet.node("edge-strict", &[relay, stack.edge], 7, ", go_direct: false");
+    let whole = request(strict, "GET", "/open/cut.mp4", &[], b"");
+    assert!(whole.status == 200 && whole.body == data, "served whole from the other parent");
+    assert!(cuts.load(Ordering::SeqCst) > before, "the ring sent slices to the breaking parent");
+    assert_eq!(origin_requests_of(strict_admin), 0, "and never to the origin");
+}
+
 const CONTROL: &str = ", control: {origin: store, poll: 1s}";
 
 /// An invalidation sent to one node's admin API reaches every node of the

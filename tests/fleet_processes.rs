@@ -81,7 +81,13 @@ fn a_node_killed_mid_load_costs_no_viewer_request() {
                     let range = format!("bytes={first}-{}", first + 199_999);
                     let answer = request(edge, "GET", "/load/film.mp4", &[("Range", &range)], b"");
                     assert_eq!(answer.status, 206, "{edge}: {}", answer.text());
-                    assert!(answer.body == data[first..first + 200_000], "{edge}: right bytes");
+                    let expected = &data[first..first + 200_000];
+                    assert!(
+                        answer.body == expected,
+                        "{edge}: {} bytes of {range}, first difference at {:?}",
+                        answer.body.len(),
+                        answer.body.iter().zip(expected).position(|(a, b)| a != b)
+                    );
                     served += 1;
                 }
                 served

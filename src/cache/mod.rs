@@ -10,6 +10,7 @@ mod meta;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -121,6 +122,10 @@ pub struct Cache {
 /// slices serve this node's viewers without a hop each, and the site still
 /// stores each slice once.
 const BORROWED_SECONDS: u64 = 10;
+
+/// How many fleet nodes may break off one slice before its fill gives up
+/// (each resume skips the nodes that broke off; the origin comes last).
+const MAX_RESUMES: usize = 3;
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
 /// default SipHash over object paths, and seeded per process.
@@ -462,10 +467,29 @@ impl Cache {
             self.store_meta(object, meta.clone());
         }
         fill.publish_meta(meta.clone());
+        let borrowed = response.borrowed;
+        let slice_end = start + meta.slice_length(index) - 1;
         let mut remaining = meta.slice_length(index);
+        let mut failed_nodes = Vec::new();
         while remaining > 0 {
-            let Some(mut chunk) = response.next_chunk().await.map_err(fill_error)? else {
-                return Err(FillError::Origin(format!("the origin's body ended {remaining} bytes early")));
+            let read = match response.next_chunk().await {
+                Ok(Some(chunk)) => Ok(chunk),
+                Ok(None) => Err(FetchError::Failed(format!("the body ended {remaining} bytes early"))),
+                Err(error) => Err(error),
+            };
+            let mut chunk = match (read, response.fleet_node()) {
+                (Ok(chunk), _) => chunk,
+                // A node of the fleet that dies mid-slice costs its askers
+                // nothing: the rest comes from the next source.
+                (Err(error), Some(node)) if skip == 0 && failed_nodes.len() < MAX_RESUMES => {
+                    tracing::warn!(%node, %error, "a fleet node broke off a slice; resuming from the next source");
+                    failed_nodes.push(node);
+                    response = self
+                        .resume(object, &meta, slice_end + 1 - remaining, slice_end, &failed_nodes)
+                        .await?;
+                    continue;
+                }
+                (Err(error), _) => return Err(fill_error(error)),
             };
             if skip > 0 {
                 let dropped = skip.min(chunk.len() as u64);
@@ -488,7 +512,30 @@ impl Cache {
             // to the pool; a whole-object 200 is dropped mid-body instead.
             let _ = response.next_chunk().await;
         }
-        Ok((meta, response.borrowed))
+        Ok((meta, borrowed))
+    }
+
+    /// Asks for bytes `from..=to` of `meta`'s version (and no other) from
+    /// the next source upstream, none of the `failed` nodes.
+    async fn resume(
+        &self,
+        object: &ObjectRef,
+        meta: &ObjectMeta,
+        from: u64,
+        to: u64,
+        failed: &[SocketAddr],
+    ) -> Result<OriginResponse<'_>, FillError> {
+        let range = format!("bytes={from}-{to}");
+        let headers = [("range", range.as_str()), ("if-match", &*meta.etag)];
+        let response = self.send_avoiding(object, "GET", &headers, failed).await.map_err(fill_error)?;
+        let expected = format!("bytes {from}-{to}/{}", meta.size);
+        match response.status() {
+            206 if response.header_value("content-range") == Some(&expected) && response.header_value("etag") == Some(&*meta.etag) => {
+                Ok(response)
+            }
+            206 | 412 => Err(FillError::Changed(format!("resuming {range}: another version answered"))),
+            status => Err(FillError::Origin(format!("resuming {range}: the answer was {status}"))),
+        }
     }
 
     fn meta_from(&self, object: &ObjectRef, response: &OriginResponse<'_>, size: u64, slice_size: u64, now: u64) -> ObjectMeta {

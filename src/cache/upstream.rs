@@ -44,6 +44,18 @@ impl Cache {
     /// to its origin; each counted by destination and outcome and timed to
     /// the response header.
     pub async fn send(&self, object: &ObjectRef, method: &str, headers: &[(&str, &str)]) -> Result<OriginResponse<'_>, FetchError> {
+        self.send_avoiding(object, method, headers, &[]).await
+    }
+
+    /// `send`, asking none of the `failed` nodes (they broke off an answer
+    /// that this request resumes).
+    pub(super) async fn send_avoiding(
+        &self,
+        object: &ObjectRef,
+        method: &str,
+        headers: &[(&str, &str)],
+        failed: &[SocketAddr],
+    ) -> Result<OriginResponse<'_>, FetchError> {
         if let Some(fleet) = &self.fleet {
             let range = headers.iter().find(|(name, _)| *name == "range").map_or("", |(_, value)| *value);
             let key = ring_key(object, range);
@@ -53,6 +65,7 @@ impl Cache {
             // A node asked as its site's owner asks upstream itself.
             if !object.site_hop
                 && let Some(owner) = fleet.site_owner(key.as_bytes())
+                && !failed.contains(&owner)
             {
                 let authentication = fleet.authenticate(method, &object.path, range, not_before, true);
                 if let Some(mut response) = self.ask_node(owner, object, method, headers, &authentication).await {
@@ -61,7 +74,11 @@ impl Cache {
                 }
             }
             let mut last = Err(FetchError::Failed("no parent is healthy".into()));
-            for parent in fleet.parents_for(key.as_bytes()) {
+            for parent in fleet
+                .parents_for(key.as_bytes())
+                .into_iter()
+                .filter(|parent| !failed.contains(parent))
+            {
                 let authentication = fleet.authenticate(method, &object.path, range, not_before, false);
                 match self.ask_node(parent, object, method, headers, &authentication).await {
                     Some(response) => return Ok(response),

@@ -345,12 +345,18 @@ async fn stream_range(
             cache.prefetch(object, meta, index + 1);
         }
         let slice_start = index * meta.slice_size;
-        let from = range.start.max(slice_start) - slice_start;
+        let mut from = range.start.max(slice_start) - slice_start;
         let to = range.end.min(slice_start + meta.slice_length(index) - 1) - slice_start;
         let source = match first.take() {
             Some(FirstBytes::Direct(mut response)) if index == first_index => {
-                stream_direct(session, &mut response, to - from + 1).await?;
-                continue;
+                let written = stream_direct(session, &mut response, to - from + 1).await?;
+                if from + written > to {
+                    continue;
+                }
+                // The direct source broke off: the rest is the same version's,
+                // from the aligned fill (which resumes past a failed node).
+                from += written;
+                cache.slice(object, meta, index).await
             }
             Some(FirstBytes::Slice(source)) if index == first_index => source,
             _ => cache.slice(object, meta, index).await,
@@ -418,14 +424,18 @@ async fn direct_fetch<'a>(state: &'a EdgeState, object: &ObjectRef, meta: &Objec
     (right && response.header_value("etag") == Some(&*meta.etag)).then_some(response)
 }
 
-/// Writes the `length` bytes of a direct origin response.
-async fn stream_direct(session: &mut Session, response: &mut OriginResponse<'_>, length: u64) -> Result<(), Interrupted> {
+/// Writes up to `length` bytes of a direct response; how many it wrote
+/// before its source broke off or ended early, `length` when it did not.
+async fn stream_direct(session: &mut Session, response: &mut OriginResponse<'_>, length: u64) -> Result<u64, Interrupted> {
     let mut written = 0u64;
     while written < length {
         let chunk = match response.next_chunk().await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => return Err(Error::explain(ErrorType::ReadError, "the origin's range ended early").into()),
-            Err(error) => return Err(Error::explain(ErrorType::ReadError, error.to_string()).into()),
+            Ok(None) => return Ok(written),
+            Err(error) => {
+                tracing::warn!(%error, written, "a direct range broke off; the rest comes from the slice");
+                return Ok(written);
+            }
         };
         let part = chunk.slice(..chunk.len().min((length - written) as usize));
         written += part.len() as u64;
@@ -433,7 +443,7 @@ async fn stream_direct(session: &mut Session, response: &mut OriginResponse<'_>,
     }
     // Reading the end of the body hands the connection back to the pool.
     let _ = response.next_chunk().await;
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]

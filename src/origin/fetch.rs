@@ -71,8 +71,8 @@ pub struct OriginResponse<'a> {
     /// The answer came from the node that keeps this object for its site:
     /// the asker keeps its bytes only briefly.
     pub borrowed: bool,
-    /// The answer comes from another node of the fleet, not an origin.
-    from_fleet: bool,
+    /// The node of the fleet that answered, when it was not an origin.
+    fleet_node: Option<SocketAddr>,
 }
 
 impl OriginResponse<'_> {
@@ -84,6 +84,11 @@ impl OriginResponse<'_> {
         self.header.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The node of the fleet that answered, when it was not an origin.
+    pub fn fleet_node(&self) -> Option<SocketAddr> {
+        self.fleet_node
+    }
+
     /// The next part of the body, or `None` at its end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
         let Some(session) = self.session.as_mut() else {
@@ -91,7 +96,7 @@ impl OriginResponse<'_> {
         };
         match session.read_response_body().await {
             Ok(Some(chunk)) => {
-                let counter = if self.from_fleet {
+                let counter = if self.fleet_node.is_some() {
                     &self.client.stats.fleet_body_bytes
                 } else {
                     &self.client.stats.body_bytes
@@ -177,7 +182,7 @@ impl OriginClient {
         peer.options.read_timeout = Some(origin.first_byte_timeout);
         let request = request_header(method, path, &parent.to_string(), headers)?;
         let mut response = self.exchange(peer, request, None).await?;
-        response.from_fleet = true;
+        response.fleet_node = Some(parent);
         Ok(response)
     }
 
@@ -205,7 +210,7 @@ impl OriginClient {
             peer,
             header,
             borrowed: false,
-            from_fleet: false,
+            fleet_node: None,
         })
     }
 }

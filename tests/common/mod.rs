@@ -492,3 +492,40 @@ pub fn request(address: SocketAddr, method: &str, target: &str, headers: &[(&str
 pub fn patterned(length: usize) -> Vec<u8> {
     (0..length).map(|i| (i * 7 % 251) as u8).collect()
 }
+
+/// A relay to `server` that breaks off every connection after `cut_after`
+/// bytes of answer, as a node dying mid-body does; it counts its cuts.
+pub fn cutting_relay(server: SocketAddr, cut_after: usize) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let cuts = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = cuts.clone();
+    std::thread::spawn(move || {
+        for viewer in listener.incoming().take(1000).flatten() {
+            let Ok(upstream) = TcpStream::connect(server) else { continue };
+            let (mut viewer_reader, mut upstream_writer) = (viewer.try_clone().unwrap(), upstream.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut viewer_reader, &mut upstream_writer));
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let (mut upstream, mut viewer) = (upstream, viewer);
+                let mut sent = 0usize;
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(read) = upstream.read(&mut buffer) {
+                    let part = read.min(cut_after - sent);
+                    if read == 0 || viewer.write_all(&buffer[..part]).is_err() {
+                        break;
+                    }
+                    sent += part;
+                    if sent == cut_after {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+                let _ = viewer.shutdown(std::net::Shutdown::Both);
+                let _ = upstream.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (address, cuts)
+}
