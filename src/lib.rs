@@ -4,13 +4,16 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod edge;
+pub mod emulator;
 pub mod fleet;
 pub mod metrics;
 pub mod origin;
-mod plain_http;
+pub mod plain_http;
 pub mod range;
 pub mod request;
+pub mod routing;
 pub mod s3store;
 
 /// mimalloc rather than glibc's malloc: a cache hit allocates a few dozen

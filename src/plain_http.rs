@@ -6,10 +6,24 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+/// An answer: its status, headers (names lower case) and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
 /// Sends `head` (request line and headers, without the final blank line;
 /// `Connection: close` and `Content-Length` are added) and `body` to
-/// `address`, and returns the status and the response body.
-pub fn exchange(address: &str, head: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+/// `address`, and returns the answer, its body read to the end.
+pub fn exchange(address: &str, head: &str, body: &[u8]) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.write_all(format!("{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes())?;
@@ -21,10 +35,20 @@ pub fn exchange(address: &str, head: &str, body: &[u8]) -> std::io::Result<(u16,
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| invalid("an incomplete response"))?;
-    let status = String::from_utf8_lossy(&response[..split.min(64)])
-        .split_whitespace()
-        .nth(1)
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| invalid("no HTTP status"))?;
-    Ok((status, response[split + 4..].to_vec()))
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok(Answer {
+        status,
+        headers,
+        body: response[split + 4..].to_vec(),
+    })
 }

@@ -17,7 +17,7 @@ pub struct HealthArgs {
 pub fn run(args: HealthArgs) -> Result<ExitCode, CliError> {
     let address = super::admin_address(&args.admin)?;
     let healthy = crate::plain_http::exchange(address, &format!("GET /healthz HTTP/1.1\r\nhost: {address}"), b"")
-        .is_ok_and(|(status, _)| status == 200);
+        .is_ok_and(|answer| answer.status == 200);
     println!("{}", if healthy { "healthy" } else { "unhealthy" });
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

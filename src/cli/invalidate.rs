@@ -26,10 +26,14 @@ pub fn run(args: InvalidateArgs) -> Result<ExitCode, CliError> {
         "POST /invalidations HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\nauthorization: Bearer {}",
         args.token
     );
-    let (status, response) = crate::plain_http::exchange(address, &head, body.as_bytes()).map_err(|source| CliError::Io {
+    let answer = crate::plain_http::exchange(address, &head, body.as_bytes()).map_err(|source| CliError::Io {
         path: args.admin.clone().into(),
         source,
     })?;
-    println!("{status} {}", String::from_utf8_lossy(&response));
-    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!("{} {}", answer.status, String::from_utf8_lossy(&answer.body));
+    Ok(if answer.status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -2,6 +2,7 @@
 
 mod dates;
 mod demo;
+mod emulate;
 mod health;
 mod invalidate;
 mod keygen;
@@ -38,6 +39,9 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Run the whole stack locally: embedded S3 origin, edge, sample files, signed URLs.
     Demo(demo::DemoArgs),
+    /// CloudFront's API, the edge and an S3 bucket on loopback, for test
+    /// suites: boto3, the AWS CLI and Terraform create what the edge serves.
+    Emulate(emulate::EmulateArgs),
     /// Run the edge with a YAML config.
     Serve(serve::ServeArgs),
     /// Validate a config without serving; exit 2 naming the bad field.
@@ -65,6 +69,8 @@ pub enum CliError {
     Store(crate::s3store::StoreError),
     #[error("{0}")]
     Start(crate::edge::StartError),
+    #[error("{0}")]
+    Emulator(crate::emulator::EmulatorError),
 }
 
 impl CliError {
@@ -89,6 +95,7 @@ pub fn run() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Emulate(args) => emulate::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::CheckConfig(args) => serve::check_config(args),
         Command::Origin(args) => serve::origin(args),

@@ -47,6 +47,16 @@ pub struct ConfigFile {
     /// This node's place in a fleet (none: a node on its own).
     #[serde(default)]
     pub fleet: Option<FleetFile>,
+    /// CloudFront's control-plane API, `host:port`; off unless set.
+    #[serde(default)]
+    pub control_listen: Option<String>,
+    /// The directory keeping the control plane's state across restarts;
+    /// in memory only when unset.
+    #[serde(default)]
+    pub control_state: Option<String>,
+    /// Who may call the control plane and how its distributions are served.
+    #[serde(default)]
+    pub control_api: Option<ControlApiFile>,
     /// Key group name -> its public keys.
     #[serde(default)]
     pub key_groups: BTreeMap<String, Vec<KeyFile>>,
@@ -83,6 +93,38 @@ pub struct FleetFile {
     /// The control log every node of the fleet reads.
     #[serde(default)]
     pub control: Option<ControlFile>,
+}
+
+/// The control plane's credentials and serving choices.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlApiFile {
+    /// The origin whose endpoint, credentials and timeouts serve every
+    /// distribution's S3 origins (each with its own bucket).
+    pub s3_origin: String,
+    /// Access keys whose SigV4 signatures the API accepts.
+    #[serde(default)]
+    pub credentials: Vec<ApiKeyFile>,
+    /// Accept every request, signed or not (throwaway test setups only).
+    #[serde(default)]
+    pub accept_any_credentials: bool,
+    /// Addresses the edge also listens on, each handed to one distribution
+    /// as its DomainName (`ip:port`), so a test reaches it without DNS.
+    #[serde(default)]
+    pub distribution_addresses: Vec<String>,
+    /// DomainName suffix once those are taken (default `cloudfront.localhost`).
+    #[serde(default)]
+    pub domain_suffix: Option<String>,
+    /// How long reads say `InProgress` after a change (default 0s).
+    #[serde(default)]
+    pub deploy_delay: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyFile {
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 /// Where the fleet's control log lives.

@@ -43,6 +43,25 @@ pub struct ControlSettings {
     pub poll: Duration,
 }
 
+/// CloudFront's control-plane API, validated.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneSettings {
+    pub listen: SocketAddr,
+    /// Where the state is kept; in memory only when `None`.
+    pub state_dir: Option<PathBuf>,
+    /// Access key id -> secret; empty with `accept_any_credentials`.
+    pub credentials: HashMap<String, String>,
+    pub accept_any_credentials: bool,
+    /// The endpoint, credentials and timeouts of every distribution's S3 origins.
+    pub s3_origin: Arc<S3Origin>,
+    /// Also listened on by the edge; each is one distribution's DomainName.
+    pub distribution_addresses: Vec<SocketAddr>,
+    pub domain_suffix: String,
+    pub deploy_delay: Duration,
+    /// The slice size of distributions' behaviors (`cache.slice_size`).
+    pub slice_size: u64,
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -93,6 +112,8 @@ pub struct Config {
     pub upgrade_socket: PathBuf,
     /// This node's place in a fleet, if it is in one.
     pub fleet: Option<FleetSettings>,
+    /// CloudFront's control-plane API, when it is on.
+    pub control_plane: Option<ControlPlaneSettings>,
     pub behaviors: Vec<Behavior>,
     /// Embedded stores to start before serving.
     pub embedded_stores: Vec<EmbeddedStore>,
@@ -372,6 +393,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         let cache = self.cache(&file.cache)?;
         let default_slice = self.slice_size("cache.slice_size".into(), file.cache.slice_size.as_deref(), 1 << 20)?;
         let fleet = file.fleet.as_ref().map(|fleet| self.fleet(fleet, &origins, &listen)).transpose()?;
+        let control_plane = self.control_plane(&file, &origins, default_slice)?;
         let behaviors = file
             .behaviors
             .iter()
@@ -421,6 +443,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 None => PathBuf::from(DEFAULT_UPGRADE_SOCKET),
             },
             fleet,
+            control_plane,
             behaviors,
             embedded_stores,
             cache,
@@ -531,6 +554,73 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
 
     /// Checks the PEM files here, since pingora reads them only when the
     /// listener starts, where a mistake would be no clear error.
+    fn control_plane(
+        &self,
+        file: &ConfigFile,
+        origins: &BTreeMap<String, Arc<S3Origin>>,
+        slice_size: u64,
+    ) -> Result<Option<ControlPlaneSettings>, ConfigError> {
+        let Some(listen) = &file.control_listen else {
+            if file.control_api.is_some() || file.control_state.is_some() {
+                return Err(self.invalid("control_listen", "", "control_api and control_state need control_listen"));
+            }
+            return Ok(None);
+        };
+        let listen = self.address("control_listen", listen)?;
+        let api = file
+            .control_api
+            .as_ref()
+            .ok_or_else(|| self.invalid("control_api", "", "control_listen needs control_api (at least s3_origin)"))?;
+        let s3_origin = origins.get(&api.s3_origin).cloned().ok_or_else(|| {
+            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
+            self.invalid(
+                "control_api.s3_origin",
+                &api.s3_origin,
+                format!("no such origin (known: {})", known.join(", ")),
+            )
+        })?;
+        if api.credentials.is_empty() && !api.accept_any_credentials {
+            return Err(self.invalid(
+                "control_api.credentials",
+                "[]",
+                "list at least one access key, or set accept_any_credentials: true",
+            ));
+        }
+        let mut credentials = HashMap::new();
+        for (i, key) in api.credentials.iter().enumerate() {
+            if key.access_key_id.is_empty() || key.secret_access_key.len() < 8 {
+                // The secret is never shown, only the key id.
+                return Err(self.invalid(
+                    format!("control_api.credentials[{i}]"),
+                    &key.access_key_id,
+                    "needs an access_key_id and a secret_access_key of 8 characters or more",
+                ));
+            }
+            credentials.insert(key.access_key_id.clone(), key.secret_access_key.clone());
+        }
+        let distribution_addresses = api
+            .distribution_addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| self.address(&format!("control_api.distribution_addresses[{i}]"), a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let domain_suffix = api.domain_suffix.clone().unwrap_or_else(|| "cloudfront.localhost".to_owned());
+        if domain_suffix.is_empty() || !domain_suffix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            return Err(self.invalid("control_api.domain_suffix", &domain_suffix, "expected a DNS name"));
+        }
+        Ok(Some(ControlPlaneSettings {
+            listen,
+            state_dir: file.control_state.as_ref().map(|dir| self.base_dir.join(dir)),
+            credentials,
+            accept_any_credentials: api.accept_any_credentials,
+            s3_origin,
+            distribution_addresses,
+            domain_suffix,
+            deploy_delay: self.bounded_duration("control_api.deploy_delay", api.deploy_delay.as_deref(), 0, 0..=3600)?,
+            slice_size,
+        }))
+    }
+
     fn tls_listener(&self, index: usize, tls: &file::TlsListenFile) -> Result<TlsListener, ConfigError> {
         let field = |f: &str| format!("tls_listen[{index}].{f}");
         let address = self.address(&field("address"), &tls.address)?;

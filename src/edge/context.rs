@@ -5,15 +5,18 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use super::cached::CacheStatus;
-use super::routing::Routing;
 use crate::config::Behavior;
+use crate::routing::{Distribution, Routing};
 
 /// Per-request state, created empty by `new_ctx` and filled by `request_filter`.
 #[derive(Default)]
 pub struct RequestContext {
     /// The routing in force when the request began (a reload does not change it).
     pub routing: Option<Arc<Routing>>,
-    /// Index of the matched behavior in the edge's behavior list.
+    /// The control plane's distribution the request's Host named, if any.
+    pub distribution: Option<Arc<Distribution>>,
+    /// Index of the matched behavior in the distribution's behaviors, or
+    /// the config file's when no distribution was named.
     pub behavior: Option<usize>,
     /// The viewer's path, signing parameters removed: what is logged, never the query.
     pub path: String,
@@ -44,6 +47,9 @@ pub struct RequestContext {
 impl RequestContext {
     /// The behavior `request_filter` matched, if it got that far.
     pub fn matched_behavior(&self) -> Option<&Behavior> {
-        self.routing.as_ref()?.behaviors.get(self.behavior?)
+        match &self.distribution {
+            Some(distribution) => distribution.behaviors.get(self.behavior?),
+            None => self.routing.as_ref()?.behaviors.get(self.behavior?),
+        }
     }
 }

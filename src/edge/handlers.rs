@@ -11,8 +11,8 @@ use pingora::proxy::FailToProxy;
 
 use super::cors::{self, CorsModule};
 use super::respond::{
-    self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, EdgeError, FLEET_REFUSED, GATEWAY_TIMEOUT, HEADERS_TOO_LARGE, METHOD_NOT_ALLOWED,
-    NOT_FOUND,
+    self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, DISTRIBUTION_DISABLED, EdgeError, FLEET_REFUSED, GATEWAY_TIMEOUT, HEADERS_TOO_LARGE,
+    METHOD_NOT_ALLOWED, NOT_FOUND,
 };
 use super::{CacheStatus, EdgeState, RequestContext};
 use crate::accesslog::{AccessLog, AccessRecord};
@@ -79,13 +79,31 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     ctx.query = target.query().map(str::to_owned);
     let routing = state.routing();
     ctx.routing = Some(routing.clone());
-    let Some(index) = routing.behaviors.iter().position(|b| b.matches(&ctx.path)) else {
-        // The config always ends with a `*` behavior: not reached.
+    let distribution = match routing.distributions.is_empty() {
+        true => None,
+        false => request_host(session).and_then(|host| routing.distribution_for(host)).cloned(),
+    };
+    if let Some(distribution) = &distribution {
+        if !distribution.enabled {
+            ctx.decision = "distribution_disabled";
+            respond::write_error(session, DISTRIBUTION_DISABLED).await?;
+            return Ok(true);
+        }
+        if ctx.path == "/"
+            && let Some(root) = &distribution.default_root_object
+        {
+            ctx.path = root.clone();
+        }
+    }
+    ctx.distribution = distribution.clone();
+    let behaviors = distribution.as_ref().map_or(&routing.behaviors, |d| &d.behaviors);
+    let Some(index) = behaviors.iter().position(|b| b.matches(&ctx.path)) else {
+        // Every behavior list ends with a `*` behavior: not reached.
         respond::write_error(session, BAD_REQUEST).await?;
         return Ok(true);
     };
     ctx.behavior = Some(index);
-    let behavior = &routing.behaviors[index];
+    let behavior = &behaviors[index];
     if let Some(policy) = &behavior.cors
         && handle_cors(policy, session, ctx).await?
     {
@@ -122,7 +140,13 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     } else if !behavior.trusted_key_groups.is_empty() {
         // A behavior naming key groups is signed even if its groups hold no
         // key (then nothing verifies): emptiness never opens it.
-        let base_url = viewer_base_url(routing.public_base_url.as_deref(), session);
+        // A distribution's URLs are signed for the name it was reached by.
+        let public_base_url = if distribution.is_some() {
+            None
+        } else {
+            routing.public_base_url.as_deref()
+        };
+        let base_url = viewer_base_url(public_base_url, session);
         let cookies: Vec<&str> = session
             .req_header()
             .headers
@@ -220,14 +244,22 @@ fn viewer_base_url(public_base_url: Option<&str>, session: &Session) -> String {
         return base.to_owned();
     }
     let tls = session.digest().is_some_and(|digest| digest.ssl_digest.is_some());
+    format!(
+        "{}://{}",
+        if tls { "https" } else { "http" },
+        request_host(session).unwrap_or_default()
+    )
+}
+
+/// The host the viewer asked for: `Host`, or the authority of an absolute
+/// target (HTTP/2's `:authority`).
+fn request_host(session: &Session) -> Option<&str> {
     let header = session.req_header();
-    let host = header
+    header
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| header.uri.authority().map(|a| a.as_str()))
-        .unwrap_or_default();
-    format!("{}://{host}", if tls { "https" } else { "http" })
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {

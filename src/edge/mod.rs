@@ -7,7 +7,6 @@ mod cors;
 mod handlers;
 mod header_deadline;
 mod respond;
-mod routing;
 mod server;
 
 use std::sync::Arc;
@@ -21,7 +20,6 @@ use pingora::proxy::FailToProxy;
 
 pub use cached::CacheStatus;
 pub use context::RequestContext;
-pub use routing::Routing;
 pub use server::{EdgeState, Listeners, StartError, VIEWER_WRITE_BUFFER_BYTES, build_server, viewer_listener};
 
 use crate::metrics::RequestRecord;

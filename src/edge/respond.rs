@@ -30,6 +30,11 @@ pub const FLEET_REFUSED: EdgeError = EdgeError {
     code: "AccessDenied",
     message: "The fleet authentication of this request is missing, expired or wrong.",
 };
+pub const DISTRIBUTION_DISABLED: EdgeError = EdgeError {
+    status: 403,
+    code: "AccessDenied",
+    message: "This distribution is disabled.",
+};
 pub const NOT_FOUND: EdgeError = EdgeError {
     status: 404,
     code: "NoSuchKey",

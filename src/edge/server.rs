@@ -14,17 +14,18 @@ use pingora::services::listening::Service;
 
 use super::Edge;
 use super::header_deadline::HeaderDeadline;
-use super::routing::{Routing, from_published, publish_form};
 use crate::accesslog::AccessLog;
 use crate::admin::{AdminApp, EdgeHandle};
 use crate::auth::Verifier;
 use crate::cache::ObjectRef;
 use crate::cache::{Cache, DiskError, ParentTier};
 use crate::config::KeyGroups;
-use crate::config::{AccessLogTarget, Config, ConfigError, TlsListener};
+use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, TlsListener};
+use crate::control::{ApiCredentials, ApiSettings, ControlApp, ServingDefaults, ServingHandle};
 use crate::fleet::{ControlEntry, ControlLog, Fleet};
 use crate::metrics::Metrics;
 use crate::request::canonical_pattern;
+use crate::routing::{Distribution, Routing, from_published, publish_form};
 
 /// What every request needs, shared by all of pingora's threads.
 pub struct EdgeState {
@@ -56,6 +57,8 @@ pub enum StartError {
     AccessLog { path: std::path::PathBuf, source: std::io::Error },
     #[error("TLS listener {0}: {1}")]
     Tls(SocketAddr, String),
+    #[error("control plane: {0}")]
+    ControlState(#[from] crate::control::StoreError),
 }
 
 /// Where the edge listens.
@@ -73,19 +76,28 @@ pub struct Listeners {
     pub header_timeout: std::time::Duration,
     /// Where a graceful upgrade hands the listening sockets over.
     pub upgrade_socket: PathBuf,
+    /// CloudFront's control-plane API, when it is on.
+    pub control_plane: Option<ControlPlaneSettings>,
 }
 
 impl EdgeState {
     /// The state for `config` (opening the disk tier) and its listeners.
     pub fn from_config(config: Config) -> Result<(Arc<Self>, Listeners), StartError> {
+        let mut viewer = config.listen;
+        for address in config.control_plane.iter().flat_map(|control| &control.distribution_addresses) {
+            if !viewer.contains(address) {
+                viewer.push(*address);
+            }
+        }
         let listeners = Listeners {
-            viewer: config.listen,
+            viewer,
             tls: config.tls_listen,
             admin: config.admin_listen,
             admin_token: config.admin_token,
             drain_timeout: config.drain_timeout,
             header_timeout: config.viewer_header_timeout,
             upgrade_socket: config.upgrade_socket,
+            control_plane: config.control_plane,
         };
         let metrics = Metrics::default();
         let fleet = config.fleet.map(|fleet| {
@@ -171,6 +183,7 @@ impl EdgeState {
             behaviors,
             public_base_url: routing.public_base_url.clone(),
             file_key_groups: routing.file_key_groups.clone(),
+            distributions: routing.distributions.clone(),
         });
         tracing::info!(from = %entry.node, groups = entry.key_groups.len(), "fleet key groups adopted");
     }
@@ -178,17 +191,36 @@ impl EdgeState {
     /// Removes every object `paths` name (`/videos/*`: a prefix) from both
     /// cache tiers, under every behavior's origin. Blocking (disk).
     pub fn invalidate(&self, paths: &[String]) {
+        self.invalidate_under(&self.routing().behaviors, paths);
+    }
+
+    /// As `invalidate`, for the objects of the control plane's distribution `id`.
+    pub fn invalidate_distribution(&self, id: &str, paths: &[String]) {
+        let routing = self.routing();
+        if let Some(distribution) = routing.distributions.values().find(|d| d.id == id) {
+            self.invalidate_under(&distribution.behaviors, paths);
+        }
+    }
+
+    fn invalidate_under(&self, behaviors: &[crate::config::Behavior], paths: &[String]) {
         for path in paths {
             let (viewer_path, prefix) = match path.strip_suffix('*') {
                 Some(stem) => (stem, true),
                 None => (path.as_str(), false),
             };
-            for behavior in &self.routing().behaviors {
+            for behavior in behaviors {
                 let origin_path = behavior.origin.origin_path_for(&canonical_pattern(viewer_path));
                 self.cache
                     .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
             }
         }
+    }
+
+    /// Serves `distributions` (the control plane's, compiled) from now on,
+    /// in place of the ones before.
+    pub fn set_distributions(&self, distributions: Vec<Distribution>) {
+        let mut routing = self.routing.write().expect("routing lock");
+        *routing = Arc::new(routing.with_distributions(distributions));
     }
 
     /// The current routing, for a request to keep to its end.
@@ -220,11 +252,50 @@ impl EdgeState {
             adopted.retain(|name, _| !rotated.contains_key(name));
             adopted.clone()
         };
-        let routing = Routing::new(config.behaviors, config.public_base_url, config.key_groups, &adopted);
-        *self.routing.write().expect("routing lock") = Arc::new(routing);
+        let mut routing = Routing::new(config.behaviors, config.public_base_url, config.key_groups, &adopted);
+        let mut current = self.routing.write().expect("routing lock");
+        // The control plane's distributions are not the file's to change.
+        routing.distributions = current.distributions.clone();
+        *current = Arc::new(routing);
+        drop(current);
         self.publish_key_groups(&rotated);
         Ok(behaviors)
     }
+}
+
+impl ServingHandle for EdgeState {
+    fn set_distributions(&self, distributions: Vec<Distribution>) {
+        EdgeState::set_distributions(self, distributions);
+    }
+
+    fn invalidate_distribution(&self, id: &str, paths: &[String]) {
+        EdgeState::invalidate_distribution(self, id, paths);
+    }
+}
+
+/// The control-plane app for `settings`, serving into `state`.
+fn control_app(settings: &ControlPlaneSettings, state: Arc<EdgeState>) -> Result<ControlApp, StartError> {
+    let api = ApiSettings {
+        domain_pool: settings
+            .distribution_addresses
+            .iter()
+            .map(|address| match address.port() {
+                80 => address.ip().to_string(),
+                _ => address.to_string(),
+            })
+            .collect(),
+        domain_suffix: settings.domain_suffix.clone(),
+        deploy_delay_ms: settings.deploy_delay.as_millis() as u64,
+    };
+    let credentials = match settings.accept_any_credentials {
+        true => ApiCredentials::AcceptAny,
+        false => ApiCredentials::Keys(settings.credentials.clone()),
+    };
+    let defaults = ServingDefaults {
+        s3: settings.s3_origin.clone(),
+        slice_size: settings.slice_size,
+    };
+    Ok(ControlApp::start(settings.state_dir.clone(), api, credentials, defaults, state)?)
 }
 
 impl EdgeHandle for EdgeState {
@@ -292,6 +363,11 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         let mut admin = Service::new("keyfront admin".to_owned(), app);
         admin.add_tcp(&address.to_string());
         server.add_service(admin);
+    }
+    if let Some(settings) = &listeners.control_plane {
+        let mut control = Service::new("keyfront control plane".to_owned(), control_app(settings, state.clone())?);
+        control.add_tcp(&settings.listen.to_string());
+        server.add_service(control);
     }
     if let Some(fleet) = &state.fleet {
         for health_checks in fleet.health_checks() {

@@ -30,7 +30,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// An S3 bucket behind an endpoint.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct S3Origin {
     /// `host:port` to connect to.
     pub address: String,
@@ -40,6 +40,9 @@ pub struct S3Origin {
     /// `bucket.host` for virtual-hosted addressing.
     pub host: String,
     pub bucket: String,
+    /// A key prefix every object path gets (a distribution's `OriginPath`,
+    /// canonical, without a trailing `/`); empty for none.
+    pub key_prefix: String,
     pub region: String,
     pub path_style: bool,
     credentials: Credentials,
@@ -93,6 +96,7 @@ impl S3Origin {
             tls,
             host,
             bucket: bucket.to_owned(),
+            key_prefix: String::new(),
             region: region.to_owned(),
             path_style,
             credentials,
@@ -119,6 +123,22 @@ impl S3Origin {
             Duration::from_secs(30),
         )
         .expect("http:// and a socket address make a valid endpoint")
+    }
+
+    /// The same endpoint, credentials and timeouts for `bucket`, every key
+    /// under `key_prefix` (canonical, `/dir` or empty).
+    pub fn for_bucket(&self, bucket: &str, key_prefix: &str) -> S3Origin {
+        let rebased = |name: &str| match name.strip_prefix(&format!("{}.", self.bucket)) {
+            Some(endpoint) if !self.path_style => format!("{bucket}.{endpoint}"),
+            _ => name.to_owned(),
+        };
+        S3Origin {
+            address: rebased(&self.address),
+            host: rebased(&self.host),
+            bucket: bucket.to_owned(),
+            key_prefix: key_prefix.trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
     }
 
     /// The host name for TLS SNI: `host` without its port.
@@ -148,15 +168,15 @@ impl S3Origin {
     pub fn origin_path_for(&self, viewer_prefix: &str) -> String {
         let key = viewer_prefix.strip_prefix('/').unwrap_or(viewer_prefix);
         if self.path_style {
-            format!("/{}/{key}", self.bucket)
+            format!("/{}{}/{key}", self.bucket, self.key_prefix)
         } else {
-            format!("/{key}")
+            format!("{}/{key}", self.key_prefix)
         }
     }
 
-    /// The length of `/bucket` in path-style origin paths (0 for virtual-hosted).
+    /// The length of `/bucket` (path-style) and the key prefix in origin paths.
     fn bucket_prefix_len(&self) -> usize {
-        if self.path_style { self.bucket.len() + 1 } else { 0 }
+        self.key_prefix.len() + if self.path_style { self.bucket.len() + 1 } else { 0 }
     }
 
     /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-content-sha256`,

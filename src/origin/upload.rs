@@ -30,5 +30,5 @@ pub fn put_object(origin: &S3Origin, key: &str, headers: &[(&str, &str)], body: 
     {
         head.push_str(&format!("\r\n{name}: {value}"));
     }
-    crate::plain_http::exchange(&origin.address, &head, body).map(|(status, _)| status)
+    crate::plain_http::exchange(&origin.address, &head, body).map(|answer| answer.status)
 }

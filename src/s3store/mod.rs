@@ -201,6 +201,17 @@ pub async fn serve(listener: TcpListener, service: S3Service) {
 /// Starts the store on its own thread and runtime, for processes whose main
 /// thread belongs to pingora. Returns the bound address once it listens.
 pub fn spawn(root: PathBuf, address: SocketAddr, buckets: Vec<BucketAccess>) -> Result<SocketAddr, StoreError> {
+    spawn_until(root, address, buckets, std::future::pending()).map(|(bound, _)| bound)
+}
+
+/// As `spawn`, serving until `stop` completes; the thread's handle, to
+/// wait for the store to have stopped.
+pub fn spawn_until(
+    root: PathBuf,
+    address: SocketAddr,
+    buckets: Vec<BucketAccess>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, std::thread::JoinHandle<()>), StoreError> {
     let service = service(root, &buckets)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -209,11 +220,18 @@ pub fn spawn(root: PathBuf, address: SocketAddr, buckets: Vec<BucketAccess>) -> 
         .build()
         .map_err(|e| StoreError::Open(e.to_string()))?;
     let (listener, bound) = runtime.block_on(async { bind_shared(address) })?;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("embedded-origin".into())
-        .spawn(move || runtime.block_on(serve(listener, service)))
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = serve(listener, service) => {}
+                    () = stop => {}
+                }
+            })
+        })
         .map_err(|e| StoreError::Open(e.to_string()))?;
-    Ok(bound)
+    Ok((bound, thread))
 }
 
 #[cfg(test)]

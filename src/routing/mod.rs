@@ -1,8 +1,11 @@
-//! The table requests are served from: behaviors (with their origins, TTLs
-//! and trusted keys) and the public base URL, built from the config file and
-//! from key groups adopted from the fleet's control log.
+//! The table requests are served from: for each Host a distribution made
+//! by the control plane, and for every other Host the config file's
+//! behaviors (with their origins, TTLs and trusted keys, key groups adopted
+//! from the fleet's control log laid over the file's). Both sources compile
+//! into this one table; the edge serves only from it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::{Behavior, KeyGroups};
@@ -15,6 +18,56 @@ pub struct Routing {
     /// The key groups of the config file, as read (before any adopted from
     /// the fleet): a reload publishes the groups that changed in the file.
     pub file_key_groups: KeyGroups,
+    /// The control plane's distributions by each name they answer to (lower
+    /// case; their DomainName and Aliases).
+    pub distributions: HashMap<String, Arc<Distribution>>,
+}
+
+/// A distribution of the control plane, compiled for serving.
+#[derive(Debug)]
+pub struct Distribution {
+    pub id: String,
+    /// Host names it answers to, lower case: its DomainName (which may
+    /// carry a port) and its Aliases.
+    pub hosts: Vec<String>,
+    /// A disabled distribution answers every request 403.
+    pub enabled: bool,
+    /// Its cache behaviors in order, the default (`*`) last.
+    pub behaviors: Vec<Behavior>,
+    /// The object served for `/`, as `/index.html`.
+    pub default_root_object: Option<String>,
+}
+
+impl Routing {
+    /// The distribution that answers to `host` (a `Host` header): the name
+    /// with its port first, then without it.
+    pub fn distribution_for(&self, host: &str) -> Option<&Arc<Distribution>> {
+        if self.distributions.is_empty() {
+            return None;
+        }
+        let host = host.to_ascii_lowercase();
+        self.distributions.get(&host).or_else(|| {
+            let bare = host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name);
+            self.distributions.get(bare)
+        })
+    }
+
+    /// This table with `distributions` in place of its own.
+    pub fn with_distributions(&self, distributions: Vec<Distribution>) -> Routing {
+        let mut by_host = HashMap::new();
+        for distribution in distributions {
+            let distribution = Arc::new(distribution);
+            for host in &distribution.hosts {
+                by_host.insert(host.clone(), distribution.clone());
+            }
+        }
+        Routing {
+            behaviors: self.behaviors.clone(),
+            public_base_url: self.public_base_url.clone(),
+            file_key_groups: self.file_key_groups.clone(),
+            distributions: by_host,
+        }
+    }
 }
 
 /// A key group's identity for comparison: its key ids and key fingerprints.
@@ -32,6 +85,7 @@ impl Routing {
             behaviors,
             public_base_url,
             file_key_groups: key_groups,
+            distributions: HashMap::new(),
         };
         routing.behaviors = routing.with_groups(adopted);
         routing

@@ -1,0 +1,699 @@
+//! CloudFront's control-plane operations (REST-XML, 2020-05-31) over the
+//! store: routing a request to its operation, the ETag and `If-Match`
+//! rules, CloudFront's error codes, and the three simple resources (public
+//! keys, key groups, origin access controls) and tags. Distributions and
+//! invalidations are in `distributions`.
+
+use std::collections::BTreeMap;
+
+use super::distributions;
+use super::store::{Resource, State, Store, StoreError};
+use super::xml::{Element, XmlError, list};
+use crate::auth::PublicKey;
+
+/// The path every operation starts with.
+pub const VERSION_PREFIX: &str = "/2020-05-31/";
+
+/// A request, as the operations see it.
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    /// The path after `/2020-05-31/`, percent-decoded per segment.
+    pub segments: Vec<String>,
+    /// Query parameters, decoded.
+    pub query: BTreeMap<String, String>,
+    pub if_match: Option<&'a str>,
+    pub body: &'a [u8],
+    /// `http://host:port` of this listener, for `Location`.
+    pub base_url: String,
+    /// Unix milliseconds.
+    pub now: u64,
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct ApiReply {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+    pub body: Option<Element>,
+}
+
+impl ApiReply {
+    pub fn ok(body: Element) -> ApiReply {
+        ApiReply {
+            status: 200,
+            etag: None,
+            location: None,
+            body: Some(body),
+        }
+    }
+
+    pub fn with_etag(mut self, etag: &str) -> ApiReply {
+        self.etag = Some(etag.to_owned());
+        self
+    }
+
+    pub fn created(body: Element, etag: Option<&str>, location: String) -> ApiReply {
+        ApiReply {
+            status: 201,
+            etag: etag.map(str::to_owned),
+            location: Some(location),
+            body: Some(body),
+        }
+    }
+
+    pub fn no_content() -> ApiReply {
+        ApiReply {
+            status: 204,
+            etag: None,
+            location: None,
+            body: None,
+        }
+    }
+}
+
+/// A refusal, as CloudFront words it: status, error code and message.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "InvalidArgument", message)
+    }
+
+    /// CloudFront's `<ErrorResponse>` body.
+    pub fn to_document(&self, request_id: &str) -> String {
+        let error = Element::new("Error")
+            .with(Element::leaf("Type", if self.status >= 500 { "Receiver" } else { "Sender" }))
+            .with(Element::leaf("Code", self.code))
+            .with(Element::leaf("Message", self.message.clone()));
+        Element::new("ErrorResponse")
+            .with(error)
+            .with(Element::leaf("RequestId", request_id))
+            .to_document()
+    }
+}
+
+impl From<XmlError> for ApiError {
+    fn from(error: XmlError) -> ApiError {
+        ApiError::new(400, "MalformedInput", error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        tracing::error!(%error, "the control plane's state could not be written");
+        ApiError::new(503, "ServiceUnavailable", "the state could not be written; nothing changed")
+    }
+}
+
+/// What a change asks of the edge besides new tables.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Purge {
+    pub distribution: String,
+    pub paths: Vec<String>,
+}
+
+/// The outcome of one request.
+pub struct Outcome {
+    pub reply: Result<ApiReply, ApiError>,
+    /// Whether the state changed (the edge's tables are compiled again).
+    pub changed: bool,
+    pub purge: Option<Purge>,
+}
+
+/// How the API answers: its store and the settings its answers need.
+pub struct Api {
+    pub store: Store,
+    pub settings: ApiSettings,
+}
+
+/// What the operations need to know of this control plane.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Host names (with port) handed to new distributions as their
+    /// DomainName, in order; when all are taken, `<id>.{domain_suffix}`.
+    pub domain_pool: Vec<String>,
+    pub domain_suffix: String,
+    /// How long reads say `InProgress` after a change.
+    pub deploy_delay_ms: u64,
+}
+
+/// The account in every ARN (the emulator has no accounts).
+pub const ACCOUNT: &str = "123456789012";
+
+impl Api {
+    /// Answers `request`.
+    pub fn handle(&self, request: &ApiRequest<'_>) -> Outcome {
+        let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+        let changes = !matches!(request.method, "GET" | "HEAD");
+        let mut purge = None;
+        let reply = match (request.method, segments.as_slice()) {
+            ("POST", ["public-key"]) => self.create(&PUBLIC_KEY, request),
+            ("GET", ["public-key"]) => self.list(&PUBLIC_KEY, request),
+            ("GET", ["public-key", id]) => self.get(&PUBLIC_KEY, id),
+            ("GET", ["public-key", id, "config"]) => self.get_config(&PUBLIC_KEY, id),
+            ("PUT", ["public-key", id, "config"]) => self.update(&PUBLIC_KEY, id, request),
+            ("DELETE", ["public-key", id]) => self.delete(&PUBLIC_KEY, id, request),
+            ("POST", ["key-group"]) => self.create(&KEY_GROUP, request),
+            ("GET", ["key-group"]) => self.list(&KEY_GROUP, request),
+            ("GET", ["key-group", id]) => self.get(&KEY_GROUP, id),
+            ("GET", ["key-group", id, "config"]) => self.get_config(&KEY_GROUP, id),
+            ("PUT", ["key-group", id]) => self.update(&KEY_GROUP, id, request),
+            ("DELETE", ["key-group", id]) => self.delete(&KEY_GROUP, id, request),
+            ("POST", ["origin-access-control"]) => self.create(&ORIGIN_ACCESS_CONTROL, request),
+            ("GET", ["origin-access-control"]) => self.list(&ORIGIN_ACCESS_CONTROL, request),
+            ("GET", ["origin-access-control", id]) => self.get(&ORIGIN_ACCESS_CONTROL, id),
+            ("GET", ["origin-access-control", id, "config"]) => self.get_config(&ORIGIN_ACCESS_CONTROL, id),
+            ("PUT", ["origin-access-control", id, "config"]) => self.update(&ORIGIN_ACCESS_CONTROL, id, request),
+            ("DELETE", ["origin-access-control", id]) => self.delete(&ORIGIN_ACCESS_CONTROL, id, request),
+            ("GET" | "POST", ["tagging"]) => self.tagging(request),
+            ("POST", ["distribution", id, "invalidation"]) => {
+                distributions::create_invalidation(self, id, request).map(|(reply, paths)| {
+                    purge = Some(Purge {
+                        distribution: id.to_string(),
+                        paths,
+                    });
+                    reply
+                })
+            }
+            (_, ["distribution", ..]) => distributions::handle(self, request, &segments),
+            _ => Err(ApiError::invalid(format!(
+                "keyfront's control plane has no operation {} /2020-05-31/{}",
+                request.method,
+                segments.join("/")
+            ))),
+        };
+        Outcome {
+            changed: changes && reply.is_ok(),
+            reply,
+            purge,
+        }
+    }
+
+    fn create(&self, kind: &Kind, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
+        let config = Element::parse(request.body, kind.config)?;
+        check_quantities(&config)?;
+        let stamp = iso_time(request.now);
+        self.store.update(|state| {
+            (kind.validate)(&config, state)?;
+            let caller_reference = config.text_of("CallerReference");
+            let existing = (kind.collection)(state)
+                .iter()
+                .find(|(_, resource)| caller_reference.is_some() && resource.config.text_of("CallerReference") == caller_reference);
+            if let Some((id, resource)) = existing {
+                // CloudFront's idempotent create: the same request again
+                // answers with what it made.
+                return if resource.config == config {
+                    Ok(ApiReply::created(
+                        kind.resource(id, resource),
+                        Some(&resource.etag),
+                        kind.location(request, id),
+                    ))
+                } else {
+                    Err(ApiError::new(
+                        409,
+                        kind.already_exists,
+                        "the CallerReference was used with another configuration",
+                    ))
+                };
+            }
+            let name = config.text_of("Name");
+            if (kind.collection)(state).values().any(|r| r.config.text_of("Name") == name) {
+                return Err(ApiError::new(409, kind.already_exists, format!("the name {name:?} is taken")));
+            }
+            let id = (kind.new_id)();
+            let resource = Resource {
+                etag: new_etag(),
+                created: stamp.clone(),
+                modified: stamp,
+                config,
+            };
+            let reply = ApiReply::created(kind.resource(&id, &resource), Some(&resource.etag), kind.location(request, &id));
+            (kind.collection)(state).insert(id, resource);
+            Ok(reply)
+        })
+    }
+
+    fn find(&self, kind: &Kind, id: &str) -> Result<Resource, ApiError> {
+        let mut state = self.store.snapshot();
+        (kind.collection)(&mut state)
+            .remove(id)
+            .ok_or_else(|| ApiError::new(404, kind.not_found, format!("no {} {id}", kind.resource)))
+    }
+
+    fn get(&self, kind: &Kind, id: &str) -> Result<ApiReply, ApiError> {
+        let resource = self.find(kind, id)?;
+        Ok(ApiReply::ok(kind.resource(id, &resource)).with_etag(&resource.etag))
+    }
+
+    fn get_config(&self, kind: &Kind, id: &str) -> Result<ApiReply, ApiError> {
+        let resource = self.find(kind, id)?;
+        Ok(ApiReply::ok(resource.config).with_etag(&resource.etag))
+    }
+
+    fn list(&self, kind: &Kind, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
+        let mut state = self.store.snapshot();
+        let summaries = ordered((kind.collection)(&mut state))
+            .into_iter()
+            .map(|(id, resource)| (id.clone(), (kind.summary)(id, resource)))
+            .collect();
+        Ok(ApiReply::ok(page(kind.list, summaries, request, kind.marker_in_list)?))
+    }
+
+    fn update(&self, kind: &Kind, id: &str, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
+        let config = Element::parse(request.body, kind.config)?;
+        check_quantities(&config)?;
+        let stamp = iso_time(request.now);
+        self.store.update(|state| {
+            let current = (kind.collection)(state)
+                .get(id)
+                .ok_or_else(|| ApiError::new(404, kind.not_found, format!("no {} {id}", kind.resource)))?;
+            check_if_match(request.if_match, &current.etag)?;
+            (kind.check_update)(&current.config, &config)?;
+            let name = config.text_of("Name");
+            if (kind.collection)(state)
+                .iter()
+                .any(|(other, r)| other != id && r.config.text_of("Name") == name)
+            {
+                return Err(ApiError::new(409, kind.already_exists, format!("the name {name:?} is taken")));
+            }
+            (kind.validate)(&config, state)?;
+            let resource = (kind.collection)(state).get_mut(id).expect("found above");
+            resource.config = config;
+            resource.etag = new_etag();
+            resource.modified = stamp;
+            Ok(ApiReply::ok(kind.resource(id, resource)).with_etag(&resource.etag))
+        })
+    }
+
+    fn delete(&self, kind: &Kind, id: &str, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
+        self.store.update(|state| {
+            let current = (kind.collection)(state)
+                .get(id)
+                .ok_or_else(|| ApiError::new(404, kind.not_found, format!("no {} {id}", kind.resource)))?;
+            check_if_match(request.if_match, &current.etag)?;
+            if let Some(user) = (kind.used_by)(state, id) {
+                return Err(ApiError::new(
+                    409,
+                    kind.in_use,
+                    format!("{} {id} is in use by {user}", kind.resource),
+                ));
+            }
+            (kind.collection)(state).remove(id);
+            Ok(ApiReply::no_content())
+        })
+    }
+
+    /// `POST /tagging?Operation=Tag|Untag&Resource=ARN`, `GET /tagging?Resource=ARN`.
+    fn tagging(&self, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
+        let arn = request
+            .query
+            .get("Resource")
+            .ok_or_else(|| ApiError::invalid("the Resource parameter is required"))?
+            .clone();
+        let operation = request.query.get("Operation").map(String::as_str);
+        let tag_pairs = |element: &Element| -> Vec<(String, String)> {
+            element
+                .items()
+                .map(|tag| {
+                    (
+                        tag.text_of("Key").unwrap_or("").to_owned(),
+                        tag.text_of("Value").unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let exists = |state: &State| state.distributions.keys().any(|id| distributions::arn(id) == arn);
+        match (request.method, operation) {
+            ("GET", None) => {
+                let state = self.store.snapshot();
+                if !exists(&state) {
+                    return Err(no_such_resource(&arn));
+                }
+                Ok(ApiReply::ok(tags_element(state.tags.get(&arn).map_or(&[][..], Vec::as_slice))))
+            }
+            ("POST", Some("Tag")) => {
+                let tags = tag_pairs(&Element::parse(request.body, "Tags")?);
+                self.store.update(|state| {
+                    if !exists(state) {
+                        return Err(no_such_resource(&arn));
+                    }
+                    let current = state.tags.entry(arn.clone()).or_default();
+                    for (key, value) in tags {
+                        current.retain(|(existing, _)| *existing != key);
+                        current.push((key, value));
+                    }
+                    Ok(ApiReply::no_content())
+                })
+            }
+            ("POST", Some("Untag")) => {
+                let keys: Vec<String> = Element::parse(request.body, "TagKeys")?
+                    .items()
+                    .map(|key| key.text.clone())
+                    .collect();
+                self.store.update(|state| {
+                    if !exists(state) {
+                        return Err(no_such_resource(&arn));
+                    }
+                    state.tags.entry(arn.clone()).or_default().retain(|(key, _)| !keys.contains(key));
+                    Ok(ApiReply::no_content())
+                })
+            }
+            _ => Err(ApiError::invalid("expected ?Operation=Tag or ?Operation=Untag")),
+        }
+    }
+}
+
+fn no_such_resource(arn: &str) -> ApiError {
+    ApiError::new(404, "NoSuchResource", format!("no resource {arn}"))
+}
+
+/// `<Tags><Items><Tag>...` for `tags`.
+pub fn tags_element(tags: &[(String, String)]) -> Element {
+    let items = tags
+        .iter()
+        .map(|(key, value)| {
+            Element::new("Tag")
+                .with(Element::leaf("Key", key))
+                .with(Element::leaf("Value", value))
+        })
+        .collect::<Vec<_>>();
+    let mut element = Element::new("Tags");
+    element.children.push(Element {
+        name: "Items".into(),
+        text: String::new(),
+        children: items,
+    });
+    element
+}
+
+/// `If-Match` against the resource's current ETag.
+pub fn check_if_match(if_match: Option<&str>, etag: &str) -> Result<(), ApiError> {
+    match if_match {
+        None | Some("") => Err(ApiError::new(400, "InvalidIfMatchVersion", "the If-Match header is required")),
+        Some(given) if given == etag => Ok(()),
+        Some(_) => Err(ApiError::new(
+            412,
+            "PreconditionFailed",
+            "the If-Match version is not the current one",
+        )),
+    }
+}
+
+/// Refuses a list whose `Quantity` is not the number of its `Items`.
+pub fn check_quantities(element: &Element) -> Result<(), ApiError> {
+    if let Some(quantity) = element.text_of("Quantity") {
+        let counted = element.items().count();
+        if quantity.trim().parse::<usize>().ok() != Some(counted) {
+            return Err(ApiError::new(
+                400,
+                "InconsistentQuantities",
+                format!("{}: Quantity {quantity} but {counted} items", element.name),
+            ));
+        }
+    }
+    element.children.iter().try_for_each(check_quantities)
+}
+
+/// Resources in the order they were made (then by id).
+pub fn ordered<T: Created>(resources: &BTreeMap<String, T>) -> Vec<(&String, &T)> {
+    let mut all: Vec<(&String, &T)> = resources.iter().collect();
+    all.sort_by(|a, b| (a.1.created(), a.0).cmp(&(b.1.created(), b.0)));
+    all
+}
+
+/// What lists are ordered by.
+pub trait Created {
+    fn created(&self) -> &str;
+}
+
+impl Created for Resource {
+    fn created(&self) -> &str {
+        &self.created
+    }
+}
+
+/// One page of a list: from `Marker` (an id) on, at most `MaxItems`
+/// (default 100), with `NextMarker` when there is more. `with_marker`:
+/// the list also carries `Marker` and `IsTruncated`.
+pub fn page(root: &str, summaries: Vec<(String, Element)>, request: &ApiRequest<'_>, with_marker: bool) -> Result<Element, ApiError> {
+    let max_items = match request.query.get("MaxItems") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::invalid(format!("MaxItems {text:?} is not a positive number")))?,
+        None => 100,
+    };
+    let marker = request.query.get("Marker").cloned().unwrap_or_default();
+    let start = if marker.is_empty() {
+        0
+    } else {
+        summaries
+            .iter()
+            .position(|(id, _)| *id == marker)
+            .ok_or_else(|| ApiError::invalid(format!("Marker {marker:?} names nothing in this list")))?
+    };
+    let rest = &summaries[start..];
+    let truncated = rest.len() > max_items;
+    let shown: Vec<Element> = rest.iter().take(max_items).map(|(_, summary)| summary.clone()).collect();
+    let mut element = Element::new(root);
+    if with_marker {
+        element.children.push(Element::leaf("Marker", marker));
+    }
+    if truncated {
+        element.children.push(Element::leaf("NextMarker", rest[max_items].0.clone()));
+    }
+    element.children.push(Element::leaf("MaxItems", max_items.to_string()));
+    if with_marker {
+        element.children.push(Element::leaf("IsTruncated", truncated.to_string()));
+    }
+    element.children.extend(list("", shown).children);
+    Ok(element)
+}
+
+/// One of the simple resources and its rules.
+struct Kind {
+    resource: &'static str,
+    config: &'static str,
+    /// The `Location` path segment.
+    path: &'static str,
+    /// The time element of the resource (`CreatedTime`, `LastModifiedTime`), if any.
+    time: Option<&'static str>,
+    list: &'static str,
+    marker_in_list: bool,
+    not_found: &'static str,
+    already_exists: &'static str,
+    in_use: &'static str,
+    collection: fn(&mut State) -> &mut BTreeMap<String, Resource>,
+    new_id: fn() -> String,
+    validate: fn(&Element, &State) -> Result<(), ApiError>,
+    check_update: fn(&Element, &Element) -> Result<(), ApiError>,
+    /// What uses the resource, if anything does (it cannot be deleted).
+    used_by: fn(&State, &str) -> Option<String>,
+    summary: fn(&str, &Resource) -> Element,
+}
+
+impl Kind {
+    fn resource(&self, id: &str, resource: &Resource) -> Element {
+        let mut element = Element::new(self.resource).with(Element::leaf("Id", id));
+        match self.time {
+            Some("CreatedTime") => element.children.push(Element::leaf("CreatedTime", resource.created.clone())),
+            Some(name) => element.children.push(Element::leaf(name, resource.modified.clone())),
+            None => {}
+        }
+        element.with(resource.config.clone())
+    }
+
+    fn location(&self, request: &ApiRequest<'_>, id: &str) -> String {
+        format!("{}{VERSION_PREFIX}{}/{id}", request.base_url, self.path)
+    }
+}
+
+fn required(config: &Element, names: &[&str]) -> Result<(), ApiError> {
+    match names.iter().find(|name| config.child(name).is_none()) {
+        Some(name) => Err(ApiError::invalid(format!("{} needs {name}", config.name))),
+        None => Ok(()),
+    }
+}
+
+const PUBLIC_KEY: Kind = Kind {
+    resource: "PublicKey",
+    config: "PublicKeyConfig",
+    path: "public-key",
+    time: Some("CreatedTime"),
+    list: "PublicKeyList",
+    marker_in_list: false,
+    not_found: "NoSuchPublicKey",
+    already_exists: "PublicKeyAlreadyExists",
+    in_use: "PublicKeyInUse",
+    collection: |state| &mut state.public_keys,
+    new_id: || random_id('K'),
+    validate: |config, _| {
+        required(config, &["CallerReference", "Name", "EncodedKey"])?;
+        PublicKey::from_pem(config.text_of("EncodedKey").unwrap_or(""))
+            .map(|_| ())
+            .map_err(|error| ApiError::invalid(format!("EncodedKey: {error}")))
+    },
+    check_update: |current, next| {
+        if current.text_of("EncodedKey") != next.text_of("EncodedKey")
+            || current.text_of("CallerReference") != next.text_of("CallerReference")
+        {
+            return Err(ApiError::new(
+                400,
+                "CannotChangeImmutablePublicKeyFields",
+                "only the Comment of a public key can change",
+            ));
+        }
+        Ok(())
+    },
+    used_by: |state, id| {
+        state
+            .key_groups
+            .iter()
+            .find(|(_, group)| group.config.items().any(|key| key.text == id))
+            .map(|(group, _)| format!("key group {group}"))
+    },
+    summary: |id, resource| {
+        let mut summary = Element::new("PublicKeySummary")
+            .with(Element::leaf("Id", id))
+            .with(Element::leaf("Name", resource.config.text_of("Name").unwrap_or("")))
+            .with(Element::leaf("CreatedTime", resource.created.clone()))
+            .with(Element::leaf("EncodedKey", resource.config.text_of("EncodedKey").unwrap_or("")));
+        if let Some(comment) = resource.config.text_of("Comment") {
+            summary.children.push(Element::leaf("Comment", comment));
+        }
+        summary
+    },
+};
+
+const KEY_GROUP: Kind = Kind {
+    resource: "KeyGroup",
+    config: "KeyGroupConfig",
+    path: "key-group",
+    time: Some("LastModifiedTime"),
+    list: "KeyGroupList",
+    marker_in_list: false,
+    not_found: "NoSuchResource",
+    already_exists: "KeyGroupAlreadyExists",
+    in_use: "ResourceInUse",
+    collection: |state| &mut state.key_groups,
+    new_id: random_uuid,
+    validate: |config, state| {
+        required(config, &["Name", "Items"])?;
+        let keys: Vec<&Element> = config
+            .child("Items")
+            .map(|items| items.children.iter().collect())
+            .unwrap_or_default();
+        if keys.is_empty() || keys.len() > 5 {
+            return Err(ApiError::invalid("a key group holds 1 to 5 public keys"));
+        }
+        match keys.iter().find(|key| !state.public_keys.contains_key(&key.text)) {
+            Some(unknown) => Err(ApiError::new(404, "NoSuchPublicKey", format!("no public key {}", unknown.text))),
+            None => Ok(()),
+        }
+    },
+    check_update: |_, _| Ok(()),
+    used_by: |state, id| {
+        state
+            .distributions
+            .iter()
+            .find(|(_, distribution)| distributions::key_group_ids(&distribution.resource.config).any(|group| group == id))
+            .map(|(distribution, _)| format!("distribution {distribution}"))
+    },
+    summary: |id, resource| Element::new("KeyGroupSummary").with(KEY_GROUP.resource(id, resource)),
+};
+
+const ORIGIN_ACCESS_CONTROL: Kind = Kind {
+    resource: "OriginAccessControl",
+    config: "OriginAccessControlConfig",
+    path: "origin-access-control",
+    time: None,
+    list: "OriginAccessControlList",
+    marker_in_list: true,
+    not_found: "NoSuchOriginAccessControl",
+    already_exists: "OriginAccessControlAlreadyExists",
+    in_use: "OriginAccessControlInUse",
+    collection: |state| &mut state.origin_access_controls,
+    new_id: || random_id('E'),
+    validate: |config, _| {
+        required(
+            config,
+            &["Name", "SigningProtocol", "SigningBehavior", "OriginAccessControlOriginType"],
+        )?;
+        let one_of = |name: &str, allowed: &[&str]| match config.text_of(name) {
+            Some(value) if allowed.contains(&value) => Ok(()),
+            value => Err(ApiError::invalid(format!("{name} {value:?} is not one of {allowed:?}"))),
+        };
+        one_of("SigningProtocol", &["sigv4"])?;
+        one_of("SigningBehavior", &["never", "always", "no-override"])?;
+        one_of("OriginAccessControlOriginType", &["s3", "mediastore", "mediapackagev2", "lambda"])
+    },
+    check_update: |_, _| Ok(()),
+    used_by: |state, id| {
+        state
+            .distributions
+            .iter()
+            .find(|(_, distribution)| {
+                distribution
+                    .resource
+                    .config
+                    .at(&["Origins"])
+                    .is_some_and(|origins| origins.items().any(|origin| origin.text_of("OriginAccessControlId") == Some(id)))
+            })
+            .map(|(distribution, _)| format!("distribution {distribution}"))
+    },
+    summary: |id, resource| {
+        let config = &resource.config;
+        let field = |name: &str| Element::leaf(name, config.text_of(name).unwrap_or(""));
+        Element::new("OriginAccessControlSummary")
+            .with(Element::leaf("Id", id))
+            .with(field("Description"))
+            .with(field("Name"))
+            .with(field("SigningProtocol"))
+            .with(field("SigningBehavior"))
+            .with(field("OriginAccessControlOriginType"))
+    },
+};
+
+/// `2026-11-27T18:00:00.000Z` for Unix milliseconds.
+pub fn iso_time(unix_ms: u64) -> String {
+    let moment =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    moment.format(format).unwrap_or_default()
+}
+
+/// CloudFront's ids: a letter and 13 upper-case letters and digits.
+pub fn random_id(first: char) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let rest: String = (0..13)
+        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
+        .collect();
+    format!("{first}{rest}")
+}
+
+/// A new version tag, in CloudFront's ETag form.
+pub fn new_etag() -> String {
+    random_id('E')
+}
+
+fn random_uuid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+}

@@ -1,0 +1,149 @@
+//! The control plane's state compiled into the routing table's
+//! distributions: each S3 origin mapped to its bucket on the configured S3
+//! endpoint (signed with its credentials, as origin access control would),
+//! each behavior's key groups resolved to the public keys they hold.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::distributions::{behaviors, s3_bucket};
+use super::store::State;
+use super::xml::Element;
+use crate::auth::{PublicKey, TrustedKeys};
+use crate::config::{AllowedMethods, Behavior, Ttl};
+use crate::origin::S3Origin;
+use crate::request::{canonical_path, canonical_pattern};
+use crate::routing::Distribution;
+
+/// The managed cache policy CachingDisabled; every other policy id is
+/// served as CachingOptimized (min 1 s, default 1 day, max 1 year).
+const CACHING_DISABLED: &str = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad";
+
+/// What serving a distribution takes from the config file.
+pub struct ServingDefaults {
+    /// The endpoint, credentials and timeouts every S3 origin uses.
+    pub s3: Arc<S3Origin>,
+    pub slice_size: u64,
+}
+
+/// Names a behavior that trusts the legacy `TrustedSigners` (AWS account
+/// key pairs, which keyfront cannot know): present, with no key, it makes
+/// every request of that behavior need a signature nothing verifies.
+const LEGACY_SIGNERS: &str = "TrustedSigners (account key pairs are not supported)";
+
+/// The distributions of `state`, ready to serve.
+pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
+    state
+        .distributions
+        .iter()
+        .map(|(id, record)| {
+            let config = &record.resource.config;
+            let mut hosts = vec![record.domain_name.to_ascii_lowercase()];
+            hosts.extend(
+                config
+                    .child("Aliases")
+                    .into_iter()
+                    .flat_map(Element::items)
+                    .map(|alias| alias.text.to_ascii_lowercase()),
+            );
+            // A behavior left out would hand its paths to the next one, which
+            // may be public: a distribution with one that does not compile
+            // (the API's checks make that unlikely) serves nothing.
+            let compiled: Option<Vec<Behavior>> = behaviors(config)
+                .map(|behavior| compile_behavior(id, config, behavior, state, defaults))
+                .collect();
+            if compiled.is_none() {
+                tracing::warn!(distribution = %id, "a cache behavior cannot be served; the distribution answers 403");
+            }
+            Distribution {
+                id: id.clone(),
+                hosts,
+                enabled: config.text_of("Enabled") == Some("true") && compiled.is_some(),
+                behaviors: compiled.unwrap_or_default(),
+                default_root_object: config
+                    .text_of("DefaultRootObject")
+                    .filter(|object| !object.is_empty())
+                    .and_then(|object| {
+                        let path = format!("/{}", object.trim_start_matches('/'));
+                        canonical_path(&path).ok().map(|canonical| canonical.into_owned())
+                    }),
+            }
+        })
+        .collect()
+}
+
+fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &State, defaults: &ServingDefaults) -> Option<Behavior> {
+    let target = behavior.text_of("TargetOriginId")?;
+    let origin = config
+        .child("Origins")
+        .into_iter()
+        .flat_map(Element::items)
+        .find(|origin| origin.text_of("Id") == Some(target))?;
+    let bucket = s3_bucket(origin.text_of("DomainName")?)?;
+    let origin_path = origin.text_of("OriginPath").unwrap_or("");
+    let key_prefix = if origin_path.is_empty() {
+        String::new()
+    } else {
+        canonical_path(origin_path).ok()?.into_owned()
+    };
+    let pattern = behavior.text_of("PathPattern").unwrap_or("*");
+    let pattern = if pattern.starts_with('/') || pattern == "*" {
+        pattern.to_owned()
+    } else {
+        format!("/{pattern}")
+    };
+    let mut groups = Vec::new();
+    let mut keys = Vec::new();
+    if behavior.at(&["TrustedKeyGroups", "Enabled"]).is_some_and(|e| e.text == "true") {
+        for group in behavior.child("TrustedKeyGroups").into_iter().flat_map(Element::items) {
+            groups.push(group.text.clone());
+            let key_ids = state.key_groups.get(&group.text).into_iter().flat_map(|g| g.config.items());
+            for key_id in key_ids {
+                let pem = state.public_keys.get(&key_id.text).and_then(|key| key.config.text_of("EncodedKey"));
+                if let Some(key) = pem.and_then(|pem| PublicKey::from_pem(pem).ok()) {
+                    keys.push((key_id.text.clone(), key));
+                }
+            }
+        }
+    }
+    if behavior.at(&["TrustedSigners", "Enabled"]).is_some_and(|e| e.text == "true") {
+        groups.push(LEGACY_SIGNERS.to_owned());
+    }
+    let methods = behavior.child("AllowedMethods").map_or(2, |allowed| allowed.items().count());
+    let seconds =
+        |name: &str, default: u64| Duration::from_secs(behavior.text_of(name).and_then(|text| text.parse().ok()).unwrap_or(default));
+    let ttl = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
+        Some(CACHING_DISABLED) => Ttl {
+            min: Duration::ZERO,
+            default: Duration::ZERO,
+            max: Duration::ZERO,
+        },
+        Some(_) => Ttl {
+            min: Duration::from_secs(1),
+            default: Duration::from_secs(86_400),
+            max: Duration::from_secs(31_536_000),
+        },
+        None => Ttl {
+            min: seconds("MinTTL", 0),
+            default: seconds("DefaultTTL", 86_400),
+            max: seconds("MaxTTL", 31_536_000),
+        },
+    };
+    Some(Behavior {
+        path_pattern: canonical_pattern(&pattern),
+        // Each distribution's origins are their own cache namespace.
+        origin_name: format!("{id}/{target}").into(),
+        origin: Arc::new(defaults.s3.for_bucket(bucket, &key_prefix)),
+        trusted_keys: TrustedKeys::new(keys),
+        trusted_key_groups: groups,
+        allowed_methods: match methods {
+            0..=2 => AllowedMethods::GetHead,
+            3 => AllowedMethods::GetHeadOptions,
+            _ => AllowedMethods::All,
+        },
+        ttl,
+        forward_metadata_headers: false,
+        slice_size: defaults.slice_size,
+        cors: None,
+    })
+}

@@ -1,0 +1,285 @@
+//! CloudFront and S3 on loopback for a test suite, in one call: the
+//! embedded S3 origin (one bucket), the edge, and the control-plane API
+//! that boto3, the AWS CLI and Terraform talk to, all opened by one pair of
+//! throwaway credentials. `keyfront emulate` runs it from the command line;
+//! other crates' tests start it in-process, and dropping it stops it.
+//!
+//! ```no_run
+//! let emulator = keyfront::emulator::Emulator::start(Default::default()).unwrap();
+//! let answer = emulator.call("GET", "/2020-05-31/distribution", b"", None).unwrap();
+//! assert_eq!(answer.status, 200);
+//! for (name, value) in emulator.environment() {
+//!     println!("export {name}={value}");
+//! }
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::oneshot;
+
+use crate::auth::{KeyAlgorithm, PrivateKey};
+use crate::config::{Config, ConfigError};
+use crate::edge::{EdgeState, StartError, build_server};
+use crate::plain_http::{Answer, exchange};
+use crate::s3store::{self, BucketAccess, StoreError};
+
+/// How an emulator is started.
+#[derive(Clone, Debug)]
+pub struct EmulatorOptions {
+    /// Where the bucket, the config and the control plane's state live;
+    /// a fresh directory, removed when the emulator stops, when `None`.
+    pub dir: Option<PathBuf>,
+    /// The edge's address (port 0: a free one).
+    pub edge: SocketAddr,
+    /// The embedded S3 origin's address (port 0: a free one).
+    pub s3: SocketAddr,
+    /// The control-plane API's address (port 0: a free one).
+    pub control: SocketAddr,
+    pub bucket: String,
+    /// Random when `None`.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Accept every API request, signed or not.
+    pub accept_any_credentials: bool,
+    /// Loopback addresses (127.0.0.2, .3, ...) on the edge's port handed to
+    /// distributions as their DomainName, so `http://` + DomainName works
+    /// without DNS; none when the edge listens on a non-loopback address.
+    pub distribution_addresses: u8,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        EmulatorOptions {
+            dir: None,
+            edge: any,
+            s3: any,
+            control: any,
+            bucket: "media".to_owned(),
+            access_key_id: None,
+            secret_access_key: None,
+            accept_any_credentials: false,
+            distribution_addresses: 32,
+        }
+    }
+}
+
+/// Why an emulator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Start(#[from] StartError),
+    #[error("{0} did not start listening")]
+    NotListening(SocketAddr),
+}
+
+/// A running emulator; dropping it stops the edge, the API and the store.
+pub struct Emulator {
+    pub edge: SocketAddr,
+    pub s3: SocketAddr,
+    pub control: SocketAddr,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// The region clients should sign with (any is accepted).
+    pub region: String,
+    pub dir: PathBuf,
+    owns_dir: bool,
+    stop_edge: Mutex<Option<oneshot::Sender<()>>>,
+    stop_store: Option<oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// pingora's shutdown, asked for by dropping the emulator.
+struct StopWhenSent(Mutex<Option<oneshot::Receiver<()>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopWhenSent {
+    async fn recv(&self) -> ShutdownSignal {
+        let receiver = self.0.lock().expect("stop lock").take();
+        if let Some(receiver) = receiver {
+            let _ = receiver.await;
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A free port on `address`'s IP when its port is 0.
+fn resolve(address: SocketAddr) -> std::io::Result<SocketAddr> {
+    if address.port() != 0 {
+        return Ok(address);
+    }
+    TcpListener::bind(address)?.local_addr()
+}
+
+fn random_text(prefix: &str, length: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let tail: String = (0..length)
+        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
+        .collect();
+    format!("{prefix}{tail}")
+}
+
+fn wait_for(address: SocketAddr) -> Result<(), EmulatorError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(address).is_err() {
+        if Instant::now() > deadline {
+            return Err(EmulatorError::NotListening(address));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+impl Emulator {
+    /// Starts the store, the edge and the API, and returns once all listen.
+    pub fn start(options: EmulatorOptions) -> Result<Emulator, EmulatorError> {
+        let io = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| EmulatorError::Io { path, source }
+        };
+        let (dir, owns_dir) = match &options.dir {
+            Some(dir) => (dir.clone(), false),
+            None => (std::env::temp_dir().join(random_text("keyfront-emulator-", 12)), true),
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let access_key_id = options.access_key_id.clone().unwrap_or_else(|| random_text("AKIA", 16));
+        let secret_access_key = options
+            .secret_access_key
+            .clone()
+            .unwrap_or_else(|| random_text("", 40).to_ascii_lowercase());
+        let access = BucketAccess {
+            bucket: options.bucket.clone(),
+            access_key_id: access_key_id.clone(),
+            secret_access_key: secret_access_key.clone(),
+            public_read: false,
+        };
+        let (stop_store, store_stopped) = oneshot::channel::<()>();
+        let (s3, store_thread) = s3store::spawn_until(dir.join("store"), options.s3, vec![access], async move {
+            let _ = store_stopped.await;
+        })?;
+        let edge = resolve(options.edge).map_err(io(&dir))?;
+        let control = resolve(options.control).map_err(io(&dir))?;
+        // Nothing no-one holds the key to: requests for no distribution's
+        // name are refused, never served from the bucket.
+        let unused_key = dir.join("no-distribution.pem");
+        std::fs::write(&unused_key, PrivateKey::generate(KeyAlgorithm::Ecdsa).public_key().to_pem()).map_err(io(&unused_key))?;
+        let pool: Vec<String> = match edge.ip() {
+            IpAddr::V4(ip) if ip.is_loopback() => (2..2 + u16::from(options.distribution_addresses))
+                .map(|last| format!("\"127.0.0.{last}:{}\"", edge.port()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let config_path = dir.join("keyfront.yaml");
+        let config = format!(
+            "# Written by keyfront's emulator.\nlisten: \"{edge}\"\ncontrol_listen: \"{control}\"\ncontrol_state: control\ncontrol_api:\n  s3_origin: s3\n  accept_any_credentials: {any}\n  credentials: [{{access_key_id: \"{access_key_id}\", secret_access_key: \"{secret_access_key}\"}}]\n  distribution_addresses: [{pool}]\nkey_groups:\n  nobody:\n    - id: KNOBODY\n      public_key: no-distribution.pem\norigins:\n  s3:\n    type: s3\n    endpoint: http://{s3}\n    bucket: {bucket}\n    path_style: true\n    access_key_id: \"{access_key_id}\"\n    secret_access_key: \"{secret_access_key}\"\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s3\n    trusted_key_groups: [nobody]\n",
+            any = options.accept_any_credentials,
+            pool = pool.join(", "),
+            bucket = options.bucket,
+        );
+        std::fs::write(&config_path, config).map_err(io(&config_path))?;
+        let config = Config::load(&config_path)?;
+        let (state, listeners) = EdgeState::from_config(config)?;
+        let server = build_server(state, &listeners, 2, false)?;
+        let (stop_edge, edge_stopped) = oneshot::channel();
+        let edge_thread = std::thread::Builder::new()
+            .name("emulator".into())
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(StopWhenSent(Mutex::new(Some(edge_stopped)))),
+                })
+            })
+            .map_err(io(&dir))?;
+        let emulator = Emulator {
+            edge,
+            s3,
+            control,
+            bucket: options.bucket,
+            access_key_id,
+            secret_access_key,
+            region: "us-east-1".to_owned(),
+            dir,
+            owns_dir,
+            stop_edge: Mutex::new(Some(stop_edge)),
+            stop_store: Some(stop_store),
+            threads: vec![edge_thread, store_thread],
+        };
+        wait_for(edge)?;
+        wait_for(control)?;
+        Ok(emulator)
+    }
+
+    /// The environment a test (boto3, the AWS CLI, Terraform) needs.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_CLOUDFRONT", format!("http://{}", self.control)),
+            ("AWS_ENDPOINT_URL_S3", format!("http://{}", self.s3)),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
+            ("AWS_DEFAULT_REGION", self.region.clone()),
+            ("AWS_REGION", self.region.clone()),
+            ("KEYFRONT_BUCKET", self.bucket.clone()),
+            ("KEYFRONT_EDGE", format!("http://{}", self.edge)),
+        ]
+    }
+
+    /// Calls the control-plane API (`path` with its query, e.g.
+    /// `/2020-05-31/distribution`), signed with SigV4 as the SDKs sign.
+    pub fn call(&self, method: &str, path: &str, body: &[u8], if_match: Option<&str>) -> std::io::Result<Answer> {
+        let host = self.control.to_string();
+        let mut headers = vec![("host", host.as_str())];
+        if let Some(etag) = if_match {
+            headers.push(("if-match", etag));
+        }
+        let identity = aws_credential_types::Credentials::new(&self.access_key_id, &self.secret_access_key, None, None, "emulator").into();
+        let failed = |error: String| std::io::Error::other(error);
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("cloudfront")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| failed(e.to_string()))?
+            .into();
+        let url = format!("http://{host}{path}");
+        let request =
+            SignableRequest::new(method, url, headers.iter().copied(), SignableBody::Bytes(body)).map_err(|e| failed(e.to_string()))?;
+        let (instructions, _) = sign(request, &params).map_err(|e| failed(e.to_string()))?.into_parts();
+        let mut head = format!("{method} {path} HTTP/1.1");
+        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+            head.push_str(&format!("\r\n{name}: {value}"));
+        }
+        exchange(&host, &head, body)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_edge.lock().expect("stop lock").take() {
+            let _ = stop.send(());
+        }
+        if let Some(stop) = self.stop_store.take() {
+            let _ = stop.send(());
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
