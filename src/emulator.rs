@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::{KeyAlgorithm, PrivateKey};
 use crate::config::{Config, ConfigError};
-use crate::edge::{EdgeState, StartError, build_server};
+use crate::edge::{EdgeState, ServerMode, StartError, build_server};
 use crate::plain_http::{Answer, exchange};
 use crate::s3store::{self, BucketAccess, StoreError};
 
@@ -193,7 +193,12 @@ impl Emulator {
         std::fs::write(&config_path, config).map_err(io(&config_path))?;
         let config = Config::load(&config_path)?;
         let (state, listeners) = EdgeState::from_config(config)?;
-        let server = build_server(state, &listeners, 2, false)?;
+        let mode = ServerMode {
+            threads: 2,
+            upgrade: false,
+            one_runtime_per_thread: false,
+        };
+        let server = build_server(state, &listeners, mode)?;
         let (stop_edge, edge_stopped) = oneshot::channel();
         let edge_thread = std::thread::Builder::new()
             .name("emulator".into())

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::CliError;
 use crate::config::Config;
-use crate::edge::{EdgeState, build_server};
+use crate::edge::{EdgeState, ServerMode, build_server};
 use crate::s3store::{self, BucketAccess};
 
 #[derive(Args, Debug)]
@@ -82,7 +82,7 @@ pub fn run_edge(config: Config, threads: usize, upgrade: bool) -> Result<ExitCod
     for tls in &listeners.tls {
         tracing::info!(address = %tls.address, "edge listening with TLS (HTTP/2 and HTTP/1.1)");
     }
-    build_server(state, &listeners, threads, upgrade)
+    build_server(state, &listeners, ServerMode::serving(threads, upgrade))
         .map_err(CliError::Start)?
         .run_forever()
 }

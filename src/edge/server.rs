@@ -334,18 +334,43 @@ pub fn viewer_listener(address: &str) -> ListenerConfig {
     ListenerConfig::tcp(address).l4_buffer(L4BufferSettings::default().write(VIEWER_WRITE_BUFFER_BYTES))
 }
 
+/// How the pingora server runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerMode {
+    /// Worker threads of each service.
+    pub threads: usize,
+    /// Take the listening sockets over from a running process.
+    pub upgrade: bool,
+    /// pingora's runtime per thread, faster; but its threads keep their
+    /// runtime in a thread-local that outlives a stopped server, so a server
+    /// started after another stopped in the same process (the emulator in a
+    /// test suite) must use tokio's shared runtime instead.
+    pub one_runtime_per_thread: bool,
+}
+
+impl ServerMode {
+    /// A server that is the process's only one, for its whole life.
+    pub fn serving(threads: usize, upgrade: bool) -> ServerMode {
+        ServerMode {
+            threads,
+            upgrade,
+            one_runtime_per_thread: true,
+        }
+    }
+}
+
 /// A pingora server with the edge on every viewer listener and the admin app
 /// on the admin listener. Run it with `run_forever`, which handles signals
 /// and graceful shutdown. With `upgrade`, `bootstrap` waits (up to five
 /// seconds) for the process being replaced to send its listening sockets
 /// on `upgrade_socket`, which that process does on SIGQUIT.
-pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize, upgrade: bool) -> Result<Server, StartError> {
+pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, mode: ServerMode) -> Result<Server, StartError> {
     let conf = ServerConf {
-        threads,
+        threads: mode.threads,
         // One runtime per thread, as nginx runs one process per core: no
         // wake-ups of the other thread and no task migration. Hot hits: +10%
         // requests per second (bench/RESULTS.md, "pingora settings").
-        work_stealing: false,
+        work_stealing: !mode.one_runtime_per_thread,
         // SIGTERM: the listeners close, in-flight responses run on for
         // `drain_timeout` (pingora's grace period), then the runtimes stop,
         // cancelling what is left (its final step, for which a second is
@@ -355,7 +380,10 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, threads: usize
         upgrade_sock: listeners.upgrade_socket.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let options = Opt { upgrade, ..Opt::default() };
+    let options = Opt {
+        upgrade: mode.upgrade,
+        ..Opt::default()
+    };
     let mut server = Server::new_with_opt_and_conf(Some(options), conf);
     server.bootstrap();
     if let Some(address) = listeners.admin {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use keyfront::auth::{HashAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
 use keyfront::config::Config;
-use keyfront::edge::{EdgeState, build_server};
+use keyfront::edge::{EdgeState, ServerMode, build_server};
 use keyfront::origin::{S3Origin, put_object};
 use keyfront::s3store::{self, BucketAccess};
 
@@ -298,7 +298,11 @@ fn start_edge_on(template: &str, dir: &Path, listen: SocketAddr) -> (SocketAddr,
     let config = Config::load(&path).unwrap();
     let (state, listeners) = EdgeState::from_config(config).unwrap();
     let server_state = state.clone();
-    std::thread::spawn(move || build_server(server_state, &listeners, 1, false).unwrap().run_forever());
+    std::thread::spawn(move || {
+        build_server(server_state, &listeners, ServerMode::serving(1, false))
+            .unwrap()
+            .run_forever()
+    });
     wait_for(listen);
     wait_for(admin);
     (listen, admin, state)
@@ -461,7 +465,10 @@ impl Response {
 pub fn request(address: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {address}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

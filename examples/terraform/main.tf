@@ -1,0 +1,107 @@
+# A distribution with a signed default behavior and a public one, its key
+# group, public key and origin access control: applied, planned and
+# destroyed against `keyfront emulate` by tests/clients.rs. The provider
+# finds the emulator through AWS_ENDPOINT_URL_CLOUDFRONT.
+
+terraform {
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "5.100.0"
+    }
+  }
+}
+
+variable "bucket" {
+  type = string
+}
+
+variable "public_key_pem" {
+  type = string
+}
+
+provider "aws" {
+  region                      = "eu-west-1"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+}
+
+locals {
+  caching_optimized = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+}
+
+resource "aws_cloudfront_public_key" "signer" {
+  name        = "keyfront-example"
+  comment     = "signs viewer URLs"
+  encoded_key = var.public_key_pem
+}
+
+resource "aws_cloudfront_key_group" "signers" {
+  name    = "keyfront-example"
+  comment = "who may sign"
+  items   = [aws_cloudfront_public_key.signer.id]
+}
+
+resource "aws_cloudfront_origin_access_control" "bucket" {
+  name                              = "keyfront-example"
+  description                       = "the edge signs its requests to the bucket"
+  origin_access_control_origin_type = "s3"
+  signing_behavior                  = "always"
+  signing_protocol                  = "sigv4"
+}
+
+resource "aws_cloudfront_distribution" "media" {
+  enabled             = true
+  comment             = "keyfront example"
+  default_root_object = "index.html"
+  wait_for_deployment = false
+
+  origin {
+    origin_id                = "bucket"
+    domain_name              = "${var.bucket}.s3.eu-west-1.amazonaws.com"
+    origin_path              = "/site"
+    origin_access_control_id = aws_cloudfront_origin_access_control.bucket.id
+  }
+
+  default_cache_behavior {
+    target_origin_id       = "bucket"
+    viewer_protocol_policy = "allow-all"
+    allowed_methods        = ["GET", "HEAD"]
+    cached_methods         = ["GET", "HEAD"]
+    cache_policy_id        = local.caching_optimized
+    trusted_key_groups     = [aws_cloudfront_key_group.signers.id]
+  }
+
+  ordered_cache_behavior {
+    path_pattern           = "/public/*"
+    target_origin_id       = "bucket"
+    viewer_protocol_policy = "allow-all"
+    allowed_methods        = ["GET", "HEAD", "OPTIONS"]
+    cached_methods         = ["GET", "HEAD"]
+    cache_policy_id        = local.caching_optimized
+  }
+
+  restrictions {
+    geo_restriction {
+      restriction_type = "none"
+    }
+  }
+
+  viewer_certificate {
+    cloudfront_default_certificate = true
+  }
+
+  tags = {
+    team = "video"
+  }
+}
+
+output "domain_name" {
+  value = aws_cloudfront_distribution.media.domain_name
+}
+
+output "public_key_id" {
+  value = aws_cloudfront_public_key.signer.id
+}

@@ -1,0 +1,559 @@
+//! CloudFront's control-plane API against a real emulator (`keyfront::
+//! emulator`, in this process): every request SigV4-signed as the SDKs
+//! sign, hostile requests first, and what the API creates served by the
+//! edge over real sockets.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{now, request};
+use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
+use keyfront::emulator::{Emulator, EmulatorOptions};
+use keyfront::origin::{S3Origin, put_object};
+use keyfront::plain_http::Answer;
+
+const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
+
+fn text(answer: &Answer) -> String {
+    String::from_utf8_lossy(&answer.body).into_owned()
+}
+
+/// The text of the first `<name>` in `xml`.
+fn field(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{name}> in {xml}")) + open.len();
+    xml[start..start + xml[start..].find('<').unwrap()].to_owned()
+}
+
+struct Setup {
+    emulator: Emulator,
+    signer: Signer,
+    public_pem: String,
+    key_id: String,
+    group_id: String,
+}
+
+fn put(emulator: &Emulator, key: &str, body: &[u8]) {
+    let origin = S3Origin::embedded(emulator.s3, &emulator.bucket, &emulator.access_key_id, &emulator.secret_access_key);
+    assert_eq!(put_object(&origin, key, &[], body).unwrap(), 200);
+}
+
+fn public_key_body(reference: &str, name: &str, pem: &str) -> String {
+    format!(
+        "<PublicKeyConfig {NS}><CallerReference>{reference}</CallerReference><Name>{name}</Name><EncodedKey>{pem}</EncodedKey><Comment>c</Comment></PublicKeyConfig>"
+    )
+}
+
+fn start(options: EmulatorOptions) -> Setup {
+    let emulator = Emulator::start(options).unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::Rsa);
+    let created = emulator
+        .call(
+            "POST",
+            "/2020-05-31/public-key",
+            public_key_body("r1", "k1", &key.public_key().to_pem()).as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let key_id = field(&text(&created), "Id");
+    let group = format!("<KeyGroupConfig {NS}><Name>g1</Name><Items><PublicKey>{key_id}</PublicKey></Items></KeyGroupConfig>");
+    let created = emulator.call("POST", "/2020-05-31/key-group", group.as_bytes(), None).unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let group_id = field(&text(&created), "Id");
+    Setup {
+        emulator,
+        public_pem: key.public_key().to_pem(),
+        signer: Signer::new(key_id.clone(), key, HashAlgorithm::Sha1),
+        key_id,
+        group_id,
+    }
+}
+
+/// A DistributionConfig with a signed default behavior (trusting `group`)
+/// and a public `/public/*` one, over the emulator's bucket under `/prefix`.
+fn distribution_config(reference: &str, bucket: &str, group: &str, extra: &str) -> String {
+    format!(
+        "<DistributionConfig {NS}><CallerReference>{reference}</CallerReference><Comment>c</Comment><Enabled>true</Enabled>\
+         <Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>{bucket}.s3.amazonaws.com</DomainName><OriginPath>/prefix</OriginPath><S3OriginConfig><OriginAccessIdentity></OriginAccessIdentity></S3OriginConfig></Origin></Items></Origins>\
+         <DefaultCacheBehavior><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><TrustedKeyGroups><Enabled>true</Enabled><Quantity>1</Quantity><Items><KeyGroup>{group}</KeyGroup></Items></TrustedKeyGroups><MinTTL>0</MinTTL></DefaultCacheBehavior>\
+         <CacheBehaviors><Quantity>1</Quantity><Items><CacheBehavior><PathPattern>public/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><MinTTL>0</MinTTL></CacheBehavior></Items></CacheBehaviors>{extra}</DistributionConfig>"
+    )
+}
+
+/// Creates a distribution; its id, DomainName and ETag.
+fn create_distribution(setup: &Setup, reference: &str, extra: &str) -> (String, String, String) {
+    let body = distribution_config(reference, &setup.emulator.bucket, &setup.group_id, extra);
+    let created = setup
+        .emulator
+        .call("POST", "/2020-05-31/distribution", body.as_bytes(), None)
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let xml = text(&created);
+    assert_eq!(field(&xml, "Status"), "InProgress");
+    (
+        field(&xml, "Id"),
+        field(&xml, "DomainName"),
+        created.header("etag").unwrap().to_owned(),
+    )
+}
+
+fn signed(setup: &Setup, url: &str) -> String {
+    setup.signer.sign_url(url, &PolicySpec::Canned { expires: now() + 600 })
+}
+
+/// The path and query of `url` (`http://host/path?query`).
+fn target(url: &str) -> &str {
+    let rest = url.strip_prefix("http://").unwrap();
+    &rest[rest.find('/').unwrap()..]
+}
+
+/// GET `url` at the edge listener `edge`, with the URL's host as `Host`.
+fn get(edge: SocketAddr, url: &str) -> common::Response {
+    let host = url.strip_prefix("http://").unwrap().split('/').next().unwrap();
+    request(edge, "GET", target(url), &[("Host", host)], b"")
+}
+
+#[test]
+fn hostile_and_malformed_requests_get_cloudfront_errors_and_change_nothing() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let control = emulator.control;
+    let unsigned = request(control, "GET", "/2020-05-31/distribution", &[], b"");
+    assert_eq!(unsigned.status, 403);
+    assert!(
+        unsigned.text().contains("<Code>MissingAuthenticationToken</Code>"),
+        "{}",
+        unsigned.text()
+    );
+    assert!(
+        unsigned
+            .text()
+            .contains("<ErrorResponse xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\">")
+    );
+
+    let mut impostor = Emulator::start(EmulatorOptions {
+        access_key_id: Some(emulator.access_key_id.clone()),
+        ..EmulatorOptions::default()
+    })
+    .unwrap();
+    // Its own secret, the same key id, aimed at the first emulator.
+    impostor.control = emulator.control;
+    let forged = impostor.call("GET", "/2020-05-31/distribution", b"", None).unwrap();
+    assert_eq!(forged.status, 403);
+    assert!(text(&forged).contains("<Code>SignatureDoesNotMatch</Code>"), "{}", text(&forged));
+
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            "/2020-05-31/public-key",
+            b"<PublicKeyConfig><Name>".to_vec(),
+            400,
+            "MalformedInput",
+        ),
+        (
+            "POST",
+            "/2020-05-31/public-key",
+            ("<A>".repeat(100) + &"</A>".repeat(100)).into_bytes(),
+            400,
+            "MalformedInput",
+        ),
+        (
+            "POST",
+            "/2020-05-31/public-key",
+            b"<!DOCTYPE x [<!ENTITY a \"b\">]><PublicKeyConfig>&a;</PublicKeyConfig>".to_vec(),
+            400,
+            "MalformedInput",
+        ),
+        (
+            "POST",
+            "/2020-05-31/public-key",
+            public_key_body("r9", "bad", "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----").into_bytes(),
+            400,
+            "InvalidArgument",
+        ),
+        ("POST", "/2020-05-31/public-key", vec![b'x'; 2 << 20], 413, "RequestEntityTooLarge"),
+        ("GET", "/2020-05-31/public-key/KNOSUCHKEY0000", Vec::new(), 404, "NoSuchPublicKey"),
+        ("GET", "/2020-05-31/distribution/ENOSUCH", Vec::new(), 404, "NoSuchDistribution"),
+        ("GET", "/2020-05-31/streaming-distribution", Vec::new(), 400, "InvalidArgument"),
+        ("GET", "/2019-03-26/distribution", Vec::new(), 400, "InvalidArgument"),
+        ("GET", "/2020-05-31/public-key?MaxItems=-1", Vec::new(), 400, "InvalidArgument"),
+        (
+            "POST",
+            "/2020-05-31/key-group",
+            format!(
+                "<KeyGroupConfig><Name>g2</Name><Items><PublicKey>{}</PublicKey></Items><Quantity>2</Quantity></KeyGroupConfig>",
+                setup.key_id
+            )
+            .into_bytes(),
+            400,
+            "InconsistentQuantities",
+        ),
+        (
+            "POST",
+            "/2020-05-31/key-group",
+            b"<KeyGroupConfig><Name>g3</Name><Items><PublicKey>KNOSUCHKEY0000</PublicKey></Items></KeyGroupConfig>".to_vec(),
+            404,
+            "NoSuchPublicKey",
+        ),
+        (
+            "POST",
+            "/2020-05-31/distribution",
+            distribution_config("x", "media", &setup.group_id, "")
+                .replace("media.s3.amazonaws.com", "origin.example.com")
+                .into_bytes(),
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "POST",
+            "/2020-05-31/distribution",
+            distribution_config("y", "media", "no-such-group", "").into_bytes(),
+            400,
+            "TrustedKeyGroupDoesNotExist",
+        ),
+        (
+            "POST",
+            "/2020-05-31/distribution",
+            distribution_config("z", "media", &setup.group_id, "")
+                .replace("<Quantity>1</Quantity><Items><Origin>", "<Quantity>2</Quantity><Items><Origin>")
+                .into_bytes(),
+            400,
+            "InconsistentQuantities",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let answer = emulator.call(method, path, &body, None).unwrap();
+        assert_eq!(answer.status, status, "{method} {path}: {}", text(&answer));
+        assert!(
+            text(&answer).contains(&format!("<Code>{code}</Code>")),
+            "{method} {path}: {}",
+            text(&answer)
+        );
+    }
+    let listed = text(&emulator.call("GET", "/2020-05-31/distribution", b"", None).unwrap());
+    assert!(listed.contains("<Quantity>0</Quantity>"), "nothing was created: {listed}");
+    let keys = text(&emulator.call("GET", "/2020-05-31/public-key", b"", None).unwrap());
+    assert_eq!(keys.matches("<PublicKeySummary>").count(), 1, "{keys}");
+}
+
+#[test]
+fn etags_guard_every_change_and_configs_come_back_as_sent() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let unknown = "<FutureField><Nested>kept &amp; echoed</Nested></FutureField>";
+    let (id, _, etag) = create_distribution(&setup, "etags", unknown);
+    let path = format!("/2020-05-31/distribution/{id}/config");
+    let read = emulator.call("GET", &path, b"", None).unwrap();
+    assert_eq!(read.header("etag"), Some(etag.as_str()), "the same ETag on every read");
+    let config = text(&read);
+    assert!(config.contains(unknown), "unknown elements echoed: {config}");
+    for container in [
+        "<OriginGroups><Quantity>0</Quantity></OriginGroups>",
+        "<FunctionAssociations><Quantity>0</Quantity>",
+        "<TrustedSigners><Enabled>false</Enabled>",
+    ] {
+        assert!(config.contains(container), "{container} always returned: {config}");
+    }
+    let got = text(&emulator.call("GET", &format!("/2020-05-31/distribution/{id}"), b"", None).unwrap());
+    assert_eq!(field(&got, "Status"), "Deployed");
+    assert!(got.contains(&format!("<KeyGroupId>{}</KeyGroupId>", setup.group_id)), "{got}");
+    assert!(got.contains(&format!("<KeyPairId>{}</KeyPairId>", setup.key_id)));
+
+    let body =
+        distribution_config("etags", &emulator.bucket, &setup.group_id, unknown).replace("<Comment>c</Comment>", "<Comment>d</Comment>");
+    let missing = emulator.call("PUT", &path, body.as_bytes(), None).unwrap();
+    assert_eq!(
+        (missing.status, field(&text(&missing), "Code")),
+        (400, "InvalidIfMatchVersion".into())
+    );
+    let stale = emulator.call("PUT", &path, body.as_bytes(), Some("ESTALE")).unwrap();
+    assert_eq!((stale.status, field(&text(&stale), "Code")), (412, "PreconditionFailed".into()));
+    let updated = emulator.call("PUT", &path, body.as_bytes(), Some(&etag)).unwrap();
+    assert_eq!(updated.status, 200, "{}", text(&updated));
+    let new_etag = updated.header("etag").unwrap().to_owned();
+    assert_ne!(new_etag, etag, "a new ETag on every change");
+    assert_eq!(field(&text(&updated), "Status"), "InProgress");
+    let again = emulator.call("PUT", &path, body.as_bytes(), Some(&etag)).unwrap();
+    assert_eq!(again.status, 412, "the old ETag is stale now");
+    let moved = body.replace("<CallerReference>etags", "<CallerReference>other");
+    let illegal = emulator.call("PUT", &path, moved.as_bytes(), Some(&new_etag)).unwrap();
+    assert_eq!(field(&text(&illegal), "Code"), "IllegalUpdate");
+
+    let enabled = emulator
+        .call("DELETE", &format!("/2020-05-31/distribution/{id}"), b"", Some(&new_etag))
+        .unwrap();
+    assert_eq!(
+        (enabled.status, field(&text(&enabled), "Code")),
+        (409, "DistributionNotDisabled".into())
+    );
+    let group_etag = emulator
+        .call("GET", &format!("/2020-05-31/key-group/{}", setup.group_id), b"", None)
+        .unwrap()
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let in_use = emulator
+        .call(
+            "DELETE",
+            &format!("/2020-05-31/key-group/{}", setup.group_id),
+            b"",
+            Some(&group_etag),
+        )
+        .unwrap();
+    assert_eq!((in_use.status, field(&text(&in_use), "Code")), (409, "ResourceInUse".into()));
+    let same_reference = emulator
+        .call(
+            "POST",
+            "/2020-05-31/distribution",
+            distribution_config("etags", &emulator.bucket, &setup.group_id, "").as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(field(&text(&same_reference), "Code"), "DistributionAlreadyExists");
+}
+
+#[test]
+fn lists_page_with_markers_and_show_each_item_once() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    for i in 2..=6 {
+        let pem = PrivateKey::generate(KeyAlgorithm::Ecdsa).public_key().to_pem();
+        let answer = emulator
+            .call(
+                "POST",
+                "/2020-05-31/public-key",
+                public_key_body(&format!("r{i}"), &format!("k{i}"), &pem).as_bytes(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(answer.status, 201, "{}", text(&answer));
+    }
+    let mut seen = Vec::new();
+    let mut marker = String::new();
+    loop {
+        let page = text(
+            &emulator
+                .call("GET", &format!("/2020-05-31/public-key?MaxItems=2&Marker={marker}"), b"", None)
+                .unwrap(),
+        );
+        let mut rest = page.as_str();
+        while let Some(at) = rest.find("<PublicKeySummary><Id>") {
+            rest = &rest[at + 22..];
+            seen.push(rest[..rest.find('<').unwrap()].to_owned());
+        }
+        match page.contains("<NextMarker>") {
+            true => marker = field(&page, "NextMarker"),
+            false => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (6, 6), "{seen:?}");
+    let taken = emulator
+        .call(
+            "POST",
+            "/2020-05-31/public-key",
+            public_key_body("r7", "k2", &setup.public_pem).as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!((taken.status, field(&text(&taken), "Code")), (409, "PublicKeyAlreadyExists".into()));
+}
+
+#[test]
+fn what_the_api_creates_is_served_by_host_and_changes_at_once() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    put(emulator, "/prefix/film.mp4", b"version one");
+    put(emulator, "/prefix/public/a.txt", b"public");
+    let alias = "<Aliases><Quantity>1</Quantity><Items><CNAME>Media.Example.com</CNAME></Items></Aliases><DefaultRootObject>film.mp4</DefaultRootObject>";
+    let (id, domain, etag) = create_distribution(&setup, "served", alias);
+    assert!(
+        domain.starts_with("127.0.0.") && domain.ends_with(&format!(":{}", emulator.edge.port())),
+        "{domain}"
+    );
+    let url = format!("http://{domain}/film.mp4");
+
+    let whole = get(emulator.edge, &signed(&setup, &url));
+    assert_eq!(
+        (whole.status, whole.body.as_slice()),
+        (200, &b"version one"[..]),
+        "{}",
+        whole.text()
+    );
+    let by_own_address = request(domain.parse().unwrap(), "GET", target(&signed(&setup, &url)), &[], b"");
+    assert_eq!(by_own_address.body, b"version one", "the DomainName is reachable as it is");
+    let unsigned = get(emulator.edge, &url);
+    assert_eq!(unsigned.status, 403);
+    assert!(
+        unsigned.text().contains("MissingKey") && !unsigned.text().contains("version one"),
+        "{}",
+        unsigned.text()
+    );
+    let by_alias = request(
+        emulator.edge,
+        "GET",
+        target(&signed(&setup, "http://media.example.com/film.mp4")),
+        &[("Host", "media.example.com")],
+        b"",
+    );
+    assert_eq!(by_alias.body, b"version one", "an alias, matched without case or port");
+    let root = get(emulator.edge, &signed(&setup, &format!("http://{domain}/")));
+    assert_eq!(root.body, b"version one", "the default root object");
+    assert_eq!(get(emulator.edge, &format!("http://{domain}/public/a.txt")).body, b"public");
+    let nowhere = request(emulator.edge, "GET", "/prefix/film.mp4", &[("Host", "unknown.example")], b"");
+    assert_eq!(nowhere.status, 403, "no distribution: the config file's behaviors, which refuse");
+
+    let (_, other_domain, _) = create_distribution(&setup, "second", "");
+    let taken = emulator
+        .call(
+            "POST",
+            "/2020-05-31/distribution",
+            distribution_config("third", &emulator.bucket, &setup.group_id, alias).as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!((taken.status, field(&text(&taken), "Code")), (409, "CNAMEAlreadyExists".into()));
+
+    put(emulator, "/prefix/film.mp4", b"version two");
+    let other_url = format!("http://{other_domain}/film.mp4");
+    assert_eq!(
+        get(emulator.edge, &signed(&setup, &other_url)).body,
+        b"version two",
+        "distributions cache apart"
+    );
+    assert_eq!(get(emulator.edge, &signed(&setup, &url)).body, b"version one", "still cached");
+    let batch = format!(
+        "<InvalidationBatch {NS}><Paths><Quantity>1</Quantity><Items><Path>/film.mp4</Path></Items></Paths><CallerReference>i1</CallerReference></InvalidationBatch>"
+    );
+    let created = emulator
+        .call(
+            "POST",
+            &format!("/2020-05-31/distribution/{id}/invalidation"),
+            batch.as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let invalidation = field(&text(&created), "Id");
+    let read = text(
+        &emulator
+            .call(
+                "GET",
+                &format!("/2020-05-31/distribution/{id}/invalidation/{invalidation}"),
+                b"",
+                None,
+            )
+            .unwrap(),
+    );
+    assert_eq!(field(&read, "Status"), "Completed");
+    assert_eq!(get(emulator.edge, &signed(&setup, &url)).body, b"version two", "purged");
+
+    let disabled = distribution_config("served", &emulator.bucket, &setup.group_id, alias).replace("<Enabled>true", "<Enabled>false");
+    let updated = emulator
+        .call(
+            "PUT",
+            &format!("/2020-05-31/distribution/{id}/config"),
+            disabled.as_bytes(),
+            Some(&etag),
+        )
+        .unwrap();
+    assert_eq!(updated.status, 200, "{}", text(&updated));
+    let refused = get(emulator.edge, &signed(&setup, &url));
+    assert_eq!(refused.status, 403, "disabled at once");
+    assert!(!refused.text().contains("version t"));
+    let etag = updated.header("etag").unwrap().to_owned();
+    let deleted = emulator
+        .call("DELETE", &format!("/2020-05-31/distribution/{id}"), b"", Some(&etag))
+        .unwrap();
+    assert_eq!(deleted.status, 204, "{}", text(&deleted));
+    assert_eq!(get(emulator.edge, &signed(&setup, &url)).status, 403, "deleted: no longer served");
+}
+
+#[test]
+fn a_rotated_key_group_changes_who_may_sign_at_once() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    put(emulator, "/prefix/doc.pdf", b"pdf");
+    let (_, domain, _) = create_distribution(&setup, "rotation", "");
+    let url = format!("http://{domain}/doc.pdf");
+    assert_eq!(get(emulator.edge, &signed(&setup, &url)).status, 200);
+    let new_key = PrivateKey::generate(KeyAlgorithm::Ecdsa);
+    let created = emulator
+        .call(
+            "POST",
+            "/2020-05-31/public-key",
+            public_key_body("r2", "k2", &new_key.public_key().to_pem()).as_bytes(),
+            None,
+        )
+        .unwrap();
+    let new_id = field(&text(&created), "Id");
+    let group_path = format!("/2020-05-31/key-group/{}", setup.group_id);
+    let etag = emulator
+        .call("GET", &group_path, b"", None)
+        .unwrap()
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let rotated = format!("<KeyGroupConfig {NS}><Name>g1</Name><Items><PublicKey>{new_id}</PublicKey></Items></KeyGroupConfig>");
+    let updated = emulator.call("PUT", &group_path, rotated.as_bytes(), Some(&etag)).unwrap();
+    assert_eq!(updated.status, 200, "{}", text(&updated));
+    let old = get(emulator.edge, &signed(&setup, &url));
+    assert_eq!(old.status, 403, "the removed key no longer signs");
+    let new_signer = Signer::new(new_id.clone(), new_key, HashAlgorithm::Sha1);
+    let fresh = get(
+        emulator.edge,
+        &new_signer.sign_url(&url, &PolicySpec::Canned { expires: now() + 600 }),
+    );
+    assert_eq!((fresh.status, fresh.body.as_slice()), (200, &b"pdf"[..]));
+    let old_etag = emulator
+        .call("GET", &format!("/2020-05-31/public-key/{}", setup.key_id), b"", None)
+        .unwrap()
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let freed = emulator
+        .call("DELETE", &format!("/2020-05-31/public-key/{}", setup.key_id), b"", Some(&old_etag))
+        .unwrap();
+    assert_eq!(freed.status, 204, "a key no group holds can go: {}", text(&freed));
+    let new_etag = emulator
+        .call("GET", &format!("/2020-05-31/public-key/{new_id}"), b"", None)
+        .unwrap()
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let held = emulator
+        .call("DELETE", &format!("/2020-05-31/public-key/{new_id}"), b"", Some(&new_etag))
+        .unwrap();
+    assert_eq!(field(&text(&held), "Code"), "PublicKeyInUse");
+}
+
+#[test]
+fn state_kept_in_a_directory_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmulatorOptions {
+        dir: Some(dir.path().to_owned()),
+        access_key_id: Some("AKIAPERSIST".into()),
+        secret_access_key: Some("persist-secret-0123".into()),
+        ..EmulatorOptions::default()
+    };
+    let setup = start(options.clone());
+    put(&setup.emulator, "/prefix/kept.txt", b"kept");
+    let (id, domain, etag) = create_distribution(&setup, "persist", "");
+    let edge = setup.emulator.edge;
+    let url = signed(&setup, &format!("http://{domain}/kept.txt"));
+    drop(setup);
+    let emulator = Emulator::start(EmulatorOptions { edge, ..options }).unwrap();
+    let read = emulator.call("GET", &format!("/2020-05-31/distribution/{id}"), b"", None).unwrap();
+    assert_eq!((read.status, read.header("etag")), (200, Some(etag.as_str())), "{}", text(&read));
+    assert_eq!(field(&text(&read), "DomainName"), domain);
+    let served = get(emulator.edge, &url);
+    assert_eq!(
+        (served.status, served.body.as_slice()),
+        (200, &b"kept"[..]),
+        "served after the restart"
+    );
+}
