@@ -4,13 +4,18 @@
 //! throwaway credentials. `keyfront emulate` runs it from the command line;
 //! other crates' tests start it in-process, and dropping it stops it.
 //!
-//! ```no_run
-//! let emulator = keyfront::emulator::Emulator::start(Default::default()).unwrap();
-//! let answer = emulator.call("GET", "/2020-05-31/distribution", b"", None).unwrap();
-//! assert_eq!(answer.status, 200);
-//! for (name, value) in emulator.environment() {
-//!     println!("export {name}={value}");
-//! }
+//! ```
+//! use keyfront::emulator::{Emulator, EmulatorOptions};
+//!
+//! let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+//! // A SigV4-signed call, as the SDKs make it; or hand `environment()` to
+//! // boto3, the AWS CLI or Terraform in a child process.
+//! let listed = emulator.call("GET", "/2020-05-31/distribution", b"", None).unwrap();
+//! assert_eq!(listed.status, 200);
+//! assert!(String::from_utf8_lossy(&listed.body).contains("<Quantity>0</Quantity>"));
+//! let endpoint = format!("http://{}", emulator.control);
+//! assert!(emulator.environment().contains(&("AWS_ENDPOINT_URL_CLOUDFRONT", endpoint)));
+//! drop(emulator); // stops the edge, the API and the bucket
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -20,6 +20,11 @@ variable "public_key_pem" {
   type = string
 }
 
+variable "comment" {
+  type    = string
+  default = "keyfront example"
+}
+
 provider "aws" {
   region                      = "eu-west-1"
   skip_credentials_validation = true
@@ -54,7 +59,7 @@ resource "aws_cloudfront_origin_access_control" "bucket" {
 
 resource "aws_cloudfront_distribution" "media" {
   enabled             = true
-  comment             = "keyfront example"
+  comment             = var.comment
   default_root_object = "index.html"
   wait_for_deployment = false
 

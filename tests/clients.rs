@@ -1,0 +1,284 @@
+//! The clients a test suite has, against `keyfront emulate` run as its
+//! users run it: boto3 with botocore's CloudFrontSigner and urllib
+//! (examples/boto3), the AWS CLI with curl, and Terraform's AWS provider
+//! 5.100.0 (examples/terraform) applied, planned with `-detailed-exitcode`
+//! and destroyed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use keyfront::origin::{S3Origin, put_object};
+
+/// `keyfront emulate` on free loopback ports, its state in a directory of
+/// its own; the environment it printed.
+struct Emulate {
+    child: Child,
+    env: HashMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Emulate {
+    fn start() -> Emulate {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+            .args(["emulate", "--dir", dir.path().to_str().unwrap()])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--s3-listen",
+                "127.0.0.1:0",
+                "--control-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut env = HashMap::new();
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if line.starts_with("# keyfront emulate") {
+                break;
+            }
+            let (name, value) = line
+                .strip_prefix("export ")
+                .and_then(|l| l.split_once('='))
+                .expect("an export line");
+            env.insert(name.to_owned(), value.to_owned());
+        }
+        assert!(env.contains_key("AWS_ENDPOINT_URL_CLOUDFRONT"), "{env:?}");
+        Emulate { child, env, _dir: dir }
+    }
+
+    /// `program` with the emulator's environment and nothing from the
+    /// user's AWS configuration.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .envs(&self.env)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_PAGER", "");
+        command
+    }
+
+    fn put(&self, key: &str, body: &[u8]) {
+        let address = self.env["AWS_ENDPOINT_URL_S3"].trim_start_matches("http://").parse().unwrap();
+        let origin = S3Origin::embedded(
+            address,
+            &self.env["KEYFRONT_BUCKET"],
+            &self.env["AWS_ACCESS_KEY_ID"],
+            &self.env["AWS_SECRET_ACCESS_KEY"],
+        );
+        assert_eq!(put_object(&origin, key, &[("content-type", "text/html")], body).unwrap(), 200);
+    }
+}
+
+impl Drop for Emulate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn succeeded(what: &str, output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// curl's status and body for `url`.
+fn curl(url: &str) -> (String, String) {
+    let output = Command::new("curl").args(["-sS", "-w", "\n%{http_code}", url]).output().unwrap();
+    let text = succeeded("curl", output);
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.to_owned(), body.to_owned())
+}
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn boto3_and_botocore_signer_pass_the_example_suite() {
+    let emulate = Emulate::start();
+    let script = repository().join("examples/boto3/cloudfront_test.py");
+    let output = emulate
+        .command("python3")
+        .arg(&script)
+        .output()
+        .expect("python3 (scripts/ensure-deps test installs it)");
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "examples/boto3 failed:\n{report}");
+    assert!(report.contains("Ran 6 tests") && report.contains("OK"), "{report}");
+}
+
+#[test]
+fn the_aws_cli_creates_waits_invalidates_and_curl_fetches() {
+    let emulate = Emulate::start();
+    let bucket = &emulate.env["KEYFRONT_BUCKET"];
+    emulate.put("/index.html", b"<h1>hello</h1>");
+    let aws = |args: &[&str]| {
+        let mut command = emulate.command("aws");
+        command.args(["--endpoint-url", &emulate.env["AWS_ENDPOINT_URL_CLOUDFRONT"], "--output", "json"]);
+        succeeded(
+            &format!("aws {}", args.join(" ")),
+            command.args(args).output().expect("the AWS CLI"),
+        )
+    };
+    // The CLI's shorthand sends a minimal DistributionConfig: what the API
+    // always returns is filled in.
+    let created = aws(&[
+        "cloudfront",
+        "create-distribution",
+        "--origin-domain-name",
+        &format!("{bucket}.s3.amazonaws.com"),
+        "--default-root-object",
+        "index.html",
+    ]);
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let id = created["Distribution"]["Id"].as_str().unwrap().to_owned();
+    let domain = created["Distribution"]["DomainName"].as_str().unwrap().to_owned();
+    assert_eq!(created["Distribution"]["Status"], "InProgress");
+    assert_eq!(created["Distribution"]["DistributionConfig"]["OriginGroups"]["Quantity"], 0);
+    aws(&["cloudfront", "wait", "distribution-deployed", "--id", &id]);
+    let (status, body) = curl(&format!("http://{domain}/"));
+    assert_eq!((status.as_str(), body.as_str()), ("200", "<h1>hello</h1>"));
+
+    emulate.put("/index.html", b"<h1>changed</h1>");
+    assert_eq!(curl(&format!("http://{domain}/")).1, "<h1>hello</h1>", "cached");
+    let invalidation: serde_json::Value = serde_json::from_str(&aws(&[
+        "cloudfront",
+        "create-invalidation",
+        "--distribution-id",
+        &id,
+        "--paths",
+        "/*",
+    ]))
+    .unwrap();
+    let invalidation_id = invalidation["Invalidation"]["Id"].as_str().unwrap();
+    aws(&[
+        "cloudfront",
+        "wait",
+        "invalidation-completed",
+        "--distribution-id",
+        &id,
+        "--id",
+        invalidation_id,
+    ]);
+    assert_eq!(curl(&format!("http://{domain}/")).1, "<h1>changed</h1>", "purged");
+    let listed: serde_json::Value = serde_json::from_str(&aws(&["cloudfront", "list-distributions"])).unwrap();
+    assert_eq!(listed["DistributionList"]["Items"][0]["Id"], id.as_str());
+}
+
+/// Where the AWS provider's filesystem mirror is (the machine image has it).
+fn terraform_mirror() -> Option<PathBuf> {
+    let mirror = PathBuf::from(std::env::var("KEYFRONT_TERRAFORM_MIRROR").unwrap_or_else(|_| "/opt/tf-plugins".into()));
+    let has_provider = mirror.join("registry.terraform.io/hashicorp/aws/5.100.0").is_dir();
+    let has_terraform = Command::new("terraform").arg("version").output().is_ok_and(|o| o.status.success());
+    (has_provider && has_terraform).then_some(mirror)
+}
+
+fn terraform(emulate: &Emulate, dir: &Path, args: &[&str]) -> Output {
+    let pem = std::fs::read_to_string(dir.join("public_key.pem")).unwrap();
+    let mut command = emulate.command("terraform");
+    command
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", dir.join("cli.tfrc"))
+        .env("TF_IN_AUTOMATION", "1")
+        .env("CHECKPOINT_DISABLE", "1")
+        .args(args);
+    if args[0] != "init" && args[0] != "output" {
+        command
+            .args(["-input=false", "-no-color"])
+            .arg(format!("-var=bucket={}", emulate.env["KEYFRONT_BUCKET"]))
+            .arg(format!("-var=public_key_pem={pem}"));
+    }
+    command.output().expect("terraform")
+}
+
+#[test]
+fn terraform_applies_plans_no_change_and_destroys() {
+    let Some(mirror) = terraform_mirror() else {
+        assert!(
+            std::env::var_os("KEYFRONT_REQUIRE_TERRAFORM").is_none(),
+            "terraform or its AWS provider 5.100.0 mirror (KEYFRONT_TERRAFORM_MIRROR) is missing"
+        );
+        eprintln!("skipped: terraform and the hashicorp/aws 5.100.0 filesystem mirror are not on this machine");
+        return;
+    };
+    let emulate = Emulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::copy(repository().join("examples/terraform/main.tf"), work.join("main.tf")).unwrap();
+    std::fs::write(
+        work.join("cli.tfrc"),
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n",
+            mirror.display()
+        ),
+    )
+    .unwrap();
+    let keygen = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .current_dir(work)
+        .arg("keygen")
+        .output()
+        .unwrap();
+    succeeded("keyfront keygen", keygen);
+    succeeded("terraform init", terraform(&emulate, work, &["init", "-input=false", "-no-color"]));
+    succeeded("terraform apply", terraform(&emulate, work, &["apply", "-auto-approve"]));
+
+    let output = |name: &str| succeeded("terraform output", terraform(&emulate, work, &["output", "-raw", name]));
+    let (domain, key_id) = (output("domain_name"), output("public_key_id"));
+    emulate.put("/site/index.html", b"<h1>signed home</h1>");
+    emulate.put("/site/public/hello.txt", b"hello");
+    let expires = (common::now() + 600).to_string();
+    let signed = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .current_dir(work)
+        .args(["sign", "url", "--url", &format!("http://{domain}/"), "--key-pair-id", &key_id])
+        .args(["--private-key", "private_key.pem", "--date-less-than", &expires])
+        .output()
+        .unwrap();
+    let url = succeeded("keyfront sign url", signed).trim().to_owned();
+    assert_eq!(
+        curl(&url),
+        ("200".into(), "<h1>signed home</h1>".into()),
+        "signed, through the default root object"
+    );
+    assert_eq!(curl(&format!("http://{domain}/")).0, "403", "unsigned");
+    assert_eq!(curl(&format!("http://{domain}/public/hello.txt")), ("200".into(), "hello".into()));
+
+    let plan = terraform(&emulate, work, &["plan", "-detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "no change after apply:\n{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let updated = terraform(&emulate, work, &["apply", "-auto-approve", "-var=comment=changed"]);
+    assert!(succeeded("terraform apply (update)", updated).contains("1 changed"));
+    let plan = terraform(&emulate, work, &["plan", "-detailed-exitcode", "-var=comment=changed"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "no change after an update:\n{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let destroyed = terraform(&emulate, work, &["destroy", "-auto-approve", "-var=comment=changed"]);
+    let report = succeeded("terraform destroy", destroyed);
+    assert!(report.contains("Destroy complete! Resources: 4 destroyed."), "{report}");
+    assert_eq!(
+        curl(&format!("http://{domain}/public/hello.txt")).0,
+        "403",
+        "gone with its distribution"
+    );
+}
