@@ -14,10 +14,11 @@ COPY --from=build /src/target/release/keyfront /usr/local/bin/keyfront
 USER keyfront
 WORKDIR /var/lib/keyfront
 VOLUME ["/etc/keyfront", "/var/lib/keyfront"]
-# 8480: the demo's edge; 8080: the example config's listener; 9090: the admin
-# listener of both (health, metrics).
-EXPOSE 8480 8080 9090
+# 8580, 9580, 9581: `keyfront emulate` (edge, S3, CloudFront's API); 8480:
+# the demo's edge; 8080: the example config's listener; 9090: the admin
+# listener of the demo and the example config (health, metrics).
+EXPOSE 8580 9580 9581 8480 8080 9090
 # `keyfront health` asks /healthz on 127.0.0.1:9090 (KEYFRONT_ADMIN_URL changes it).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["keyfront", "health"]
 ENTRYPOINT ["keyfront"]
-CMD ["demo", "--dir", "/var/lib/keyfront/demo", "--listen", "0.0.0.0:8480", "--public-base-url", "http://127.0.0.1:8480"]
+CMD ["emulate", "--listen", "0.0.0.0:8580", "--s3-listen", "0.0.0.0:9580", "--control-listen", "0.0.0.0:9581", "--admin-listen", "127.0.0.1:9090"]

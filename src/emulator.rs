@@ -38,8 +38,9 @@ use crate::s3store::{self, BucketAccess, StoreError};
 /// How an emulator is started.
 #[derive(Clone, Debug)]
 pub struct EmulatorOptions {
-    /// Where the bucket, the config and the control plane's state live;
-    /// a fresh directory, removed when the emulator stops, when `None`.
+    /// Where the bucket, the config and the control plane's state live,
+    /// kept across runs; when `None`, a fresh directory for the bucket,
+    /// removed when the emulator stops, and the state in memory.
     pub dir: Option<PathBuf>,
     /// The edge's address (port 0: a free one).
     pub edge: SocketAddr,
@@ -47,6 +48,8 @@ pub struct EmulatorOptions {
     pub s3: SocketAddr,
     /// The control-plane API's address (port 0: a free one).
     pub control: SocketAddr,
+    /// The admin listener (health, metrics), if any.
+    pub admin: Option<SocketAddr>,
     pub bucket: String,
     /// Random when `None`.
     pub access_key_id: Option<String>,
@@ -67,6 +70,7 @@ impl Default for EmulatorOptions {
             edge: any,
             s3: any,
             control: any,
+            admin: None,
             bucket: "media".to_owned(),
             access_key_id: None,
             secret_access_key: None,
@@ -189,8 +193,15 @@ impl Emulator {
             _ => Vec::new(),
         };
         let config_path = dir.join("keyfront.yaml");
+        let admin = match options.admin {
+            Some(address) => format!("admin_listen: \"{address}\"\n"),
+            None => String::new(),
+        };
+        // A directory of the caller's keeps the state across runs; a fresh
+        // one would die with the emulator, so the state stays in memory.
+        let state = if owns_dir { "" } else { "control_state: control\n" };
         let config = format!(
-            "# Written by keyfront's emulator.\nlisten: \"{edge}\"\ncontrol_listen: \"{control}\"\ncontrol_state: control\ncontrol_api:\n  s3_origin: s3\n  accept_any_credentials: {any}\n  credentials: [{{access_key_id: \"{access_key_id}\", secret_access_key: \"{secret_access_key}\"}}]\n  distribution_addresses: [{pool}]\nkey_groups:\n  nobody:\n    - id: KNOBODY\n      public_key: no-distribution.pem\norigins:\n  s3:\n    type: s3\n    endpoint: http://{s3}\n    bucket: {bucket}\n    path_style: true\n    access_key_id: \"{access_key_id}\"\n    secret_access_key: \"{secret_access_key}\"\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s3\n    trusted_key_groups: [nobody]\n",
+            "# Written by keyfront's emulator.\nlisten: \"{edge}\"\n{admin}control_listen: \"{control}\"\n{state}control_api:\n  s3_origin: s3\n  accept_any_credentials: {any}\n  credentials: [{{access_key_id: \"{access_key_id}\", secret_access_key: \"{secret_access_key}\"}}]\n  distribution_addresses: [{pool}]\nkey_groups:\n  nobody:\n    - id: KNOBODY\n      public_key: no-distribution.pem\norigins:\n  s3:\n    type: s3\n    endpoint: http://{s3}\n    bucket: {bucket}\n    path_style: true\n    access_key_id: \"{access_key_id}\"\n    secret_access_key: \"{secret_access_key}\"\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s3\n    trusted_key_groups: [nobody]\n",
             any = options.accept_any_credentials,
             pool = pool.join(", "),
             bucket = options.bucket,

@@ -26,6 +26,9 @@ pub struct EmulateArgs {
     /// CloudFront's API (AWS_ENDPOINT_URL_CLOUDFRONT).
     #[arg(long, default_value = "127.0.0.1:9581")]
     control_listen: SocketAddr,
+    /// The admin listener (health, metrics), if wanted.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
     /// The bucket the credentials open.
     #[arg(long, default_value = "media")]
     bucket: String,
@@ -47,6 +50,7 @@ pub fn run(args: EmulateArgs) -> Result<ExitCode, CliError> {
         edge: args.listen,
         s3: args.s3_listen,
         control: args.control_listen,
+        admin: args.admin_listen,
         bucket: args.bucket,
         access_key_id: args.access_key_id,
         secret_access_key: args.secret_access_key,

@@ -173,6 +173,53 @@ fn errors_name_the_field_and_the_value() {
 }
 
 #[test]
+fn the_control_plane_is_validated_field_by_field() {
+    let with = |control: &str| GOOD.replace("listen: 127.0.0.1:8080\n", &format!("listen: 127.0.0.1:8080\n{control}"));
+    let good = with(
+        "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, credentials: [{access_key_id: AK1, secret_access_key: secret-one}], distribution_addresses: [\"127.0.0.2:8080\"], deploy_delay: 5s}\n",
+    );
+    let control = parse(&good).unwrap().control_plane.unwrap();
+    assert_eq!(control.credentials["AK1"], "secret-one");
+    assert_eq!(control.distribution_addresses, vec!["127.0.0.2:8080".parse().unwrap()]);
+    assert_eq!((control.deploy_delay, control.state_dir.is_none()), (Duration::from_secs(5), true));
+    assert_eq!(control.domain_suffix, "cloudfront.localhost");
+    for (control, expected) in [
+        (
+            "control_api: {s3_origin: store}\n",
+            "control_listen: \"\": control_api and control_state need control_listen",
+        ),
+        (
+            "control_listen: 127.0.0.1:9581\n",
+            "control_api: \"\": control_listen needs control_api",
+        ),
+        (
+            "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: nowhere, accept_any_credentials: true}\n",
+            "control_api.s3_origin: \"nowhere\": no such origin (known: store)",
+        ),
+        (
+            "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store}\n",
+            "control_api.credentials: \"[]\"",
+        ),
+        (
+            "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, credentials: [{access_key_id: AK1, secret_access_key: short}]}\n",
+            "control_api.credentials[0]: \"AK1\"",
+        ),
+        (
+            "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true, domain_suffix: \"a b\"}\n",
+            "control_api.domain_suffix: \"a b\"",
+        ),
+        (
+            "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true, distribution_addresses: [here]}\n",
+            "control_api.distribution_addresses[0]: \"here\"",
+        ),
+    ] {
+        let error = error_text(&with(control));
+        assert!(error.contains(expected), "{control}: {error}");
+        assert!(!error.contains("short"), "a secret never appears: {error}");
+    }
+}
+
+#[test]
 fn unreadable_pem_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("public.pem"), "not a key").unwrap();
