@@ -10,7 +10,7 @@ mod compile;
 mod distributions;
 mod sigv4;
 mod store;
-mod xml;
+pub mod xml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
