@@ -557,3 +557,48 @@ fn state_kept_in_a_directory_survives_a_restart() {
         "served after the restart"
     );
 }
+
+#[test]
+fn custom_error_responses_replace_the_origins_errors() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    put(emulator, "/prefix/public/missing.html", b"<h1>not here</h1>");
+    put(emulator, "/prefix/app/index.html", b"<div id=app></div>");
+    let pages = "<CustomErrorResponses><Quantity>2</Quantity><Items>\
+        <CustomErrorResponse><ErrorCode>404</ErrorCode><ResponsePagePath>/public/missing.html</ResponsePagePath><ResponseCode>404</ResponseCode><ErrorCachingMinTTL>10</ErrorCachingMinTTL></CustomErrorResponse>\
+        <CustomErrorResponse><ErrorCode>502</ErrorCode><ResponsePagePath>/app/index.html</ResponsePagePath><ResponseCode>200</ResponseCode></CustomErrorResponse>\
+        </Items></CustomErrorResponses>";
+    let (_, domain, _) = create_distribution(&setup, "pages", pages);
+    let missing = get(emulator.edge, &signed(&setup, &format!("http://{domain}/nothing.pdf")));
+    assert_eq!((missing.status, missing.body.as_slice()), (404, &b"<h1>not here</h1>"[..]));
+    let ranged = request(
+        emulator.edge,
+        "GET",
+        target(&signed(&setup, &format!("http://{domain}/nothing.pdf"))),
+        &[("Host", domain.as_str()), ("Range", "bytes=0-3")],
+        b"",
+    );
+    assert_eq!((ranged.status, ranged.body.len()), (404, 17), "a page is answered whole");
+    let unsigned = get(emulator.edge, &format!("http://{domain}/nothing.pdf"));
+    assert!(
+        unsigned.status == 403 && !unsigned.text().contains("not here"),
+        "a page never stands in for a signature"
+    );
+    let found = get(emulator.edge, &signed(&setup, &format!("http://{domain}/app/index.html")));
+    assert_eq!(found.status, 200, "no error, no page");
+
+    for (bad, code) in [
+        (
+            "<CustomErrorResponses><Quantity>1</Quantity><Items><CustomErrorResponse><ErrorCode>200</ErrorCode></CustomErrorResponse></Items></CustomErrorResponses>",
+            "InvalidErrorCode",
+        ),
+        (
+            "<CustomErrorResponses><Quantity>1</Quantity><Items><CustomErrorResponse><ErrorCode>404</ErrorCode><ResponsePagePath>/x</ResponsePagePath></CustomErrorResponse></Items></CustomErrorResponses>",
+            "InvalidResponseCode",
+        ),
+    ] {
+        let body = distribution_config("bad-pages", &emulator.bucket, &setup.group_id, bad);
+        let refused = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
+        assert_eq!((refused.status, field(&text(&refused), "Code")), (400, code.to_owned()));
+    }
+}

@@ -13,7 +13,7 @@ use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::{AllowedMethods, Behavior, Ttl};
 use crate::origin::S3Origin;
 use crate::request::{canonical_path, canonical_pattern};
-use crate::routing::Distribution;
+use crate::routing::{Distribution, ErrorPage};
 
 /// The managed cache policy CachingDisabled; every other policy id is
 /// served as CachingOptimized (min 1 s, default 1 day, max 1 year).
@@ -57,6 +57,7 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
             }
             Distribution {
                 id: id.clone(),
+                error_pages: error_pages(config),
                 hosts,
                 enabled: config.text_of("Enabled") == Some("true") && compiled.is_some(),
                 behaviors: compiled.unwrap_or_default(),
@@ -68,6 +69,29 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
                         canonical_path(&path).ok().map(|canonical| canonical.into_owned())
                     }),
             }
+        })
+        .collect()
+}
+
+/// The `CustomErrorResponses` that name a page (those that only set an
+/// error caching time have nothing to serve).
+fn error_pages(config: &Element) -> Vec<ErrorPage> {
+    config
+        .child("CustomErrorResponses")
+        .into_iter()
+        .flat_map(Element::items)
+        .filter_map(|response| {
+            let error_code = response.text_of("ErrorCode")?.parse().ok()?;
+            let page = canonical_path(response.text_of("ResponsePagePath").filter(|p| p.starts_with('/'))?).ok()?;
+            let response_code = response
+                .text_of("ResponseCode")
+                .and_then(|code| code.parse().ok())
+                .unwrap_or(error_code);
+            Some(ErrorPage {
+                error_code,
+                page: page.into_owned(),
+                response_code,
+            })
         })
         .collect()
 }

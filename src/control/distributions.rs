@@ -9,6 +9,9 @@ use super::api::{
 use super::store::{DistributionRecord, InvalidationRecord, Resource, State};
 use super::xml::{Element, list};
 
+/// The origin statuses a custom error response may replace.
+const ERROR_CODES: [&str; 11] = ["400", "403", "404", "405", "414", "416", "500", "501", "502", "503", "504"];
+
 /// CloudFront's limit on paths in one invalidation.
 const MAX_INVALIDATION_PATHS: usize = 3000;
 
@@ -140,6 +143,30 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
                 404,
                 "NoSuchOrigin",
                 format!("no origin {target:?} in this distribution"),
+            ));
+        }
+    }
+    for response in config.child("CustomErrorResponses").into_iter().flat_map(Element::items) {
+        let code = response.text_of("ErrorCode").unwrap_or("");
+        if !ERROR_CODES.contains(&code) {
+            return Err(ApiError::new(
+                400,
+                "InvalidErrorCode",
+                format!("CustomErrorResponses: ErrorCode {code:?}"),
+            ));
+        }
+        let page = response.text_of("ResponsePagePath").unwrap_or("");
+        let answer = response.text_of("ResponseCode").unwrap_or("");
+        if !page.is_empty() && !page.starts_with('/') {
+            return Err(ApiError::invalid(format!("ResponsePagePath {page:?} does not start with /")));
+        }
+        if page.is_empty() != answer.is_empty()
+            || !(answer.is_empty() || answer.parse::<u16>().is_ok_and(|code| (200..600).contains(&code)))
+        {
+            return Err(ApiError::new(
+                400,
+                "InvalidResponseCode",
+                "ResponsePagePath and ResponseCode go together",
             ));
         }
     }

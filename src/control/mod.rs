@@ -95,7 +95,6 @@ impl ControlApp {
         let ApiCredentials::Keys(keys) = &self.credentials else {
             return Ok(());
         };
-        let lookup = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -103,7 +102,7 @@ impl ControlApp {
             method,
             path,
             query,
-            header: &lookup,
+            headers,
             body,
             now,
         };

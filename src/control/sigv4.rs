@@ -21,11 +21,17 @@ pub struct SignedRequest<'a> {
     pub path: &'a str,
     /// The query as sent, without `?`.
     pub query: &'a str,
-    /// Header value by lower-case name.
-    pub header: &'a dyn Fn(&str) -> Option<&'a str>,
+    /// Its headers, names in lower case.
+    pub headers: &'a [(String, String)],
     pub body: &'a [u8],
     /// Seconds since the Unix epoch.
     pub now: i64,
+}
+
+impl SignedRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a request's signature is refused, as CloudFront names it.
@@ -128,13 +134,15 @@ fn parse_amz_date(text: &str) -> Option<i64> {
 
 /// Checks `request` against the secret `secret_for` gives its access key
 /// (`None`: unknown key). `Ok` with the access key when it verifies.
-pub fn verify<'a>(request: &SignedRequest<'a>, secret_for: impl Fn(&str) -> Option<String>) -> Result<String, SignatureError> {
-    let authorization = (request.header)("authorization").ok_or(SignatureError::Missing)?;
+pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<String>) -> Result<String, SignatureError> {
+    let authorization = request.header("authorization").ok_or(SignatureError::Missing)?;
     let parsed = parse_authorization(authorization)?;
     if parsed.service != "cloudfront" {
         return Err(SignatureError::Incomplete("the credential scope's service must be cloudfront"));
     }
-    let amz_date = (request.header)("x-amz-date").ok_or(SignatureError::Incomplete("no x-amz-date header"))?;
+    let amz_date = request
+        .header("x-amz-date")
+        .ok_or(SignatureError::Incomplete("no x-amz-date header"))?;
     let signed_at = parse_amz_date(amz_date).ok_or(SignatureError::Incomplete("x-amz-date is not YYYYMMDDTHHMMSSZ"))?;
     if !amz_date.starts_with(parsed.date) || parsed.date.len() != 8 {
         return Err(SignatureError::Incomplete("the credential scope's date is not x-amz-date's"));
@@ -145,11 +153,13 @@ pub fn verify<'a>(request: &SignedRequest<'a>, secret_for: impl Fn(&str) -> Opti
     let secret = secret_for(parsed.access_key).ok_or(SignatureError::UnknownKey)?;
     let mut canonical_headers = String::new();
     for name in parsed.signed_headers.split(';') {
-        let value = (request.header)(name).ok_or(SignatureError::Incomplete("a signed header is missing"))?;
+        let value = request
+            .header(name)
+            .ok_or(SignatureError::Incomplete("a signed header is missing"))?;
         let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
         canonical_headers.push_str(&format!("{name}:{value}\n"));
     }
-    let payload_hash = match (request.header)("x-amz-content-sha256") {
+    let payload_hash = match request.header("x-amz-content-sha256") {
         Some(hash) if hash != "UNSIGNED-PAYLOAD" => {
             let actual = hex(&Sha256::digest(request.body));
             if hash != actual {
@@ -235,14 +245,15 @@ mod tests {
         body: &[u8],
         now: SystemTime,
     ) -> Result<String, SignatureError> {
-        let lookup = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+        let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect();
+        let now = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
         let request = SignedRequest {
             method,
             path,
             query,
-            header: &lookup,
+            headers: &headers,
             body,
-            now: now.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64,
+            now,
         };
         verify(&request, |key| (key == "AKCONTROL").then(|| SECRET.to_owned()))
     }

@@ -131,7 +131,12 @@ impl Element {
                     continue;
                 }
                 Event::Text(text) => text.xml10_content().map_err(|e| XmlError(e.to_string()))?.into_owned(),
-                Event::CData(data) => data.decode().map_err(|e| XmlError(e.to_string()))?.into_owned(),
+                // Line ends are normalised in CDATA as in text (XML 1.0, 2.11).
+                Event::CData(data) => data
+                    .decode()
+                    .map_err(|e| XmlError(e.to_string()))?
+                    .replace("\r\n", "\n")
+                    .replace('\r', "\n"),
                 Event::GeneralRef(reference) => match reference.resolve_char_ref().map_err(|e| XmlError(e.to_string()))? {
                     Some(character) => character.to_string(),
                     None => {
@@ -150,6 +155,9 @@ impl Element {
                 Event::DocType(_) => return Err(XmlError("document types are not accepted".into())),
                 Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
             };
+            if let Some(bad) = text.chars().find(|c| !allowed_in_xml(*c)) {
+                return Err(XmlError(format!("the character U+{:04X} is not allowed in XML", u32::from(bad))));
+            }
             if let Some(current) = open.last_mut() {
                 current.text.push_str(&text);
             } else if !text.trim().is_empty() {
@@ -173,7 +181,8 @@ impl Element {
         }
         out.push('>');
         if self.children.is_empty() {
-            out.push_str(&escape(self.text.as_str()));
+            // A carriage return written as itself would read back as a line feed.
+            out.push_str(&escape(self.text.as_str()).replace('\r', "&#13;"));
         }
         for child in &self.children {
             child.write(out, None);
@@ -182,6 +191,12 @@ impl Element {
         out.push_str(&self.name);
         out.push('>');
     }
+}
+
+/// XML 1.0's characters (2.2): no C0 control but tab, line feed and
+/// carriage return, no U+FFFE or U+FFFF.
+fn allowed_in_xml(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 fn finish(element: Element, root: &str) -> Result<Element, XmlError> {
@@ -241,7 +256,12 @@ mod tests {
             let error = Element::parse(body.as_bytes(), "A").unwrap_err().to_string();
             assert!(error.contains(why) || error.contains("malformed"), "{body}: {error}");
         }
-        let escaped = Element::leaf("A", "<&>\"'").to_document();
-        assert_eq!(Element::parse(escaped.as_bytes(), "A").unwrap().text, "<&>\"'");
+        let escaped = Element::leaf("A", "<&>\"'\r\n").to_document();
+        assert_eq!(Element::parse(escaped.as_bytes(), "A").unwrap().text, "<&>\"'\r\n");
+        for body in ["<A>a\u{0}b</A>", "<A><![CDATA[\u{1}]]></A>", "<A>&#1;</A>"] {
+            assert!(Element::parse(body.as_bytes(), "A").is_err(), "{body:?}");
+        }
+        let cdata = Element::parse(b"<A><![CDATA[x\r\ny\rz]]></A>", "A").unwrap();
+        assert_eq!(cdata.text, "x\ny\nz", "line ends normalised in CDATA too");
     }
 }

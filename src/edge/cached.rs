@@ -20,6 +20,7 @@ use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, S
 use crate::config::Behavior;
 use crate::origin::OriginResponse;
 use crate::range::{ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range};
+use crate::routing::ErrorPage;
 
 /// How a response was answered, for `X-Cache` and the access log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,8 @@ enum Interrupted {
     ChangedBeforeSending,
     /// An error to report (before any byte went out) or to end the connection with.
     Failed(Box<Error>),
+    /// The origin's error has a page of the distribution's in its place.
+    ErrorPage(ErrorPage),
 }
 
 impl From<Box<Error>> for Interrupted {
@@ -87,9 +90,55 @@ pub async fn serve(
                 tracing::info!(path = %ctx.path, "object changed at the origin during a miss; starting over");
             }
             Err(Interrupted::Failed(error)) => return Err(error),
+            Err(Interrupted::ErrorPage(page)) => return serve_error_page(state, session, ctx, page).await,
         }
     }
     respond::write_error(session, BAD_GATEWAY).await
+}
+
+/// The object a viewer's canonical `path` names under `behavior`, whose
+/// origin path is `origin_path`.
+pub fn object_ref(behavior: &Behavior, path: String, origin_path: String, site_hop: bool) -> ObjectRef {
+    ObjectRef {
+        key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
+        path,
+        site_hop,
+        origin_name: behavior.origin_name.clone(),
+        origin: behavior.origin.clone(),
+        origin_path,
+        ttl: behavior.ttl,
+        slice_size: behavior.slice_size,
+    }
+}
+
+/// The page of the request's distribution that replaces an origin's
+/// `status`, unless this answer is already one.
+fn error_page(ctx: &RequestContext, status: u16) -> Option<ErrorPage> {
+    if ctx.error_page_status.is_some() {
+        return None;
+    }
+    ctx.distribution.as_ref()?.error_page(status).cloned()
+}
+
+/// Answers with `page`, whole, under the status it names; a page that
+/// cannot be served is an error of its own (never another page).
+async fn serve_error_page(state: &EdgeState, session: &mut Session, ctx: &mut RequestContext, page: ErrorPage) -> Result<()> {
+    let distribution = ctx.distribution.clone().expect("pages come from a distribution");
+    let found = distribution
+        .behaviors
+        .iter()
+        .find(|behavior| behavior.matches(&page.page))
+        .and_then(|behavior| Some((behavior, behavior.origin.object_path(&page.page)?)));
+    let Some((behavior, origin_path)) = found else {
+        return respond::write_error(session, NOT_FOUND).await;
+    };
+    let object = object_ref(behavior, page.page.clone(), origin_path, false);
+    ctx.error_page_status = Some(page.response_code);
+    match answer(state, session, ctx, behavior, &object).await {
+        Ok(()) => Ok(()),
+        Err(Interrupted::Failed(error)) => Err(error),
+        Err(Interrupted::ChangedBeforeSending | Interrupted::ErrorPage(_)) => respond::write_error(session, BAD_GATEWAY).await,
+    }
 }
 
 fn origin_failure(error: &FillError) -> EdgeError {
@@ -166,11 +215,18 @@ async fn answer(
         Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
         Err(error) => {
             tracing::error!(path = %ctx.path, %error, "origin request failed");
-            respond::write_error(session, origin_failure(&error)).await?;
+            let failure = origin_failure(&error);
+            if let Some(page) = error_page(ctx, failure.status) {
+                return Err(Interrupted::ErrorPage(page));
+            }
+            respond::write_error(session, failure).await?;
             return Ok(());
         }
     };
     ctx.cache_status = Some(status);
+    if let Some(page) = error_page(ctx, meta.status).filter(|_| meta.status != 200) {
+        return Err(Interrupted::ErrorPage(page));
+    }
     if meta.status != 200 {
         match meta.status {
             404 => respond::write_error(session, NOT_FOUND).await?,
@@ -209,7 +265,12 @@ async fn answer(
     response.insert_header(X_CACHE, HeaderValue::from_static(status.header()))?;
     response.insert_header(AGE, HeaderValue::from(meta.age(now)))?;
 
-    if not_modified(if_none_match.as_deref(), if_modified_since.as_deref(), validators) {
+    // An error page is answered whole, under its own status.
+    let page_status = ctx.error_page_status;
+    if let Some(status) = page_status {
+        response.set_status(status)?;
+    }
+    if page_status.is_none() && not_modified(if_none_match.as_deref(), if_modified_since.as_deref(), validators) {
         response.set_status(304)?;
         for name in ["content-type", "content-encoding", "content-disposition", "content-language"] {
             response.remove_header(name);
@@ -217,7 +278,7 @@ async fn answer(
         session.write_response_header(Box::new(response), true).await?;
         return Ok(());
     }
-    let ranges = if if_range_matches(if_range.as_deref(), validators) {
+    let ranges = if page_status.is_none() && if_range_matches(if_range.as_deref(), validators) {
         parse_range(range.as_deref(), meta.size)
     } else {
         RangeRequest::Full

@@ -37,6 +37,9 @@ pub struct RequestContext {
     /// For a request from a node of this site asking this one as the owner
     /// of the slice.
     pub fleet_site_hop: bool,
+    /// When the answer is a distribution's error page in place of an
+    /// origin's error: the status it is sent with.
+    pub error_page_status: Option<u16>,
     /// How the cache answered a GET or HEAD (`None` for proxied methods and refusals).
     pub cache_status: Option<CacheStatus>,
     /// A body that replaces the origin's, when the edge rewrites an origin

@@ -17,7 +17,6 @@ use super::respond::{
 use super::{CacheStatus, EdgeState, RequestContext};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
-use crate::cache::ObjectRef;
 use crate::config::CorsPolicy;
 use crate::fleet::{FleetAuthError, SIGNATURE_HEADER};
 use crate::origin::S3Origin;
@@ -182,16 +181,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         return Ok(true);
     };
     if matches!(session.req_header().method, http::Method::GET | http::Method::HEAD) {
-        let object = ObjectRef {
-            key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
-            path: ctx.path.clone(),
-            site_hop: ctx.fleet_site_hop,
-            origin_name: behavior.origin_name.clone(),
-            origin: behavior.origin.clone(),
-            origin_path,
-            ttl: behavior.ttl,
-            slice_size: behavior.slice_size,
-        };
+        let object = super::cached::object_ref(behavior, ctx.path.clone(), origin_path, ctx.fleet_site_hop);
         if ctx.fleet_not_before > 0 {
             let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
             let _ = tokio::task::spawn_blocking(move || cache.forget_if_fetched_before(&key, not_before)).await;

@@ -36,6 +36,26 @@ pub struct Distribution {
     pub behaviors: Vec<Behavior>,
     /// The object served for `/`, as `/index.html`.
     pub default_root_object: Option<String>,
+    /// Pages served in place of origin errors (`CustomErrorResponses`).
+    pub error_pages: Vec<ErrorPage>,
+}
+
+/// A page served in place of an origin's error, with its own status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// The origin's status it replaces (404, 503, ...).
+    pub error_code: u16,
+    /// The page's canonical path, served through the distribution's behaviors.
+    pub page: String,
+    /// The status the viewer gets with the page.
+    pub response_code: u16,
+}
+
+impl Distribution {
+    /// The page that replaces an origin's `status`, if there is one.
+    pub fn error_page(&self, status: u16) -> Option<&ErrorPage> {
+        self.error_pages.iter().find(|page| page.error_code == status)
+    }
 }
 
 impl Routing {
