@@ -56,6 +56,8 @@ pub struct EmulatorOptions {
     pub secret_access_key: Option<String>,
     /// Accept every API request, signed or not.
     pub accept_any_credentials: bool,
+    /// How long reads say `InProgress` after a change (default none).
+    pub deploy_delay: Duration,
     /// Loopback addresses (127.0.0.2, .3, ...) on the edge's port handed to
     /// distributions as their DomainName, so `http://` + DomainName works
     /// without DNS; none when the edge listens on a non-loopback address.
@@ -75,6 +77,7 @@ impl Default for EmulatorOptions {
             access_key_id: None,
             secret_access_key: None,
             accept_any_credentials: false,
+            deploy_delay: Duration::ZERO,
             distribution_addresses: 32,
         }
     }
@@ -201,8 +204,9 @@ impl Emulator {
         // one would die with the emulator, so the state stays in memory.
         let state = if owns_dir { "" } else { "control_state: control\n" };
         let config = format!(
-            "# Written by keyfront's emulator.\nlisten: \"{edge}\"\n{admin}control_listen: \"{control}\"\n{state}control_api:\n  s3_origin: s3\n  accept_any_credentials: {any}\n  credentials: [{{access_key_id: \"{access_key_id}\", secret_access_key: \"{secret_access_key}\"}}]\n  distribution_addresses: [{pool}]\nkey_groups:\n  nobody:\n    - id: KNOBODY\n      public_key: no-distribution.pem\norigins:\n  s3:\n    type: s3\n    endpoint: http://{s3}\n    bucket: {bucket}\n    path_style: true\n    access_key_id: \"{access_key_id}\"\n    secret_access_key: \"{secret_access_key}\"\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s3\n    trusted_key_groups: [nobody]\n",
+            "# Written by keyfront's emulator.\nlisten: \"{edge}\"\n{admin}control_listen: \"{control}\"\n{state}control_api:\n  s3_origin: s3\n  accept_any_credentials: {any}\n  credentials: [{{access_key_id: \"{access_key_id}\", secret_access_key: \"{secret_access_key}\"}}]\n  distribution_addresses: [{pool}]\n  deploy_delay: {delay}s\nkey_groups:\n  nobody:\n    - id: KNOBODY\n      public_key: no-distribution.pem\norigins:\n  s3:\n    type: s3\n    endpoint: http://{s3}\n    bucket: {bucket}\n    path_style: true\n    access_key_id: \"{access_key_id}\"\n    secret_access_key: \"{secret_access_key}\"\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s3\n    trusted_key_groups: [nobody]\n",
             any = options.accept_any_credentials,
+            delay = options.deploy_delay.as_secs(),
             pool = pool.join(", "),
             bucket = options.bucket,
         );

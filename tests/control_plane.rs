@@ -602,3 +602,28 @@ fn custom_error_responses_replace_the_origins_errors() {
         assert_eq!((refused.status, field(&text(&refused), "Code")), (400, code.to_owned()));
     }
 }
+
+#[test]
+fn a_deploy_delay_holds_reads_in_progress_and_deletes_back() {
+    let setup = start(EmulatorOptions {
+        deploy_delay: std::time::Duration::from_secs(1),
+        ..EmulatorOptions::default()
+    });
+    let emulator = &setup.emulator;
+    let disabled = "<Logging><Enabled>false</Enabled></Logging>";
+    let body = distribution_config("delayed", &emulator.bucket, &setup.group_id, disabled)
+        .replace("<Enabled>true</Enabled><Origins>", "<Enabled>false</Enabled><Origins>");
+    let created = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let (id, etag) = (field(&text(&created), "Id"), created.header("etag").unwrap().to_owned());
+    let path = format!("/2020-05-31/distribution/{id}");
+    assert_eq!(
+        field(&text(&emulator.call("GET", &path, b"", None).unwrap()), "Status"),
+        "InProgress"
+    );
+    let early = emulator.call("DELETE", &path, b"", Some(&etag)).unwrap();
+    assert_eq!(field(&text(&early), "Code"), "DistributionNotDisabled", "not deployed yet");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(field(&text(&emulator.call("GET", &path, b"", None).unwrap()), "Status"), "Deployed");
+    assert_eq!(emulator.call("DELETE", &path, b"", Some(&etag)).unwrap().status, 204);
+}

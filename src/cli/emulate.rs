@@ -41,6 +41,10 @@ pub struct EmulateArgs {
     /// Accept every CloudFront API request, signed or not.
     #[arg(long)]
     accept_any_credentials: bool,
+    /// Seconds reads say `InProgress` after a change, as CloudFront's
+    /// propagation does (0: `Deployed` at once).
+    #[arg(long, default_value_t = 0)]
+    deploy_delay: u64,
 }
 
 pub fn run(args: EmulateArgs) -> Result<ExitCode, CliError> {
@@ -55,6 +59,7 @@ pub fn run(args: EmulateArgs) -> Result<ExitCode, CliError> {
         access_key_id: args.access_key_id,
         secret_access_key: args.secret_access_key,
         accept_any_credentials: args.accept_any_credentials,
+        deploy_delay: std::time::Duration::from_secs(args.deploy_delay),
         ..EmulatorOptions::default()
     };
     let emulator = Emulator::start(options).map_err(CliError::Emulator)?;

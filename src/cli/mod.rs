@@ -149,20 +149,18 @@ fn strip_file_scheme(path: &Path) -> PathBuf {
 /// (SigV4 signatures, cookies, signed query strings), and the embedded
 /// origin's s3s prints the expected signature of every mismatch.
 pub(crate) fn init_logging(config_level: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config_level.unwrap_or("info")));
-    let filter = [
-        "pingora_proxy=info",
-        "pingora_core=info",
-        "pingora_http=info",
-        "s3s=info",
-        "s3s_fs=info",
-        "aws_sigv4=info",
-    ]
-    .into_iter()
-    .fold(filter, |filter, directive| {
-        filter.add_directive(directive.parse().expect("a valid directive"))
-    });
+    let from_environment = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    // The cap never raises a quieter level the config asks for.
+    let cap = match (&from_environment, config_level) {
+        (None, Some(quieter @ ("error" | "warn"))) => quieter,
+        _ => "info",
+    };
+    let filter = from_environment.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(config_level.unwrap_or("info")));
+    let filter = ["pingora_proxy", "pingora_core", "pingora_http", "s3s", "s3s_fs", "aws_sigv4"]
+        .into_iter()
+        .fold(filter, |filter, target| {
+            filter.add_directive(format!("{target}={cap}").parse().expect("a valid directive"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
