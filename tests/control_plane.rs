@@ -627,3 +627,158 @@ fn a_deploy_delay_holds_reads_in_progress_and_deletes_back() {
     assert_eq!(field(&text(&emulator.call("GET", &path, b"", None).unwrap()), "Status"), "Deployed");
     assert_eq!(emulator.call("DELETE", &path, b"", Some(&etag)).unwrap().status, 204);
 }
+
+/// The operations the other tests do not reach: public key config and
+/// update, key group config and list, origin access controls from create
+/// to delete, tags, and the list of invalidations.
+#[test]
+fn the_remaining_operations_answer_as_cloudfront_does() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let call =
+        |method: &str, path: &str, body: &str, if_match: Option<&str>| emulator.call(method, path, body.as_bytes(), if_match).unwrap();
+
+    let key_path = format!("/2020-05-31/public-key/{}", setup.key_id);
+    let config = call("GET", &format!("{key_path}/config"), "", None);
+    let etag = config.header("etag").unwrap().to_owned();
+    assert!(text(&config).starts_with("<?xml") && text(&config).contains("<PublicKeyConfig xmlns="));
+    assert_eq!(call("GET", &key_path, "", None).header("etag"), Some(etag.as_str()));
+    let commented = public_key_body("r1", "k1", &setup.public_pem).replace("<Comment>c</Comment>", "<Comment>rotating soon</Comment>");
+    let updated = call("PUT", &format!("{key_path}/config"), &commented, Some(&etag));
+    assert_eq!(updated.status, 200, "{}", text(&updated));
+    assert!(text(&updated).contains("<Comment>rotating soon</Comment>"));
+    let other_key = PrivateKey::generate(KeyAlgorithm::Ecdsa).public_key().to_pem();
+    let swapped = call(
+        "PUT",
+        &format!("{key_path}/config"),
+        &public_key_body("r1", "k1", &other_key),
+        updated.header("etag"),
+    );
+    assert_eq!(field(&text(&swapped), "Code"), "CannotChangeImmutablePublicKeyFields");
+
+    let group_config = call("GET", &format!("/2020-05-31/key-group/{}/config", setup.group_id), "", None);
+    assert!(text(&group_config).contains(&format!("<PublicKey>{}</PublicKey>", setup.key_id)));
+    let groups = text(&call("GET", "/2020-05-31/key-group", "", None));
+    assert!(
+        groups.contains(&format!("<KeyGroupSummary><KeyGroup><Id>{}</Id>", setup.group_id)),
+        "{groups}"
+    );
+
+    let oac = format!(
+        "<OriginAccessControlConfig {NS}><Name>bucket</Name><Description>d</Description><SigningProtocol>sigv4</SigningProtocol><SigningBehavior>always</SigningBehavior><OriginAccessControlOriginType>s3</OriginAccessControlOriginType></OriginAccessControlConfig>"
+    );
+    let created = call("POST", "/2020-05-31/origin-access-control", &oac, None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    assert!(
+        created
+            .header("location")
+            .unwrap()
+            .ends_with(&format!("/2020-05-31/origin-access-control/{}", field(&text(&created), "Id")))
+    );
+    let oac_id = field(&text(&created), "Id");
+    let oac_path = format!("/2020-05-31/origin-access-control/{oac_id}");
+    let bad = call(
+        "POST",
+        "/2020-05-31/origin-access-control",
+        &oac.replace("sigv4", "sigv2").replace(">bucket<", ">other<"),
+        None,
+    );
+    assert_eq!(field(&text(&bad), "Code"), "InvalidArgument");
+    let twin = call("POST", "/2020-05-31/origin-access-control", &oac, None);
+    assert_eq!(field(&text(&twin), "Code"), "OriginAccessControlAlreadyExists");
+    let listed = text(&call("GET", "/2020-05-31/origin-access-control", "", None));
+    assert!(
+        listed.contains("<IsTruncated>false</IsTruncated>") && listed.contains(&format!("<Id>{oac_id}</Id>")),
+        "{listed}"
+    );
+    let etag = call("GET", &format!("{oac_path}/config"), "", None)
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let renamed = call(
+        "PUT",
+        &format!("{oac_path}/config"),
+        &oac.replace("<Description>d<", "<Description>e<"),
+        Some(&etag),
+    );
+    assert_eq!(renamed.status, 200, "{}", text(&renamed));
+    let etag = renamed.header("etag").unwrap().to_owned();
+    let with_oac = format!(
+        "<Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>{}.s3.amazonaws.com</DomainName><OriginAccessControlId>{oac_id}</OriginAccessControlId></Origin></Items></Origins>",
+        emulator.bucket
+    );
+    let body = distribution_config("oac", &emulator.bucket, &setup.group_id, "");
+    let start = body.find("<Origins>").unwrap();
+    let end = body.find("</Origins>").unwrap() + "</Origins>".len();
+    let body = format!("{}{with_oac}{}", &body[..start], &body[end..]);
+    let distribution = call("POST", "/2020-05-31/distribution", &body, None);
+    assert_eq!(distribution.status, 201, "{}", text(&distribution));
+    let held = call("DELETE", &oac_path, "", Some(&etag));
+    assert_eq!(field(&text(&held), "Code"), "OriginAccessControlInUse");
+
+    let id = field(&text(&distribution), "Id");
+    let arn = field(&text(&distribution), "ARN");
+    assert_eq!(arn, format!("arn:aws:cloudfront::123456789012:distribution/{id}"));
+    let encoded: String = arn
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let tags = "<Tags xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"><Items><Tag><Key>team</Key><Value>video</Value></Tag><Tag><Key>tier</Key><Value>gold</Value></Tag></Items></Tags>";
+    assert_eq!(
+        call("POST", &format!("/2020-05-31/tagging?Operation=Tag&Resource={encoded}"), tags, None).status,
+        204
+    );
+    let untag = "<TagKeys><Items><Key>tier</Key></Items></TagKeys>";
+    assert_eq!(
+        call(
+            "POST",
+            &format!("/2020-05-31/tagging?Operation=Untag&Resource={encoded}"),
+            untag,
+            None
+        )
+        .status,
+        204
+    );
+    let listed = text(&call("GET", &format!("/2020-05-31/tagging?Resource={encoded}"), "", None));
+    assert!(
+        listed.contains("<Key>team</Key><Value>video</Value>") && !listed.contains("tier"),
+        "{listed}"
+    );
+    let nowhere = call(
+        "GET",
+        "/2020-05-31/tagging?Resource=arn%3Aaws%3Acloudfront%3A%3A1%3Adistribution%2FENONE",
+        "",
+        None,
+    );
+    assert_eq!((nowhere.status, field(&text(&nowhere), "Code")), (404, "NoSuchResource".into()));
+
+    for reference in ["a", "b", "c"] {
+        let batch = format!(
+            "<InvalidationBatch><Paths><Quantity>1</Quantity><Items><Path>/{reference}</Path></Items></Paths><CallerReference>{reference}</CallerReference></InvalidationBatch>"
+        );
+        assert_eq!(
+            call("POST", &format!("/2020-05-31/distribution/{id}/invalidation"), &batch, None).status,
+            201
+        );
+    }
+    let again = "<InvalidationBatch><Paths><Quantity>1</Quantity><Items><Path>/other</Path></Items></Paths><CallerReference>a</CallerReference></InvalidationBatch>";
+    let reused = call("POST", &format!("/2020-05-31/distribution/{id}/invalidation"), again, None);
+    assert_eq!(field(&text(&reused), "Code"), "InvalidationBatchAlreadyExists");
+    let page = text(&call(
+        "GET",
+        &format!("/2020-05-31/distribution/{id}/invalidation?MaxItems=2"),
+        "",
+        None,
+    ));
+    assert!(
+        page.contains("<IsTruncated>true</IsTruncated>") && page.matches("<InvalidationSummary>").count() == 2,
+        "{page}"
+    );
+    assert!(page.contains("<Status>Completed</Status>"));
+}
