@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::distributions;
+use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, PUBLIC_KEY};
 use super::store::{Resource, State, Store, StoreError};
 use super::xml::{Element, XmlError, list};
-use crate::auth::PublicKey;
 
 /// The path every operation starts with.
 pub const VERSION_PREFIX: &str = "/2020-05-31/";
@@ -486,190 +486,6 @@ pub fn page(root: &str, summaries: Vec<(String, Element)>, request: &ApiRequest<
     Ok(element)
 }
 
-/// One of the simple resources and its rules.
-struct Kind {
-    resource: &'static str,
-    config: &'static str,
-    /// The `Location` path segment.
-    path: &'static str,
-    /// The time element of the resource (`CreatedTime`, `LastModifiedTime`), if any.
-    time: Option<&'static str>,
-    list: &'static str,
-    marker_in_list: bool,
-    not_found: &'static str,
-    already_exists: &'static str,
-    in_use: &'static str,
-    collection: fn(&mut State) -> &mut BTreeMap<String, Resource>,
-    new_id: fn() -> String,
-    validate: fn(&Element, &State) -> Result<(), ApiError>,
-    check_update: fn(&Element, &Element) -> Result<(), ApiError>,
-    /// What uses the resource, if anything does (it cannot be deleted).
-    used_by: fn(&State, &str) -> Option<String>,
-    summary: fn(&str, &Resource) -> Element,
-}
-
-impl Kind {
-    fn resource(&self, id: &str, resource: &Resource) -> Element {
-        let mut element = Element::new(self.resource).with(Element::leaf("Id", id));
-        match self.time {
-            Some("CreatedTime") => element.children.push(Element::leaf("CreatedTime", resource.created.clone())),
-            Some(name) => element.children.push(Element::leaf(name, resource.modified.clone())),
-            None => {}
-        }
-        element.with(resource.config.clone())
-    }
-
-    fn location(&self, request: &ApiRequest<'_>, id: &str) -> String {
-        format!("{}{VERSION_PREFIX}{}/{id}", request.base_url, self.path)
-    }
-}
-
-fn required(config: &Element, names: &[&str]) -> Result<(), ApiError> {
-    match names.iter().find(|name| config.child(name).is_none()) {
-        Some(name) => Err(ApiError::invalid(format!("{} needs {name}", config.name))),
-        None => Ok(()),
-    }
-}
-
-const PUBLIC_KEY: Kind = Kind {
-    resource: "PublicKey",
-    config: "PublicKeyConfig",
-    path: "public-key",
-    time: Some("CreatedTime"),
-    list: "PublicKeyList",
-    marker_in_list: false,
-    not_found: "NoSuchPublicKey",
-    already_exists: "PublicKeyAlreadyExists",
-    in_use: "PublicKeyInUse",
-    collection: |state| &mut state.public_keys,
-    new_id: || random_id('K'),
-    validate: |config, _| {
-        required(config, &["CallerReference", "Name", "EncodedKey"])?;
-        PublicKey::from_pem(config.text_of("EncodedKey").unwrap_or(""))
-            .map(|_| ())
-            .map_err(|error| ApiError::invalid(format!("EncodedKey: {error}")))
-    },
-    check_update: |current, next| {
-        if current.text_of("EncodedKey") != next.text_of("EncodedKey")
-            || current.text_of("CallerReference") != next.text_of("CallerReference")
-        {
-            return Err(ApiError::new(
-                400,
-                "CannotChangeImmutablePublicKeyFields",
-                "only the Comment of a public key can change",
-            ));
-        }
-        Ok(())
-    },
-    used_by: |state, id| {
-        state
-            .key_groups
-            .iter()
-            .find(|(_, group)| group.config.items().any(|key| key.text == id))
-            .map(|(group, _)| format!("key group {group}"))
-    },
-    summary: |id, resource| {
-        let mut summary = Element::new("PublicKeySummary")
-            .with(Element::leaf("Id", id))
-            .with(Element::leaf("Name", resource.config.text_of("Name").unwrap_or("")))
-            .with(Element::leaf("CreatedTime", resource.created.clone()))
-            .with(Element::leaf("EncodedKey", resource.config.text_of("EncodedKey").unwrap_or("")));
-        if let Some(comment) = resource.config.text_of("Comment") {
-            summary.children.push(Element::leaf("Comment", comment));
-        }
-        summary
-    },
-};
-
-const KEY_GROUP: Kind = Kind {
-    resource: "KeyGroup",
-    config: "KeyGroupConfig",
-    path: "key-group",
-    time: Some("LastModifiedTime"),
-    list: "KeyGroupList",
-    marker_in_list: false,
-    not_found: "NoSuchResource",
-    already_exists: "KeyGroupAlreadyExists",
-    in_use: "ResourceInUse",
-    collection: |state| &mut state.key_groups,
-    new_id: random_uuid,
-    validate: |config, state| {
-        required(config, &["Name", "Items"])?;
-        let keys: Vec<&Element> = config
-            .child("Items")
-            .map(|items| items.children.iter().collect())
-            .unwrap_or_default();
-        if keys.is_empty() || keys.len() > 5 {
-            return Err(ApiError::invalid("a key group holds 1 to 5 public keys"));
-        }
-        match keys.iter().find(|key| !state.public_keys.contains_key(&key.text)) {
-            Some(unknown) => Err(ApiError::new(404, "NoSuchPublicKey", format!("no public key {}", unknown.text))),
-            None => Ok(()),
-        }
-    },
-    check_update: |_, _| Ok(()),
-    used_by: |state, id| {
-        state
-            .distributions
-            .iter()
-            .find(|(_, distribution)| distributions::key_group_ids(&distribution.resource.config).any(|group| group == id))
-            .map(|(distribution, _)| format!("distribution {distribution}"))
-    },
-    summary: |id, resource| Element::new("KeyGroupSummary").with(KEY_GROUP.resource(id, resource)),
-};
-
-const ORIGIN_ACCESS_CONTROL: Kind = Kind {
-    resource: "OriginAccessControl",
-    config: "OriginAccessControlConfig",
-    path: "origin-access-control",
-    time: None,
-    list: "OriginAccessControlList",
-    marker_in_list: true,
-    not_found: "NoSuchOriginAccessControl",
-    already_exists: "OriginAccessControlAlreadyExists",
-    in_use: "OriginAccessControlInUse",
-    collection: |state| &mut state.origin_access_controls,
-    new_id: || random_id('E'),
-    validate: |config, _| {
-        required(
-            config,
-            &["Name", "SigningProtocol", "SigningBehavior", "OriginAccessControlOriginType"],
-        )?;
-        let one_of = |name: &str, allowed: &[&str]| match config.text_of(name) {
-            Some(value) if allowed.contains(&value) => Ok(()),
-            value => Err(ApiError::invalid(format!("{name} {value:?} is not one of {allowed:?}"))),
-        };
-        one_of("SigningProtocol", &["sigv4"])?;
-        one_of("SigningBehavior", &["never", "always", "no-override"])?;
-        one_of("OriginAccessControlOriginType", &["s3", "mediastore", "mediapackagev2", "lambda"])
-    },
-    check_update: |_, _| Ok(()),
-    used_by: |state, id| {
-        state
-            .distributions
-            .iter()
-            .find(|(_, distribution)| {
-                distribution
-                    .resource
-                    .config
-                    .at(&["Origins"])
-                    .is_some_and(|origins| origins.items().any(|origin| origin.text_of("OriginAccessControlId") == Some(id)))
-            })
-            .map(|(distribution, _)| format!("distribution {distribution}"))
-    },
-    summary: |id, resource| {
-        let config = &resource.config;
-        let field = |name: &str| Element::leaf(name, config.text_of(name).unwrap_or(""));
-        Element::new("OriginAccessControlSummary")
-            .with(Element::leaf("Id", id))
-            .with(field("Description"))
-            .with(field("Name"))
-            .with(field("SigningProtocol"))
-            .with(field("SigningBehavior"))
-            .with(field("OriginAccessControlOriginType"))
-    },
-};
-
 /// `2026-11-27T18:00:00.000Z` for Unix milliseconds.
 pub fn iso_time(unix_ms: u64) -> String {
     let moment =
@@ -692,7 +508,7 @@ pub fn new_etag() -> String {
     random_id('E')
 }
 
-fn random_uuid() -> String {
+pub fn random_uuid() -> String {
     let bytes: [u8; 16] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])

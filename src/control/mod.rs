@@ -8,6 +8,7 @@
 mod api;
 mod compile;
 mod distributions;
+mod resources;
 mod sigv4;
 mod store;
 pub mod xml;
