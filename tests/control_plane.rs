@@ -782,3 +782,42 @@ fn the_remaining_operations_answer_as_cloudfront_does() {
     );
     assert!(page.contains("<Status>Completed</Status>"));
 }
+
+/// A `keyfront serve` config with the control plane on (every request
+/// accepted, as `accept_any_credentials` says): the file's behaviors keep
+/// serving every Host that names no distribution, the API's distribution
+/// serves its own.
+#[test]
+fn a_config_file_keeps_its_behaviors_beside_the_distributions_of_its_api() {
+    let control = common::free_address();
+    let settings = format!("control_listen: \"{control}\"\ncontrol_api: {{s3_origin: store, accept_any_credentials: true}}");
+    let stack = common::Stack::start_configured("", "", &settings);
+    common::wait_for(control);
+    stack.put("/both/a.txt", "text/plain", b"from the bucket");
+    let body = format!(
+        "<DistributionConfig><CallerReference>both</CallerReference><Comment/><Enabled>true</Enabled><Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>{}.s3.amazonaws.com</DomainName><OriginPath>/both</OriginPath></Origin></Items></Origins><DefaultCacheBehavior><TargetOriginId>o</TargetOriginId></DefaultCacheBehavior></DistributionConfig>",
+        common::BUCKET
+    );
+    let created = request(control, "POST", "/2020-05-31/distribution", &[], body.as_bytes());
+    assert_eq!(created.status, 201, "unsigned, accepted: {}", created.text());
+    let domain = field(&created.text(), "DomainName");
+    assert!(domain.ends_with(".cloudfront.localhost"), "no address pool: a name ({domain})");
+    let by_distribution = request(stack.edge, "GET", "/a.txt", &[("Host", &domain)], b"");
+    assert_eq!(
+        (by_distribution.status, by_distribution.body.as_slice()),
+        (200, &b"from the bucket"[..])
+    );
+    let by_file = stack.get(&stack.signed("/both/a.txt"));
+    assert_eq!(
+        (by_file.status, by_file.body.as_slice()),
+        (200, &b"from the bucket"[..]),
+        "the file's signed behavior"
+    );
+    let unsigned = stack.get("/both/a.txt");
+    assert_eq!(unsigned.status, 403, "and its signature rule");
+    assert_eq!(
+        request(stack.edge, "GET", "/both/a.txt", &[("Host", &domain)], b"").status,
+        404,
+        "the distribution's own paths"
+    );
+}
