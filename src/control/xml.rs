@@ -107,11 +107,11 @@ impl Element {
                     )));
                 }
                 Event::Start(start) => {
-                    open.push(Element::new(&String::from_utf8_lossy(start.local_name().as_ref())));
+                    open.push(Element::new(element_name(start.local_name().as_ref())?));
                     continue;
                 }
                 Event::Empty(start) => {
-                    let element = Element::new(&String::from_utf8_lossy(start.local_name().as_ref()));
+                    let element = Element::new(element_name(start.local_name().as_ref())?);
                     match open.last_mut() {
                         Some(parent) => parent.children.push(element),
                         None => document = Some(element),
@@ -193,6 +193,20 @@ impl Element {
     }
 }
 
+/// An element's name, if it is one this API could use: a letter or `_`,
+/// then letters, digits, `.`, `-` and `_` (quick-xml reads `<\t/>` as an
+/// element with an empty name, which could not be written back).
+fn element_name(raw: &[u8]) -> Result<&str, XmlError> {
+    let name = std::str::from_utf8(raw).map_err(|_| XmlError("an element name is not UTF-8".into()))?;
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+        Ok(name)
+    } else {
+        Err(XmlError(format!("{name:?} is not an element name")))
+    }
+}
+
 /// XML 1.0's characters (2.2): no C0 control but tab, line feed and
 /// carriage return, no U+FFFE or U+FFFF.
 fn allowed_in_xml(c: char) -> bool {
@@ -258,7 +272,14 @@ mod tests {
         }
         let escaped = Element::leaf("A", "<&>\"'\r\n").to_document();
         assert_eq!(Element::parse(escaped.as_bytes(), "A").unwrap().text, "<&>\"'\r\n");
-        for body in ["<A>a\u{0}b</A>", "<A><![CDATA[\u{1}]]></A>", "<A>&#1;</A>"] {
+        for body in [
+            "<A>a\u{0}b</A>",
+            "<A><![CDATA[\u{1}]]></A>",
+            "<A>&#1;</A>",
+            "<A><\t/></A>",
+            "<A><i/\ton/></A>",
+            "<A><1b></1b></A>",
+        ] {
             assert!(Element::parse(body.as_bytes(), "A").is_err(), "{body:?}");
         }
         let cdata = Element::parse(b"<A><![CDATA[x\r\ny\rz]]></A>", "A").unwrap();
