@@ -3,6 +3,9 @@
 //! that boto3, the AWS CLI and Terraform talk to, all opened by one pair of
 //! throwaway credentials. `keyfront emulate` runs it from the command line;
 //! other crates' tests start it in-process, and dropping it stops it.
+//! `Emulator::call` makes SigV4-signed API calls; viewer URLs for what the
+//! API creates are signed with [`crate::auth::Signer`] (or any CloudFront
+//! signer) and the key pair whose public half was created through the API.
 //!
 //! ```
 //! use keyfront::emulator::{Emulator, EmulatorOptions};
