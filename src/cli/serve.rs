@@ -144,9 +144,9 @@ pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-/// On a thread of its own (pingora's threads handle SIGTERM, SIGINT and
-/// SIGQUIT): reloads the config on every SIGHUP, which would otherwise end
-/// the process, and catches SIGXFSZ, which would end it at the first disk
+/// On a thread of its own (pingora's threads handle SIGTERM and SIGQUIT):
+/// reloads the config on every SIGHUP, which would otherwise end the
+/// process, ends it at once on SIGINT, and catches SIGXFSZ, which would end it at the first disk
 /// write past a file-size limit (`ulimit -f`): caught, that write fails with
 /// `EFBIG` instead and the disk tier reports itself degraded.
 fn handle_signals(state: std::sync::Arc<EdgeState>) {
@@ -163,14 +163,30 @@ fn handle_signals(state: std::sync::Arc<EdgeState>) {
                 tracing::error!(%error, "SIGXFSZ is not caught: a file-size limit would end the process");
             }
             let hangups = signal(SignalKind::hangup());
+            let interrupts = signal(SignalKind::interrupt());
             drop(registered);
-            let mut hangups = match hangups {
-                Ok(hangups) => hangups,
-                Err(error) => return tracing::error!(%error, "SIGHUP reloads are off"),
+            let (mut hangups, mut interrupts) = match (hangups, interrupts) {
+                (Ok(hangups), Ok(interrupts)) => (hangups, interrupts),
+                (Err(error), _) | (_, Err(error)) => return tracing::error!(%error, "SIGHUP reloads are off"),
             };
-            while hangups.recv().await.is_some() {
-                // reload() logs and counts both outcomes itself.
-                let _ = state.reload();
+            loop {
+                tokio::select! {
+                    Some(()) = hangups.recv() => {
+                        // reload() logs and counts both outcomes itself.
+                        let _ = state.reload();
+                    }
+                    Some(()) = interrupts.recv() => {
+                        // pingora's own quick shutdown can spin for ever: a
+                        // listener's accept loop may run on another of its
+                        // per-thread runtimes than the one whose reactor holds
+                        // the socket, and once that runtime is gone it gets
+                        // an error at every poll and never yields. SIGINT
+                        // means "exit now"; the access log is line-buffered.
+                        tracing::info!("SIGINT: exiting now (SIGTERM drains in-flight responses)");
+                        std::process::exit(0);
+                    }
+                    else => break,
+                }
             }
         });
     });
