@@ -27,14 +27,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
+use aws_sigv4::http_request::{SignableBody, SigningSettings};
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use tokio::sync::oneshot;
 
 use crate::auth::{KeyAlgorithm, PrivateKey};
 use crate::config::{Config, ConfigError};
 use crate::edge::{EdgeState, ServerMode, StartError, build_server};
+use crate::origin::{Credentials, SigV4Request};
 use crate::plain_http::{Answer, exchange};
 use crate::s3store::{self, BucketAccess, StoreError};
 
@@ -272,23 +272,29 @@ impl Emulator {
         if let Some(etag) = if_match {
             headers.push(("if-match", etag));
         }
-        let identity = aws_credential_types::Credentials::new(&self.access_key_id, &self.secret_access_key, None, None, "emulator").into();
-        let failed = |error: String| std::io::Error::other(error);
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("cloudfront")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| failed(e.to_string()))?
-            .into();
-        let url = format!("http://{host}{path}");
-        let request =
-            SignableRequest::new(method, url, headers.iter().copied(), SignableBody::Bytes(body)).map_err(|e| failed(e.to_string()))?;
-        let (instructions, _) = sign(request, &params).map_err(|e| failed(e.to_string()))?.into_parts();
+        let credentials = Credentials {
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            session_token: None,
+        };
+        let signature = SigV4Request {
+            credentials: &credentials,
+            region: &self.region,
+            service: "cloudfront",
+            settings: SigningSettings::default(),
+            method,
+            url: &format!("http://{host}{path}"),
+            headers: &headers,
+            body: SignableBody::Bytes(body),
+        }
+        .sign(SystemTime::now())
+        .map_err(std::io::Error::other)?;
         let mut head = format!("{method} {path} HTTP/1.1");
-        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        for (name, value) in headers
+            .iter()
+            .copied()
+            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        {
             head.push_str(&format!("\r\n{name}: {value}"));
         }
         exchange(&host, &head, body)

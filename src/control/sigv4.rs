@@ -211,29 +211,31 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_credential_types::Credentials;
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    use aws_sigv4::sign::v4;
+    use crate::origin::{Credentials, SigV4Request};
+    use aws_sigv4::http_request::{SignableBody, SigningSettings};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     const SECRET: &str = "control-secret-key";
 
     /// Headers aws-sigv4 (the SDKs' own signer) puts on a request.
     fn signed(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8], region: &str, at: SystemTime) -> Vec<(String, String)> {
-        let identity = Credentials::new("AKCONTROL", SECRET, None, None, "test").into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name("cloudfront")
-            .time(at)
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let request = SignableRequest::new(method, uri, headers.iter().copied(), SignableBody::Bytes(body)).unwrap();
-        let (instructions, _) = sign(request, &params).unwrap().into_parts();
+        let credentials = Credentials {
+            access_key_id: "AKCONTROL".into(),
+            secret_access_key: SECRET.into(),
+            session_token: None,
+        };
+        let request = SigV4Request {
+            credentials: &credentials,
+            region,
+            service: "cloudfront",
+            settings: SigningSettings::default(),
+            method,
+            url: uri,
+            headers,
+            body: SignableBody::Bytes(body),
+        };
         let mut all: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        all.extend(instructions.headers().map(|(n, v)| (n.to_owned(), v.to_owned())));
+        all.extend(request.sign(at).unwrap());
         all
     }
 

@@ -183,34 +183,64 @@ impl S3Origin {
     /// `x-amz-security-token`) for a request with an unsigned payload. `headers`
     /// are the other headers to sign; `host` is always signed.
     pub fn sign(&self, method: &str, path: &str, headers: &[(&str, &str)], time: SystemTime) -> Result<Vec<(String, String)>, SignError> {
-        let identity = aws_credential_types::Credentials::new(
-            &self.credentials.access_key_id,
-            &self.credentials.secret_access_key,
-            self.credentials.session_token.clone(),
-            None,
-            "keyfront-config",
-        )
-        .into();
         let mut settings = SigningSettings::default();
         // S3 paths are encoded once and never normalised (unlike other AWS services).
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let scheme = if self.tls { "https" } else { "http" };
+        let request = SigV4Request {
+            credentials: &self.credentials,
+            region: &self.region,
+            service: "s3",
+            settings,
+            method,
+            url: &format!("{scheme}://{}{path}", self.host),
+            headers: &std::iter::once(("host", self.host.as_str()))
+                .chain(headers.iter().copied())
+                .collect::<Vec<_>>(),
+            body: SignableBody::UnsignedPayload,
+        };
+        request.sign(time)
+    }
+}
+
+/// A request to sign with SigV4, for any AWS service.
+pub struct SigV4Request<'a> {
+    pub credentials: &'a Credentials,
+    pub region: &'a str,
+    pub service: &'a str,
+    pub settings: SigningSettings,
+    pub method: &'a str,
+    pub url: &'a str,
+    /// The headers to sign, `host` included.
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: SignableBody<'a>,
+}
+
+impl SigV4Request<'_> {
+    /// The headers that sign it at `time` (`authorization`, `x-amz-date`, ...).
+    pub fn sign(self, time: SystemTime) -> Result<Vec<(String, String)>, SignError> {
+        let failed = |error: &dyn fmt::Display| SignError(error.to_string());
+        let identity = aws_credential_types::Credentials::new(
+            &self.credentials.access_key_id,
+            &self.credentials.secret_access_key,
+            self.credentials.session_token.clone(),
+            None,
+            "keyfront",
+        )
+        .into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
-            .region(&self.region)
-            .name("s3")
+            .region(self.region)
+            .name(self.service)
             .time(time)
-            .settings(settings)
+            .settings(self.settings)
             .build()
-            .map_err(|e| SignError(e.to_string()))?
+            .map_err(|e| failed(&e))?
             .into();
-        let scheme = if self.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}{path}", self.host);
-        let all_headers = std::iter::once(("host", self.host.as_str())).chain(headers.iter().copied());
-        let signable =
-            SignableRequest::new(method, url, all_headers, SignableBody::UnsignedPayload).map_err(|e| SignError(e.to_string()))?;
-        let (instructions, _signature) = sign(signable, &params).map_err(|e| SignError(e.to_string()))?.into_parts();
+        let signable = SignableRequest::new(self.method, self.url, self.headers.iter().copied(), self.body).map_err(|e| failed(&e))?;
+        let (instructions, _signature) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
         Ok(instructions
             .headers()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
