@@ -525,14 +525,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     }
 
     fn control(&self, control: &file::ControlFile, origins: &BTreeMap<String, Arc<S3Origin>>) -> Result<ControlSettings, ConfigError> {
-        let origin = origins.get(&control.origin).cloned().ok_or_else(|| {
-            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
-            self.invalid(
-                "fleet.control.origin",
-                &control.origin,
-                format!("no such origin (known: {})", known.join(", ")),
-            )
-        })?;
+        let origin = self.origin_named("fleet.control.origin", &control.origin, origins)?;
         let prefix = control.prefix.clone().unwrap_or_else(|| "_keyfront/control/".to_owned());
         // A key under it must be its own canonical spelling: the log's keys
         // are listed and fetched as they are written.
@@ -554,6 +547,14 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
 
     /// Checks the PEM files here, since pingora reads them only when the
     /// listener starts, where a mistake would be no clear error.
+    /// The origin `field` names, or an error listing the known ones.
+    fn origin_named(&self, field: &str, name: &str, origins: &BTreeMap<String, Arc<S3Origin>>) -> Result<Arc<S3Origin>, ConfigError> {
+        origins.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
+            self.invalid(field, name, format!("no such origin (known: {})", known.join(", ")))
+        })
+    }
+
     fn control_plane(
         &self,
         file: &ConfigFile,
@@ -571,14 +572,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             .control_api
             .as_ref()
             .ok_or_else(|| self.invalid("control_api", "", "control_listen needs control_api (at least s3_origin)"))?;
-        let s3_origin = origins.get(&api.s3_origin).cloned().ok_or_else(|| {
-            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
-            self.invalid(
-                "control_api.s3_origin",
-                &api.s3_origin,
-                format!("no such origin (known: {})", known.join(", ")),
-            )
-        })?;
+        let s3_origin = self.origin_named("control_api.s3_origin", &api.s3_origin, origins)?;
         if api.credentials.is_empty() && !api.accept_any_credentials {
             return Err(self.invalid(
                 "control_api.credentials",
@@ -744,14 +738,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         default_slice: u64,
     ) -> Result<Behavior, ConfigError> {
         let field = |f: &str| format!("behaviors[{index}].{f}");
-        let origin = origins.get(&behavior.origin).ok_or_else(|| {
-            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
-            self.invalid(
-                field("origin"),
-                &behavior.origin,
-                format!("no such origin (known: {})", known.join(", ")),
-            )
-        })?;
+        let origin = self.origin_named(&field("origin"), &behavior.origin, origins)?;
         let mut trusted = Vec::new();
         for (i, group) in behavior.trusted_key_groups.iter().enumerate() {
             let keys = key_groups
