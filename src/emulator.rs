@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::{KeyAlgorithm, PrivateKey};
 use crate::config::{Config, ConfigError};
+use crate::control::random_name;
 use crate::edge::{EdgeState, ServerMode, StartError, build_server};
 use crate::origin::{Credentials, SigV4Request};
 use crate::plain_http::{Answer, exchange};
@@ -140,14 +141,6 @@ fn resolve(address: SocketAddr) -> std::io::Result<SocketAddr> {
     TcpListener::bind(address)?.local_addr()
 }
 
-fn random_text(prefix: &str, length: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let tail: String = (0..length)
-        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
-        .collect();
-    format!("{prefix}{tail}")
-}
-
 fn wait_for(address: SocketAddr) -> Result<(), EmulatorError> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(address).is_err() {
@@ -168,14 +161,14 @@ impl Emulator {
         };
         let (dir, owns_dir) = match &options.dir {
             Some(dir) => (dir.clone(), false),
-            None => (std::env::temp_dir().join(random_text("keyfront-emulator-", 12)), true),
+            None => (std::env::temp_dir().join(random_name("keyfront-emulator-", 12)), true),
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let access_key_id = options.access_key_id.clone().unwrap_or_else(|| random_text("AKIA", 16));
+        let access_key_id = options.access_key_id.clone().unwrap_or_else(|| random_name("AKIA", 16));
         let secret_access_key = options
             .secret_access_key
             .clone()
-            .unwrap_or_else(|| random_text("", 40).to_ascii_lowercase());
+            .unwrap_or_else(|| random_name("", 40).to_ascii_lowercase());
         let access = BucketAccess {
             bucket: options.bucket.clone(),
             access_key_id: access_key_id.clone(),

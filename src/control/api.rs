@@ -494,13 +494,18 @@ pub fn iso_time(unix_ms: u64) -> String {
     moment.format(format).unwrap_or_default()
 }
 
-/// CloudFront's ids: a letter and 13 upper-case letters and digits.
-pub fn random_id(first: char) -> String {
+/// `prefix` and `length` random upper-case letters and digits.
+pub fn random_name(prefix: &str, length: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let rest: String = (0..13)
+    let rest: String = (0..length)
         .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
         .collect();
-    format!("{first}{rest}")
+    format!("{prefix}{rest}")
+}
+
+/// CloudFront's ids: a letter and 13 upper-case letters and digits.
+pub fn random_id(first: char) -> String {
+    random_name(&first.to_string(), 13)
 }
 
 /// A new version tag, in CloudFront's ETag form.

@@ -22,7 +22,7 @@ use percent_encoding::percent_decode_str;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-pub use api::{ApiSettings, VERSION_PREFIX};
+pub use api::{ApiSettings, VERSION_PREFIX, random_name};
 pub use compile::ServingDefaults;
 pub use store::StoreError;
 
@@ -96,9 +96,7 @@ impl ControlApp {
         let ApiCredentials::Keys(keys) = &self.credentials else {
             return Ok(());
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::cache::unix_now() as i64;
         let request = SignedRequest {
             method,
             path,
@@ -137,21 +135,15 @@ impl ControlApp {
         let Some(rest) = path.strip_prefix(VERSION_PREFIX) else {
             return Err(ApiError::invalid(format!("API paths start with {VERSION_PREFIX}")));
         };
-        let decode = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
-        let segments = rest.split('/').filter(|s| !s.is_empty()).map(decode).collect();
-        let query: BTreeMap<String, String> = query
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode(key), decode(&value.replace('+', " ")))
-            })
+        let segments = rest
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
             .collect();
+        let query: BTreeMap<String, String> = sigv4::query_pairs(&query).collect();
         let host = headers.iter().find(|(n, _)| n == "host").map_or("localhost", |(_, v)| v.as_str());
         let if_match = headers.iter().find(|(n, _)| n == "if-match").map(|(_, v)| v.clone());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = crate::cache::unix_millis();
         let base_url = format!("http://{host}");
         let api = self.api.clone();
         // The store writes and syncs a file: off the runtime's threads.

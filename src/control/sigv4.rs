@@ -104,18 +104,19 @@ fn encode(text: &str) -> String {
     utf8_percent_encode(text, SIGV4_ENCODE).to_string()
 }
 
-/// The query as SigV4 canonicalises it: pairs decoded, encoded again,
-/// sorted; a key without `=` has an empty value.
+/// A query's pairs, decoded (`+` is a space); a key without `=` has an
+/// empty value.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let decode = |text: &str| percent_decode_str(&text.replace('+', "%20")).decode_utf8_lossy().into_owned();
+    query.split('&').filter(|pair| !pair.is_empty()).map(move |pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key), decode(value))
+    })
+}
+
+/// The query as SigV4 canonicalises it: pairs decoded, encoded again, sorted.
 fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |text: &str| percent_decode_str(&text.replace('+', "%20")).decode_utf8_lossy().into_owned();
-            (encode(&decode(key)), encode(&decode(value)))
-        })
-        .collect();
+    let mut pairs: Vec<(String, String)> = query_pairs(query).map(|(key, value)| (encode(&key), encode(&value))).collect();
     pairs.sort();
     pairs
         .iter()
