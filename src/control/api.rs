@@ -130,7 +130,7 @@ pub struct Purge {
 /// The outcome of one request.
 pub struct Outcome {
     pub reply: Result<ApiReply, ApiError>,
-    /// Whether the state changed (the edge's tables are compiled again).
+    /// Whether what is served changed (the edge's tables are compiled again).
     pub changed: bool,
     pub purge: Option<Purge>,
 }
@@ -198,7 +198,8 @@ impl Api {
             ))),
         };
         Outcome {
-            changed: changes && reply.is_ok(),
+            // An invalidation purges; the tables stay as they are.
+            changed: changes && reply.is_ok() && purge.is_none(),
             reply,
             purge,
         }

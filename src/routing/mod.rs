@@ -65,9 +65,16 @@ impl Routing {
         if self.distributions.is_empty() {
             return None;
         }
-        let host = host.to_ascii_lowercase();
-        self.distributions.get(&host).or_else(|| {
-            let bare = host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name);
+        // Hosts come in lower case nearly always: no copy for those.
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
+        self.distributions.get(host).or_else(|| {
+            let bare = host.rsplit_once(':').map_or(host, |(name, _)| name);
             self.distributions.get(bare)
         })
     }
