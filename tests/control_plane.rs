@@ -406,6 +406,33 @@ fn what_the_api_creates_is_served_by_host_and_changes_at_once() {
     assert_eq!(get(emulator.edge, &format!("http://{domain}/public/a.txt")).body, b"public");
     let nowhere = request(emulator.edge, "GET", "/prefix/film.mp4", &[("Host", "unknown.example")], b"");
     assert_eq!(nowhere.status, 403, "no distribution: the config file's behaviors, which refuse");
+    assert!(
+        nowhere.text().contains("MissingKey") && !nowhere.text().contains("version one"),
+        "{}",
+        nowhere.text()
+    );
+    let respelled = get(emulator.edge, &signed(&setup, &format!("http://{domain}/public/../film.mp4")));
+    assert!(
+        respelled.status >= 400 && !respelled.text().contains("version one"),
+        "a dot segment never reaches a signed object"
+    );
+    let foreign = "<Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>other.s3.amazonaws.com</DomainName><OriginPath>/prefix</OriginPath></Origin></Items></Origins>";
+    let body = distribution_config("foreign", &emulator.bucket, &setup.group_id, "");
+    let (start, end) = (
+        body.find("<Origins>").unwrap(),
+        body.find("</Origins>").unwrap() + "</Origins>".len(),
+    );
+    let body = format!("{}{foreign}{}", &body[..start], &body[end..]);
+    let created = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
+    let foreign_domain = field(&text(&created), "DomainName");
+    let other_bucket = get(emulator.edge, &format!("http://{foreign_domain}/public/a.txt"));
+    assert_eq!(
+        other_bucket.status,
+        502,
+        "a bucket the credentials do not open: {}",
+        other_bucket.text()
+    );
+    assert!(!other_bucket.text().contains("public"), "and nothing of another bucket's objects");
 
     let (_, other_domain, _) = create_distribution(&setup, "second", "");
     let taken = emulator
@@ -503,6 +530,7 @@ fn a_rotated_key_group_changes_who_may_sign_at_once() {
     assert_eq!(updated.status, 200, "{}", text(&updated));
     let old = get(emulator.edge, &signed(&setup, &url));
     assert_eq!(old.status, 403, "the removed key no longer signs");
+    assert!(old.text().contains("<Code>") && !old.text().contains("pdf"), "{}", old.text());
     let new_signer = Signer::new(new_id.clone(), new_key, HashAlgorithm::Sha1);
     let fresh = get(
         emulator.edge,
