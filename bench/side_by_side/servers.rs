@@ -177,7 +177,7 @@ pub fn start_keyfront(keyfront: &Path, dir: &Path, origin: SocketAddr, threads: 
     std::fs::write(
         &config,
         format!(
-            "listen: {address}\nlog_level: warn\ndrain_timeout: 0s\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
+            "listen: {address}\nlog_level: warn\naccess_log: access.log\ndrain_timeout: 0s\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
             relay = relay.address
         ),
     )?;
@@ -221,7 +221,9 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    # Both servers log every request (keyfront in CloudFront's format), each
+    # through a buffer flushed about once a second or 20 ms.
+    access_log {prefix}/access.log combined buffer=64k flush=1s;
     # One descriptor per cached slice file otherwise: 200 streams of a 1 GiB
     # object queue a subrequest per slice and run out of descriptors.
     open_file_cache max=10000 inactive=60s;

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use moka::notification::RemovalCause;
 use sha2::{Digest, Sha256};
 
+use super::CacheMetrics;
 use super::SliceKey;
 use super::meta::ObjectMeta;
-use crate::metrics::CacheMetrics;
 
 const MAGIC: &[u8; 8] = b"KFSLICE1";
 const SLICE_SUFFIX: &str = ".slice";

@@ -44,15 +44,20 @@ pub struct ObjectMeta {
     pub stale_if_error: u64,
     /// The slice size the object is cut into (bytes).
     pub slice_size: u64,
-    /// `headers`, parsed once for every hit that replays them.
+    /// What every answer from this version repeats, made once.
     #[serde(skip)]
     pub(crate) prepared: PreparedHeaders,
 }
 
-/// Header names and values ready to insert into a response: derived from
-/// `headers`, so never stored and never compared.
+/// Derived from the fields above on first use, so never stored and never
+/// compared: `headers` parsed, `Last-Modified` parsed, and the response
+/// header templates a hit clones (with and without `x-amz-meta-*`).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct PreparedHeaders(OnceLock<Vec<(HeaderName, HeaderValue)>>);
+pub(crate) struct PreparedHeaders {
+    parsed: OnceLock<Vec<(HeaderName, HeaderValue)>>,
+    last_modified: OnceLock<Option<SystemTime>>,
+    templates: [OnceLock<ResponseHeader>; 2],
+}
 
 impl PartialEq for PreparedHeaders {
     fn eq(&self, _: &Self) -> bool {
@@ -115,14 +120,15 @@ impl ObjectMeta {
     /// Roughly the bytes it holds, for the cache's budget (a remembered 404
     /// costs memory like a slice and is evicted like one).
     pub fn weight(&self) -> u32 {
-        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len() + 48).sum();
+        // Each header counted three times: as received, parsed, and in the templates.
+        let headers: usize = self.headers.iter().map(|(name, value)| 3 * (name.len() + value.len() + 48)).sum();
         u32::try_from(256 + self.etag.len() + headers).unwrap_or(u32::MAX)
     }
 
     /// `headers` as names and values for a response, parsed on first use
     /// (a header the `http` crate refuses is left out).
     pub fn response_headers(&self) -> &[(HeaderName, HeaderValue)] {
-        self.prepared.0.get_or_init(|| {
+        self.prepared.parsed.get_or_init(|| {
             self.headers
                 .iter()
                 .filter_map(|(name, value)| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?)))
@@ -135,7 +141,17 @@ impl ObjectMeta {
     }
 
     pub fn last_modified(&self) -> Option<SystemTime> {
-        httpdate::parse_http_date(self.header("last-modified")?).ok()
+        *self
+            .prepared
+            .last_modified
+            .get_or_init(|| httpdate::parse_http_date(self.header("last-modified")?).ok())
+    }
+
+    /// The response header every answer of this version starts from (one
+    /// for each `variant`), made by `build` on first use and then kept as
+    /// long as the version: a hit clones it instead of building it again.
+    pub fn response_template(&self, variant: bool, build: impl FnOnce(&Self) -> ResponseHeader) -> &ResponseHeader {
+        self.prepared.templates[usize::from(variant)].get_or_init(|| build(self))
     }
 
     /// Seconds since the origin last confirmed this version.

@@ -7,6 +7,7 @@ mod disk;
 mod fill;
 mod freshness;
 mod meta;
+mod stats;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
@@ -22,10 +23,10 @@ pub use disk::{DiskError, DiskTier};
 pub use fill::{Fill, FillError, FillReader};
 pub use freshness::{Freshness, freshness};
 pub use meta::{ObjectMeta, unix_now};
+pub use stats::CacheMetrics;
 pub use upstream::ParentTier;
 
 use crate::config::Ttl;
-use crate::metrics::CacheMetrics;
 use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
 use crate::range::{ByteRange, parse_content_range};
 
@@ -107,7 +108,8 @@ pub struct Cache {
     revalidating: Arc<Mutex<HashSet<Arc<str>>>>,
     pub client: OriginClient,
     error_ttl: Duration,
-    metrics: CacheMetrics,
+    /// Its figures, registered for export by `metrics`.
+    pub metrics: CacheMetrics,
     /// The other nodes of the fleet (site peers, parents), asked before the
     /// origin when there are any.
     fleet: Option<Arc<dyn ParentTier>>,
@@ -197,7 +199,8 @@ fn fill_error(error: FetchError) -> FillError {
 }
 
 impl Cache {
-    pub fn new(settings: &CacheSettings, metrics: CacheMetrics, fleet: Option<Arc<dyn ParentTier>>) -> Result<Self, DiskError> {
+    pub fn new(settings: &CacheSettings, fleet: Option<Arc<dyn ParentTier>>) -> Result<Self, DiskError> {
+        let metrics = CacheMetrics::default();
         let disk = match &settings.disk {
             Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget, metrics.clone())?)),
             None => None,
@@ -716,7 +719,7 @@ mod tests {
             disk: None,
             error_ttl: Duration::from_secs(1),
         };
-        let cache = Arc::new(Cache::new(&settings, crate::metrics::Metrics::default().cache, None).unwrap());
+        let cache = Arc::new(Cache::new(&settings, None).unwrap());
         let slot = FillSlot {
             object: "origin\n/bucket/key".into(),
             slice_size: 1 << 16,

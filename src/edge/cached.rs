@@ -74,6 +74,33 @@ const MULTIPART_BOUNDARY: &str = "keyfront-byteranges-5f2c9e7a";
 /// Parsed once: a hit names its headers without parsing them again.
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
+/// The header a hit of `meta`'s version answers with, kept with the version
+/// and cloned per hit: a 200 with the origin's replayed headers (its
+/// `x-amz-meta-*` only if `forward_metadata`), `Accept-Ranges`, `X-Cache: Hit`,
+/// `Age: 0` and the whole object's `Content-Length`. An answer replaces what
+/// differs for it; a replaced header keeps its place and costs no allocation.
+fn hit_template(meta: &ObjectMeta, forward_metadata: bool) -> ResponseHeader {
+    // Without the map that keeps header names' case: HTTP/1 writes them in
+    // lower case, as HTTP/2 must.
+    let mut response = ResponseHeader::build_no_case(200, Some(meta.headers.len() + 6)).expect("200 is a status");
+    let replayed = meta
+        .response_headers()
+        .iter()
+        .filter(|(name, _)| forward_metadata || !name.as_str().starts_with("x-amz-meta-"));
+    for (name, value) in replayed {
+        response.insert_header(name.clone(), value.clone()).expect("a parsed header");
+    }
+    for (name, value) in [
+        (ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+        (X_CACHE, HeaderValue::from_static(CacheStatus::Hit.header())),
+        (AGE, HeaderValue::from_static("0")),
+        (CONTENT_LENGTH, HeaderValue::from(meta.size)),
+    ] {
+        response.insert_header(name, value).expect("a valid header");
+    }
+    response
+}
+
 /// Answers a GET or HEAD for `object`; the response is always written.
 pub async fn serve(
     state: &EdgeState,
@@ -251,19 +278,18 @@ async fn answer(
         etag: &meta.etag,
         last_modified: meta.last_modified(),
     };
-    let now = unix_now();
-    // Without the map that keeps header names' case: HTTP/1 writes them in
-    // lower case, as HTTP/2 must, and every insert costs one map insert less.
-    let mut response = ResponseHeader::build_no_case(200, Some(meta.headers.len() + 6))?;
-    for (name, value) in meta.response_headers() {
-        if name.as_str().starts_with("x-amz-meta-") && !behavior.forward_metadata_headers {
-            continue;
-        }
-        response.insert_header(name.clone(), value.clone())?;
+    let mut response = meta
+        .response_template(behavior.forward_metadata_headers, |meta| {
+            hit_template(meta, behavior.forward_metadata_headers)
+        })
+        .clone();
+    if status != CacheStatus::Hit {
+        response.insert_header(X_CACHE, HeaderValue::from_static(status.header()))?;
     }
-    response.insert_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"))?;
-    response.insert_header(X_CACHE, HeaderValue::from_static(status.header()))?;
-    response.insert_header(AGE, HeaderValue::from(meta.age(now)))?;
+    let age = meta.age(unix_now());
+    if age > 0 {
+        response.insert_header(AGE, HeaderValue::from(age))?;
+    }
 
     // An error page is answered whole, under its own status.
     let page_status = ctx.error_page_status;
@@ -272,7 +298,13 @@ async fn answer(
     }
     if page_status.is_none() && not_modified(if_none_match.as_deref(), if_modified_since.as_deref(), validators) {
         response.set_status(304)?;
-        for name in ["content-type", "content-encoding", "content-disposition", "content-language"] {
+        for name in [
+            "content-type",
+            "content-encoding",
+            "content-disposition",
+            "content-language",
+            "content-length",
+        ] {
             response.remove_header(name);
         }
         session.write_response_header(Box::new(response), true).await?;
@@ -297,7 +329,6 @@ async fn answer(
             return Ok(());
         }
         RangeRequest::Full => {
-            response.insert_header(CONTENT_LENGTH, HeaderValue::from(meta.size))?;
             if meta.size == 0 {
                 Vec::new()
             } else {

@@ -385,8 +385,13 @@ pub fn write_access_log(log: &AccessLog, session: &Session, ctx: &RequestContext
         Some(status) => status.label(),
         None => ctx.decision,
     };
-    let request_id = format!("{:016x}", rand::random::<u64>());
-    let version = format!("{:?}", request.version);
+    let version = match request.version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    };
     log.write(&AccessRecord {
         unix_seconds: crate::cache::unix_now(),
         client: session.client_addr().and_then(|a| a.as_inet()).copied(),
@@ -400,10 +405,10 @@ pub fn write_access_log(log: &AccessLog, session: &Session, ctx: &RequestContext
         forwarded_for: header("x-forwarded-for"),
         result,
         detailed_result: if detailed.is_empty() { "-" } else { detailed },
-        request_id: &request_id,
-        protocol_version: &version,
+        request_id: rand::random(),
+        protocol_version: version,
         body_bytes: session.body_bytes_sent() as u64,
-        seconds_taken: ctx.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        time_taken: ctx.started.map_or(std::time::Duration::ZERO, |t| t.elapsed()),
         content_type: response_header("content-type"),
         content_length: response_header("content-length"),
         range,

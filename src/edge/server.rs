@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use pingora::listeners::ListenerConfig;
 use pingora::listeners::tls::TlsSettings;
@@ -29,8 +31,13 @@ use crate::routing::{Distribution, Routing, from_published, publish_form};
 
 /// What every request needs, shared by all of pingora's threads.
 pub struct EdgeState {
-    /// Replaced whole by a reload; each request keeps the snapshot it began with.
-    routing: RwLock<Arc<Routing>>,
+    /// Replaced whole by a reload; each request keeps the snapshot it began
+    /// with. Read on every request without a lock (a `RwLock`'s reader count
+    /// is one cache line every core writes to).
+    routing: ArcSwap<Routing>,
+    /// Held while the routing is read, changed and replaced, so that two
+    /// changes at once cannot lose one.
+    routing_update: Mutex<()>,
     /// Key groups adopted from the fleet's control log (another node's
     /// rotation), laid over the file's until the file changes them.
     adopted_key_groups: Mutex<KeyGroups>,
@@ -99,7 +106,6 @@ impl EdgeState {
             upgrade_socket: config.upgrade_socket,
             control_plane: config.control_plane,
         };
-        let metrics = Metrics::default();
         let fleet = config.fleet.map(|fleet| {
             let control = fleet
                 .control
@@ -110,21 +116,23 @@ impl EdgeState {
             .clone()
             .filter(|fleet| fleet.asks_other_nodes())
             .map(|fleet| fleet as Arc<dyn ParentTier>);
+        let cache = Arc::new(Cache::new(&config.cache, parents)?);
         let state = Self {
-            cache: Arc::new(Cache::new(&config.cache, metrics.cache.clone(), parents)?),
+            metrics: Metrics::new(&cache),
+            cache,
             fleet,
             config_source: config.source,
-            routing: RwLock::new(Arc::new(Routing::new(
+            routing: ArcSwap::from_pointee(Routing::new(
                 config.behaviors,
                 config.public_base_url,
                 config.key_groups,
                 &KeyGroups::new(),
-            ))),
+            )),
+            routing_update: Mutex::default(),
             adopted_key_groups: Mutex::default(),
             verifier: Verifier::default(),
             viewer_idle_seconds: config.viewer_idle_timeout.as_secs(),
             viewer_send_timeout: config.viewer_send_timeout,
-            metrics,
             access_log: match config.access_log {
                 None => None,
                 Some(AccessLogTarget::Stdout) => Some(AccessLog::to_stdout()),
@@ -177,14 +185,14 @@ impl EdgeState {
         }
         let mut adopted = self.adopted_key_groups.lock().expect("adopted key groups lock");
         adopted.extend(groups);
-        let mut routing = self.routing.write().expect("routing lock");
-        let behaviors = routing.with_groups(&adopted);
-        *routing = Arc::new(Routing {
-            behaviors,
+        let _update = self.routing_update.lock().expect("routing update lock");
+        let routing = self.routing();
+        self.routing.store(Arc::new(Routing {
+            behaviors: routing.with_groups(&adopted),
             public_base_url: routing.public_base_url.clone(),
             file_key_groups: routing.file_key_groups.clone(),
             distributions: routing.distributions.clone(),
-        });
+        }));
         tracing::info!(from = %entry.node, groups = entry.key_groups.len(), "fleet key groups adopted");
     }
 
@@ -219,13 +227,13 @@ impl EdgeState {
     /// Serves `distributions` (the control plane's, compiled) from now on,
     /// in place of the ones before.
     pub fn set_distributions(&self, distributions: Vec<Distribution>) {
-        let mut routing = self.routing.write().expect("routing lock");
-        *routing = Arc::new(routing.with_distributions(distributions));
+        let _update = self.routing_update.lock().expect("routing update lock");
+        self.routing.store(Arc::new(self.routing().with_distributions(distributions)));
     }
 
     /// The current routing, for a request to keep to its end.
     pub fn routing(&self) -> Arc<Routing> {
-        self.routing.read().expect("routing lock").clone()
+        self.routing.load_full()
     }
 
     /// Reads the config file again and, if it validates, replaces the routing:
@@ -253,11 +261,11 @@ impl EdgeState {
             adopted.clone()
         };
         let mut routing = Routing::new(config.behaviors, config.public_base_url, config.key_groups, &adopted);
-        let mut current = self.routing.write().expect("routing lock");
+        let update = self.routing_update.lock().expect("routing update lock");
         // The control plane's distributions are not the file's to change.
-        routing.distributions = current.distributions.clone();
-        *current = Arc::new(routing);
-        drop(current);
+        routing.distributions = self.routing().distributions.clone();
+        self.routing.store(Arc::new(routing));
+        drop(update);
         self.publish_key_groups(&rotated);
         Ok(behaviors)
     }
@@ -308,7 +316,8 @@ impl EdgeHandle for EdgeState {
     }
 
     fn metrics_text(&self) -> String {
-        self.metrics.render(&self.cache)
+        self.metrics
+            .render(&self.cache, self.access_log.as_ref().map_or(0, AccessLog::dropped))
     }
 
     fn disk_degradation(&self) -> Option<String> {

@@ -1,113 +1,31 @@
 //! The Prometheus registry: one struct owns every metric the edge exports.
 //! Request metrics are recorded in pingora's `logging` phase, so failed
-//! requests count too; the cache's and the origin client's own counters are
-//! read when `/metrics` is scraped.
+//! requests count too, by each thread on its own (`tally`); they, the
+//! cache's figures and the origin client's counters are read when
+//! `/metrics` is scraped.
+
+mod tally;
 
 use std::sync::atomic::Ordering;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::cache::Cache;
 
 pub struct Metrics {
     registry: Registry,
+    /// Request counts, kept by each thread and folded into `requests`,
+    /// `response_body_bytes` and `signature_rejections` at scrape.
+    tallies: tally::Tallies,
     requests: IntCounterVec,
     response_body_bytes: IntCounterVec,
     signature_rejections: IntCounterVec,
     origin_body_bytes: IntCounter,
     fleet_body_bytes: IntCounter,
-    /// Handed to the cache, which records its origin traffic and its events.
-    pub cache: CacheMetrics,
+    access_log_dropped: IntCounter,
     cache_bytes: IntGaugeVec,
     cache_items: IntGaugeVec,
     config_reloads: IntCounterVec,
-}
-
-/// The cache's own metrics: its origin requests and what happens in its tiers.
-#[derive(Clone)]
-pub struct CacheMetrics {
-    origin_requests: IntCounterVec,
-    origin_seconds: HistogramVec,
-    parent_requests: IntCounterVec,
-    parent_seconds: HistogramVec,
-    /// Requests that joined a slice fill another request had started.
-    pub coalesced_waits: IntCounter,
-    /// Slices pushed out of a tier by its budget.
-    pub evictions: IntCounterVec,
-    /// Disk tier failures: damaged files found, writes that failed.
-    pub disk_errors: IntCounter,
-    /// 1 while the disk tier's writes fail (memory still serves), else 0.
-    pub disk_degraded: IntGauge,
-}
-
-impl CacheMetrics {
-    /// Counts an origin request by origin and outcome (`2xx`..`5xx`,
-    /// `timeout`, `error`) with the time to its response header.
-    pub fn origin_answered(&self, origin: &str, outcome: &str, seconds: f64) {
-        self.origin_requests.with_label_values(&[origin, outcome]).inc();
-        self.origin_seconds.with_label_values(&[origin]).observe(seconds);
-    }
-
-    /// Counts a request to a fleet parent by parent and outcome, with the
-    /// time to its response header.
-    pub fn parent_answered(&self, parent: &str, outcome: &str, seconds: f64) {
-        self.parent_requests.with_label_values(&[parent, outcome]).inc();
-        self.parent_seconds.with_label_values(&[parent]).observe(seconds);
-    }
-
-    fn register(registry: &Registry) -> Self {
-        Self {
-            origin_requests: counter_vec(
-                registry,
-                "keyfront_origin_requests_total",
-                "Requests the cache made to origins, by outcome.",
-                &["origin", "outcome"],
-            ),
-            origin_seconds: seconds_histogram(
-                registry,
-                "keyfront_origin_request_seconds",
-                "Time from sending a cache request to the origin to its response header.",
-                "origin",
-            ),
-            parent_requests: counter_vec(
-                registry,
-                "keyfront_parent_requests_total",
-                "Requests the cache made to fleet parents, by outcome.",
-                &["parent", "outcome"],
-            ),
-            parent_seconds: seconds_histogram(
-                registry,
-                "keyfront_parent_request_seconds",
-                "Time from sending a cache request to a fleet parent to its response header.",
-                "parent",
-            ),
-            coalesced_waits: counter(
-                registry,
-                "keyfront_coalesced_waits_total",
-                "Requests that joined a slice fill already under way.",
-            ),
-            evictions: counter_vec(
-                registry,
-                "keyfront_cache_evictions_total",
-                "Slices evicted by a tier's budget.",
-                &["tier"],
-            ),
-            disk_errors: counter(
-                registry,
-                "keyfront_disk_errors_total",
-                "Disk tier failures: damaged files, failed writes.",
-            ),
-            disk_degraded: {
-                let metric = IntGauge::new(
-                    "keyfront_disk_degraded",
-                    "1 while the disk tier's writes fail (viewers are served from memory), else 0.",
-                )
-                .expect("a valid metric definition");
-                registry.register(Box::new(metric.clone())).expect("a metric registered once");
-                metric
-            },
-        }
-    }
 }
 
 /// What the logging phase knows of a finished request.
@@ -116,10 +34,10 @@ pub struct RequestRecord<'a> {
     pub method: &'a str,
     pub status: u16,
     /// `hit`, `refresh_hit`, `miss`, or `none` (refused, or not a GET/HEAD).
-    pub cache: &'a str,
+    pub cache: &'static str,
     pub body_bytes: u64,
     /// The CloudFront error code of a refused signature.
-    pub rejection: Option<&'a str>,
+    pub rejection: Option<&'static str>,
 }
 
 /// The `method` label: the methods CloudFront passes, and `other` for the
@@ -131,13 +49,6 @@ fn method_label(method: &str) -> &'static str {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition");
-    registry.register(Box::new(metric.clone())).expect("a metric registered once");
-    metric
-}
-
-fn seconds_histogram(registry: &Registry, name: &str, help: &str, label: &str) -> HistogramVec {
-    let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label]).expect("a valid metric definition");
     registry.register(Box::new(metric.clone())).expect("a metric registered once");
     metric
 }
@@ -154,10 +65,15 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
     metric
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The registry, with `cache`'s own metrics in it.
+    pub fn new(cache: &Cache) -> Self {
         let registry = Registry::new();
+        for collector in cache.metrics.collectors() {
+            registry.register(collector).expect("a metric registered once");
+        }
         Self {
+            tallies: tally::Tallies::default(),
             requests: counter_vec(
                 &registry,
                 "keyfront_requests_total",
@@ -186,7 +102,11 @@ impl Default for Metrics {
                 "keyfront_fleet_body_bytes_total",
                 "Body bytes the cache read from other nodes of its fleet (parents, site peers).",
             ),
-            cache: CacheMetrics::register(&registry),
+            access_log_dropped: counter(
+                &registry,
+                "keyfront_access_log_dropped_lines_total",
+                "Access-log lines dropped because the log's writer fell behind (requests never wait for it).",
+            ),
             cache_bytes: gauge_vec(&registry, "keyfront_cache_bytes", "Bytes held by each cache tier.", &["tier"]),
             cache_items: gauge_vec(&registry, "keyfront_cache_items", "Slices held by each cache tier.", &["tier"]),
             config_reloads: counter_vec(
@@ -198,22 +118,11 @@ impl Default for Metrics {
             registry,
         }
     }
-}
 
-impl Metrics {
-    /// Counts one finished request.
+    /// Counts one finished request, in this thread's tally: no lock or
+    /// counter shared with another thread is touched.
     pub fn record(&self, request: &RequestRecord<'_>) {
-        let status = http::StatusCode::from_u16(request.status);
-        let status = status.as_ref().map_or("0", http::StatusCode::as_str);
-        self.requests
-            .with_label_values(&[request.behavior, method_label(request.method), status, request.cache])
-            .inc();
-        self.response_body_bytes
-            .with_label_values(&[request.behavior])
-            .inc_by(request.body_bytes);
-        if let Some(code) = request.rejection {
-            self.signature_rejections.with_label_values(&[code]).inc();
-        }
+        self.tallies.record(request, method_label(request.method));
     }
 
     /// Counts a config reload, applied or refused.
@@ -223,10 +132,24 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition, with the cache's figures as of now.
-    pub fn render(&self, cache: &Cache) -> String {
+    /// The Prometheus text exposition, with the cache's figures and the
+    /// access log's dropped lines as of now.
+    pub fn render(&self, cache: &Cache, access_log_dropped: u64) -> String {
         let stats = &cache.client.stats;
         let sync = |metric: &IntCounter, value: u64| metric.inc_by(value.saturating_sub(metric.get()));
+        let totals = self.tallies.totals();
+        for ((behavior, method, status, cache), count) in &totals.requests {
+            let status = http::StatusCode::from_u16(*status);
+            let status = status.as_ref().map_or("0", http::StatusCode::as_str);
+            sync(&self.requests.with_label_values(&[behavior, method, status, cache]), *count);
+        }
+        for (behavior, bytes) in &totals.body_bytes {
+            sync(&self.response_body_bytes.with_label_values(&[behavior]), *bytes);
+        }
+        for (code, count) in &totals.rejections {
+            sync(&self.signature_rejections.with_label_values(&[code]), *count);
+        }
+        sync(&self.access_log_dropped, access_log_dropped);
         sync(&self.origin_body_bytes, stats.body_bytes.load(Ordering::Relaxed));
         sync(&self.fleet_body_bytes, stats.fleet_body_bytes.load(Ordering::Relaxed));
         let ((memory_bytes, memory_items), disk) = cache.usage();

@@ -198,8 +198,21 @@ behaviors:
     }
 
     /// The access log of this stack's first edge.
+    /// The access log once its writer has caught up (its thread writes
+    /// batches some milliseconds apart): the text when it stops changing.
     pub fn access_log(&self) -> String {
-        std::fs::read_to_string(self.config_dir.path().join(format!("access-{}.log", self.edge.port()))).unwrap_or_default()
+        let path = self.config_dir.path().join(format!("access-{}.log", self.edge.port()));
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        let mut text = read();
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = read();
+            if now == text {
+                break;
+            }
+            text = now;
+        }
+        text
     }
 
     pub fn base(&self) -> String {
