@@ -227,6 +227,56 @@ fn a_seek_near_the_end_fetches_only_the_slices_it_covers() {
     assert_eq!(stack.origin_requests() - requests, 2);
 }
 
+/// A cold seek deep into a slice takes the object's metadata from the
+/// origin's answer to the viewer's own range (one round trip to the first
+/// byte): what it learns there must be the whole object's truth.
+#[test]
+fn a_cold_deep_seek_learns_the_object_from_its_own_range() {
+    let stack = Stack::start("  - path_pattern: /big/*\n    origin: store\n    slice_size: 256KiB\n");
+    let size = 1024 * 1024 + 5;
+    let content = patterned(size);
+    for name in ["a", "b", "c", "d"] {
+        stack.put(&format!("/big/{name}.bin"), "video/mp4", &content);
+    }
+    let seek = get_range(&stack, "/big/a.bin", "bytes=300000-300099");
+    assert_eq!(seek.status, 206);
+    assert_eq!(seek.header("content-range"), Some(format!("bytes 300000-300099/{size}").as_str()));
+    assert!(seek.body == content[300_000..300_100]);
+    let head = request(stack.edge, "HEAD", "/big/a.bin", &[], b"");
+    assert_eq!(head.header("content-length"), Some(size.to_string().as_str()));
+    assert_eq!(
+        (head.header("content-type"), head.header("etag")),
+        (Some("video/mp4"), seek.header("etag"))
+    );
+    let whole = stack.get("/big/a.bin");
+    assert_eq!(whole.status, 200);
+    assert!(
+        whole.body == content,
+        "the whole object, byte for byte, after a seek learned its size"
+    );
+
+    // Open-ended: the first slice's rest comes directly, the others from the cache's fills.
+    let open = get_range(&stack, "/big/b.bin", "bytes=300000-");
+    assert_eq!(open.status, 206);
+    assert!(open.body == content[300_000..], "{} bytes", open.body.len());
+    // Past the end: the origin's 416 is not metadata; the answer is still right.
+    let past = get_range(&stack, "/big/c.bin", "bytes=99999999-");
+    assert_eq!(
+        (past.status, past.header("content-range")),
+        (416, Some(format!("bytes */{size}").as_str()))
+    );
+    // A conditional seek takes the aligned path: an If-Range that does not match is the whole object.
+    let conditional = request(
+        stack.edge,
+        "GET",
+        "/big/d.bin",
+        &[("Range", "bytes=300000-300099"), ("If-Range", "\"another-version\"")],
+        b"",
+    );
+    assert_eq!(conditional.status, 200);
+    assert!(conditional.body == content);
+}
+
 #[test]
 fn hits_conditionals_and_head_are_answered_without_the_origin() {
     let stack = Stack::start("");

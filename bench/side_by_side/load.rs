@@ -46,9 +46,25 @@ fn lua_script(requests: &Requests) -> String {
         + "done = function(summary, latency, requests)\n  local e = summary.errors\n  io.write(string.format(\"WRK %.0f %.0f %.0f %.0f %d %d %d %d %d\\n\", summary.requests, summary.bytes, summary.duration, latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))\nend\n"
 }
 
-/// Runs `wrk` against `address` and fails on any error it counted (a
-/// refused signature shows as a status error).
-pub fn wrk(address: SocketAddr, requests: &Requests, connections: usize, seconds: u64, script_dir: &Path) -> Result<WrkRun, Failure> {
+/// What every answer of a `wrk` run must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// 2xx: any error wrk counts (a refused signature is a status error) fails the run.
+    Served,
+    /// 4xx, every one: the run measures refusals.
+    Refused,
+}
+
+/// Runs `wrk` against `address` and fails on any error it counted, or on
+/// any answer that is not what `answers` says.
+pub fn wrk(
+    address: SocketAddr,
+    requests: &Requests,
+    answers: Answers,
+    connections: usize,
+    seconds: u64,
+    script_dir: &Path,
+) -> Result<WrkRun, Failure> {
     let script = script_dir.join(format!("load-{}.lua", address.port()));
     std::fs::write(&script, lua_script(requests))?;
     let threads = crate::threads().min(connections);
@@ -75,7 +91,11 @@ pub fn wrk(address: SocketAddr, requests: &Requests, connections: usize, seconds
     let [requests, bytes, micros, p99_micros, connect, read, write, status, timeout] = numbers[..] else {
         return Err(format!("unexpected wrk result {line:?}").into());
     };
-    if connect + read + write + status + timeout > 0.0 {
+    let wrong_status = match answers {
+        Answers::Served => status,
+        Answers::Refused => requests - status,
+    };
+    if connect + read + write + wrong_status + timeout > 0.0 {
         return Err(format!(
             "wrk against {address}: errors connect {connect}, read {read}, write {write}, status {status}, timeout {timeout}"
         )
@@ -150,6 +170,81 @@ pub fn get_whole(address: SocketAddr, target: &str, size: u64) -> Result<Fetch, 
         first_byte,
         last_byte: began.elapsed(),
     })
+}
+
+/// The time from sending a GET of `target` (with `headers`) on a new
+/// connection to its first body byte; fails unless the answer has
+/// `status` and `length` body bytes, which are read to the end.
+pub fn first_byte(address: SocketAddr, target: &str, headers: &[(&str, &str)], status: u16, length: u64) -> Result<Duration, Failure> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    head += "\r\n";
+    let began = Instant::now();
+    stream.write_all(head.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    if !status_line.starts_with(&format!("HTTP/1.1 {status}")) {
+        return Err(format!("GET {target}: {}", status_line.trim()).into());
+    }
+    let mut first = [0u8; 1];
+    reader.read_exact(&mut first)?;
+    let elapsed = began.elapsed();
+    let rest = std::io::copy(&mut reader, &mut std::io::sink())?;
+    if rest + 1 != length {
+        return Err(format!("GET {target}: {} bytes, expected {length}", rest + 1).into());
+    }
+    Ok(elapsed)
+}
+
+/// What one `h2load` run measured.
+pub struct H2Run {
+    pub requests_per_second: f64,
+}
+
+/// Runs `h2load` (HTTP/2 over TLS, certificates not checked) over `urls`
+/// in turn; fails unless every request succeeded with a 2xx.
+pub fn h2load(urls: &[String], connections: usize, seconds: u64) -> Result<H2Run, Failure> {
+    let threads = crate::threads().min(connections);
+    let output = Command::new("h2load")
+        .args(["-t", &threads.to_string(), "-c", &connections.to_string(), "-m", "10"])
+        .args(["-D", &seconds.to_string()])
+        .args(urls)
+        .output()
+        .map_err(|e| format!("running h2load: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let number_after = |prefix: &str, field: usize| -> Option<f64> {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(prefix))?;
+        line.split([',', ' ']).filter(|w| !w.is_empty()).nth(field)?.parse().ok()
+    };
+    // "finished in 5.00s, 41234.20 req/s, 180.3MB/s"
+    // "requests: 1000 total, 1000 started, 1000 done, 1000 succeeded, 0 failed, 0 errored, 0 timeout"
+    // "status codes: 1000 2xx, 0 3xx, 0 4xx, 0 5xx"
+    let (Some(rate), Some(done), Some(succeeded), Some(refused), Some(failed)) = (
+        number_after("finished in", 3),
+        number_after("requests:", 5),
+        number_after("requests:", 7),
+        number_after("status codes:", 6),
+        number_after("status codes:", 8),
+    ) else {
+        return Err(format!("h2load printed no result: {stdout}{}", String::from_utf8_lossy(&output.stderr)).into());
+    };
+    // The status counts include streams still open when the clock stopped.
+    if done == 0.0 || succeeded != done || refused + failed > 0.0 {
+        return Err(format!("h2load: {done} requests, {succeeded} succeeded, {refused} 4xx, {failed} 5xx:\n{stdout}").into());
+    }
+    Ok(H2Run { requests_per_second: rate })
 }
 
 /// The summed resident memory of `pids`, in bytes.

@@ -9,20 +9,25 @@
 //! `fleet` (`bench/fleet`) `fleet.rs`.
 //!
 //! COMPARE_ROUNDS (default 7, at least 3) and COMPARE_SECONDS (default 5)
-//! set the rounds and each wrk run's length; COMPARE_ONLY=hits,ranges,cold,memory
-//! picks scenarios (while profiling one, say).
+//! set the rounds and each wrk run's length; COMPARE_ONLY picks scenarios
+//! (while profiling one, say): hits, ranges, cold, memory, threads,
+//! refusals, h2, firstbyte.
 
 mod ceiling;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod first_byte;
 mod fleet;
 mod load;
 mod objects;
+mod rejections;
 mod relay;
 mod report;
+mod scaling;
 mod scenarios;
 mod servers;
 mod soak;
+mod tls;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,8 +36,8 @@ use common::request;
 use load::get_whole;
 use objects::*;
 use report::Samples;
-use scenarios::{MEASURES, cold, hot_hits, hot_ranges, streaming_memory, targets};
-use servers::Server;
+use scenarios::{AGAINST_REFERENCE, MEASURES, cold, hot_hits, hot_ranges, streaming_memory, targets};
+use servers::{Certificate, Server};
 
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
@@ -48,7 +53,7 @@ pub fn threads() -> usize {
 pub struct Settings {
     pub rounds: usize,
     pub seconds: u64,
-    /// Scenarios to run, by name (all when empty): hits, ranges, cold, memory.
+    /// Scenarios to run, by name (all when empty): see the module's doc.
     pub only: Vec<String>,
 }
 
@@ -138,8 +143,9 @@ fn run_in(settings: &Settings, dir: &tempfile::TempDir) -> Result<(), Failure> {
     for (key, size) in objects::all(settings.rounds) {
         servers::seed(origin, &key, &content(&key, size))?;
     }
-    let keyfront = servers::start_keyfront(keyfront_binary, dir.path(), origin, threads())?;
-    let nginx = servers::start_nginx(dir.path(), origin, threads())?;
+    let certificate = Certificate::make(dir.path())?;
+    let keyfront = servers::start_keyfront(keyfront_binary, dir.path(), origin, threads(), Some(&certificate))?;
+    let nginx = servers::start_nginx(dir.path(), origin, threads(), Some(&certificate))?;
     let ceiling = servers::start_ceiling(dir.path(), threads())?;
     for server in [&keyfront, &nginx, &ceiling] {
         check_bytes(server)?;
@@ -162,14 +168,27 @@ fn run_in(settings: &Settings, dir: &tempfile::TempDir) -> Result<(), Failure> {
     if settings.runs("memory") {
         streaming_memory(settings, [&keyfront, &nginx], &mut samples, dir.path())?;
     }
+    if settings.runs("threads") {
+        scaling::one_thread(settings, keyfront_binary, origin, &mut samples, dir.path())?;
+    }
+    if settings.runs("refusals") {
+        rejections::rejections(settings, &keyfront, &mut samples, dir.path())?;
+    }
+    if settings.runs("h2") {
+        tls::h2_hits(settings, [&keyfront, &nginx], &mut samples)?;
+    }
+    if settings.runs("firstbyte") {
+        first_byte::first_bytes(settings, &keyfront, &mut samples)?;
+    }
 
     let section = format!(
-        "## Side by side with nginx (`bench/compare`, {})\n\n{}\n{} rounds, each running every server in turn; wrk runs of {} s. Figures are medians over\nthe rounds; a ratio is the median over the rounds of keyfront's figure divided by the other\nserver's in the same round, as this machine's speed drifts from one minute to the next.\n\n{}\n{}",
+        "## Side by side with nginx (`bench/compare`, {})\n\n{}\n{} rounds, each running every server in turn; wrk runs of {} s. Figures are medians over\nthe rounds; a ratio is the median over the rounds of keyfront's figure divided by the other\nserver's in the same round, as this machine's speed drifts from one minute to the next.\n\n{}\n{}\n{}",
         time::OffsetDateTime::now_utc().date(),
         report::machine(),
         settings.rounds,
         settings.seconds,
         report::table(&samples, MEASURES),
+        report::reference_table(&samples, AGAINST_REFERENCE),
         targets(&samples)
     );
     println!("\n{section}");

@@ -19,6 +19,17 @@ pub const STREAM_KEY: &str = "/stream/1g";
 pub const STREAM_SIZE: u64 = 1024 * MIB;
 pub const STREAM_CONNECTIONS: usize = 200;
 
+/// Scenario 8: per round, one object sought deep into and small ones, all cold.
+pub const SEEK_SIZE: u64 = 16 * MIB;
+
+pub fn seek_key(round: usize) -> String {
+    format!("/seek/{round}")
+}
+
+pub fn small_key(round: usize, index: usize) -> String {
+    format!("/small/{round}-{index}")
+}
+
 pub fn hot_key(index: usize) -> String {
     format!("/hot/{index}")
 }
@@ -33,6 +44,10 @@ pub fn all(rounds: usize) -> Vec<(String, u64)> {
     objects.push((RANGES_KEY.to_owned(), RANGES_SIZE));
     objects.extend((0..rounds).map(|round| (cold_key(round), COLD_SIZE)));
     objects.push((STREAM_KEY.to_owned(), STREAM_SIZE));
+    for round in 0..rounds {
+        objects.push((seek_key(round), SEEK_SIZE));
+        objects.extend((0..crate::first_byte::PER_ROUND).map(|index| (small_key(round, index), HOT_SIZE)));
+    }
     objects
 }
 

@@ -24,7 +24,13 @@ impl Samples {
     /// the same round: measured minutes apart, the pair shares the machine's
     /// state, which drifts between rounds.
     pub fn median_ratio(&self, measure: &'static str, server: &'static str, other: &'static str) -> Option<f64> {
-        let (ours, theirs) = (self.0.get(&(measure, server))?, self.0.get(&(measure, other))?);
+        self.median_ratio_between((measure, server), (measure, other))
+    }
+
+    /// As `median_ratio`, for any two (measure, server) series recorded in
+    /// the same rounds.
+    pub fn median_ratio_between(&self, ours: (&'static str, &'static str), theirs: (&'static str, &'static str)) -> Option<f64> {
+        let (ours, theirs) = (self.0.get(&ours)?, self.0.get(&theirs)?);
         median(ours.iter().zip(theirs).filter(|(_, t)| **t > 0.0).map(|(o, t)| o / t).collect())
     }
 }
@@ -66,6 +72,40 @@ pub fn table(samples: &Samples, measures: &[Measure]) -> String {
             shown(ceiling),
             ratio("nginx"),
             ratio("ceiling")
+        );
+    }
+    text
+}
+
+/// A row of keyfront's figure beside a reference measured in the same
+/// rounds: its own hits, or its origin.
+pub struct Reference {
+    pub scenario: &'static str,
+    pub measure: &'static str,
+    /// The (measure, server) series it is divided by.
+    pub reference: (&'static str, &'static str),
+    pub unit: &'static str,
+    pub decimals: usize,
+}
+
+pub fn reference_table(samples: &Samples, rows: &[Reference]) -> String {
+    let mut text = String::from(
+        "| scenario | measure | keyfront | reference | reference figure | keyfront / reference |\n|---|---|---:|---|---:|---:|\n",
+    );
+    for row in rows {
+        let shown = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.*}", row.decimals));
+        let (measure, server) = row.reference;
+        let _ = writeln!(
+            text,
+            "| {} | {} ({}) | {} | {server}: {measure} | {} | {} |",
+            row.scenario,
+            row.measure,
+            row.unit,
+            shown(samples.median(row.measure, "keyfront")),
+            shown(samples.median(measure, server)),
+            samples
+                .median_ratio_between((row.measure, "keyfront"), row.reference)
+                .map_or("-".to_owned(), |r| format!("{r:.2}"))
         );
     }
     text

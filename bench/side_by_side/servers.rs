@@ -13,7 +13,7 @@ use keyfront::origin::{S3Origin, put_object};
 use crate::Failure;
 use crate::relay::CountingRelay;
 
-const BUCKET: &str = "bench";
+pub const BUCKET: &str = "bench";
 const ACCESS_KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
 const KEY_ID: &str = "KBENCHCOMPARE";
@@ -87,6 +87,10 @@ impl Drop for Process {
     }
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 pub fn free_address() -> Result<SocketAddr, Failure> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -124,10 +128,46 @@ pub fn seed(origin: SocketAddr, key: &str, body: &[u8]) -> Result<(), Failure> {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1, served by keyfront and nginx alike.
+pub struct Certificate {
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl Certificate {
+    /// Made with `openssl req` in `dir` (RSA-2048, as most sites still use).
+    pub fn make(dir: &Path) -> Result<Self, Failure> {
+        let (certificate, key) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&certificate)
+            .output()?;
+        if !made.status.success() {
+            return Err(format!("openssl req: {}", String::from_utf8_lossy(&made.stderr)).into());
+        }
+        Ok(Self { certificate, key })
+    }
+}
+
 /// One server under test and how its viewers address an object.
 pub struct Server {
     pub name: &'static str,
     pub address: SocketAddr,
+    /// Its TLS listener (HTTP/2 through ALPN), if it was given a certificate.
+    pub tls: Option<SocketAddr>,
     pub process: Process,
     /// keyfront's objects sit behind a signed-URL behavior.
     signer: Option<Signer>,
@@ -138,18 +178,49 @@ pub struct Server {
 impl Server {
     /// The request target for `key`: signed (a canned policy valid for a day) for keyfront.
     pub fn target(&self, key: &str) -> String {
+        self.target_until(&format!("http://{}", self.address), key, unix_now() + 86_400)
+    }
+
+    /// The target for `key` at `base` (scheme and authority), signed for
+    /// keyfront with a canned policy that expires at `expires`.
+    fn target_until(&self, base: &str, key: &str, expires: u64) -> String {
         let Some(signer) = &self.signer else { return key.to_owned() };
-        let base = format!("http://{}", self.address);
-        let expires = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 86_400;
         let signed = signer.sign_url(&format!("{base}{key}"), &PolicySpec::Canned { expires });
         signed[base.len()..].to_owned()
+    }
+
+    /// The `https://` URL of `key` on the TLS listener (signed for keyfront).
+    pub fn https_url(&self, key: &str) -> Option<String> {
+        let base = format!("https://{}", self.tls?);
+        Some(format!("{base}{}", self.target_until(&base, key, unix_now() + 86_400)))
+    }
+
+    /// A target for `key` whose signature expired an hour ago (keyfront only).
+    pub fn expired_target(&self, key: &str) -> String {
+        self.target_until(&format!("http://{}", self.address), key, unix_now() - 3_600)
+    }
+
+    /// A target for `key` whose signature is random bytes of the right
+    /// length: what an attacker sends, a public-key operation each time
+    /// the signature differs (keyfront only).
+    pub fn forged_target(&self, key: &str) -> String {
+        let target = self.target(key);
+        let Some((before, signature_and_rest)) = target.split_once("Signature=") else {
+            return target;
+        };
+        let (signature, rest) = signature_and_rest.split_at(signature_and_rest.find('&').unwrap_or(signature_and_rest.len()));
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-~";
+        let forged: String = (0..signature.len())
+            .map(|_| ALPHABET[rand::random::<u8>() as usize % ALPHABET.len()] as char)
+            .collect();
+        format!("{before}Signature={forged}{rest}")
     }
 
     /// A `Cookie` header of signed cookies granting every key under
     /// `prefix` for a day (keyfront only).
     pub fn signed_cookies(&self, prefix: &str) -> Option<String> {
         let signer = self.signer.as_ref()?;
-        let expires = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 86_400;
+        let expires = unix_now() + 86_400;
         let terms = PolicyTerms {
             resource: Some(format!("http://{}{prefix}*", self.address)),
             date_less_than: expires,
@@ -167,17 +238,32 @@ impl Server {
     }
 }
 
-pub fn start_keyfront(keyfront: &Path, dir: &Path, origin: SocketAddr, threads: usize) -> Result<Server, Failure> {
+pub fn start_keyfront(
+    keyfront: &Path,
+    dir: &Path,
+    origin: SocketAddr,
+    threads: usize,
+    certificate: Option<&Certificate>,
+) -> Result<Server, Failure> {
     let relay = CountingRelay::start(origin)?;
     let key = PrivateKey::generate(KeyAlgorithm::Rsa);
     let public_key = dir.join("public_key.pem");
     std::fs::write(&public_key, key.public_key().to_pem())?;
     let address = free_address()?;
+    let tls = certificate.map(|_| free_address()).transpose()?;
+    let tls_listen = match (certificate, tls) {
+        (Some(certificate), Some(tls)) => format!(
+            "tls_listen:\n  - {{address: \"{tls}\", certificate: {}, key: {}}}\n",
+            certificate.certificate.display(),
+            certificate.key.display()
+        ),
+        _ => String::new(),
+    };
     let config = dir.join("keyfront.yaml");
     std::fs::write(
         &config,
         format!(
-            "listen: {address}\nlog_level: warn\naccess_log: access.log\ndrain_timeout: 0s\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
+            "listen: {address}\n{tls_listen}log_level: warn\naccess_log: access.log\ndrain_timeout: 0s\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
             relay = relay.address
         ),
     )?;
@@ -189,6 +275,7 @@ pub fn start_keyfront(keyfront: &Path, dir: &Path, origin: SocketAddr, threads: 
     Ok(Server {
         name: "keyfront",
         address,
+        tls,
         process,
         signer: Some(Signer::new(KEY_ID, key, HashAlgorithm::Sha1)),
         relay: Some(relay),
@@ -198,7 +285,7 @@ pub fn start_keyfront(keyfront: &Path, dir: &Path, origin: SocketAddr, threads: 
 /// nginx as its documentation recommends for caching large objects from an
 /// origin: proxy_cache with slice 1m, proxy_cache_lock, sendfile, keepalive
 /// to the origin, one worker per core.
-pub fn start_nginx(dir: &Path, origin: SocketAddr, threads: usize) -> Result<Server, Failure> {
+pub fn start_nginx(dir: &Path, origin: SocketAddr, threads: usize, certificate: Option<&Certificate>) -> Result<Server, Failure> {
     let relay = CountingRelay::start(origin)?;
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(&prefix)?;
@@ -208,6 +295,15 @@ pub fn start_nginx(dir: &Path, origin: SocketAddr, threads: usize) -> Result<Ser
         "user root;"
     } else {
         ""
+    };
+    let tls = certificate.map(|_| free_address()).transpose()?;
+    let tls_listen = match (certificate, tls) {
+        (Some(certificate), Some(tls)) => format!(
+            "listen {tls} ssl http2 backlog=4096;\n        ssl_certificate {};\n        ssl_certificate_key {};",
+            certificate.certificate.display(),
+            certificate.key.display()
+        ),
+        _ => String::new(),
     };
     let config = prefix.join("nginx.conf");
     std::fs::write(
@@ -243,6 +339,7 @@ http {{
     }}
     server {{
         listen {address} backlog=4096;
+        {tls_listen}
         location / {{
             slice 1m;
             proxy_cache bench;
@@ -271,6 +368,7 @@ http {{
     Ok(Server {
         name: "nginx",
         address,
+        tls,
         process,
         signer: None,
         relay: Some(relay),
@@ -295,6 +393,7 @@ pub fn start_ceiling(dir: &Path, threads: usize) -> Result<Server, Failure> {
     Ok(Server {
         name: "ceiling",
         address,
+        tls: None,
         process,
         signer: None,
         relay: None,

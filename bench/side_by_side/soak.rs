@@ -314,7 +314,7 @@ fn soak(seconds: u64, connections: u64, dir: &Path) -> Result<(), Failure> {
     for (key, size) in [(RANGES_KEY, RANGES_SIZE), (STREAM_KEY, STREAM_SIZE)] {
         servers::seed(origin_address, key, &content(key, size))?;
     }
-    let keyfront: Server = servers::start_keyfront(binary, dir, origin_address, threads())?;
+    let keyfront: Server = servers::start_keyfront(binary, dir, origin_address, threads(), None)?;
     let plan = Arc::new(Plan {
         address: keyfront.address,
         hot: (0..HOT_COUNT).map(|i| keyfront.target(&hot_key(i))).collect(),

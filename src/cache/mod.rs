@@ -541,6 +541,26 @@ impl Cache {
         }
     }
 
+    /// For an object not cached yet: asks the origin for bytes `start..=end`
+    /// (within one slice) and takes the version's metadata from the answer's
+    /// header, remembering it. `None` unless the origin answered 206 with
+    /// exactly those bytes, an ETag and the total size (an error, a 200 or
+    /// a short range is left to the aligned fill, which handles each).
+    pub async fn seek_cold(&self, object: &ObjectRef, start: u64, end: u64) -> Option<(Arc<ObjectMeta>, OriginResponse<'_>)> {
+        let range = format!("bytes={start}-{end}");
+        let response = self.send(object, "GET", &[("range", &range)]).await.ok()?;
+        let (got, total) = response.header_value("content-range").and_then(parse_content_range)?;
+        let whole = got.start == start && got.end == end.min(total - 1);
+        if response.status() != 206 || !whole || response.header_value("etag").is_none() {
+            return None;
+        }
+        let meta = Arc::new(self.meta_from(object, &response, total, object.slice_size, unix_now()));
+        if meta.storable {
+            self.store_meta(object, meta.clone());
+        }
+        Some((meta, response))
+    }
+
     fn meta_from(&self, object: &ObjectRef, response: &OriginResponse<'_>, size: u64, slice_size: u64, now: u64) -> ObjectMeta {
         let fresh = freshness(
             &object.ttl,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderValue;
 use http::header::{
-    ACCEPT_RANGES, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE,
+    ACCEPT_RANGES, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+    IF_UNMODIFIED_SINCE, RANGE,
 };
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -64,10 +65,15 @@ impl From<Box<Error>> for Interrupted {
     }
 }
 
-/// The first slice of a miss, fetched together with the metadata.
-struct FirstSlice {
-    index: u64,
-    reader: FillReader,
+/// The first bytes of a miss, fetched together with the metadata.
+enum EarlyBytes<'a> {
+    /// The fill of slice `index`.
+    Fill { index: u64, reader: FillReader },
+    /// A seek deep into an object not seen before: the origin's answer to
+    /// the viewer's own range from `start` (to its slice's end at most),
+    /// whose header gave the metadata. One origin round trip to the first
+    /// byte; the aligned fill starts beside it.
+    Direct { start: u64, response: Box<OriginResponse<'a>> },
 }
 
 const MULTIPART_BOUNDARY: &str = "keyfront-byteranges-5f2c9e7a";
@@ -185,12 +191,29 @@ fn first_offset(range: Option<&str>) -> Option<u64> {
     first.split_once('-')?.0.parse().ok()
 }
 
-async fn current_meta(
-    state: &EdgeState,
+/// The viewer's single range `(first, last)` (`last` `None` when open),
+/// when nothing else in the request (another range, a condition) could
+/// change what the answer's bytes are.
+fn plain_single_range(request: &pingora::http::RequestHeader) -> Option<(u64, Option<u64>)> {
+    let conditional = [IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE, IF_RANGE];
+    if conditional.iter().any(|name| request.headers.contains_key(name)) {
+        return None;
+    }
+    let range = request.headers.get(RANGE)?.to_str().ok()?.trim().strip_prefix("bytes=")?;
+    let (first, last) = range.split_once('-')?;
+    let first = first.trim().parse().ok()?;
+    match last.trim() {
+        "" => Some((first, None)),
+        last => Some((first, Some(last.parse().ok()?))),
+    }
+}
+
+async fn current_meta<'a>(
+    state: &'a EdgeState,
     session: &Session,
     ctx: &mut RequestContext,
     object: &ObjectRef,
-) -> Result<(Arc<ObjectMeta>, Option<FirstSlice>, CacheStatus), FillError> {
+) -> Result<(Arc<ObjectMeta>, Option<EarlyBytes<'a>>, CacheStatus), FillError> {
     let cache = &state.cache;
     let now = unix_now();
     match cache.meta(object).await {
@@ -215,9 +238,20 @@ async fn current_meta(
                 return cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss));
             };
             let index = offset / object.slice_size;
+            let slice_end = (index + 1) * object.slice_size - 1;
+            let seek = plain_single_range(header).filter(|(first, _)| first % object.slice_size >= DIRECT_SEEK_BYTES);
+            if let Some((start, last)) = seek
+                && let Some((meta, response)) = state
+                    .cache
+                    .seek_cold(object, start, last.map_or(slice_end, |l| l.min(slice_end)))
+                    .await
+            {
+                let response = Box::new(response);
+                return Ok((meta, Some(EarlyBytes::Direct { start, response }), CacheStatus::Miss));
+            }
             let reader = state.cache.start_fill(object, None, index);
             match reader.meta().await {
-                Ok(meta) => Ok((meta, Some(FirstSlice { index, reader }), CacheStatus::Miss)),
+                Ok(meta) => Ok((meta, Some(EarlyBytes::Fill { index, reader }), CacheStatus::Miss)),
                 Err(FillError::Unsatisfiable) => cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss)),
                 Err(FillError::OriginStatus(status)) => Ok((
                     Arc::new(ObjectMeta::error(status, std::time::Duration::ZERO, now)),
@@ -358,15 +392,21 @@ async fn answer(
     // The first slice is resolved before any byte goes out, so that a version
     // change found there starts the answer over instead of breaking it.
     let first_index = body[0].start / meta.slice_size;
-    let first_source = match first_slice.take().filter(|f| f.index == first_index) {
-        Some(first) => Some(SliceSource::Filling(first.reader)),
+    let (early_fill, early_direct) = match first_slice.take() {
+        Some(EarlyBytes::Fill { index, reader }) if index == first_index => (Some(reader), None),
+        Some(EarlyBytes::Direct { start, response }) if start == body[0].start => (None, Some(*response)),
+        _ => (None, None),
+    };
+    let first_source = match early_fill {
+        Some(reader) => Some(SliceSource::Filling(reader)),
         None => state.cache.cached_slice(object, &meta, first_index).await.map(SliceSource::Ready),
     };
     // A miss deep inside a slice asks the origin for the viewer's bytes first,
     // then starts the aligned fill, so the fill does not queue ahead of them.
     let deep_seek = body[0].start % meta.slice_size >= DIRECT_SEEK_BYTES;
-    let direct = match &first_source {
-        Some(SliceSource::Ready(_)) => None,
+    let direct = match (&first_source, early_direct) {
+        (Some(SliceSource::Ready(_)), _) => None,
+        (_, Some(response)) => Some(response),
         _ if deep_seek => direct_fetch(state, object, &meta, body[0]).await,
         _ => None,
     };
