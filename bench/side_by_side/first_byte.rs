@@ -4,9 +4,10 @@
 //! and the start of a small one. Every request is for bytes keyfront has
 //! never seen.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::load::first_byte;
+use crate::load::timed_get;
 use crate::objects::*;
 use crate::report::Samples;
 use crate::servers::{BUCKET, Server};
@@ -20,6 +21,10 @@ pub const ORIGIN: &str = "origin";
 pub const PER_ROUND: usize = 9;
 /// The range a seek asks for.
 const SEEK_LENGTH: u64 = 64 * KIB;
+
+fn first_byte(address: SocketAddr, target: &str, headers: &[(&str, &str)], status: u16, length: u64) -> Result<Duration, Failure> {
+    timed_get(address, target, headers, status, length).map(|fetch| fetch.first_byte)
+}
 
 pub fn first_bytes(settings: &Settings, keyfront: &Server, samples: &mut Samples) -> Result<(), Failure> {
     let relay = keyfront.relay.as_ref().ok_or("keyfront's origin relay")?.address;

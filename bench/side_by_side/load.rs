@@ -142,51 +142,23 @@ pub fn concurrent_gets(address: SocketAddr, target: &str, clients: usize, size: 
 
 /// GETs `target` and reads it to the end, timing the first and last byte.
 pub fn get_whole(address: SocketAddr, target: &str, size: u64) -> Result<Fetch, Failure> {
+    timed_get(address, target, &[], 200, size)
+}
+
+/// GETs `target` with `headers` on a new connection, timing its first and
+/// last body byte from before the connect; fails unless the answer has
+/// `status` and `length` body bytes.
+pub fn timed_get(address: SocketAddr, target: &str, headers: &[(&str, &str)], status: u16, length: u64) -> Result<Fetch, Failure> {
     let began = Instant::now();
     let mut stream = TcpStream::connect(address)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(stream, "GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
-    let mut reader = BufReader::with_capacity(256 * 1024, stream);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    if !status_line.starts_with("HTTP/1.1 200") {
-        return Err(format!("GET {target}: {}", status_line.trim()).into());
-    }
-    let mut first = [0u8; 1];
-    reader.read_exact(&mut first)?;
-    let first_byte = began.elapsed();
-    let rest = std::io::copy(&mut reader, &mut std::io::sink())?;
-    if rest + 1 != size {
-        return Err(format!("GET {target}: {} bytes, expected {size}", rest + 1).into());
-    }
-    Ok(Fetch {
-        first_byte,
-        last_byte: began.elapsed(),
-    })
-}
-
-/// The time from sending a GET of `target` (with `headers`) on a new
-/// connection to its first body byte; fails unless the answer has
-/// `status` and `length` body bytes, which are read to the end.
-pub fn first_byte(address: SocketAddr, target: &str, headers: &[(&str, &str)], status: u16, length: u64) -> Result<Duration, Failure> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head += &format!("{name}: {value}\r\n");
     }
-    head += "\r\n";
-    let began = Instant::now();
-    stream.write_all(head.as_bytes())?;
-    let mut reader = BufReader::new(stream);
+    stream.write_all(format!("{head}\r\n").as_bytes())?;
+    let mut reader = BufReader::with_capacity(256 * 1024, stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     loop {
@@ -200,12 +172,15 @@ pub fn first_byte(address: SocketAddr, target: &str, headers: &[(&str, &str)], s
     }
     let mut first = [0u8; 1];
     reader.read_exact(&mut first)?;
-    let elapsed = began.elapsed();
+    let first_byte = began.elapsed();
     let rest = std::io::copy(&mut reader, &mut std::io::sink())?;
     if rest + 1 != length {
         return Err(format!("GET {target}: {} bytes, expected {length}", rest + 1).into());
     }
-    Ok(elapsed)
+    Ok(Fetch {
+        first_byte,
+        last_byte: began.elapsed(),
+    })
 }
 
 /// What one `h2load` run measured.
