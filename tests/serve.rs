@@ -496,30 +496,7 @@ fn sighup_reloads_the_config() {
 #[test]
 fn tls_listeners_serve_http2_and_http1() {
     let dir = tempfile::tempdir().unwrap();
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    common::self_signed_certificate(dir.path()).unwrap();
     let (plain, tls, store) = (free_address(), free_address(), free_address());
     let config = dir.path().join("keyfront.yaml");
     std::fs::write(

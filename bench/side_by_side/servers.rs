@@ -137,27 +137,7 @@ pub struct Certificate {
 impl Certificate {
     /// Made with `openssl req` in `dir` (RSA-2048, as most sites still use).
     pub fn make(dir: &Path) -> Result<Self, Failure> {
-        let (certificate, key) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=127.0.0.1",
-            ])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&certificate)
-            .output()?;
-        if !made.status.success() {
-            return Err(format!("openssl req: {}", String::from_utf8_lossy(&made.stderr)).into());
-        }
+        let (certificate, key) = crate::common::self_signed_certificate(dir)?;
         Ok(Self { certificate, key })
     }
 }

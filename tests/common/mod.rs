@@ -549,3 +549,31 @@ pub fn cutting_relay(server: SocketAddr, cut_after: usize) -> (SocketAddr, std::
     });
     (address, cuts)
 }
+
+/// A self-signed RSA-2048 certificate for `localhost` and 127.0.0.1, made
+/// by `openssl req` in `dir`: the paths of the certificate and its key.
+pub fn self_signed_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let (certificate, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .output()
+        .map_err(|error| format!("running openssl (scripts/ensure-deps test installs it): {error}"))?;
+    if !made.status.success() {
+        return Err(format!("openssl req: {}", String::from_utf8_lossy(&made.stderr)));
+    }
+    Ok((certificate, key))
+}
