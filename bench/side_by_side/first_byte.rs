@@ -1,8 +1,8 @@
 //! Scenario 8: a cold miss's first byte through keyfront against the
-//! origin's own first byte for the same request, through the same counting
-//! relay (keyfront's path to its origin): a seek deep into a large object,
-//! and the start of a small one. Every request is for bytes keyfront has
-//! never seen.
+//! origin's own first byte for the request keyfront makes (SigV4-signed,
+//! with keyfront's Range), through the same counting relay (keyfront's path
+//! to its origin): a seek deep into a large object, and the start of a
+//! small one. Every request is for bytes keyfront has never seen.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::load::timed_get;
 use crate::objects::*;
 use crate::report::Samples;
-use crate::servers::{BUCKET, Server};
+use crate::servers::{self, BUCKET, Server};
 use crate::{Failure, Settings};
 
 pub const SEEK: &str = "first byte, deep seek";
@@ -26,6 +26,15 @@ fn first_byte(address: SocketAddr, target: &str, headers: &[(&str, &str)], statu
     timed_get(address, target, headers, status, length).map(|fetch| fetch.first_byte)
 }
 
+/// The origin's first byte for the request keyfront makes for `key`:
+/// SigV4-signed (S3 checks every signature of a private bucket), with `range`.
+fn origin_first_byte(relay: SocketAddr, key: &str, range: &str, length: u64) -> Result<Duration, Failure> {
+    let signature = servers::origin_signature(relay, key)?;
+    let mut headers: Vec<(&str, &str)> = signature.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    headers.push(("Range", range));
+    first_byte(relay, &format!("/{BUCKET}{key}"), &headers, 206, length)
+}
+
 pub fn first_bytes(settings: &Settings, keyfront: &Server, samples: &mut Samples) -> Result<(), Failure> {
     let relay = keyfront.relay.as_ref().ok_or("keyfront's origin relay")?.address;
     for round in 0..settings.rounds {
@@ -34,12 +43,18 @@ pub fn first_bytes(settings: &Settings, keyfront: &Server, samples: &mut Samples
             // Deep inside a slice no earlier request touched.
             let start = (request as u64 + 2) * MIB + 700 * KIB;
             let range = format!("bytes={start}-{}", start + SEEK_LENGTH - 1);
-            let headers = [("Range", range.as_str())];
             let key = seek_key(round);
-            origin_seek.push(first_byte(relay, &format!("/{BUCKET}{key}"), &headers, 206, SEEK_LENGTH)?);
-            edge_seek.push(first_byte(keyfront.address, &keyfront.target(&key), &headers, 206, SEEK_LENGTH)?);
+            origin_seek.push(origin_first_byte(relay, &key, &range, SEEK_LENGTH)?);
+            edge_seek.push(first_byte(
+                keyfront.address,
+                &keyfront.target(&key),
+                &[("Range", &range)],
+                206,
+                SEEK_LENGTH,
+            )?);
+            // keyfront asks for the whole first slice; a 4 KiB object answers with its 4 KiB.
             let key = small_key(round, request);
-            origin_small.push(first_byte(relay, &format!("/{BUCKET}{key}"), &[], 200, HOT_SIZE)?);
+            origin_small.push(origin_first_byte(relay, &key, &format!("bytes=0-{}", MIB - 1), HOT_SIZE)?);
             edge_small.push(first_byte(keyfront.address, &keyfront.target(&key), &[], 200, HOT_SIZE)?);
         }
         let millis = |mut times: Vec<Duration>| {

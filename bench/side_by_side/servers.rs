@@ -119,6 +119,14 @@ pub fn start_origin_at(keyfront: &Path, dir: &Path, address: SocketAddr) -> Resu
     )
 }
 
+/// The SigV4 headers keyfront's origin client sends with a GET of `key`
+/// through `origin` (an address in front of the embedded origin): the
+/// origin's own first byte is measured for the request keyfront has to make.
+pub fn origin_signature(origin: SocketAddr, key: &str) -> Result<Vec<(String, String)>, Failure> {
+    let store = S3Origin::embedded(origin, BUCKET, ACCESS_KEY, SECRET);
+    Ok(store.sign("GET", &format!("/{BUCKET}{key}"), &[], SystemTime::now())?)
+}
+
 /// Uploads `body` as `key` to the origin, signed as any S3 client would.
 pub fn seed(origin: SocketAddr, key: &str, body: &[u8]) -> Result<(), Failure> {
     let store = S3Origin::embedded(origin, BUCKET, ACCESS_KEY, SECRET);
