@@ -43,6 +43,9 @@ pub struct DiskTier {
     /// Why the last write failed, while writes fail (cleared by the next
     /// write that succeeds): the tier is degraded, memory still serves.
     write_failure: std::sync::Mutex<Option<String>>,
+    /// The object directories holding a metadata file: a cold miss learns
+    /// that the disk has nothing without a trip to the blocking pool.
+    with_meta: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn hex_hash(text: &str) -> String {
@@ -71,7 +74,11 @@ impl DiskTier {
                 }
             })
             .build();
+        let mut with_meta = std::collections::HashSet::new();
         for object_dir in std::fs::read_dir(&objects).map_err(fail)?.flatten() {
+            if object_dir.path().join(META_FILE).exists() {
+                with_meta.insert(object_dir.file_name().to_string_lossy().into_owned());
+            }
             for file in std::fs::read_dir(object_dir.path()).into_iter().flatten().flatten() {
                 let path = file.path();
                 let name = file.file_name().to_string_lossy().into_owned();
@@ -89,6 +96,7 @@ impl DiskTier {
             metrics,
             index,
             write_failure: std::sync::Mutex::new(None),
+            with_meta: std::sync::Mutex::new(with_meta),
         })
     }
 
@@ -160,6 +168,12 @@ impl DiskTier {
         Ok(())
     }
 
+    /// Whether the tier may hold `object`'s metadata: `false` only when it
+    /// surely does not (no file was found at start or written since).
+    pub fn may_hold_meta(&self, object: &str) -> bool {
+        self.with_meta.lock().expect("metadata set lock").contains(&hex_hash(object))
+    }
+
     pub fn read_meta(&self, object: &str) -> Option<ObjectMeta> {
         let text = std::fs::read(self.object_dir(object).join(META_FILE)).ok()?;
         let stored: StoredMeta = serde_json::from_slice(&text).ok()?;
@@ -174,6 +188,8 @@ impl DiskTier {
         let text = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         // Only slice writes decide whether the tier is degraded: under a
         // file-size limit small metadata files are written while slices fail.
+        // Marked before the write: "may hold" is never wrong the safe way round.
+        self.with_meta.lock().expect("metadata set lock").insert(hex_hash(object));
         write_atomically(&self.object_dir(object).join(META_FILE), &text).inspect_err(|error| {
             self.count_error();
             tracing::debug!(%error, "disk cache: writing metadata failed");
@@ -224,6 +240,7 @@ impl DiskTier {
     /// Forgets an object: its metadata and every slice of every version.
     pub fn remove_object(&self, object: &str) {
         let dir = self.object_dir(object);
+        self.with_meta.lock().expect("metadata set lock").remove(&hex_hash(object));
         let prefix = dir.clone();
         let _ = self.index.invalidate_entries_if(move |path, _| path.starts_with(&prefix));
         let _ = std::fs::remove_dir_all(dir);
@@ -259,4 +276,28 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         return Err(error);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the tier says it may hold agrees with its files: after a write,
+    /// after a restart, after a removal.
+    #[test]
+    fn the_tier_knows_which_objects_have_metadata_without_reading_files() {
+        let root = tempfile::tempdir().unwrap();
+        let meta = ObjectMeta::error(200, std::time::Duration::from_secs(60), 0);
+        let tier = DiskTier::open(root.path(), 1 << 20, CacheMetrics::default()).unwrap();
+        assert!(!tier.may_hold_meta("origin\n/a"));
+        tier.write_meta("origin\n/a", &meta).unwrap();
+        assert!(tier.may_hold_meta("origin\n/a") && !tier.may_hold_meta("origin\n/b"));
+        drop(tier);
+        let reopened = DiskTier::open(root.path(), 1 << 20, CacheMetrics::default()).unwrap();
+        assert!(reopened.may_hold_meta("origin\n/a"), "found again at start");
+        assert_eq!(reopened.read_meta("origin\n/a"), Some(meta));
+        reopened.remove_object("origin\n/a");
+        assert!(!reopened.may_hold_meta("origin\n/a"));
+        assert_eq!(reopened.read_meta("origin\n/a"), None);
+    }
 }

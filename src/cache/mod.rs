@@ -248,7 +248,7 @@ impl Cache {
         if let Some(meta) = self.metas.get(&object.key) {
             return Some(meta);
         }
-        let disk = self.disk.clone()?;
+        let disk = self.disk.clone().filter(|disk| disk.may_hold_meta(&object.key))?;
         let key = object.key.clone();
         let meta = Arc::new(tokio::task::spawn_blocking(move || disk.read_meta(&key)).await.ok()??);
         self.metas.insert(object.key.clone(), meta.clone());
