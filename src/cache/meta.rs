@@ -50,11 +50,10 @@ pub struct ObjectMeta {
 }
 
 /// Derived from the fields above on first use, so never stored and never
-/// compared: `headers` parsed, `Last-Modified` parsed, and the response
-/// header templates a hit clones (with and without `x-amz-meta-*`).
+/// compared: `Last-Modified` parsed, and the response header templates a
+/// hit clones (with and without `x-amz-meta-*`).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PreparedHeaders {
-    parsed: OnceLock<Vec<(HeaderName, HeaderValue)>>,
     last_modified: OnceLock<Option<SystemTime>>,
     templates: [OnceLock<ResponseHeader>; 2],
 }
@@ -120,20 +119,17 @@ impl ObjectMeta {
     /// Roughly the bytes it holds, for the cache's budget (a remembered 404
     /// costs memory like a slice and is evicted like one).
     pub fn weight(&self) -> u32 {
-        // Each header counted three times: as received, parsed, and in the templates.
+        // Each header counted three times: as received, and in the two templates.
         let headers: usize = self.headers.iter().map(|(name, value)| 3 * (name.len() + value.len() + 48)).sum();
         u32::try_from(256 + self.etag.len() + headers).unwrap_or(u32::MAX)
     }
 
-    /// `headers` as names and values for a response, parsed on first use
-    /// (a header the `http` crate refuses is left out).
-    pub fn response_headers(&self) -> &[(HeaderName, HeaderValue)] {
-        self.prepared.parsed.get_or_init(|| {
-            self.headers
-                .iter()
-                .filter_map(|(name, value)| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?)))
-                .collect()
-        })
+    /// `headers` as names and values for a response (a header the `http`
+    /// crate refuses is left out); parsed each call, so for templates only.
+    pub fn response_headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+        self.headers
+            .iter()
+            .filter_map(|(name, value)| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

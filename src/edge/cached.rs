@@ -91,10 +91,9 @@ fn hit_template(meta: &ObjectMeta, forward_metadata: bool) -> ResponseHeader {
     let mut response = ResponseHeader::build_no_case(200, Some(meta.headers.len() + 6)).expect("200 is a status");
     let replayed = meta
         .response_headers()
-        .iter()
         .filter(|(name, _)| forward_metadata || !name.as_str().starts_with("x-amz-meta-"));
     for (name, value) in replayed {
-        response.insert_header(name.clone(), value.clone()).expect("a parsed header");
+        response.insert_header(name, value).expect("a parsed header");
     }
     for (name, value) in [
         (ACCEPT_RANGES, HeaderValue::from_static("bytes")),
