@@ -265,6 +265,22 @@ fn a_cold_deep_seek_learns_the_object_from_its_own_range() {
         (past.status, past.header("content-range")),
         (416, Some(format!("bytes */{size}").as_str()))
     );
+    // Hostile ranges on objects never seen: the largest offset there is, and
+    // a range that ends before it starts. Neither panics nor teaches the
+    // cache a wrong size: the first is unsatisfiable, the second ignored.
+    stack.put("/big/e.bin", "video/mp4", &content);
+    let huge = get_range(&stack, "/big/e.bin", &format!("bytes={}-", u64::MAX));
+    assert_eq!(
+        (huge.status, huge.header("content-range")),
+        (416, Some(format!("bytes */{size}").as_str()))
+    );
+    assert!(huge.body.is_empty());
+    stack.put("/big/f.bin", "video/mp4", &content);
+    let backwards = get_range(&stack, "/big/f.bin", "bytes=300000-200000");
+    assert_eq!(backwards.status, 200);
+    assert!(backwards.body == content, "an invalid range is ignored: the whole object");
+    let after = request(stack.edge, "HEAD", "/big/e.bin", &[], b"");
+    assert_eq!(after.header("content-length"), Some(size.to_string().as_str()));
     // A conditional seek takes the aligned path: an If-Range that does not match is the whole object.
     let conditional = request(
         stack.edge,

@@ -233,7 +233,11 @@ async fn current_meta<'a>(
         None => {
             let header = session.req_header();
             let offset = first_offset(header.headers.get(RANGE).and_then(|v| v.to_str().ok()));
-            let Some(offset) = offset.filter(|_| header.method == http::Method::GET) else {
+            // An offset past the largest object S3 stores cannot be served: the
+            // size comes first (a HEAD), and the answer is a 416, not whatever
+            // the origin makes of a range it cannot represent.
+            let servable = |offset: &u64| *offset < MAX_OBJECT_BYTES && header.method == http::Method::GET;
+            let Some(offset) = offset.filter(servable) else {
                 return cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss));
             };
             let index = offset / object.slice_size;
@@ -525,6 +529,9 @@ async fn stream_range(
     }
     Ok(())
 }
+
+/// S3's largest object, 5 TiB.
+const MAX_OBJECT_BYTES: u64 = 5 << 40;
 
 /// A seek this far or further into a slice that is not cached yet fetches the
 /// viewer's bytes directly, instead of waiting for the fill to reach them.
