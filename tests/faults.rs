@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ACCESS_KEY, BUCKET, SECRET, Stack, free_address, patterned, request, wait_for};
+use common::{ACCESS_KEY, BUCKET, SECRET, Stack, free_address, patterned, request, wait_for, wait_until};
 use keyfront::origin::{S3Origin, put_object};
 
 /// `keyfront origin` as a child process, killed by its own handle.
@@ -118,11 +118,7 @@ fn damaged_disk_files_are_misses_never_answers() {
     let data = patterned(4 * 65536);
     stack.put("/keep/film.mp4", "video/mp4", &data);
     assert!(stack.get("/keep/film.mp4").body == data);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while slice_files(stack.config_dir()).len() < 4 {
-        assert!(Instant::now() < deadline, "four slices reach the disk");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("four slices reach the disk", || slice_files(stack.config_dir()).len() == 4);
     let files = slice_files(stack.config_dir());
     std::fs::copy(&files[1], &files[0]).unwrap(); // another slice's bytes, valid CRC
     let truncated = std::fs::read(&files[2]).unwrap();
@@ -136,6 +132,69 @@ fn damaged_disk_files_are_misses_never_answers() {
     assert!(response.body == data, "only right bytes");
     let refetched = state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(refetched, 3, "the swapped, truncated and deleted slices came from the origin");
+}
+
+/// A disk slice is read and checked piece by piece: a piece that fails its
+/// check mid-slice, after the pieces before it went out, is fetched again
+/// from the origin for that version only (the rest of the answer is
+/// byte-exact); when the origin no longer has that version, the answer
+/// breaks off, never joining two versions.
+#[test]
+fn a_damaged_piece_mid_slice_is_refetched_never_stitched() {
+    const MIB: usize = 1 << 20;
+    let public = "  - path_pattern: /keep/*\n    origin: store\n";
+    let stack = Stack::start_with(public, "  slice_size: 1MiB\n  disk: {path: disk, size: 64MiB}");
+    let data = patterned(2 * MIB + 5);
+    stack.put("/keep/film.mp4", "video/mp4", &data);
+    assert!(stack.get("/keep/film.mp4").body == data);
+    wait_until("three slices reach the disk", || slice_files(stack.config_dir()).len() == 3);
+    let first_slice = || {
+        let files = slice_files(stack.config_dir());
+        let largest = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).max().unwrap();
+        files
+            .into_iter()
+            .find(|f| std::fs::metadata(f).unwrap().len() == largest && f.to_str().unwrap().ends_with("-0.slice"))
+            .unwrap()
+    };
+    let damage = |file: &std::path::Path| {
+        let mut bytes = std::fs::read(file).unwrap();
+        let third_piece = bytes.len() - MIB + 2 * keyfront::cache::PIECE_BYTES + 11;
+        bytes[third_piece] ^= 0x5a;
+        std::fs::write(file, bytes).unwrap();
+    };
+    damage(&first_slice());
+
+    // A restarted edge has an empty memory tier: every piece is read from disk.
+    let (edge, state) = stack.start_another_edge();
+    let response = request(edge, "GET", "/keep/film.mp4", &[], b"");
+    assert_eq!((response.status, response.body.len()), (200, data.len()));
+    assert!(response.body == data, "the damaged piece was replaced by the origin's bytes");
+    let requests = || state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(requests(), 1, "only the damaged slice came from the origin");
+    assert!(state.metrics.render(&state.cache, 0).contains("keyfront_disk_errors_total 1"));
+    let seek = request(edge, "GET", "/keep/film.mp4", &[("range", "bytes=600000-1500000")], b"");
+    assert!(
+        seek.status == 206 && seek.body == data[600_000..=1_500_000],
+        "and it is whole again"
+    );
+
+    // The same damage, and the object replaced at the origin meanwhile.
+    wait_until("the refetched slice reaches the disk", || {
+        slice_files(stack.config_dir()).len() == 3
+    });
+    damage(&first_slice());
+    let replaced: Vec<u8> = data.iter().map(|b| b.wrapping_add(1)).collect();
+    stack.put("/keep/film.mp4", "video/mp4", &replaced);
+    let (edge, _state) = stack.start_another_edge();
+    let broken = request(edge, "GET", "/keep/film.mp4", &[], b"");
+    assert_eq!(broken.status, 200, "the header went out before the damage was found");
+    assert!(broken.body.len() < data.len(), "the answer breaks off");
+    assert!(
+        broken.body[..] == data[..broken.body.len()],
+        "every byte sent is the cached version's"
+    );
+    let current = request(edge, "GET", "/keep/film.mp4", &[], b"");
+    assert!(current.body == replaced, "the next request gets the new version");
 }
 
 /// 2,000 idle keep-alive connections are closed after `viewer_idle_timeout`;

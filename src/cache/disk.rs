@@ -1,9 +1,15 @@
 //! The disk tier: one file per slice under `objects/<object hash>/`, written
-//! to a temporary name and renamed, checked by length and CRC32 when read.
-//! Its index is rebuilt from the directory at start and kept under a byte
-//! budget by moka, whose evictions delete the files.
+//! to a temporary name and renamed, checked by length when opened and by a
+//! CRC32 per piece when each piece is read (a viewer reads a slice piece by
+//! piece, never whole). Its index is rebuilt from the directory at start and
+//! kept under a byte budget by moka, whose evictions delete the files.
+//!
+//! A slice file: `KFSLICE2`, the data's length (u64), the piece size (u32),
+//! the identity's length (u32), the identity (object, ETag, slice size and
+//! index), a CRC32 per piece (u32 each), the data. Integers little-endian.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -13,8 +19,12 @@ use sha2::{Digest, Sha256};
 use super::CacheMetrics;
 use super::SliceKey;
 use super::meta::ObjectMeta;
+use super::slice::{PIECE_BYTES, Slice};
 
-const MAGIC: &[u8; 8] = b"KFSLICE1";
+const MAGIC: &[u8; 8] = b"KFSLICE2";
+/// Slice files of the format before pieces: read as misses and removed.
+const OLD_MAGIC: &[u8; 8] = b"KFSLICE1";
+const HEADER_BYTES: usize = MAGIC.len() + 8 + 4 + 4;
 const SLICE_SUFFIX: &str = ".slice";
 const META_FILE: &str = "meta.json";
 const TEMP_SUFFIX: &str = ".tmp";
@@ -122,49 +132,78 @@ impl DiskTier {
         self.index.contains_key(&self.slice_path(key))
     }
 
-    /// Reads a slice; a missing, truncated, foreign or corrupt file is a miss,
-    /// and a damaged one is removed.
-    pub fn read_slice(&self, key: &SliceKey) -> Option<Bytes> {
+    /// Opens a slice file, checking its header and length (each piece is
+    /// checked when read). A missing file is `None`; a truncated, foreign or
+    /// damaged one is removed and counted, and is `None` too.
+    pub fn open_slice(&self, key: &SliceKey) -> Option<SliceFile> {
         let path = self.slice_path(key);
         let mut file = std::fs::File::open(&path).ok()?;
-        let mut contents = Vec::new();
-        let intact = file.read_to_end(&mut contents).is_ok() && Self::decode(&contents, &Self::identity(key)).is_some();
-        if !intact {
-            tracing::warn!(path = %path.display(), "disk cache: damaged slice file removed");
-            self.count_error();
-            self.index.invalidate(&path);
-            let _ = std::fs::remove_file(&path);
-            return None;
+        let mut header = [0u8; HEADER_BYTES];
+        let opened = file.read_exact(&mut header).ok().and_then(|()| {
+            let identity = Self::identity(key);
+            let file_length = file.metadata().ok()?.len();
+            SliceFile::parse(file, &header, &identity, file_length)
+        });
+        if opened.is_none() {
+            if header.starts_with(OLD_MAGIC) {
+                tracing::debug!(path = %path.display(), "disk cache: a slice file of an earlier format removed");
+                let _ = self.remove_file(&path);
+            } else {
+                self.discard(key);
+            }
         }
-        let identity_length = Self::identity(key).len();
-        let data_start = MAGIC.len() + 4 + 8 + 4 + identity_length;
-        Some(Bytes::from(contents).slice(data_start..))
+        opened
     }
 
-    /// The data of an encoded slice file, if its header, length and checksum hold.
-    fn decode<'a>(contents: &'a [u8], identity: &str) -> Option<&'a [u8]> {
-        let rest = contents.strip_prefix(MAGIC.as_slice())?;
-        let checksum = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
-        let length = u64::from_le_bytes(rest.get(4..12)?.try_into().ok()?);
-        let identity_length = u32::from_le_bytes(rest.get(12..16)?.try_into().ok()?) as usize;
-        let stored_identity = rest.get(16..16 + identity_length)?;
-        let data = rest.get(16 + identity_length..)?;
-        (stored_identity == identity.as_bytes() && data.len() as u64 == length && crc32fast::hash(data) == checksum).then_some(data)
+    /// Reads a whole slice, every piece checked; `None` (and the file
+    /// removed) unless it is all there and intact.
+    pub fn read_slice(&self, key: &SliceKey) -> Option<Slice> {
+        let file = self.open_slice(key)?;
+        let pieces: Option<Vec<Bytes>> = (0..file.piece_count()).map(|index| file.read_piece(index)).collect();
+        if pieces.is_none() {
+            self.discard(key);
+        }
+        pieces.map(Slice::from_pieces)
+    }
+
+    /// Removes a slice file found damaged (a piece that fails its check),
+    /// counting it once however many readers found it: the next request for
+    /// it is a miss.
+    pub fn discard(&self, key: &SliceKey) {
+        let path = self.slice_path(key);
+        if self
+            .remove_file(&path)
+            .is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound)
+        {
+            return;
+        }
+        tracing::warn!(path = %path.display(), "disk cache: damaged slice file removed");
+        self.count_error();
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.index.invalidate(path);
+        std::fs::remove_file(path)
     }
 
     /// Writes a slice atomically (temporary file, then rename).
-    pub fn write_slice(&self, key: &SliceKey, data: &[u8]) -> std::io::Result<()> {
+    pub fn write_slice(&self, key: &SliceKey, slice: &Slice) -> std::io::Result<()> {
         let path = self.slice_path(key);
         let identity = Self::identity(key);
-        let mut encoded = Vec::with_capacity(MAGIC.len() + 16 + identity.len() + data.len());
-        encoded.extend_from_slice(MAGIC);
-        encoded.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-        encoded.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        encoded.extend_from_slice(&(identity.len() as u32).to_le_bytes());
-        encoded.extend_from_slice(identity.as_bytes());
-        encoded.extend_from_slice(data);
-        self.record_write(write_atomically(&path, &encoded))?;
-        self.index.insert(path, encoded.len() as u64);
+        let mut head = Vec::with_capacity(HEADER_BYTES + identity.len() + 4 * slice.pieces().len());
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&slice.len().to_le_bytes());
+        head.extend_from_slice(&(PIECE_BYTES as u32).to_le_bytes());
+        head.extend_from_slice(&(identity.len() as u32).to_le_bytes());
+        head.extend_from_slice(identity.as_bytes());
+        for piece in slice.pieces() {
+            head.extend_from_slice(&crc32fast::hash(piece).to_le_bytes());
+        }
+        let parts: Vec<&[u8]> = std::iter::once(&head[..])
+            .chain(slice.pieces().iter().map(|piece| &piece[..]))
+            .collect();
+        self.record_write(write_atomically(&path, &parts))?;
+        self.index.insert(path, head.len() as u64 + slice.len());
         Ok(())
     }
 
@@ -190,7 +229,7 @@ impl DiskTier {
         // file-size limit small metadata files are written while slices fail.
         // Marked before the write: "may hold" is never wrong the safe way round.
         self.with_meta.lock().expect("metadata set lock").insert(hex_hash(object));
-        write_atomically(&self.object_dir(object).join(META_FILE), &text).inspect_err(|error| {
+        write_atomically(&self.object_dir(object).join(META_FILE), &[&text]).inspect_err(|error| {
             self.count_error();
             tracing::debug!(%error, "disk cache: writing metadata failed");
         })
@@ -254,7 +293,7 @@ impl DiskTier {
     /// Writes and removes a small file, as a readiness check.
     pub fn probe(&self) -> std::io::Result<()> {
         let path = self.root.join(format!("readiness-probe-{}{TEMP_SUFFIX}", std::process::id()));
-        write_atomically(&path, b"ok")?;
+        write_atomically(&path, &[b"ok"])?;
         std::fs::remove_file(&path)
     }
 
@@ -265,12 +304,87 @@ impl DiskTier {
     }
 }
 
-fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// An open slice file whose header and length held: its pieces are read
+/// (with `pread`, from the file as it was opened: a rename or an eviction
+/// meanwhile changes nothing) and checked one at a time.
+pub struct SliceFile {
+    file: std::fs::File,
+    data_start: u64,
+    length: u64,
+    checksums: Vec<u32>,
+}
+
+impl SliceFile {
+    /// The file whose first `HEADER_BYTES` are `header`, if it is a slice
+    /// file of this format for `identity` and exactly as long as it says.
+    fn parse(file: std::fs::File, header: &[u8; HEADER_BYTES], identity: &str, file_length: u64) -> Option<Self> {
+        let rest = header.strip_prefix(MAGIC.as_slice())?;
+        let length = u64::from_le_bytes(rest[..8].try_into().ok()?);
+        let piece_bytes = u32::from_le_bytes(rest[8..12].try_into().ok()?);
+        let identity_length = u32::from_le_bytes(rest[12..16].try_into().ok()?) as u64;
+        // Another piece size is another keyfront's file; the identity's length
+        // is checked before anything is allocated for it.
+        if piece_bytes as usize != PIECE_BYTES || identity_length != identity.len() as u64 {
+            return None;
+        }
+        let pieces = length.div_ceil(PIECE_BYTES as u64);
+        let data_start = HEADER_BYTES as u64 + identity_length + 4 * pieces;
+        if data_start.checked_add(length)? != file_length {
+            return None;
+        }
+        let mut table = vec![0u8; (data_start - HEADER_BYTES as u64) as usize];
+        file.read_exact_at(&mut table, HEADER_BYTES as u64).ok()?;
+        let (stored_identity, checksums) = table.split_at(identity.len());
+        if stored_identity != identity.as_bytes() {
+            return None;
+        }
+        let checksums = checksums
+            .chunks_exact(4)
+            .map(|crc| u32::from_le_bytes(crc.try_into().expect("four bytes")))
+            .collect();
+        Some(Self {
+            file,
+            data_start,
+            length,
+            checksums,
+        })
+    }
+
+    pub fn piece_count(&self) -> u64 {
+        self.checksums.len() as u64
+    }
+
+    /// Piece `index` (the bytes from `index * PIECE_BYTES`), if it reads
+    /// whole and matches its checksum.
+    pub fn read_piece(&self, index: u64) -> Option<Bytes> {
+        self.read_piece_into(index, Vec::new())
+    }
+
+    /// The length of piece `index` (0 past the end).
+    pub fn piece_length(&self, index: u64) -> usize {
+        self.length.saturating_sub(index * PIECE_BYTES as u64).min(PIECE_BYTES as u64) as usize
+    }
+
+    /// As `read_piece`, into `buffer` (allocated by the caller's thread).
+    pub fn read_piece_into(&self, index: u64, mut buffer: Vec<u8>) -> Option<Bytes> {
+        let checksum = *self.checksums.get(index as usize)?;
+        buffer.resize(self.piece_length(index), 0);
+        self.file
+            .read_exact_at(&mut buffer, self.data_start + index * PIECE_BYTES as u64)
+            .ok()?;
+        (crc32fast::hash(&buffer) == checksum).then(|| Bytes::from(buffer))
+    }
+}
+
+fn write_atomically(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache files live in a directory");
     std::fs::create_dir_all(dir)?;
     let temp = path.with_extension(format!("{}{TEMP_SUFFIX}", std::process::id()));
     let mut file = std::fs::File::create(&temp)?;
-    let written = file.write_all(contents).and_then(|()| file.sync_data());
+    let written = parts
+        .iter()
+        .try_for_each(|part| file.write_all(part))
+        .and_then(|()| file.sync_data());
     if let Err(error) = written.and_then(|()| std::fs::rename(&temp, path)) {
         let _ = std::fs::remove_file(&temp);
         return Err(error);
@@ -299,5 +413,58 @@ mod tests {
         reopened.remove_object("origin\n/a");
         assert!(!reopened.may_hold_meta("origin\n/a"));
         assert_eq!(reopened.read_meta("origin\n/a"), None);
+    }
+
+    fn key(index: u64) -> SliceKey {
+        SliceKey {
+            object: "origin\n/film".into(),
+            etag: "\"v1\"".into(),
+            slice_size: 1 << 20,
+            index,
+        }
+    }
+
+    /// Each piece is checked on its own: a damaged piece is refused while
+    /// the others still read; a truncated file, another slice's file and a
+    /// file of the earlier format never open (only damage is counted).
+    #[test]
+    fn pieces_are_checked_one_by_one_and_foreign_files_never_open() {
+        let root = tempfile::tempdir().unwrap();
+        let metrics = CacheMetrics::default();
+        let tier = DiskTier::open(root.path(), 64 << 20, metrics.clone()).unwrap();
+        let data: Vec<u8> = (0..PIECE_BYTES * 3 + 100).map(|i| (i % 253) as u8).collect();
+        let slice = Slice::from_chunks(&[Bytes::from(data.clone())]);
+        tier.write_slice(&key(0), &slice).unwrap();
+        assert_eq!(tier.read_slice(&key(0)), Some(slice.clone()));
+
+        let path = tier.slice_path(&key(0));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let piece_two = bytes.len() - 100 - PIECE_BYTES + 7;
+        bytes[piece_two] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let file = tier.open_slice(&key(0)).expect("the header still holds");
+        assert_eq!(file.piece_count(), 4);
+        assert!(file.read_piece(2).is_none(), "the damaged piece is refused");
+        assert!(file.read_piece(0).unwrap()[..] == data[..PIECE_BYTES]);
+        assert!(file.read_piece(3).unwrap()[..] == data[3 * PIECE_BYTES..]);
+        assert!(file.read_piece(4).is_none());
+        assert_eq!(tier.read_slice(&key(0)), None, "a slice with a damaged piece is no slice");
+        assert!(!path.exists(), "and its file is removed");
+        assert_eq!(metrics.disk_errors.get(), 1);
+
+        tier.write_slice(&key(1), &slice).unwrap();
+        std::fs::copy(tier.slice_path(&key(1)), tier.slice_path(&key(2))).unwrap();
+        assert!(tier.open_slice(&key(2)).is_none(), "another slice's file");
+        let bytes = std::fs::read(tier.slice_path(&key(1))).unwrap();
+        std::fs::write(tier.slice_path(&key(1)), &bytes[..bytes.len() - 1]).unwrap();
+        assert!(tier.open_slice(&key(1)).is_none(), "a truncated file");
+        assert_eq!(metrics.disk_errors.get(), 3);
+
+        let mut old = bytes.clone();
+        old[..8].copy_from_slice(OLD_MAGIC);
+        std::fs::write(tier.slice_path(&key(3)), &old).unwrap();
+        assert!(tier.open_slice(&key(3)).is_none(), "a file of the earlier format");
+        assert!(!tier.slice_path(&key(3)).exists(), "removed");
+        assert_eq!(metrics.disk_errors.get(), 3, "an earlier format is no damage");
     }
 }

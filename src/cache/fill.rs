@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::meta::ObjectMeta;
+use super::slice::Slice;
 
 /// Why a fill did not produce its slice.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -99,15 +100,9 @@ impl Fill {
         .await
     }
 
-    /// The concatenated slice, when the fill succeeded.
-    pub fn assembled(&self) -> Bytes {
-        let state = self.state.lock().expect("fill state lock");
-        let total: usize = state.chunks.iter().map(Bytes::len).sum();
-        let mut whole = Vec::with_capacity(total);
-        for chunk in &state.chunks {
-            whole.extend_from_slice(chunk);
-        }
-        Bytes::from(whole)
+    /// The slice, cut into pieces, when the fill succeeded.
+    pub fn assembled(&self) -> Slice {
+        Slice::from_chunks(&self.state.lock().expect("fill state lock").chunks)
     }
 }
 
@@ -124,6 +119,11 @@ impl FillReader {
 
     pub async fn meta(&self) -> Result<Arc<ObjectMeta>, FillError> {
         self.fill.meta().await
+    }
+
+    /// Whether the fill has ended with its whole slice.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.fill.state.lock().expect("fill state lock").outcome, Some(Ok(())))
     }
 
     /// The next chunk, `None` at the end of the slice, or the fill's error.

@@ -7,6 +7,8 @@ mod disk;
 mod fill;
 mod freshness;
 mod meta;
+mod reader;
+mod slice;
 mod stats;
 mod upstream;
 
@@ -16,13 +18,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-
 pub use bans::unix_millis;
 pub use disk::{DiskError, DiskTier};
 pub use fill::{Fill, FillError, FillReader};
 pub use freshness::{Freshness, freshness};
 pub use meta::{ObjectMeta, unix_now};
+pub use reader::{SliceReader, SliceSource};
+pub use slice::{PIECE_BYTES, Slice};
 pub use stats::CacheMetrics;
 pub use upstream::ParentTier;
 
@@ -80,12 +82,6 @@ pub struct CacheSettings {
     pub error_ttl: Duration,
 }
 
-/// A slice ready to send, or one arriving from the origin.
-pub enum SliceSource {
-    Ready(Bytes),
-    Filling(FillReader),
-}
-
 /// The outcome of asking the origin whether a stale version is still current.
 pub enum Revalidation {
     /// 304: the same version, fresh again; its slices stay.
@@ -95,13 +91,13 @@ pub enum Revalidation {
 }
 
 pub struct Cache {
-    slices: moka::sync::Cache<SliceKey, Bytes, KeyHasher>,
+    slices: moka::sync::Cache<SliceKey, Slice, KeyHasher>,
     metas: moka::sync::Cache<Arc<str>, Arc<ObjectMeta>, KeyHasher>,
     disk: Option<Arc<DiskTier>>,
     /// Slices filled but not yet on disk, readable while their write runs:
     /// the memory tier may decline a new slice (moka admits by popularity),
     /// and a viewer must not then fetch it from the origin a second time.
-    unwritten: Arc<Mutex<HashMap<SliceKey, Bytes>>>,
+    unwritten: Arc<Mutex<HashMap<SliceKey, Slice>>>,
     in_flight: Mutex<HashMap<FillSlot, Arc<Fill>>>,
     /// Objects whose stale version is being revalidated in the background:
     /// one revalidation per object at a time, whatever the request rate.
@@ -115,7 +111,10 @@ pub struct Cache {
     fleet: Option<Arc<dyn ParentTier>>,
     /// Slices another node of this site keeps, held here only for
     /// `BORROWED_SECONDS` while they are hot.
-    borrowed: moka::sync::Cache<SliceKey, Bytes, KeyHasher>,
+    borrowed: moka::sync::Cache<SliceKey, Slice, KeyHasher>,
+    /// Slices being read whole from disk into memory (at most
+    /// `MAX_PROMOTIONS` at once, whatever the number of viewers).
+    promoting: Arc<Mutex<HashSet<SliceKey>>>,
     /// Recent invalidations, told to parents (see `bans`).
     bans: bans::Bans,
 }
@@ -128,6 +127,10 @@ const BORROWED_SECONDS: u64 = 10;
 /// How many fleet nodes may break off one slice before its fill gives up
 /// (each resume skips the nodes that broke off; the origin comes last).
 const MAX_RESUMES: usize = 3;
+
+/// Disk slices read into memory at once: what a promotion holds outside the
+/// memory budget is this many slices, not one per viewer.
+const MAX_PROMOTIONS: usize = 2;
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
 /// default SipHash over object paths, and seeded per process.
@@ -161,19 +164,16 @@ struct FillTask {
     fill: Arc<Fill>,
 }
 
-/// Marks an object's background revalidation as running until dropped
-/// (also when its task panics).
-struct RunningRevalidation {
-    objects: Arc<Mutex<HashSet<Arc<str>>>>,
-    key: Arc<str>,
+/// Marks background work on `key` (a revalidation, a promotion) as running
+/// until dropped, also when its task panics.
+struct Running<K: Eq + std::hash::Hash> {
+    set: Arc<Mutex<HashSet<K>>>,
+    key: K,
 }
 
-impl Drop for RunningRevalidation {
+impl<K: Eq + std::hash::Hash> Drop for Running<K> {
     fn drop(&mut self) {
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.key);
+        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
     }
 }
 
@@ -213,7 +213,7 @@ impl Cache {
         Ok(Self {
             slices: moka::sync::Cache::builder()
                 .max_capacity(settings.memory_bytes - meta_budget)
-                .weigher(|_: &SliceKey, data: &Bytes| u32::try_from(data.len()).unwrap_or(u32::MAX))
+                .weigher(|_: &SliceKey, data: &Slice| u32::try_from(data.len()).unwrap_or(u32::MAX))
                 .support_invalidation_closures()
                 .eviction_listener(move |_, _, cause| {
                     if cause == moka::notification::RemovalCause::Size {
@@ -236,10 +236,11 @@ impl Cache {
             fleet,
             borrowed: moka::sync::Cache::builder()
                 .max_capacity(settings.memory_bytes / 16)
-                .weigher(|_: &SliceKey, data: &Bytes| u32::try_from(data.len()).unwrap_or(u32::MAX))
+                .weigher(|_: &SliceKey, data: &Slice| u32::try_from(data.len()).unwrap_or(u32::MAX))
                 .time_to_live(Duration::from_secs(BORROWED_SECONDS))
                 .build_with_hasher(KeyHasher::default()),
             bans: bans::Bans::default(),
+            promoting: Arc::default(),
         })
     }
 
@@ -270,11 +271,11 @@ impl Cache {
         }
     }
 
-    /// Slice `index` of the version `meta` describes: from memory, from disk
-    /// (promoted to memory), or from a fill shared with other requests.
+    /// Where slice `index` of the version `meta` describes is: memory, disk,
+    /// or a fill shared with other requests (started if none runs).
     pub async fn slice(self: &Arc<Self>, object: &ObjectRef, meta: &Arc<ObjectMeta>, index: u64) -> SliceSource {
-        if let Some(data) = self.cached_slice(object, meta, index).await {
-            return SliceSource::Ready(data);
+        if let Some(found) = self.cached_slice(object, meta, index).await {
+            return found;
         }
         let key = slice_key(object, meta, index);
         {
@@ -283,37 +284,78 @@ impl Cache {
             // slice (it does so before leaving `in_flight`), in memory or, once
             // written, on disk: look again before fetching.
             if let Some(data) = self.resident_slice(&key) {
-                return SliceSource::Ready(data);
+                return SliceSource::Memory(data);
             }
             if !self.disk.as_ref().is_some_and(|disk| disk.contains(&key)) {
                 return SliceSource::Filling(self.join_fill(&mut in_flight, object, Some(meta.clone()), index));
             }
         }
         match self.cached_slice(object, meta, index).await {
-            Some(data) => SliceSource::Ready(data),
+            Some(found) => found,
             None => SliceSource::Filling(self.start_fill(object, Some(meta.clone()), index)),
         }
     }
 
     /// The slice if memory holds it or its disk write is still running.
-    fn resident_slice(&self, key: &SliceKey) -> Option<Bytes> {
+    fn resident_slice(&self, key: &SliceKey) -> Option<Slice> {
         self.slices
             .get(key)
             .or_else(|| self.unwritten.lock().expect("unwritten lock").get(key).cloned())
             .or_else(|| self.borrowed.get(key))
     }
 
-    /// Slice `index` if memory or disk holds it (a disk hit is promoted).
-    pub async fn cached_slice(&self, object: &ObjectRef, meta: &ObjectMeta, index: u64) -> Option<Bytes> {
+    /// Slice `index` if memory or disk holds it. A disk slice of one piece
+    /// is read and kept in memory at once; a larger one is read by pieces
+    /// and promoted in the background.
+    pub async fn cached_slice(self: &Arc<Self>, object: &ObjectRef, meta: &ObjectMeta, index: u64) -> Option<SliceSource> {
         let key = slice_key(object, meta, index);
         if let Some(data) = self.resident_slice(&key) {
-            return Some(data);
+            return Some(SliceSource::Memory(data));
         }
         let disk = self.disk.clone()?;
         let disk_key = key.clone();
-        let data = tokio::task::spawn_blocking(move || disk.read_slice(&disk_key)).await.ok()??;
-        self.slices.insert(key, data.clone());
-        Some(data)
+        let one_piece = meta.slice_length(index) <= PIECE_BYTES as u64;
+        let found = tokio::task::spawn_blocking(move || {
+            if one_piece {
+                disk.read_slice(&disk_key).map(SliceSource::Memory)
+            } else {
+                disk.open_slice(&disk_key).map(|file| SliceSource::Disk(Arc::new(file)))
+            }
+        })
+        .await
+        .ok()??;
+        match &found {
+            SliceSource::Memory(data) => self.slices.insert(key, data.clone()),
+            _ => self.promote(key, meta.slice_length(index)),
+        }
+        Some(found)
+    }
+
+    /// Reads a disk slice whole into memory, off the request path, unless
+    /// `MAX_PROMOTIONS` already run, this one does, or memory could never
+    /// hold it.
+    fn promote(self: &Arc<Self>, key: SliceKey, length: u64) {
+        if self.slices.policy().max_capacity().is_some_and(|budget| length > budget) {
+            return;
+        }
+        {
+            let mut promoting = self.promoting.lock().expect("promoting lock");
+            if promoting.len() >= MAX_PROMOTIONS || !promoting.insert(key.clone()) {
+                return;
+            }
+        }
+        let running = Running {
+            set: self.promoting.clone(),
+            key,
+        };
+        let cache = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(disk) = &cache.disk
+                && let Some(data) = disk.read_slice(&running.key)
+            {
+                cache.slices.insert(running.key.clone(), data);
+            }
+        });
     }
 
     /// Starts fetching slice `index` unless it is cached or already arriving.
@@ -392,7 +434,7 @@ impl Cache {
         }
     }
 
-    fn store_slice(&self, key: SliceKey, data: Bytes) {
+    fn store_slice(&self, key: SliceKey, data: Slice) {
         self.slices.insert(key.clone(), data.clone());
         if let Some(disk) = self.disk.clone() {
             self.unwritten.lock().expect("unwritten lock").insert(key.clone(), data.clone());
@@ -604,8 +646,8 @@ impl Cache {
         if !self.revalidating.lock().expect("revalidating lock").insert(object.key.clone()) {
             return;
         }
-        let running = RunningRevalidation {
-            objects: self.revalidating.clone(),
+        let running = Running {
+            set: self.revalidating.clone(),
             key: object.key.clone(),
         };
         let (cache, object) = (self.clone(), object.clone());
@@ -728,6 +770,8 @@ impl Cache {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     /// A fill task that panics still ends its fill (readers get an error,

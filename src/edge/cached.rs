@@ -17,7 +17,7 @@ use super::RequestContext;
 use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
 use super::server::EdgeState;
 use crate::auth::error_xml;
-use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceSource, unix_now};
+use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceReader, SliceSource, unix_now};
 use crate::config::Behavior;
 use crate::origin::OriginResponse;
 use crate::range::{ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range};
@@ -400,48 +400,41 @@ async fn answer(
         Some(EarlyBytes::Direct { start, response }) if start == body[0].start => (None, Some(*response)),
         _ => (None, None),
     };
-    let first_source = match early_fill {
-        Some(reader) => Some(SliceSource::Filling(reader)),
-        None => state.cache.cached_slice(object, &meta, first_index).await.map(SliceSource::Ready),
+    let cache = &state.cache;
+    let cached = match early_fill {
+        Some(_) => None,
+        None => cache.cached_slice(object, &meta, first_index).await,
     };
     // A miss deep inside a slice asks the origin for the viewer's bytes first,
     // then starts the aligned fill, so the fill does not queue ahead of them.
     let deep_seek = body[0].start % meta.slice_size >= DIRECT_SEEK_BYTES;
-    let direct = match (&first_source, early_direct) {
-        (Some(SliceSource::Ready(_)), _) => None,
+    let direct = match (&cached, early_direct) {
+        (Some(_), _) => None,
         (_, Some(response)) => Some(response),
         _ if deep_seek => direct_fetch(state, object, &meta, body[0]).await,
         _ => None,
     };
-    let first = match (first_source, direct) {
-        (_, Some(response)) => {
-            state.cache.prefetch(object, &meta, first_index);
+    let first = match direct {
+        Some(response) => {
+            cache.prefetch(object, &meta, first_index);
             FirstBytes::Direct(Box::new(response))
         }
-        (Some(SliceSource::Ready(data)), None) => FirstBytes::Slice(SliceSource::Ready(data)),
-        (filling, None) => {
-            // Asked again: the fill that was running may have stored the slice since.
-            let source = match filling {
-                Some(source) => source,
-                None => state.cache.slice(object, &meta, first_index).await,
-            };
-            match source {
-                SliceSource::Ready(data) => FirstBytes::Slice(SliceSource::Ready(data)),
-                SliceSource::Filling(reader) => match reader.meta().await {
-                    Ok(_) => FirstBytes::Slice(SliceSource::Filling(reader)),
-                    Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
-                    Err(error) => {
-                        tracing::error!(path = %ctx.path, %error, "origin request failed");
-                        respond::write_error(session, origin_failure(&error)).await?;
-                        return Ok(());
-                    }
-                },
+        None => {
+            let found = early_fill.map(SliceSource::Filling).or(cached);
+            match SliceReader::start(cache, object, &meta, first_index, slice_offsets(&meta, body[0], first_index), found).await {
+                Ok(reader) => FirstBytes::Slice(reader),
+                Err(FillError::Changed(_)) => return Err(Interrupted::ChangedBeforeSending),
+                Err(error) => {
+                    tracing::error!(path = %ctx.path, %error, "origin request failed");
+                    respond::write_error(session, origin_failure(&error)).await?;
+                    return Ok(());
+                }
             }
         }
     };
     // Fresh metadata alone is no hit: when the bytes come from the origin,
     // the answer is a miss, in X-Cache, the metrics and the access log.
-    if status == CacheStatus::Hit && !matches!(first, FirstBytes::Slice(SliceSource::Ready(_))) {
+    if status == CacheStatus::Hit && !matches!(&first, FirstBytes::Slice(reader) if reader.is_hit()) {
         ctx.cache_status = Some(CacheStatus::Miss);
         response.insert_header(X_CACHE, HeaderValue::from_static(CacheStatus::Miss.header()))?;
     }
@@ -463,8 +456,16 @@ async fn answer(
     Ok(())
 }
 
-/// Writes the bytes of `range`, slice by slice, starting the next slice's
-/// fetch while the current one is sent.
+/// The offsets in slice `index` of the bytes of `range` it holds.
+fn slice_offsets(meta: &ObjectMeta, range: ByteRange, index: u64) -> (u64, u64) {
+    let slice_start = index * meta.slice_size;
+    let from = range.start.max(slice_start) - slice_start;
+    let last = range.end.min(slice_start + meta.slice_length(index) - 1) - slice_start;
+    (from, last)
+}
+
+/// Writes the bytes of `range`, slice by slice and part by part, starting
+/// the next slice's fetch while the current one is sent.
 async fn stream_range(
     state: &EdgeState,
     session: &mut Session,
@@ -475,56 +476,31 @@ async fn stream_range(
 ) -> Result<(), Interrupted> {
     let cache = &state.cache;
     let (first_index, last_index) = (range.start / meta.slice_size, range.end / meta.slice_size);
+    // Bytes already went out: a slice that fails ends the connection, never
+    // stitched, and the next request starts from the origin's current
+    // version (a fill that finds a change forgets the old one).
+    let broken = |index: u64, error: FillError| Error::explain(ErrorType::ReadError, format!("slice {index}: {error}"));
     for index in first_index..=last_index {
         if index < last_index {
             cache.prefetch(object, meta, index + 1);
         }
-        let slice_start = index * meta.slice_size;
-        let mut from = range.start.max(slice_start) - slice_start;
-        let to = range.end.min(slice_start + meta.slice_length(index) - 1) - slice_start;
-        let source = match first.take() {
+        let (from, last) = slice_offsets(meta, range, index);
+        let reader = match first.take() {
             Some(FirstBytes::Direct(mut response)) if index == first_index => {
-                let written = stream_direct(session, &mut response, to - from + 1).await?;
-                if from + written > to {
+                let written = stream_direct(session, &mut response, last - from + 1).await?;
+                if from + written > last {
                     continue;
                 }
                 // The direct source broke off: the rest is the same version's,
                 // from the aligned fill (which resumes past a failed node).
-                from += written;
-                cache.slice(object, meta, index).await
+                SliceReader::start(cache, object, meta, index, (from + written, last), None).await
             }
-            Some(FirstBytes::Slice(source)) if index == first_index => source,
-            _ => cache.slice(object, meta, index).await,
+            Some(FirstBytes::Slice(reader)) if index == first_index => Ok(reader),
+            _ => SliceReader::start(cache, object, meta, index, (from, last), None).await,
         };
-        match source {
-            SliceSource::Ready(data) => {
-                let data = data.slice(from as usize..=to as usize);
-                session.write_response_body(Some(data), false).await?;
-            }
-            SliceSource::Filling(mut reader) => {
-                let mut offset = 0u64;
-                while offset <= to {
-                    let chunk = match reader.next_chunk().await {
-                        Ok(Some(chunk)) => chunk,
-                        Ok(None) => {
-                            return Err(Error::explain(ErrorType::ReadError, "the slice ended early").into());
-                        }
-                        // Bytes already went out: the connection is ended, never stitched,
-                        // and the next request starts from the origin's current version
-                        // (a fill that finds a change forgets the old one).
-                        Err(error) => {
-                            return Err(Error::explain(ErrorType::ReadError, format!("slice {index}: {error}")).into());
-                        }
-                    };
-                    let chunk_end = offset + chunk.len() as u64;
-                    let (keep_from, keep_to) = (from.max(offset), to.min(chunk_end - 1));
-                    if keep_from <= keep_to {
-                        let part = chunk.slice((keep_from - offset) as usize..=(keep_to - offset) as usize);
-                        session.write_response_body(Some(part), false).await?;
-                    }
-                    offset = chunk_end;
-                }
-            }
+        let mut reader = reader.map_err(|error| broken(index, error))?;
+        while let Some(part) = reader.next_part().await.map_err(|error| broken(index, error))? {
+            session.write_response_body(Some(part), false).await?;
         }
     }
     Ok(())
@@ -539,8 +515,9 @@ const DIRECT_SEEK_BYTES: u64 = 64 * 1024;
 
 /// Where the first bytes of an answer come from.
 enum FirstBytes<'a> {
-    /// The first slice: cached, or arriving through the fill shared with others.
-    Slice(SliceSource),
+    /// The first slice: cached, or arriving through the fill shared with
+    /// others; its first part already read.
+    Slice(SliceReader<'a>),
     /// A miss deep inside a slice: the viewer's bytes of that slice, fetched
     /// from the origin directly while the aligned fill runs on for the cache.
     /// A seek thus costs at most two slices of origin bytes, and its first byte

@@ -1,0 +1,102 @@
+//! Memory per viewer, measured on a `keyfront serve` process of its own:
+//! viewers that stop reading mid-slice hold the piece they are being sent,
+//! never the slice.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::served::Served;
+use common::{Stack, free_address, patterned};
+
+const MIB: usize = 1 << 20;
+const SLICE: usize = 4 * MIB;
+const SLICES: usize = 24;
+
+/// A process's resident memory, in bytes.
+fn resident_bytes(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+}
+
+/// A viewer that asks for bytes from `start` on and reads only the head
+/// and the first bytes: its connection and what it has read.
+fn stalled_viewer(edge: SocketAddr, start: usize) -> (TcpStream, Vec<u8>) {
+    let mut stream = TcpStream::connect(edge).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        stream,
+        "GET /keep/film.mp4 HTTP/1.1\r\nHost: x\r\nRange: bytes={start}-\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut buffer).unwrap();
+        assert!(read > 0, "the edge closed the connection");
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    (stream, seen)
+}
+
+/// 24 viewers, each stalled at the start of another 4 MiB slice that only
+/// the disk tier holds (the memory tier, 2 MiB, can hold none, so none is
+/// promoted): before pieces each held its whole slice until its socket took
+/// it, and the process grew by 100 MiB; now each holds one piece (6 MiB
+/// together), and it grows by 12-14 MiB with the allocator's slack. A
+/// stalled viewer that reads on gets every byte.
+#[test]
+fn stalled_viewers_of_disk_slices_hold_pieces_not_slices() {
+    let public = "  - path_pattern: /keep/*\n    origin: store\n";
+    let stack = Stack::start_with(public, "  memory: 2MiB\n  slice_size: 4MiB\n  disk: {path: disk, size: 512MiB}");
+    let data = patterned(SLICES * SLICE + 1000);
+    stack.put("/keep/film.mp4", "video/mp4", &data);
+    assert!(stack.get("/keep/film.mp4").body == data);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stack.state.cache.usage().1.unwrap().1 < SLICES as u64 + 1 {
+        assert!(Instant::now() < deadline, "every slice reaches the disk");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The same disk tier, served by a process of its own started afresh:
+    // its memory tier is empty, so every slice is read from disk.
+    let (edge, admin) = (free_address(), free_address());
+    let config = std::fs::read_to_string(stack.config_path())
+        .unwrap()
+        .replace(&format!("\"{}\"", stack.edge), &format!("\"{edge}\""))
+        .replace(&format!("\"{}\"", stack.admin), &format!("\"{admin}\""))
+        .replace(&format!("access-{}.log", stack.edge.port()), "access-served.log");
+    let config_path = stack.config_dir().join("served.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let served = Served::start(&config_path, edge, None);
+    let pid = served.child.id();
+    let warm = common::request(edge, "GET", "/keep/film.mp4", &[("range", "bytes=0-99")], b"");
+    assert!(warm.status == 206 && warm.body == data[..100]);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = resident_bytes(pid);
+
+    let mut viewers: Vec<(TcpStream, Vec<u8>)> = (0..SLICES).map(|slice| stalled_viewer(edge, slice * SLICE)).collect();
+    let mut peak = 0;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(50));
+        peak = peak.max(resident_bytes(pid));
+    }
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < SLICES * SLICE / 3,
+        "{SLICES} stalled viewers grew the process from {} MiB by {} MiB",
+        before / MIB,
+        grown / MIB
+    );
+
+    let (mut stream, mut response) = viewers.remove(3);
+    stream.read_to_end(&mut response).unwrap();
+    let body = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        response[body..] == data[3 * SLICE..],
+        "a stalled viewer that reads on gets every byte"
+    );
+}
