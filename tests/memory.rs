@@ -47,7 +47,9 @@ fn stalled_viewer(edge: SocketAddr, start: usize) -> (TcpStream, Vec<u8>) {
 /// promoted): before pieces each held its whole slice until its socket took
 /// it, and the process grew by 100 MiB; now each holds one piece (6 MiB
 /// together), and it grows by 12-14 MiB with the allocator's slack. A
-/// stalled viewer that reads on gets every byte.
+/// stalled viewer that reads on gets every byte. The process runs without
+/// transparent huge pages, whose 2 MiB pages stay resident while any byte
+/// of them is in use.
 #[test]
 fn stalled_viewers_of_disk_slices_hold_pieces_not_slices() {
     let public = "  - path_pattern: /keep/*\n    origin: store\n";
@@ -73,6 +75,11 @@ fn stalled_viewers_of_disk_slices_hold_pieces_not_slices() {
     std::fs::write(&config_path, config).unwrap();
     let served = Served::start(&config_path, edge, None);
     let pid = served.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.lines().any(|line| line.split_whitespace().eq(["THP_enabled:", "0"])),
+        "transparent huge pages are off for keyfront serve"
+    );
     let warm = common::request(edge, "GET", "/keep/film.mp4", &[("range", "bytes=0-99")], b"");
     assert!(warm.status == 206 && warm.body == data[..100]);
     std::thread::sleep(Duration::from_millis(300));

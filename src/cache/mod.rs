@@ -18,8 +18,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 pub use bans::unix_millis;
-pub use disk::{DiskError, DiskTier};
+pub use disk::{DiskError, DiskTier, SliceFile};
 pub use fill::{Fill, FillError, FillReader};
 pub use freshness::{Freshness, freshness};
 pub use meta::{ObjectMeta, unix_now};
@@ -115,6 +117,8 @@ pub struct Cache {
     /// Slices being read whole from disk into memory (at most
     /// `MAX_PROMOTIONS` at once, whatever the number of viewers).
     promoting: Arc<Mutex<HashSet<SliceKey>>>,
+    /// Disk reads under way on the blocking pool, at most `DISK_READS_AT_ONCE`.
+    disk_reads: tokio::sync::Semaphore,
     /// Recent invalidations, told to parents (see `bans`).
     bans: bans::Bans,
 }
@@ -131,6 +135,13 @@ const MAX_RESUMES: usize = 3;
 /// Disk slices read into memory at once: what a promotion holds outside the
 /// memory budget is this many slices, not one per viewer.
 const MAX_PROMOTIONS: usize = 2;
+
+/// Slice files opened or pieces read at once. Each takes a thread of tokio's
+/// blocking pool, which grows to 512 threads on demand: 200 streaming viewers
+/// had 327 threads and ~100 MiB of their stacks and allocator heaps
+/// resident. Reads from the page cache take tens of microseconds, so 16
+/// keep 2 cores streaming (bench/RESULTS.md, "Memory").
+const DISK_READS_AT_ONCE: usize = 16;
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
 /// default SipHash over object paths, and seeded per process.
@@ -241,6 +252,7 @@ impl Cache {
                 .build_with_hasher(KeyHasher::default()),
             bans: bans::Bans::default(),
             promoting: Arc::default(),
+            disk_reads: tokio::sync::Semaphore::new(DISK_READS_AT_ONCE),
         })
     }
 
@@ -251,7 +263,7 @@ impl Cache {
         }
         let disk = self.disk.clone().filter(|disk| disk.may_hold_meta(&object.key))?;
         let key = object.key.clone();
-        let meta = Arc::new(tokio::task::spawn_blocking(move || disk.read_meta(&key)).await.ok()??);
+        let meta = Arc::new(self.on_disk(move || disk.read_meta(&key)).await?);
         self.metas.insert(object.key.clone(), meta.clone());
         Some(meta)
     }
@@ -312,29 +324,57 @@ impl Cache {
         if let Some(data) = self.resident_slice(&key) {
             return Some(SliceSource::Memory(data));
         }
-        let disk = self.disk.clone()?;
-        let disk_key = key.clone();
-        let one_piece = meta.slice_length(index) <= PIECE_BYTES as u64;
-        let found = tokio::task::spawn_blocking(move || {
-            if one_piece {
-                disk.read_slice(&disk_key).map(SliceSource::Memory)
-            } else {
-                disk.open_slice(&disk_key).map(|file| SliceSource::Disk(Arc::new(file)))
+        let (disk, disk_key) = (self.disk.clone()?, key.clone());
+        let file = self.on_disk(move || disk.open_slice(&disk_key)).await?;
+        let file = Arc::new(file);
+        let length = meta.slice_length(index);
+        if length <= PIECE_BYTES as u64 {
+            let data = self.read_whole(&file, &key).await?;
+            self.slices.insert(key, data.clone());
+            return Some(SliceSource::Memory(data));
+        }
+        self.promote(key, file.clone(), length);
+        Some(SliceSource::Disk(file))
+    }
+
+    /// Piece `index` of an open disk slice, read on the blocking pool into a
+    /// buffer allocated here, on the worker that will free it (mimalloc
+    /// keeps memory freed by another thread than its allocator's resident
+    /// for longer: 40 MiB more in `tests/memory.rs`). A piece that fails its
+    /// check removes the file and is `None`.
+    async fn read_piece(&self, file: &Arc<SliceFile>, key: &SliceKey, index: u64) -> Option<Bytes> {
+        let buffer = Vec::with_capacity(file.piece_length(index));
+        let (file, disk, key) = (file.clone(), self.disk.clone()?, key.clone());
+        self.on_disk(move || {
+            let piece = file.read_piece(index, buffer);
+            if piece.is_none() {
+                disk.discard(&key);
             }
+            piece
         })
         .await
-        .ok()??;
-        match &found {
-            SliceSource::Memory(data) => self.slices.insert(key, data.clone()),
-            _ => self.promote(key, meta.slice_length(index)),
+    }
+
+    /// Runs a disk read on the blocking pool, waiting for one of the
+    /// `DISK_READS_AT_ONCE` turns.
+    async fn on_disk<T: Send + 'static>(&self, read: impl FnOnce() -> Option<T> + Send + 'static) -> Option<T> {
+        let _turn = self.disk_reads.acquire().await.ok()?;
+        tokio::task::spawn_blocking(read).await.ok().flatten()
+    }
+
+    /// Every piece of an open disk slice, or `None` if one fails its check.
+    async fn read_whole(&self, file: &Arc<SliceFile>, key: &SliceKey) -> Option<Slice> {
+        let mut pieces = Vec::with_capacity(file.piece_count() as usize);
+        for index in 0..file.piece_count() {
+            pieces.push(self.read_piece(file, key, index).await?);
         }
-        Some(found)
+        Some(Slice::from_pieces(pieces))
     }
 
     /// Reads a disk slice whole into memory, off the request path, unless
     /// `MAX_PROMOTIONS` already run, this one does, or memory could never
     /// hold it.
-    fn promote(self: &Arc<Self>, key: SliceKey, length: u64) {
+    fn promote(self: &Arc<Self>, key: SliceKey, file: Arc<SliceFile>, length: u64) {
         if self.slices.policy().max_capacity().is_some_and(|budget| length > budget) {
             return;
         }
@@ -349,10 +389,8 @@ impl Cache {
             key,
         };
         let cache = self.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Some(disk) = &cache.disk
-                && let Some(data) = disk.read_slice(&running.key)
-            {
+        tokio::spawn(async move {
+            if let Some(data) = cache.read_whole(&file, &running.key).await {
                 cache.slices.insert(running.key.clone(), data);
             }
         });
@@ -770,8 +808,6 @@ impl Cache {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     /// A fill task that panics still ends its fill (readers get an error,

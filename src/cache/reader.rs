@@ -158,21 +158,7 @@ impl<'a> SliceReader<'a> {
             }),
             Source::Disk(file) => {
                 let piece_index = next / PIECE_BYTES as u64;
-                let (file, disk, key) = (file.clone(), self.cache.disk.clone(), self.key.clone());
-                let buffer = Vec::with_capacity(file.piece_length(piece_index));
-                let piece = tokio::task::spawn_blocking(move || {
-                    let piece = file.read_piece_into(piece_index, buffer);
-                    if piece.is_none()
-                        && let Some(disk) = disk
-                    {
-                        disk.discard(&key);
-                    }
-                    piece
-                })
-                .await
-                .ok()
-                .flatten();
-                Ok(match piece {
+                Ok(match self.cache.read_piece(file, &self.key, piece_index).await {
                     Some(piece) => {
                         let piece_start = piece_index * PIECE_BYTES as u64;
                         let end = last.min(piece_start + piece.len() as u64 - 1);
