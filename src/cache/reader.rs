@@ -66,16 +66,18 @@ pub struct SliceReader<'a> {
     next: u64,
     last: u64,
     source: Source,
-    /// The first part, read before the answer's header goes out.
+    /// The first part of a cached slice, read before the answer's header goes out.
     first: Option<Bytes>,
     cached: bool,
 }
 
 impl<'a> SliceReader<'a> {
     /// Bytes `from..=last` of slice `index` (offsets in the slice), from
-    /// `found` or from wherever the cache finds the slice now. The first part
-    /// is read at once, so that a failure (an object changed at the origin)
-    /// is known before any byte goes out.
+    /// `found` or from wherever the cache finds the slice now. Returns once
+    /// a failure before the first byte would be known (an object changed at
+    /// the origin): for a fill, when the origin's header is in; for a cached
+    /// slice, when its first part is read (a damaged piece is fetched again
+    /// from the origin meanwhile).
     pub async fn start(
         cache: &'a Arc<Cache>,
         object: &'a ObjectRef,
@@ -88,6 +90,10 @@ impl<'a> SliceReader<'a> {
             Some(found) => found,
             None => cache.slice(object, meta, index).await,
         };
+        let cached = found.is_cached();
+        if let SliceSource::Filling(fill) = &found {
+            fill.meta().await?;
+        }
         let mut reader = Self {
             cache,
             object,
@@ -95,16 +101,18 @@ impl<'a> SliceReader<'a> {
             key: slice_key(object, meta, index),
             next: from,
             last,
-            cached: found.is_cached(),
+            cached,
             source: Source::Memory(None),
             first: None,
         };
         reader.switch_to(found);
-        reader.first = reader.next_part().await?;
+        if cached {
+            reader.first = reader.next_part().await?;
+        }
         Ok(reader)
     }
 
-    /// Whether the first part came from memory or disk.
+    /// Whether the slice was in memory or on disk when the answer started.
     pub fn is_hit(&self) -> bool {
         self.cached
     }
