@@ -117,7 +117,8 @@ impl<'a> SliceReader<'a> {
         self.cached
     }
 
-    /// The next part (at most one piece), `None` once `last` was given.
+    /// The next part (at most one piece, or one chunk of a fill), `None`
+    /// once `last` was given.
     pub async fn next_part(&mut self) -> Result<Option<Bytes>, FillError> {
         if let Some(first) = self.first.take() {
             return Ok(Some(first));
