@@ -25,7 +25,7 @@ pub use disk::{DiskError, DiskTier, SliceFile};
 pub use fill::{Fill, FillError, FillReader};
 pub use freshness::{Freshness, freshness};
 pub use meta::{ObjectMeta, unix_now};
-pub use reader::{SliceReader, SliceSource};
+pub use reader::SliceReader;
 pub use slice::{PIECE_BYTES, Slice};
 pub use stats::CacheMetrics;
 pub use upstream::ParentTier;
@@ -82,6 +82,23 @@ pub struct CacheSettings {
     pub disk: Option<(PathBuf, u64)>,
     /// How long origin errors (404, 5xx) are remembered.
     pub error_ttl: Duration,
+}
+
+/// Where a slice was found.
+pub enum SliceSource {
+    /// In memory (or held briefly after a fill or a borrow).
+    Memory(Slice),
+    /// On disk: its header checked, its pieces checked as they are read.
+    Disk(Arc<SliceFile>),
+    /// Arriving from upstream through a fill shared with other requests.
+    Filling(FillReader),
+}
+
+impl SliceSource {
+    /// Whether the bytes are already cached (a hit, for `X-Cache`).
+    pub fn is_cached(&self) -> bool {
+        !matches!(self, Self::Filling(_))
+    }
 }
 
 /// The outcome of asking the origin whether a stale version is still current.

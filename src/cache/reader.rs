@@ -13,24 +13,7 @@ use super::disk::SliceFile;
 use super::fill::{FillError, FillReader};
 use super::meta::ObjectMeta;
 use super::slice::{PIECE_BYTES, Slice};
-use super::{Cache, ObjectRef, SliceKey, slice_key};
-
-/// Where a slice was found.
-pub enum SliceSource {
-    /// In memory (or held briefly after a fill or a borrow).
-    Memory(Slice),
-    /// On disk: its header checked, its pieces checked as they are read.
-    Disk(Arc<SliceFile>),
-    /// Arriving from upstream through a fill shared with other requests.
-    Filling(FillReader),
-}
-
-impl SliceSource {
-    /// Whether the bytes are already cached (a hit, for `X-Cache`).
-    pub fn is_cached(&self) -> bool {
-        !matches!(self, Self::Filling(_))
-    }
-}
+use super::{Cache, ObjectRef, SliceKey, SliceSource, slice_key};
 
 /// How many times a reader may find its slice gone from where it was
 /// (evicted, damaged) before a part: each move is to a tier further down.
