@@ -155,6 +155,16 @@ impl DiskTier {
         opened
     }
 
+    /// Piece `index` of `file` (the slice `key`) read into `buffer`; a piece
+    /// that fails its check removes the file (`discard`) and is `None`.
+    pub fn read_piece(&self, key: &SliceKey, file: &SliceFile, index: u64, buffer: Vec<u8>) -> Option<Bytes> {
+        let piece = file.read_piece(index, buffer);
+        if piece.is_none() {
+            self.discard(key);
+        }
+        piece
+    }
+
     /// Removes a slice file found damaged (a piece that fails its check),
     /// counting it once however many readers found it: the next request for
     /// it is a miss.

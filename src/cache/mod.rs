@@ -342,16 +342,26 @@ impl Cache {
             return Some(SliceSource::Memory(data));
         }
         let (disk, disk_key) = (self.disk.clone()?, key.clone());
-        let file = self.on_disk(move || disk.open_slice(&disk_key)).await?;
-        let file = Arc::new(file);
         let length = meta.slice_length(index);
-        if length <= PIECE_BYTES as u64 {
-            let data = self.read_whole(&file, &key).await?;
-            self.slices.insert(key, data.clone());
-            return Some(SliceSource::Memory(data));
+        let one_piece = length <= PIECE_BYTES as u64;
+        // A slice of one piece is read in the same trip to the blocking pool.
+        let buffer = Vec::with_capacity(if one_piece { length as usize } else { 0 });
+        let found = self
+            .on_disk(move || {
+                let file = disk.open_slice(&disk_key)?;
+                if !one_piece {
+                    return Some(SliceSource::Disk(Arc::new(file)));
+                }
+                let piece = disk.read_piece(&disk_key, &file, 0, buffer)?;
+                Some(SliceSource::Memory(Slice::from_pieces(vec![piece])))
+            })
+            .await?;
+        match &found {
+            SliceSource::Memory(data) => self.slices.insert(key, data.clone()),
+            SliceSource::Disk(file) => self.promote(key, file.clone(), length),
+            SliceSource::Filling(_) => {}
         }
-        self.promote(key, file.clone(), length);
-        Some(SliceSource::Disk(file))
+        Some(found)
     }
 
     /// Piece `index` of an open disk slice, read on the blocking pool into a
@@ -362,14 +372,7 @@ impl Cache {
     async fn read_piece(&self, file: &Arc<SliceFile>, key: &SliceKey, index: u64) -> Option<Bytes> {
         let buffer = Vec::with_capacity(file.piece_length(index));
         let (file, disk, key) = (file.clone(), self.disk.clone()?, key.clone());
-        self.on_disk(move || {
-            let piece = file.read_piece(index, buffer);
-            if piece.is_none() {
-                disk.discard(&key);
-            }
-            piece
-        })
-        .await
+        self.on_disk(move || disk.read_piece(&key, &file, index, buffer)).await
     }
 
     /// Runs a disk read on the blocking pool, waiting for one of the

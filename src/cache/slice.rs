@@ -30,26 +30,23 @@ impl Slice {
 
     /// The bytes of `chunks`, in order, cut again into pieces (copied once).
     pub fn from_chunks(chunks: &[Bytes]) -> Self {
-        let total: usize = chunks.iter().map(Bytes::len).sum();
-        let mut pieces = Vec::with_capacity(total.div_ceil(PIECE_BYTES));
-        let mut piece = Vec::with_capacity(total.min(PIECE_BYTES));
+        let mut left: usize = chunks.iter().map(Bytes::len).sum();
+        let mut pieces = Vec::with_capacity(left.div_ceil(PIECE_BYTES));
+        let mut piece = Vec::new();
         for chunk in chunks {
             let mut rest = &chunk[..];
             while !rest.is_empty() {
+                if piece.is_empty() {
+                    piece.reserve_exact(left.min(PIECE_BYTES));
+                }
                 let taken = rest.len().min(PIECE_BYTES - piece.len());
                 piece.extend_from_slice(&rest[..taken]);
                 rest = &rest[taken..];
-                if piece.len() == PIECE_BYTES {
-                    let left = total - pieces.len() * PIECE_BYTES - PIECE_BYTES;
-                    pieces.push(Bytes::from(std::mem::replace(
-                        &mut piece,
-                        Vec::with_capacity(left.min(PIECE_BYTES)),
-                    )));
+                left -= taken;
+                if piece.len() == PIECE_BYTES || left == 0 {
+                    pieces.push(Bytes::from(std::mem::take(&mut piece)));
                 }
             }
-        }
-        if !piece.is_empty() {
-            pieces.push(Bytes::from(piece));
         }
         Self::from_pieces(pieces)
     }
