@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Response, Stack, patterned, request, wait_until};
-use keyfront::range::{ByteRange, Multipart};
+use keyfront::range::{ByteRange, Multipart, RangeRequest, parse_range};
 
 const SLICE: usize = 64 * 1024;
 
@@ -35,98 +35,143 @@ fn get_range(stack: &Stack, target: &str, range: &str) -> Response {
 #[test]
 fn random_ranges_are_byte_exact_on_misses_and_hits() {
     let stack = Stack::start_with("", "  slice_size: 64KiB");
-    let size = 5 * SLICE + 12_345;
-    let data = patterned(size);
+    let data = patterned(5 * SLICE + 12_345);
     stack.put("/p/object.bin", "application/octet-stream", &data);
     let target = stack.signed("/p/object.bin");
+    for pass in ["filling", "cached"] {
+        assert_random_ranges(stack.edge, &target, &data, SLICE, pass);
+    }
+}
+
+/// The same with slices of four pieces: ranges that start, end and cross
+/// inside a slice at piece edges, answered from fills, from memory, and
+/// from disk on a restarted edge (whose memory tier is empty), byte for byte.
+#[test]
+fn ranges_across_pieces_are_byte_exact_from_every_tier() {
+    const MIB: usize = 1 << 20;
+    let public = "  - path_pattern: /keep/*\n    origin: store\n";
+    let stack = Stack::start_with(public, "  slice_size: 1MiB\n  disk: {path: disk, size: 64MiB}");
+    let data = patterned(5 * MIB + 12_345);
+    stack.put("/keep/object.bin", "application/octet-stream", &data);
+    let piece = keyfront::cache::PIECE_BYTES as u64;
+    let edges = [
+        format!("bytes={}-{}", piece - 1, piece),
+        format!("bytes={}-{}", 3 * piece, 5 * piece - 1),
+        format!("bytes={}-{},{}-{}", piece - 2, piece + 1, MIB - 1, MIB as u64 + piece),
+        format!("bytes={}-", 4 * MIB as u64 + 3 * piece + 7),
+    ];
+    let check = |edge, pass: &str| {
+        for range in &edges {
+            let response = request(edge, "GET", "/keep/object.bin", &[("Range", range)], b"");
+            let RangeRequest::Partial(ranges) = parse_range(Some(range), data.len() as u64) else {
+                panic!("{range} is satisfiable")
+            };
+            assert_range_answer(&response, &ranges, &data, &format!("{pass}: {range}"));
+        }
+        assert_random_ranges(edge, "/keep/object.bin", &data, MIB, pass);
+    };
+    check(stack.edge, "filling");
+    check(stack.edge, "memory");
+    wait_until("every slice is on disk", || slice_files(stack.config_dir()).len() == 6);
+    let (edge, state) = stack.start_another_edge();
+    check(edge, "disk");
+    assert_eq!(
+        state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "all from disk"
+    );
+}
+
+/// A 206 with exactly the bytes of `ranges` of `data`: one range as such,
+/// several as multipart/byteranges with keyfront's framing.
+fn assert_range_answer(response: &Response, ranges: &[ByteRange], data: &[u8], label: &str) {
+    let size = data.len() as u64;
+    assert_eq!(response.status, 206, "{label}");
+    if let [r] = ranges {
+        assert_eq!(response.header("content-range"), Some(r.content_range(size).as_str()), "{label}");
+        assert!(response.body == data[r.start as usize..=r.end as usize], "{label}: wrong bytes");
+        return;
+    }
     let framing = Multipart {
         boundary: "keyfront-byteranges-5f2c9e7a",
         content_type: "application/octet-stream",
-        size: size as u64,
+        size,
     };
-    for pass in ["filling", "cached"] {
-        let mut random = Random(0x5eed_1234);
-        for case in 0..80 {
-            let kind = random.below(4);
-            let start = random.below(size as u64);
-            let (header, ranges) = match kind {
-                0 => {
-                    let end = (start + random.below(3 * SLICE as u64)).min(size as u64 - 1);
-                    (format!("bytes={start}-{end}"), vec![ByteRange { start, end }])
-                }
-                1 => (
-                    format!("bytes={start}-"),
+    let mut expected = Vec::new();
+    for r in ranges {
+        expected.extend_from_slice(framing.part_head(*r).as_bytes());
+        expected.extend_from_slice(&data[r.start as usize..=r.end as usize]);
+    }
+    expected.extend_from_slice(framing.tail().as_bytes());
+    assert!(
+        response
+            .header("content-type")
+            .unwrap()
+            .starts_with("multipart/byteranges; boundary=")
+    );
+    assert!(response.body == expected, "{label}: wrong multipart body");
+}
+
+/// 80 random ranges (single, open, suffix, multiple) of `data` at `target`,
+/// across slices of `slice` bytes, each answered byte for byte; then the
+/// whole object.
+fn assert_random_ranges(edge: std::net::SocketAddr, target: &str, data: &[u8], slice: usize, pass: &str) {
+    let size = data.len();
+    let mut random = Random(0x5eed_1234);
+    for case in 0..80 {
+        let kind = random.below(4);
+        let start = random.below(size as u64);
+        let (header, ranges) = match kind {
+            0 => {
+                let end = (start + random.below(3 * slice as u64)).min(size as u64 - 1);
+                (format!("bytes={start}-{end}"), vec![ByteRange { start, end }])
+            }
+            1 => (
+                format!("bytes={start}-"),
+                vec![ByteRange {
+                    start,
+                    end: size as u64 - 1,
+                }],
+            ),
+            2 => {
+                let n = 1 + random.below(2 * slice as u64);
+                let first = (size as u64).saturating_sub(n);
+                (
+                    format!("bytes=-{n}"),
                     vec![ByteRange {
-                        start,
+                        start: first,
                         end: size as u64 - 1,
                     }],
-                ),
-                2 => {
-                    let n = 1 + random.below(2 * SLICE as u64);
-                    let first = (size as u64).saturating_sub(n);
-                    (
-                        format!("bytes=-{n}"),
-                        vec![ByteRange {
-                            start: first,
-                            end: size as u64 - 1,
-                        }],
-                    )
-                }
-                _ => {
-                    let mut cuts: Vec<u64> = (0..4).map(|_| random.below(size as u64)).collect();
-                    cuts.sort();
-                    cuts.dedup();
-                    let ranges: Vec<ByteRange> = cuts
-                        .chunks(2)
-                        .filter(|c| c.len() == 2)
-                        .map(|c| ByteRange {
-                            start: c[0],
-                            end: c[1] - 1,
-                        })
-                        .filter(|r| r.start <= r.end)
-                        .collect();
-                    if ranges.len() < 2 {
-                        continue;
-                    }
-                    let spec: Vec<String> = ranges.iter().map(|r| format!("{}-{}", r.start, r.end)).collect();
-                    (format!("bytes={}", spec.join(",")), ranges)
-                }
-            };
-            let response = get_range(&stack, &target, &header);
-            assert_eq!(response.status, 206, "{pass} case {case}: {header}");
-            if ranges.len() == 1 {
-                let r = ranges[0];
-                assert_eq!(
-                    response.header("content-range"),
-                    Some(r.content_range(size as u64).as_str()),
-                    "{pass} {header}"
-                );
-                assert!(
-                    response.body == data[r.start as usize..=r.end as usize],
-                    "{pass} case {case}: {header}: wrong bytes"
-                );
-            } else {
-                let mut expected = Vec::new();
-                for r in &ranges {
-                    expected.extend_from_slice(framing.part_head(*r).as_bytes());
-                    expected.extend_from_slice(&data[r.start as usize..=r.end as usize]);
-                }
-                expected.extend_from_slice(framing.tail().as_bytes());
-                assert!(
-                    response
-                        .header("content-type")
-                        .unwrap()
-                        .starts_with("multipart/byteranges; boundary=")
-                );
-                assert!(response.body == expected, "{pass} case {case}: {header}: wrong multipart body");
+                )
             }
-        }
-        let whole = stack.get(&target);
-        assert_eq!(whole.status, 200);
-        assert!(whole.body == data, "{pass}: the whole object");
-        let open_ended = get_range(&stack, &target, "bytes=0-");
-        assert_eq!((open_ended.status, open_ended.body.len()), (206, size));
+            _ => {
+                let mut cuts: Vec<u64> = (0..4).map(|_| random.below(size as u64)).collect();
+                cuts.sort();
+                cuts.dedup();
+                let ranges: Vec<ByteRange> = cuts
+                    .chunks(2)
+                    .filter(|c| c.len() == 2)
+                    .map(|c| ByteRange {
+                        start: c[0],
+                        end: c[1] - 1,
+                    })
+                    .filter(|r| r.start <= r.end)
+                    .collect();
+                if ranges.len() < 2 {
+                    continue;
+                }
+                let spec: Vec<String> = ranges.iter().map(|r| format!("{}-{}", r.start, r.end)).collect();
+                (format!("bytes={}", spec.join(",")), ranges)
+            }
+        };
+        let response = request(edge, "GET", target, &[("Range", &header)], b"");
+        assert_range_answer(&response, &ranges, data, &format!("{pass} case {case}: {header}"));
     }
+    let whole = request(edge, "GET", target, &[], b"");
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == data, "{pass}: the whole object");
+    let open_ended = request(edge, "GET", target, &[("Range", "bytes=0-")], b"");
+    assert_eq!((open_ended.status, open_ended.body.len()), (206, size));
 }
 
 #[test]
