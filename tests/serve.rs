@@ -407,7 +407,13 @@ fn a_disk_that_cannot_write_degrades_and_recovers() {
     };
     let served_whole = |key: &str| {
         let answer = request(serve.edge, "GET", key, &[], b"");
-        assert!(answer.status == 200 && answer.body == data, "{key} served whole");
+        assert!(
+            answer.status == 200 && answer.body == data,
+            "{key} served whole: {} {} bytes, first difference at {:?}",
+            answer.status,
+            answer.body.len(),
+            answer.body.iter().zip(&data).position(|(a, b)| a != b)
+        );
     };
     let slice_files = || {
         let files = files_under(&serve.dir.path().join("disk"));
@@ -514,6 +520,8 @@ fn tls_listeners_serve_http2_and_http1() {
                 "-sS",
                 "--cacert",
                 "cert.pem",
+                "--resolve",
+                &format!("localhost:{}:{}", tls.port(), tls.ip()),
                 version,
                 "-o",
                 "/dev/null",

@@ -47,9 +47,21 @@ pub fn dead_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 254], 1))
 }
 
-/// A port nothing listens on (bound, then released).
+/// A port nothing listens on (bound, then released), on a loopback address
+/// of its own: between release and a server's bind, a port on 127.0.0.1 can
+/// be taken by a client's ephemeral port or by a test running alongside, and
+/// the server then misses its address while requests reach another test's.
 pub fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    static ISSUED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let issued = ISSUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Second octet from 1 up: 127.0.0.x is the fleet's and `dead_address`'s.
+    let ip = std::net::Ipv4Addr::new(
+        127,
+        1 + (std::process::id() % 250) as u8,
+        (issued / 250 % 256) as u8,
+        1 + (issued % 250) as u8,
+    );
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
 }
 
 pub struct Stack {
