@@ -1,6 +1,6 @@
 //! Requests the edge makes to the origin on its own (cache fills and
-//! revalidations), over pingora's connector: pooled connections, the peer's
-//! connect and read timeouts, streamed bodies.
+//! revalidations), over pingora's connector: the peer's connect and read
+//! timeouts, streamed bodies; idle connections are kept by `pool`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +11,10 @@ use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
+use pingora::upstreams::peer::Peer;
 
-use super::S3Origin;
+use super::{S3Origin, pool};
 
 /// How long an idle pooled connection to the origin is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -105,11 +107,20 @@ impl OriginResponse<'_> {
                 Ok(Some(chunk))
             }
             Ok(None) => {
-                let session = self.session.take().expect("checked above");
-                self.client
-                    .connector
-                    .release_http_session(session, &self.peer, Some(IDLE_TIMEOUT))
-                    .await;
+                match self.session.take().expect("checked above") {
+                    HttpSession::H1(mut session) => {
+                        session.respect_keepalive();
+                        if let Some(stream) = session.reuse().await {
+                            pool::keep(self.peer.reuse_hash(), stream, IDLE_TIMEOUT);
+                        }
+                    }
+                    session => {
+                        self.client
+                            .connector
+                            .release_http_session(session, &self.peer, Some(IDLE_TIMEOUT))
+                            .await
+                    }
+                }
                 Ok(None)
             }
             Err(error) => {
@@ -191,7 +202,10 @@ impl OriginClient {
     async fn exchange(&self, peer: HttpPeer, request: RequestHeader, body: Option<Bytes>) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
-        let (mut session, _reused) = self.connector.get_http_session(&peer).await.map_err(failed)?;
+        let mut session = match pool::take(peer.reuse_hash(), IDLE_TIMEOUT) {
+            Some(stream) => HttpSession::H1(Http1Session::new_with_options(stream, &peer)),
+            None => self.connector.get_http_session(&peer).await.map_err(failed)?.0,
+        };
         // The connector leaves the first-byte timeout to its caller, as pingora-proxy does.
         session.set_read_timeout(peer.options.read_timeout);
         session.write_request_header(Box::new(request)).await.map_err(failed)?;

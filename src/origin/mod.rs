@@ -11,6 +11,7 @@ use aws_sigv4::sign::v4;
 
 mod fetch;
 mod list;
+mod pool;
 mod upload;
 pub use fetch::{FetchError, OriginClient, OriginResponse, OriginStats};
 pub use upload::put_object;

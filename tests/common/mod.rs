@@ -341,21 +341,24 @@ pub struct Relay {
     on: std::sync::Arc<std::sync::atomic::AtomicBool>,
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     carried: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Relay {
-    fn start(target: SocketAddr) -> Relay {
+    pub fn start(target: SocketAddr) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let carried = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (accept_on, accept_delay, accept_carried) = (on.clone(), delay_ms.clone(), carried.clone());
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (accept_on, accept_delay, accept_carried, accepted) = (on.clone(), delay_ms.clone(), carried.clone(), connections.clone());
         std::thread::spawn(move || {
             for viewer in listener.incoming().take(10_000).flatten() {
                 if !accept_on.load(std::sync::atomic::Ordering::SeqCst) {
                     continue; // dropped: the connection closes at once
                 }
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let delay = Duration::from_millis(accept_delay.load(std::sync::atomic::Ordering::SeqCst));
                 let carried = accept_carried.clone();
                 std::thread::spawn(move || {
@@ -381,7 +384,13 @@ impl Relay {
             on,
             delay_ms,
             carried,
+            connections,
         }
+    }
+
+    /// Connections carried so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Cuts the origin off (or lets it through again).

@@ -21,11 +21,17 @@ impl Served {
         served
     }
 
-    /// Starts `keyfront serve` on `config` with `extra` arguments.
+    /// Starts `keyfront serve` on `config` with `extra` arguments (one
+    /// thread unless they say `--threads`).
     pub fn spawn(config: &std::path::Path, extra: &[&str], log_level: Option<&str>) -> Served {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keyfront"));
         command
-            .args(["serve", "--config", config.to_str().unwrap(), "--threads", "1"])
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(if extra.contains(&"--threads") {
+                &[][..]
+            } else {
+                &["--threads", "1"][..]
+            })
             .args(extra)
             .stdout(Stdio::null());
         match log_level {
