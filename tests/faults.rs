@@ -437,3 +437,28 @@ fn reloads_under_load_fail_no_request() {
     let served: usize = viewers.into_iter().map(|viewer| viewer.join().unwrap()).sum();
     assert!(served >= 4, "{served} requests");
 }
+
+/// An origin that closes a kept connection just as the next request goes
+/// out on it (as S3 does to connections it finds idle): the fill asks once
+/// more on a new connection, and the viewer never sees the failure.
+#[test]
+fn a_kept_origin_connection_closed_under_a_request_is_retried_on_a_new_one() {
+    let stack = Stack::start("  - path_pattern: /relayed/*\n    origin: relayed\n");
+    let body = |index: usize| patterned(1000 + index);
+    for index in 0..4 {
+        stack.put(&format!("/relayed/{index}"), "application/octet-stream", &body(index));
+    }
+    stack.relay.close_at_second_request();
+    for index in 0..4 {
+        let answer = stack.get(&format!("/relayed/{index}"));
+        assert!(
+            answer.status == 200 && answer.body == body(index),
+            "/relayed/{index}: {} {}",
+            answer.status,
+            answer.text()
+        );
+    }
+    // The first miss dialled; each later one found its kept connection
+    // closed and dialled again.
+    assert_eq!(stack.relay.connections(), 4);
+}

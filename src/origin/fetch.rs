@@ -198,26 +198,38 @@ impl OriginClient {
     }
 
     /// Writes `request` (and `body`) to `peer` over a pooled connection and
-    /// reads the response header.
+    /// reads the response header. A kept connection that fails before the
+    /// header (other than by a timeout) is one the peer closed as the request
+    /// went out: the request goes once more, on a new connection. Every
+    /// request the edge sends on its own is idempotent (GET, HEAD, PUT).
     async fn exchange(&self, peer: HttpPeer, request: RequestHeader, body: Option<Bytes>) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let failed = |error: Box<Error>| FetchError::from_pingora(&error);
-        let mut session = match pool::take(peer.reuse_hash(), IDLE_TIMEOUT) {
-            Some(stream) => HttpSession::H1(Http1Session::new_with_options(stream, &peer)),
-            None => self.connector.get_http_session(&peer).await.map_err(failed)?.0,
+        let answered = match pool::take(peer.reuse_hash(), IDLE_TIMEOUT) {
+            Some(stream) => {
+                let kept = HttpSession::H1(Http1Session::new_with_options(stream, &peer));
+                match ask(kept, &peer, request.clone(), body.clone()).await {
+                    Err(FetchError::Failed(error)) => {
+                        tracing::debug!(%error, "a kept origin connection was closed; asking on a new one");
+                        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    answered => Some(answered),
+                }
+            }
+            None => None,
         };
-        // The connector leaves the first-byte timeout to its caller, as pingora-proxy does.
-        session.set_read_timeout(peer.options.read_timeout);
-        session.write_request_header(Box::new(request)).await.map_err(failed)?;
-        if let Some(body) = body {
-            session.write_request_body(body, true).await.map_err(failed)?;
-        }
-        session.finish_request_body().await.map_err(failed)?;
-        session.read_response_header().await.map_err(failed)?;
-        let header = session
-            .response_header()
-            .cloned()
-            .ok_or_else(|| FetchError::Failed("no response header".into()))?;
+        let (session, header) = match answered {
+            Some(answered) => answered?,
+            None => {
+                let session = self
+                    .connector
+                    .get_http_session(&peer)
+                    .await
+                    .map_err(|e| FetchError::from_pingora(&e))?
+                    .0;
+                ask(session, &peer, request, body).await?
+            }
+        };
         Ok(OriginResponse {
             client: self,
             session: Some(session),
@@ -227,6 +239,29 @@ impl OriginClient {
             fleet_node: None,
         })
     }
+}
+
+/// Sends `request` (and `body`) on `session` and reads the response header.
+async fn ask(
+    mut session: HttpSession,
+    peer: &HttpPeer,
+    request: RequestHeader,
+    body: Option<Bytes>,
+) -> Result<(HttpSession, ResponseHeader), FetchError> {
+    let failed = |error: Box<Error>| FetchError::from_pingora(&error);
+    // The connector leaves the first-byte timeout to its caller, as pingora-proxy does.
+    session.set_read_timeout(peer.options.read_timeout);
+    session.write_request_header(Box::new(request)).await.map_err(failed)?;
+    if let Some(body) = body {
+        session.write_request_body(body, true).await.map_err(failed)?;
+    }
+    session.finish_request_body().await.map_err(failed)?;
+    session.read_response_header().await.map_err(failed)?;
+    let header = session
+        .response_header()
+        .cloned()
+        .ok_or_else(|| FetchError::Failed("no response header".into()))?;
+    Ok((session, header))
 }
 
 /// A request header for `method` and `path` to `host`, with `headers`.

@@ -342,6 +342,7 @@ pub struct Relay {
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     carried: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
     connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    one_request_each: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Relay {
@@ -352,7 +353,9 @@ impl Relay {
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let carried = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let one_request_each = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (accept_on, accept_delay, accept_carried, accepted) = (on.clone(), delay_ms.clone(), carried.clone(), connections.clone());
+        let accept_one_request = one_request_each.clone();
         std::thread::spawn(move || {
             for viewer in listener.incoming().take(10_000).flatten() {
                 if !accept_on.load(std::sync::atomic::Ordering::SeqCst) {
@@ -360,7 +363,7 @@ impl Relay {
                 }
                 accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let delay = Duration::from_millis(accept_delay.load(std::sync::atomic::Ordering::SeqCst));
-                let carried = accept_carried.clone();
+                let (carried, one_request) = (accept_carried.clone(), accept_one_request.clone());
                 std::thread::spawn(move || {
                     std::thread::sleep(delay);
                     let Ok(upstream) = TcpStream::connect(target) else {
@@ -370,12 +373,13 @@ impl Relay {
                         .lock()
                         .unwrap()
                         .extend([viewer.try_clone().unwrap(), upstream.try_clone().unwrap()]);
-                    for (mut from, mut to) in [(viewer.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, viewer)] {
-                        std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut from, &mut to);
-                            let _ = to.shutdown(std::net::Shutdown::Both);
-                        });
-                    }
+                    let (requests, request_target) = (viewer.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    std::thread::spawn(move || forward_requests(requests, request_target, &one_request));
+                    let (mut from, mut to) = (upstream, viewer);
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
                 });
             }
         });
@@ -385,7 +389,14 @@ impl Relay {
             delay_ms,
             carried,
             connections,
+            one_request_each,
         }
+    }
+
+    /// Closes each connection when a second request comes on it, as an
+    /// origin that closes an idle connection just as it is used again.
+    pub fn close_at_second_request(&self) {
+        self.one_request_each.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Connections carried so far.
@@ -410,6 +421,24 @@ impl Relay {
         self.set_on(false);
         self.set_on(true);
     }
+}
+
+/// Copies requests from `viewer` to `upstream`; with `one_request` set, a
+/// second read (a second request: each comes in one write) closes both.
+fn forward_requests(mut viewer: TcpStream, mut upstream: TcpStream, one_request: &std::sync::atomic::AtomicBool) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut reads = 0;
+    while let Ok(read @ 1..) = viewer.read(&mut buffer) {
+        reads += 1;
+        if reads > 1 && one_request.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = viewer.shutdown(std::net::Shutdown::Both);
+            break;
+        }
+        if upstream.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+    }
+    let _ = upstream.shutdown(std::net::Shutdown::Both);
 }
 
 /// What the `ignores_range` origin serves for every path.
