@@ -346,22 +346,26 @@ impl Cache {
         let one_piece = length <= PIECE_BYTES as u64;
         // A slice of one piece is read in the same trip to the blocking pool.
         let buffer = Vec::with_capacity(if one_piece { length as usize } else { 0 });
-        let found = self
+        // The file, and a one-piece slice's only piece.
+        let (file, piece) = self
             .on_disk(move || {
                 let file = disk.open_slice(&disk_key)?;
-                if !one_piece {
-                    return Some(SliceSource::Disk(Arc::new(file)));
-                }
-                let piece = disk.read_piece(&disk_key, &file, 0, buffer)?;
-                Some(SliceSource::Memory(Slice::from_pieces(vec![piece])))
+                let piece = if one_piece {
+                    Some(disk.read_piece(&disk_key, &file, 0, buffer)?)
+                } else {
+                    None
+                };
+                Some((file, piece))
             })
             .await?;
-        match &found {
-            SliceSource::Memory(data) => self.slices.insert(key, data.clone()),
-            SliceSource::Disk(file) => self.promote(key, file.clone(), length),
-            SliceSource::Filling(_) => {}
+        if let Some(piece) = piece {
+            let data = Slice::from_pieces(vec![piece]);
+            self.slices.insert(key, data.clone());
+            return Some(SliceSource::Memory(data));
         }
-        Some(found)
+        let file = Arc::new(file);
+        self.promote(key, file.clone(), length);
+        Some(SliceSource::Disk(file))
     }
 
     /// Piece `index` of an open disk slice, read on the blocking pool into a
