@@ -204,29 +204,25 @@ impl OriginClient {
     /// request the edge sends on its own is idempotent (GET, HEAD, PUT).
     async fn exchange(&self, peer: HttpPeer, request: RequestHeader, body: Option<Bytes>) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let answered = match pool::take(peer.reuse_hash(), IDLE_TIMEOUT) {
-            Some(stream) => {
-                let kept = HttpSession::H1(Http1Session::new_with_options(stream, &peer));
-                match ask(kept, &peer, request.clone(), body.clone()).await {
-                    Err(FetchError::Failed(error)) => {
-                        tracing::debug!(%error, "a kept origin connection was closed; asking on a new one");
-                        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                        None
-                    }
-                    answered => Some(answered),
+        let mut answered = None;
+        if let Some(stream) = pool::take(peer.reuse_hash(), IDLE_TIMEOUT) {
+            let kept = HttpSession::H1(Http1Session::new_with_options(stream, &peer));
+            match ask(kept, &peer, request.clone(), body.clone()).await {
+                Err(FetchError::Failed(error)) => {
+                    tracing::debug!(%error, "a kept origin connection was closed; asking on a new one");
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 }
+                kept => answered = Some(kept?),
             }
-            None => None,
-        };
+        }
         let (session, header) = match answered {
-            Some(answered) => answered?,
+            Some(answered) => answered,
             None => {
-                let session = self
+                let (session, _reused) = self
                     .connector
                     .get_http_session(&peer)
                     .await
-                    .map_err(|e| FetchError::from_pingora(&e))?
-                    .0;
+                    .map_err(|e| FetchError::from_pingora(&e))?;
                 ask(session, &peer, request, body).await?
             }
         };
