@@ -37,7 +37,7 @@ use crate::control::random_name;
 use crate::edge::{EdgeState, ServerMode, StartError, build_server};
 use crate::origin::{Credentials, SigV4Request};
 use crate::plain_http::{Answer, exchange};
-use crate::s3store::{self, BucketAccess, StoreError};
+use crate::s3store::{self, BucketAccess, PortSharing, StoreError};
 
 /// How an emulator is started.
 #[derive(Clone, Debug)]
@@ -176,7 +176,7 @@ impl Emulator {
             public_read: false,
         };
         let (stop_store, store_stopped) = oneshot::channel::<()>();
-        let (s3, store_thread) = s3store::spawn_until(dir.join("store"), options.s3, vec![access], async move {
+        let (s3, store_thread) = s3store::spawn_until(dir.join("store"), options.s3, PortSharing::Exclusive, vec![access], async move {
             let _ = store_stopped.await;
         })?;
         let edge = resolve(options.edge).map_err(io(&dir))?;

@@ -95,4 +95,25 @@ fn the_printed_urls_and_cookies_work() {
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
     // The curl lines print these same URLs.
     assert!(printed.iter().any(|l| l.contains(&format!("curl -sS -I '{canned}'"))));
+
+    // A second demo on the same ports stops before writing anything, names
+    // the busy port, and the first one serves on with its own key.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = Command::new(env!("CARGO_BIN_EXE_keyfront"))
+        .args(["demo", "--dir", second_dir.path().to_str().unwrap()])
+        .args([
+            "--listen",
+            &free_address().to_string(),
+            "--origin-listen",
+            &origin.to_string(),
+            "--admin-listen",
+            &free_address().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("listening on {origin}: ")), "{stderr}");
+    assert_eq!(std::fs::read_dir(second_dir.path()).unwrap().count(), 0);
+    assert_eq!(request(edge, "GET", &target(&canned), &[], b"").body, pdf.body);
 }

@@ -214,6 +214,33 @@ impl EmbeddedServe {
     }
 }
 
+/// A second `keyfront serve` started by mistake on a running one's ports
+/// stops at once, naming the busy address, and takes none of the first
+/// one's requests (pingora alone would wait 30 s, and the embedded origin,
+/// whose port is kept open to upgrades, would have answered half of them).
+#[test]
+fn a_second_serve_on_busy_ports_exits_2_at_once_naming_the_address() {
+    let first = EmbeddedServe::start("");
+    assert_eq!(keyfront::origin::put_object(&first.origin, "/kept.txt", &[], b"kept").unwrap(), 200);
+    let edge_only = first.dir.path().join("same-edge.yaml");
+    let first_config = std::fs::read_to_string(&first.config).unwrap();
+    let store = first_config.split("listen: \"").nth(1).unwrap().split('"').next().unwrap();
+    std::fs::write(&edge_only, first_config.replace(store, &free_address().to_string())).unwrap();
+    for (config, busy) in [(&first.config, store.to_owned()), (&edge_only, first.edge.to_string())] {
+        let started = Instant::now();
+        let second = keyfront(&["serve", "--config", config.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("listening on {busy}: Address already in use")), "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+    for _ in 0..20 {
+        let answer = request(first.edge, "GET", "/kept.txt", &[], b"");
+        assert_eq!((answer.status, answer.body.as_slice()), (200, b"kept".as_slice()));
+        assert_eq!(keyfront::origin::put_object(&first.origin, "/kept.txt", &[], b"kept").unwrap(), 200);
+    }
+}
+
 /// An `EmbeddedServe` whose origin holds a 24 MiB object, and a viewer that
 /// has read its first 64 KiB.
 struct Download {

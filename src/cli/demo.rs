@@ -11,8 +11,9 @@ use clap::Args;
 use super::CliError;
 use super::serve::{load_config, run_edge};
 use crate::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
+use crate::edge::ensure_free;
 use crate::origin::{S3Origin, put_object};
-use crate::s3store::{self, BucketAccess};
+use crate::s3store::{self, BucketAccess, PortSharing};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -111,6 +112,9 @@ fn minimal_pdf(text: &str) -> Vec<u8> {
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
+    // Before anything is written: a demo still running from earlier would
+    // otherwise take half of this one's uploads on its shared ports.
+    ensure_free([args.listen, args.origin_listen, args.admin_listen]).map_err(CliError::Start)?;
     let dir = &args.dir;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let key = PrivateKey::generate(KeyAlgorithm::Rsa);
@@ -127,7 +131,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         secret_access_key: secret.clone(),
         public_read: false,
     };
-    let origin_address = s3store::spawn(dir.join("store"), args.origin_listen, vec![access]).map_err(CliError::Store)?;
+    let origin_address =
+        s3store::spawn(dir.join("store"), args.origin_listen, PortSharing::Exclusive, vec![access]).map_err(CliError::Store)?;
     let origin = S3Origin::embedded(origin_address, BUCKET, ACCESS_KEY, &secret);
     for (key, content_type, body) in samples() {
         let status = put_object(&origin, key, &[("content-type", content_type)], &body).map_err(io(dir))?;

@@ -8,8 +8,8 @@ use clap::Args;
 
 use super::CliError;
 use crate::config::Config;
-use crate::edge::{EdgeState, ServerMode, build_server};
-use crate::s3store::{self, BucketAccess};
+use crate::edge::{EdgeState, ServerMode, build_server, ensure_free};
+use crate::s3store::{self, BucketAccess, PortSharing};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -54,7 +54,7 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
 }
 
 /// Starts the embedded stores the config names.
-pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
+fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
     for store in &config.embedded_stores {
         let access = BucketAccess {
             bucket: store.bucket.clone(),
@@ -62,7 +62,7 @@ pub fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
             secret_access_key: store.secret_access_key.clone(),
             public_read: false,
         };
-        let bound = s3store::spawn(store.root.clone(), store.listen, vec![access]).map_err(CliError::Store)?;
+        let bound = s3store::spawn(store.root.clone(), store.listen, PortSharing::ForUpgrades, vec![access]).map_err(CliError::Store)?;
         tracing::info!(address = %bound, root = %store.root.display(), "embedded origin listening");
     }
     Ok(())
@@ -103,6 +103,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let config = load_config(&args.config);
     super::init_logging(config.as_ref().ok().and_then(|c| c.log_level.as_deref()));
     let config = config?;
+    if !args.upgrade {
+        ensure_free(config.embedded_stores.iter().map(|store| store.listen)).map_err(CliError::Start)?;
+    }
     start_embedded_stores(&config)?;
     run_edge(config, args.threads, args.upgrade)
 }

@@ -20,7 +20,7 @@ use pingora::proxy::FailToProxy;
 
 pub use cached::CacheStatus;
 pub use context::RequestContext;
-pub use server::{EdgeState, Listeners, ServerMode, StartError, VIEWER_WRITE_BUFFER_BYTES, build_server, viewer_listener};
+pub use server::{EdgeState, Listeners, ServerMode, StartError, VIEWER_WRITE_BUFFER_BYTES, build_server, ensure_free, viewer_listener};
 
 use crate::metrics::RequestRecord;
 

@@ -66,6 +66,18 @@ pub enum StartError {
     Tls(SocketAddr, String),
     #[error("control plane: {0}")]
     ControlState(#[from] crate::control::StoreError),
+    #[error("listening on {address}: {source}")]
+    Listen { address: SocketAddr, source: std::io::Error },
+}
+
+/// Fails, naming the address, when any of `addresses` cannot be listened on.
+/// pingora would wait 30 s for a busy port (it expects a graceful upgrade's
+/// predecessor to let go) and then stop without saying which one.
+pub fn ensure_free(addresses: impl IntoIterator<Item = SocketAddr>) -> Result<(), StartError> {
+    for address in addresses {
+        std::net::TcpListener::bind(address).map_err(|source| StartError::Listen { address, source })?;
+    }
+    Ok(())
 }
 
 /// Where the edge listens.
@@ -85,6 +97,18 @@ pub struct Listeners {
     pub upgrade_socket: PathBuf,
     /// CloudFront's control-plane API, when it is on.
     pub control_plane: Option<ControlPlaneSettings>,
+}
+
+impl Listeners {
+    /// Every address the server listens on.
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.viewer
+            .iter()
+            .copied()
+            .chain(self.tls.iter().map(|tls| tls.address))
+            .chain(self.admin)
+            .chain(self.control_plane.iter().map(|control| control.listen))
+    }
 }
 
 impl EdgeState {
@@ -372,8 +396,12 @@ impl ServerMode {
 /// on the admin listener. Run it with `run_forever`, which handles signals
 /// and graceful shutdown. With `upgrade`, `bootstrap` waits (up to five
 /// seconds) for the process being replaced to send its listening sockets
-/// on `upgrade_socket`, which that process does on SIGQUIT.
+/// on `upgrade_socket`, which that process does on SIGQUIT. Without it,
+/// every address must be free.
 pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, mode: ServerMode) -> Result<Server, StartError> {
+    if !mode.upgrade {
+        ensure_free(listeners.addresses())?;
+    }
     let conf = ServerConf {
         threads: mode.threads,
         // One runtime per thread, as nginx runs one process per core: no

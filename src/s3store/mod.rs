@@ -144,20 +144,28 @@ pub fn service(root: PathBuf, buckets: &[BucketAccess]) -> Result<S3Service, Sto
     Ok(builder.build())
 }
 
-/// Binds `address` (port 0 picks a free one) and returns the listener and the bound address.
+/// Binds `address` (port 0 picks a free one) for this process alone and
+/// returns the listener and the bound address.
 pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StoreError> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| StoreError::Listen { address, source })?;
-    let bound = listener.local_addr().map_err(|source| StoreError::Listen { address, source })?;
-    Ok((listener, bound))
+    bind_with(address, PortSharing::Exclusive)
 }
 
-/// Like `bind`, with `SO_REUSEPORT`: a `keyfront serve --upgrade` starting
-/// its embedded origin while the process it replaces still serves from the
-/// same directory can bind the same port (both answer alike until the old
-/// one exits).
-fn bind_shared(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StoreError> {
+/// Whether another process may listen on the store's port too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortSharing {
+    /// A busy port is an error, so that a second process started by mistake
+    /// fails at once instead of answering half of the first one's requests.
+    Exclusive,
+    /// With `SO_REUSEPORT` (which both sockets must set), so that a later
+    /// `keyfront serve --upgrade` starting its embedded origin while this
+    /// process still serves from the same directory binds the same port
+    /// (both answer alike until this one exits). Such a port is never busy
+    /// to another `ForUpgrades` bind: the caller checks first when it is not
+    /// an upgrade.
+    ForUpgrades,
+}
+
+fn bind_with(address: SocketAddr, sharing: PortSharing) -> Result<(TcpListener, SocketAddr), StoreError> {
     let listen_error = |source| StoreError::Listen { address, source };
     let socket = if address.is_ipv4() {
         TcpSocket::new_v4()
@@ -166,7 +174,7 @@ fn bind_shared(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StoreEr
     }
     .map_err(listen_error)?;
     socket.set_reuseaddr(true).map_err(listen_error)?;
-    socket.set_reuseport(true).map_err(listen_error)?;
+    socket.set_reuseport(sharing == PortSharing::ForUpgrades).map_err(listen_error)?;
     socket.bind(address).map_err(listen_error)?;
     let listener = socket.listen(1024).map_err(listen_error)?;
     let bound = listener.local_addr().map_err(listen_error)?;
@@ -200,8 +208,8 @@ pub async fn serve(listener: TcpListener, service: S3Service) {
 
 /// Starts the store on its own thread and runtime, for processes whose main
 /// thread belongs to pingora. Returns the bound address once it listens.
-pub fn spawn(root: PathBuf, address: SocketAddr, buckets: Vec<BucketAccess>) -> Result<SocketAddr, StoreError> {
-    spawn_until(root, address, buckets, std::future::pending()).map(|(bound, _)| bound)
+pub fn spawn(root: PathBuf, address: SocketAddr, sharing: PortSharing, buckets: Vec<BucketAccess>) -> Result<SocketAddr, StoreError> {
+    spawn_until(root, address, sharing, buckets, std::future::pending()).map(|(bound, _)| bound)
 }
 
 /// As `spawn`, serving until `stop` completes; the thread's handle, to
@@ -209,6 +217,7 @@ pub fn spawn(root: PathBuf, address: SocketAddr, buckets: Vec<BucketAccess>) -> 
 pub fn spawn_until(
     root: PathBuf,
     address: SocketAddr,
+    sharing: PortSharing,
     buckets: Vec<BucketAccess>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, std::thread::JoinHandle<()>), StoreError> {
@@ -219,7 +228,7 @@ pub fn spawn_until(
         .enable_all()
         .build()
         .map_err(|e| StoreError::Open(e.to_string()))?;
-    let (listener, bound) = runtime.block_on(async { bind_shared(address) })?;
+    let (listener, bound) = runtime.block_on(async { bind_with(address, sharing) })?;
     let thread = std::thread::Builder::new()
         .name("embedded-origin".into())
         .spawn(move || {

@@ -17,7 +17,7 @@ use keyfront::auth::{HashAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer}
 use keyfront::config::Config;
 use keyfront::edge::{EdgeState, ServerMode, build_server};
 use keyfront::origin::{S3Origin, put_object};
-use keyfront::s3store::{self, BucketAccess};
+use keyfront::s3store::{self, BucketAccess, PortSharing};
 
 pub const KEY_ID: &str = "KTESTKEY";
 pub const BUCKET: &str = "media";
@@ -286,7 +286,7 @@ pub fn spawn_store(root: &Path) -> SocketAddr {
         access(BUCKET, ACCESS_KEY, SECRET),
         access(OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET),
     ];
-    s3store::spawn(root.to_owned(), "127.0.0.1:0".parse().unwrap(), buckets).unwrap()
+    s3store::spawn(root.to_owned(), "127.0.0.1:0".parse().unwrap(), PortSharing::Exclusive, buckets).unwrap()
 }
 
 /// A request to the store at `path` exactly as written (no normalising, no
