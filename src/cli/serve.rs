@@ -146,7 +146,7 @@ pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
         source,
     })?;
     runtime.block_on(async {
-        let (listener, bound) = s3store::bind(args.listen).await.map_err(CliError::Store)?;
+        let (listener, bound) = s3store::bind(args.listen, PortSharing::Exclusive).map_err(CliError::Store)?;
         println!(
             "embedded S3 origin on http://{bound}, buckets under {}; Ctrl-C stops it",
             args.root.display()

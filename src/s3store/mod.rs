@@ -144,12 +144,6 @@ pub fn service(root: PathBuf, buckets: &[BucketAccess]) -> Result<S3Service, Sto
     Ok(builder.build())
 }
 
-/// Binds `address` (port 0 picks a free one) for this process alone and
-/// returns the listener and the bound address.
-pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StoreError> {
-    bind_with(address, PortSharing::Exclusive)
-}
-
 /// Whether another process may listen on the store's port too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortSharing {
@@ -165,7 +159,9 @@ pub enum PortSharing {
     ForUpgrades,
 }
 
-fn bind_with(address: SocketAddr, sharing: PortSharing) -> Result<(TcpListener, SocketAddr), StoreError> {
+/// Binds `address` (port 0 picks a free one) and returns the listener and
+/// the bound address. Called inside a tokio runtime.
+pub fn bind(address: SocketAddr, sharing: PortSharing) -> Result<(TcpListener, SocketAddr), StoreError> {
     let listen_error = |source| StoreError::Listen { address, source };
     let socket = if address.is_ipv4() {
         TcpSocket::new_v4()
@@ -228,7 +224,7 @@ pub fn spawn_until(
         .enable_all()
         .build()
         .map_err(|e| StoreError::Open(e.to_string()))?;
-    let (listener, bound) = runtime.block_on(async { bind_with(address, sharing) })?;
+    let (listener, bound) = runtime.block_on(async { bind(address, sharing) })?;
     let thread = std::thread::Builder::new()
         .name("embedded-origin".into())
         .spawn(move || {
