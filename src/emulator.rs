@@ -39,8 +39,8 @@ use crate::origin::{Credentials, SigV4Request};
 use crate::plain_http::{Answer, exchange};
 use crate::s3store::{self, BucketAccess, PortSharing, StoreError};
 
-/// How an emulator is started.
-#[derive(Clone, Debug)]
+/// How an emulator is started. `Debug` leaves the secret out.
+#[derive(Clone)]
 pub struct EmulatorOptions {
     /// Where the bucket, the config and the control plane's state live,
     /// kept across runs; when `None`, a fresh directory for the bucket,
@@ -66,6 +66,25 @@ pub struct EmulatorOptions {
     /// distributions as their DomainName, so `http://` + DomainName works
     /// without DNS; none when the edge listens on a non-loopback address.
     pub distribution_addresses: u8,
+}
+
+impl std::fmt::Debug for EmulatorOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EmulatorOptions")
+            .field("dir", &self.dir)
+            .field("edge", &self.edge)
+            .field("s3", &self.s3)
+            .field("control", &self.control)
+            .field("admin", &self.admin)
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| ".."))
+            .field("accept_any_credentials", &self.accept_any_credentials)
+            .field("deploy_delay", &self.deploy_delay)
+            .field("distribution_addresses", &self.distribution_addresses)
+            .finish()
+    }
 }
 
 impl Default for EmulatorOptions {
@@ -163,7 +182,7 @@ impl Emulator {
             Some(dir) => (dir.clone(), false),
             None => (std::env::temp_dir().join(random_name("keyfront-emulator-", 12)), true),
         };
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        crate::private_fs::private_dir(&dir).map_err(io(&dir))?;
         let access_key_id = options.access_key_id.clone().unwrap_or_else(|| random_name("AKIA", 16));
         let secret_access_key = options
             .secret_access_key
@@ -206,7 +225,7 @@ impl Emulator {
             pool = pool.join(", "),
             bucket = options.bucket,
         );
-        std::fs::write(&config_path, config).map_err(io(&config_path))?;
+        crate::private_fs::write_private(&config_path, config).map_err(io(&config_path))?;
         let config = Config::load(&config_path)?;
         let (state, listeners) = EdgeState::from_config(config)?;
         let mode = ServerMode {
@@ -260,38 +279,51 @@ impl Emulator {
     /// Calls the control-plane API (`path` with its query, e.g.
     /// `/2020-05-31/distribution`), signed with SigV4 as the SDKs sign.
     pub fn call(&self, method: &str, path: &str, body: &[u8], if_match: Option<&str>) -> std::io::Result<Answer> {
-        let host = self.control.to_string();
-        let mut headers = vec![("host", host.as_str())];
-        if let Some(etag) = if_match {
-            headers.push(("if-match", etag));
-        }
         let credentials = Credentials {
             access_key_id: self.access_key_id.clone(),
             secret_access_key: self.secret_access_key.clone(),
             session_token: None,
         };
-        let signature = SigV4Request {
-            credentials: &credentials,
-            region: &self.region,
-            service: "cloudfront",
-            settings: SigningSettings::default(),
-            method,
-            url: &format!("http://{host}{path}"),
-            headers: &headers,
-            body: SignableBody::Bytes(body),
-        }
-        .sign(SystemTime::now())
-        .map_err(std::io::Error::other)?;
-        let mut head = format!("{method} {path} HTTP/1.1");
-        for (name, value) in headers
-            .iter()
-            .copied()
-            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-        {
-            head.push_str(&format!("\r\n{name}: {value}"));
-        }
-        exchange(&host, &head, body)
+        call_api(self.control, &credentials, method, path, body, if_match)
     }
+}
+
+/// Calls a control-plane API at `control` (any keyfront's `control_listen`)
+/// as `Emulator::call` does, signed with `credentials` for us-east-1.
+pub fn call_api(
+    control: SocketAddr,
+    credentials: &Credentials,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    if_match: Option<&str>,
+) -> std::io::Result<Answer> {
+    let host = control.to_string();
+    let mut headers = vec![("host", host.as_str())];
+    if let Some(etag) = if_match {
+        headers.push(("if-match", etag));
+    }
+    let signature = SigV4Request {
+        credentials,
+        region: "us-east-1",
+        service: "cloudfront",
+        settings: SigningSettings::default(),
+        method,
+        url: &format!("http://{host}{path}"),
+        headers: &headers,
+        body: SignableBody::Bytes(body),
+    }
+    .sign(SystemTime::now())
+    .map_err(std::io::Error::other)?;
+    let mut head = format!("{method} {path} HTTP/1.1");
+    for (name, value) in headers
+        .iter()
+        .copied()
+        .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    {
+        head.push_str(&format!("\r\n{name}: {value}"));
+    }
+    exchange(&host, &head, body)
 }
 
 impl Drop for Emulator {

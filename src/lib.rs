@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod origin;
 pub mod plain_http;
+pub mod private_fs;
 pub mod range;
 pub mod request;
 pub mod routing;

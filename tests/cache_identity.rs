@@ -26,6 +26,7 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
     let store = stack.state.routing().behaviors.last().expect("the default behavior").origin.clone();
     let object = |slice_size: u64| ObjectRef {
         key: ObjectRef::cache_key("store", "/media/sizes/clip.bin"),
+        table: "-".into(),
         path: "/sizes/clip.bin".into(),
         site_hop: false,
         origin_name: "store".into(),

@@ -213,7 +213,12 @@ fn terraform_applies_plans_no_change_and_destroys() {
             std::env::var_os("KEYFRONT_REQUIRE_TERRAFORM").is_none(),
             "terraform or its AWS provider 5.100.0 mirror (KEYFRONT_TERRAFORM_MIRROR) is missing"
         );
-        eprintln!("skipped: terraform and the hashicorp/aws 5.100.0 filesystem mirror are not on this machine");
+        // Straight to the process's stderr: the test harness would hide an
+        // eprintln! of a passing test, and a skip must show.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"\nSKIPPED terraform_applies_plans_no_change_and_destroys: terraform or the hashicorp/aws 5.100.0 filesystem mirror is not on this machine (CI sets KEYFRONT_REQUIRE_TERRAFORM=1 and fails instead)\n",
+        );
         return;
     };
     let emulate = Emulate::start();

@@ -45,6 +45,19 @@ fn public_key_body(reference: &str, name: &str, pem: &str) -> String {
     )
 }
 
+/// A new EC public key through the API, as `reference` and `name`.
+fn create_public_key(emulator: &Emulator, reference: &str, name: &str) -> Answer {
+    let pem = PrivateKey::generate(KeyAlgorithm::Ecdsa).public_key().to_pem();
+    emulator
+        .call(
+            "POST",
+            "/2020-05-31/public-key",
+            public_key_body(reference, name, &pem).as_bytes(),
+            None,
+        )
+        .unwrap()
+}
+
 fn start(options: EmulatorOptions) -> Setup {
     let emulator = Emulator::start(options).unwrap();
     let key = PrivateKey::generate(KeyAlgorithm::Rsa);
@@ -223,6 +236,71 @@ fn hostile_and_malformed_requests_get_cloudfront_errors_and_change_nothing() {
             "InconsistentQuantities",
         ),
     ];
+    let config = || distribution_config("b", "media", &setup.group_id, "");
+    let signed_groups = "<TrustedKeyGroups><Enabled>true</Enabled>";
+    let four_methods = "<AllowedMethods><Quantity>4</Quantity><Items><Method>GET</Method><Method>HEAD</Method><Method>PUT</Method><Method>POST</Method></Items></AllowedMethods>";
+    let one_behavior = config();
+    let start = one_behavior.find("<CacheBehaviors>").unwrap();
+    let end = one_behavior.find("</CacheBehaviors>").unwrap() + "</CacheBehaviors>".len();
+    let behavior = "<CacheBehavior><PathPattern>p{i}/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><MinTTL>0</MinTTL></CacheBehavior>";
+    let many: String = (0..26).map(|i| behavior.replace("{i}", &i.to_string())).collect();
+    let too_many_behaviors = format!(
+        "{}<CacheBehaviors><Quantity>26</Quantity><Items>{many}</Items></CacheBehaviors>{}",
+        &one_behavior[..start],
+        &one_behavior[end..]
+    );
+    let mut cases = cases;
+    for (body, status, code) in [
+        // A malformed boolean is refused, never read as a default: as
+        // `false`, ` true ` would have made the signed behavior public.
+        (
+            config().replace(signed_groups, "<TrustedKeyGroups><Enabled> true </Enabled>"),
+            400,
+            "MalformedInput",
+        ),
+        (
+            config().replace(signed_groups, "<TrustedKeyGroups><Enabled>True</Enabled>"),
+            400,
+            "MalformedInput",
+        ),
+        (
+            config().replace(signed_groups, "<TrustedKeyGroups><Enabled>1</Enabled>"),
+            400,
+            "MalformedInput",
+        ),
+        (
+            config().replace("<Enabled>true</Enabled><Origins>", "<Enabled>yes</Enabled><Origins>"),
+            400,
+            "MalformedInput",
+        ),
+        (
+            config().replace(
+                "<DefaultCacheBehavior><TargetOriginId>o</TargetOriginId>",
+                &format!("<DefaultCacheBehavior><TargetOriginId>o</TargetOriginId>{four_methods}"),
+            ),
+            400,
+            "InvalidArgument",
+        ),
+        (too_many_behaviors, 400, "TooManyCacheBehaviors"),
+        (
+            config().replace(
+                "<Comment>c</Comment>",
+                "<Comment>c</Comment><Aliases><Quantity>1</Quantity><Items><CNAME>bad name.example</CNAME></Items></Aliases>",
+            ),
+            400,
+            "InvalidArgument",
+        ),
+    ] {
+        assert_ne!(body, config(), "{code}: the case changes the config");
+        cases.push(("POST", "/2020-05-31/distribution", body.into_bytes(), status, code));
+    }
+    for origin_path in ["/../x", "/prefix/", "prefix", "/a//b"] {
+        let body = config().replace(
+            "<OriginPath>/prefix</OriginPath>",
+            &format!("<OriginPath>{origin_path}</OriginPath>"),
+        );
+        cases.push(("POST", "/2020-05-31/distribution", body.into_bytes(), 400, "InvalidArgument"));
+    }
     for (method, path, body, status, code) in cases {
         let answer = emulator.call(method, path, &body, None).unwrap();
         assert_eq!(answer.status, status, "{method} {path}: {}", text(&answer));
@@ -319,15 +397,7 @@ fn lists_page_with_markers_and_show_each_item_once() {
     let setup = start(EmulatorOptions::default());
     let emulator = &setup.emulator;
     for i in 2..=6 {
-        let pem = PrivateKey::generate(KeyAlgorithm::Ecdsa).public_key().to_pem();
-        let answer = emulator
-            .call(
-                "POST",
-                "/2020-05-31/public-key",
-                public_key_body(&format!("r{i}"), &format!("k{i}"), &pem).as_bytes(),
-                None,
-            )
-            .unwrap();
+        let answer = create_public_key(emulator, &format!("r{i}"), &format!("k{i}"));
         assert_eq!(answer.status, 201, "{}", text(&answer));
     }
     let mut seen = Vec::new();
@@ -574,7 +644,7 @@ fn state_kept_in_a_directory_survives_a_restart() {
     let edge = setup.emulator.edge;
     let url = signed(&setup, &format!("http://{domain}/kept.txt"));
     drop(setup);
-    let emulator = Emulator::start(EmulatorOptions { edge, ..options }).unwrap();
+    let emulator = Emulator::start(EmulatorOptions { edge, ..options.clone() }).unwrap();
     let read = emulator.call("GET", &format!("/2020-05-31/distribution/{id}"), b"", None).unwrap();
     assert_eq!((read.status, read.header("etag")), (200, Some(etag.as_str())), "{}", text(&read));
     assert_eq!(field(&text(&read), "DomainName"), domain);
@@ -584,6 +654,14 @@ fn state_kept_in_a_directory_survives_a_restart() {
         (200, &b"kept"[..]),
         "served after the restart"
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir.path()), 0o700, "the emulator's directory is its owner's");
+    for file in ["keyfront.yaml", "control/control-state.json"] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file} holds secrets: its owner's alone");
+    }
+    let shown = format!("{options:?}");
+    assert!(shown.contains("AKIAPERSIST") && !shown.contains("persist-secret-0123"), "{shown}");
 }
 
 #[test]
@@ -848,4 +926,32 @@ fn a_config_file_keeps_its_behaviors_beside_the_distributions_of_its_api() {
         404,
         "the distribution's own paths"
     );
+}
+
+/// CloudFront's names and quotas: an alternate domain name that another
+/// distribution answers to (its DomainName included) is taken, and an
+/// account holds at most 10 public keys.
+#[test]
+fn names_and_quotas_are_cloudfronts() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let (_, domain, _) = create_distribution(&setup, "first", "");
+    let aliased = distribution_config("second", "media", &setup.group_id, "").replace(
+        "<Comment>c</Comment>",
+        &format!(
+            "<Comment>c</Comment><Aliases><Quantity>1</Quantity><Items><CNAME>{}</CNAME></Items></Aliases>",
+            domain.to_ascii_uppercase()
+        ),
+    );
+    let answer = emulator.call("POST", "/2020-05-31/distribution", aliased.as_bytes(), None).unwrap();
+    assert_eq!(answer.status, 409, "{}", text(&answer));
+    assert!(text(&answer).contains("<Code>CNAMEAlreadyExists</Code>"), "{}", text(&answer));
+
+    for i in 1..10 {
+        let created = create_public_key(emulator, &format!("q{i}"), &format!("q{i}"));
+        assert_eq!(created.status, 201, "key {} of 10: {}", i + 1, text(&created));
+    }
+    let refused = create_public_key(emulator, "q11", "q11");
+    assert_eq!(refused.status, 400, "{}", text(&refused));
+    assert!(text(&refused).contains("<Code>TooManyPublicKeys</Code>"), "{}", text(&refused));
 }

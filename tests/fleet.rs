@@ -138,8 +138,10 @@ fn children_fill_from_their_shield_and_the_origin_sees_each_slice_once() {
 }
 
 /// The shield answers a fleet request only with the fleet secret, for the
-/// method, path, range and time it was signed for; a viewer cannot make one,
-/// and a node with a wrong secret gets nothing (its viewers go direct).
+/// method, table, origin key, path, range and time it was signed for, and
+/// routes it by its table whatever its Host; a viewer cannot make one, a
+/// captured one changed in any part gets 403 and no byte, and a node with a
+/// wrong secret gets nothing (its viewers go direct).
 #[test]
 fn fleet_requests_need_the_fleet_secret() {
     let fleet = Fleet::start();
@@ -148,9 +150,12 @@ fn fleet_requests_need_the_fleet_secret() {
     stack.put("/priv/secret.bin", "application/octet-stream", &data);
     let now = common::now();
     let range = "bytes=0-1048575";
-    let ask = |signed_with: &FleetSecret, method: &str, path: &str, time: u64, sent_path: &str| {
+    let object = "store\n/media/priv/secret.bin";
+    let ask_for = |signed_with: &FleetSecret, table: &str, object: &str, method: &str, path: &str, time: u64, sent: &[(&str, &str)]| {
         let signed = FleetRequest {
             method,
+            table,
+            object,
             path,
             range,
             node: "edge-x",
@@ -161,12 +166,40 @@ fn fleet_requests_need_the_fleet_secret() {
         let headers = signed_with.sign(&signed);
         let mut all: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
         all.push(("Range", range));
+        // What the sender changed after signing replaces what was signed.
+        for (name, value) in sent {
+            all.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            all.push((name, value));
+        }
+        let sent_path = sent.iter().find(|(n, _)| *n == ":path").map_or("/priv/secret.bin", |(_, p)| *p);
+        all.retain(|(n, _)| *n != ":path");
         request(stack.edge, "GET", sent_path, &all, b"")
+    };
+    let ask = |signed_with: &FleetSecret, method: &str, path: &str, time: u64, sent_path: &str| {
+        ask_for(signed_with, "-", object, method, path, time, &[(":path", sent_path)])
+    };
+    // The fleet's own request for the secret, `header` changed after signing.
+    let altered = |header: &str, value: &str| {
+        ask_for(
+            &secret(fleet.salt, 7),
+            "-",
+            object,
+            "GET",
+            "/priv/secret.bin",
+            now,
+            &[(header, value)],
+        )
     };
     let good = ask(&secret(fleet.salt, 7), "GET", "/priv/secret.bin", now, "/priv/secret.bin");
     assert!(
         good.status == 206 && good.body == data[..SLICE],
         "the fleet's own request is served"
+    );
+    let fleet_secret = secret(fleet.salt, 7);
+    let another_host = altered("Host", "d123.cloudfront.net");
+    assert!(
+        another_host.status == 206 && another_host.body == data[..SLICE],
+        "a node request is routed by its signed table, never by its Host"
     );
 
     let refused = [
@@ -186,6 +219,25 @@ fn fleet_requests_need_the_fleet_secret() {
             "another method",
             ask(&secret(fleet.salt, 7), "HEAD", "/priv/secret.bin", now, "/priv/secret.bin"),
         ),
+        (
+            "another origin key",
+            ask_for(
+                &fleet_secret,
+                "-",
+                "store\n/media/priv/other.bin",
+                "GET",
+                "/priv/secret.bin",
+                now,
+                &[],
+            ),
+        ),
+        (
+            "an unknown distribution",
+            ask_for(&fleet_secret, "E1NOSUCHDIST", object, "GET", "/priv/secret.bin", now, &[]),
+        ),
+        ("the table changed after signing", altered("x-keyfront-fleet-table", "E1NOSUCHDIST")),
+        ("the range changed after signing", altered("Range", "bytes=0-")),
+        ("no table at all", altered("x-keyfront-fleet-table", "")),
     ];
     for (what, answer) in refused {
         assert_eq!(answer.status, 403, "{what}");
@@ -347,6 +399,31 @@ fn an_invalidation_on_one_node_reaches_every_node() {
     }
 }
 
+/// An invalidation of 2,900 paths (1.5 MB of JSON, more than a control-log
+/// reader takes in one entry) is published in entries it can read: every
+/// node applies all of it, the last path included, and the log goes on.
+#[test]
+fn an_invalidation_larger_than_an_entry_reaches_every_node_whole() {
+    let fleet = Fleet::start_with(CONTROL);
+    let stack = &fleet.stack;
+    stack.put_with("/open/last.txt", &[("cache-control", "max-age=3600")], b"old");
+    assert_eq!(request(stack.edge, "GET", "/open/last.txt", &[], b"").body, b"old");
+    stack.put("/open/last.txt", "text/plain", b"new");
+    let (_, a_admin, _) = fleet.node("edge-a", &[stack.edge], 7, CONTROL);
+    let mut paths: Vec<String> = (0..2899).map(|i| format!("/open/{i:04}/{}", "p".repeat(490))).collect();
+    paths.push("/open/last.txt".into());
+    let body = serde_json::json!({ "paths": paths }).to_string();
+    assert!(body.len() > 1_400_000, "{} bytes", body.len());
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    let sent = request(a_admin, "POST", "/invalidations", &[("Authorization", &token)], body.as_bytes());
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    wait_until("the shield applied the last path", || {
+        request(stack.edge, "GET", "/open/last.txt", &[], b"").body == b"new"
+    });
+    let shield = stack.state.fleet.as_ref().unwrap().control.as_ref().unwrap();
+    assert_eq!(shield.refused(), 0, "every entry was readable");
+}
+
 /// The purge race between tiers: a node that invalidated an object never
 /// takes the old copy back from a parent that has not (here the shield
 /// keeps no control log at all): its request tells the shield to answer
@@ -455,6 +532,42 @@ fn a_site_keeps_each_slice_once() {
     );
 }
 
+/// The key a rotation brings in (`KNEW`, not in any file at first).
+fn new_signer() -> keyfront::auth::Signer {
+    let key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(common::fixture("ec_pkcs8.pem")).unwrap()).unwrap();
+    keyfront::auth::Signer::new("KNEW", key, keyfront::auth::HashAlgorithm::Sha1)
+}
+
+/// GET `/priv/doc.txt` at `node`, signed by `signer`.
+fn get_signed(node: SocketAddr, signer: &keyfront::auth::Signer) -> common::Response {
+    let base = format!("http://{node}");
+    let url = signer.sign_url(
+        &format!("{base}/priv/doc.txt"),
+        &PolicySpec::Canned {
+            expires: common::now() + 600,
+        },
+    );
+    request(node, "GET", &url[base.len()..], &[], b"")
+}
+
+/// Adds `KNEW` to group `main` in `node`'s config file (or takes it out again).
+fn edit_main_group(stack: &common::Stack, node: SocketAddr, with_new_key: bool) {
+    let path = stack.config_dir().join(format!("keyfront-{}.yaml", node.port()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let new_key = format!("    - id: KNEW\n      public_key: {}\n", common::fixture("ec_public.pem").display());
+    let edited = match with_new_key {
+        true => text.replacen("key_groups:\n  main:\n", &format!("key_groups:\n  main:\n{new_key}"), 1),
+        false => text.replacen(&new_key, "", 1),
+    };
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+}
+
+fn reload(admin: SocketAddr) {
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    assert_eq!(request(admin, "POST", "/reload", &[("Authorization", &token)], b"").status, 200);
+}
+
 /// A key group rotated on one node (its file changed, then reloaded) is
 /// honoured by every node of the fleet within a poll interval and a second:
 /// a URL signed with the new key is refused everywhere before and served
@@ -466,18 +579,7 @@ fn a_key_group_rotated_on_one_node_is_honoured_by_all() {
     stack.put("/priv/doc.txt", "text/plain", b"for signed eyes");
     let (a, a_admin, _) = fleet.node("edge-a", &[stack.edge], 7, CONTROL);
     let (b, _, _) = fleet.node("edge-b", &[stack.edge], 7, CONTROL);
-    let new_key = keyfront::auth::PrivateKey::from_pem(&std::fs::read_to_string(common::fixture("ec_pkcs8.pem")).unwrap()).unwrap();
-    let signer = keyfront::auth::Signer::new("KNEW", new_key, keyfront::auth::HashAlgorithm::Sha1);
-    let get_signed = |node: SocketAddr, signer: &keyfront::auth::Signer| {
-        let base = format!("http://{node}");
-        let url = signer.sign_url(
-            &format!("{base}/priv/doc.txt"),
-            &PolicySpec::Canned {
-                expires: common::now() + 600,
-            },
-        );
-        request(node, "GET", &url[base.len()..], &[], b"")
-    };
+    let signer = new_signer();
     let nodes = [stack.edge, a, b];
     for node in nodes {
         let refused = get_signed(node, &signer);
@@ -487,21 +589,9 @@ fn a_key_group_rotated_on_one_node_is_honoured_by_all() {
         );
     }
 
-    let a_config = stack.config_dir().join(format!("keyfront-{}.yaml", a.port()));
-    let text = std::fs::read_to_string(&a_config).unwrap();
-    let rotated = text.replacen(
-        "key_groups:\n  main:\n",
-        &format!(
-            "key_groups:\n  main:\n    - id: KNEW\n      public_key: {}\n",
-            common::fixture("ec_public.pem").display()
-        ),
-        1,
-    );
-    assert_ne!(rotated, text);
-    std::fs::write(&a_config, rotated).unwrap();
-    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    edit_main_group(stack, a, true);
     let sent = std::time::Instant::now();
-    assert_eq!(request(a_admin, "POST", "/reload", &[("Authorization", &token)], b"").status, 200);
+    reload(a_admin);
     for node in nodes {
         wait_until(&format!("{node} trusts the new key"), || get_signed(node, &signer).status == 200);
         assert_eq!(get_signed(node, &signer).body, b"for signed eyes");
@@ -514,35 +604,96 @@ fn a_key_group_rotated_on_one_node_is_honoured_by_all() {
     );
 }
 
-/// The control log is a prefix anyone with the bucket's keys can write:
-/// objects there that are not entries, and an entry dated far ahead, are
-/// passed over without stopping the log; an entry from a node whose clock
-/// is seconds behind (its key sorts before the newest applied) still applies.
+/// Revocation is final. A key taken out of one node's file and reloaded is
+/// refused by every node within 3 s; a key every node's file dropped stays
+/// refused across a restart of every node, though the control log still
+/// holds the entry that once granted it (a node's file, modified after that
+/// entry, is authoritative for the groups it defines).
 #[test]
-fn the_control_log_passes_over_strays_and_late_clocks() {
+fn a_revoked_key_stays_revoked_on_every_node_and_across_restarts() {
     let fleet = Fleet::start_with(CONTROL);
     let stack = &fleet.stack;
-    let cached = |key: &str, v: u8| {
-        stack.put_with(key, &[("cache-control", "max-age=3600")], &[v; 100]);
-        assert_eq!(request(stack.edge, "GET", key, &[], b"").body, vec![v; 100], "{key} cached");
+    stack.put("/priv/doc.txt", "text/plain", b"for signed eyes");
+    let (a, a_admin, _) = fleet.node("edge-a", &[stack.edge], 7, CONTROL);
+    let (b, _, _) = fleet.node("edge-b", &[stack.edge], 7, CONTROL);
+    let signer = new_signer();
+    let nodes = [stack.edge, a, b];
+    let all_trust = |trusted: bool| {
+        for node in nodes {
+            wait_until(&format!("{node} trusts KNEW: {trusted}"), || {
+                (get_signed(node, &signer).status == 200) == trusted
+            });
+        }
     };
-    cached("/open/late.txt", 1);
-    cached("/open/future.txt", 1);
-    stack.put("/open/late.txt", "text/plain", &[2; 100]);
-    stack.put("/open/future.txt", "text/plain", &[2; 100]);
-    let entry = |node: &str, time_ms: u64, path: &str| {
-        let body = format!("{{\"node\": \"{node}\", \"time_ms\": {time_ms}, \"invalidate\": [\"{path}\"]}}");
-        let key = format!("/_keyfront/control/{time_ms:016}-{node}-0000abcd.json");
-        stack.put(&key, "application/json", body.as_bytes());
+    edit_main_group(stack, a, true);
+    reload(a_admin);
+    all_trust(true);
+    edit_main_group(stack, a, false);
+    let sent = std::time::Instant::now();
+    reload(a_admin);
+    all_trust(false);
+    assert!(sent.elapsed() < std::time::Duration::from_secs(3), "{:?}", sent.elapsed());
+
+    // Granted again through the log; then every node restarts on a file
+    // written after that entry, without the key.
+    edit_main_group(stack, a, true);
+    reload(a_admin);
+    all_trust(true);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for name in ["shield-2", "edge-a-2", "edge-b-2"] {
+        let (node, state) = fleet.child(name, &[stack.edge], 7, CONTROL);
+        let control = state.fleet.as_ref().unwrap().control.as_ref().unwrap().clone();
+        wait_until(&format!("{name} replayed the log"), || control.last_applied().contains("-edge-a-"));
+        let refused = get_signed(node, &signer);
+        assert!(
+            refused.status == 403 && refused.text().contains("<Code>InvalidKey</Code>"),
+            "{name}: the replayed grant is older than the file: {} {}",
+            refused.status,
+            refused.text()
+        );
+        assert_eq!(get_signed(node, &stack.signer).status, 200, "{name}: the file's key works");
+    }
+}
+
+/// The control log is a prefix anyone with the bucket's keys can write, so
+/// only entries signed with the fleet secret for their own key count:
+/// strays, unsigned entries, entries signed with another secret or copied
+/// to another key, one too large to read, and one dated far ahead are all
+/// passed over, the refused ones counted, and none stops the log: an entry
+/// behind 1,001 other keys (more than a listing's page) from a node whose
+/// clock is seconds behind (its key sorts before the newest applied) still
+/// applies.
+#[test]
+fn the_control_log_applies_only_signed_entries_and_never_stalls() {
+    use keyfront::fleet::{ControlEntry, signed_entry};
+    let fleet = Fleet::start_with(CONTROL);
+    let stack = &fleet.stack;
+    let paths = ["late", "future", "unsigned", "forged", "moved"];
+    for name in paths {
+        let key = format!("/open/{name}.txt");
+        stack.put_with(&key, &[("cache-control", "max-age=3600")], &[1; 100]);
+        assert_eq!(request(stack.edge, "GET", &key, &[], b"").body, vec![1; 100], "{key} cached");
+        stack.put(&key, "text/plain", &[2; 100]);
+    }
+    let json = |node: &str, time_ms: u64, invalidate: Vec<String>| {
+        serde_json::to_vec(&ControlEntry {
+            node: node.into(),
+            time_ms,
+            invalidate,
+            ..ControlEntry::default()
+        })
+        .unwrap()
     };
+    let name = |time_ms: u64, node: &str| format!("{time_ms:016}-{node}-0000abcd.json");
+    let put_entry = |name: &str, body: &[u8]| stack.put(&format!("/_keyfront/control/{name}"), "application/json", body);
+    let fleet_secret = secret(fleet.salt, 7);
     stack.put("/_keyfront/control/zzz", "text/plain", b"not an entry");
-    stack.put(
-        "/_keyfront/control/0000000000000001-junk-00000000.json",
-        "application/json",
-        b"{ not json",
+    let far_ahead = 9_999_999_999_999_999;
+    let future = name(far_ahead, "evil");
+    put_entry(
+        &future,
+        &signed_entry(&fleet_secret, &future, &json("evil", far_ahead, vec!["/open/future.txt".into()])),
     );
-    let now_ms = common::now() * 1000;
-    entry("evil", 9_999_999_999_999_999, "/open/future.txt");
 
     let (_, a_admin, _) = fleet.node("edge-a", &[stack.edge], 7, CONTROL);
     let token = format!("Bearer {}", common::ADMIN_TOKEN);
@@ -556,15 +707,58 @@ fn the_control_log_passes_over_strays_and_late_clocks() {
     assert_eq!(sent.status, 200);
     let shield = stack.state.fleet.as_ref().unwrap().control.as_ref().unwrap().clone();
     wait_until("the shield applied edge-a's entry", || shield.last_applied().contains("-edge-a-"));
-    entry("slow", now_ms.saturating_sub(10_000), "/open/late.txt");
+    let refused_before = shield.refused();
+
+    let now_ms = common::now() * 1000;
+    let unsigned = name(now_ms - 20_000, "old");
+    put_entry(&unsigned, &json("old", now_ms - 20_000, vec!["/open/unsigned.txt".into()]));
+    let forged = name(now_ms - 19_000, "forger");
+    put_entry(
+        &forged,
+        &signed_entry(
+            &secret(fleet.salt, 8),
+            &forged,
+            &json("forger", now_ms - 19_000, vec!["/open/forged.txt".into()]),
+        ),
+    );
+    let (signed_for, moved) = (name(now_ms - 90_000_000, "edge-a"), name(now_ms - 18_000, "edge-a"));
+    put_entry(
+        &moved,
+        &signed_entry(
+            &fleet_secret,
+            &signed_for,
+            &json("edge-a", now_ms - 90_000_000, vec!["/open/moved.txt".into()]),
+        ),
+    );
+    let huge = name(now_ms - 17_000, "edge-a");
+    let many: Vec<String> = (0..1100).map(|i| format!("/open/{i}/{}", "x".repeat(1000))).collect();
+    put_entry(&huge, &signed_entry(&fleet_secret, &huge, &json("edge-a", now_ms - 17_000, many)));
+    for i in 0..1001 {
+        stack.put(
+            &format!("/_keyfront/control/{:016}-pad-{i:04}.txt", now_ms - 16_000 + i),
+            "text/plain",
+            b"",
+        );
+    }
+    let late = name(now_ms - 10_000, "slow");
+    put_entry(
+        &late,
+        &signed_entry(&fleet_secret, &late, &json("slow", now_ms - 10_000, vec!["/open/late.txt".into()])),
+    );
     wait_until("the late entry applied", || {
         request(stack.edge, "GET", "/open/late.txt", &[], b"").body == vec![2; 100]
     });
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    assert_eq!(
-        request(stack.edge, "GET", "/open/future.txt", &[], b"").body,
-        vec![1; 100],
-        "an entry dated far ahead is not applied"
-    );
+    wait_until("every bad entry counted", || shield.refused() >= refused_before + 4);
+    assert_eq!(shield.refused(), refused_before + 4, "unsigned, forged, moved, too large");
+    for name in ["future", "unsigned", "forged", "moved"] {
+        assert_eq!(
+            request(stack.edge, "GET", &format!("/open/{name}.txt"), &[], b"").body,
+            vec![1; 100],
+            "the {name} entry is not applied"
+        );
+    }
     assert!(shield.last_applied().contains("-edge-a-"), "strays never become the newest entry");
+    let metrics = request(stack.admin, "GET", "/metrics", &[], b"").text();
+    let line = format!("keyfront_control_entries_refused_total {}", refused_before + 4);
+    assert!(metrics.contains(&line), "{line} in the metrics");
 }

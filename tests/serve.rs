@@ -288,7 +288,7 @@ fn sigterm_drains_in_flight_downloads() {
     assert!(std::net::TcpStream::connect(download.serve.edge).is_err(), "the listener closed");
     download.finish();
     let status = download.serve.served.child.wait().unwrap();
-    assert!(status.success() || status.code().is_some(), "{status:?}");
+    assert!(status.success(), "a drained shutdown exits 0, not by the signal: {status:?}");
 }
 
 /// SIGINT ends `keyfront serve` at once, every time: with pingora's own quick

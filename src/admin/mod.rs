@@ -172,7 +172,7 @@ impl AdminApp {
         tracing::info!(paths = paths.len(), "invalidation done");
         // The other nodes apply it from the fleet's control log.
         if let Some(control) = self.state.fleet().and_then(|fleet| fleet.control.as_ref())
-            && let Err(problem) = control.publish_invalidation(paths.clone()).await
+            && let Err(problem) = control.publish_invalidation(None, paths.clone()).await
         {
             tracing::warn!(%problem, "invalidation not published to the fleet");
             return error(

@@ -59,7 +59,7 @@ pub struct DiskTier {
 }
 
 fn hex_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
 
 impl DiskTier {

@@ -52,6 +52,10 @@ pub struct SliceKey {
 pub struct ObjectRef {
     /// Origin name and origin path: the cache key (no query, no signature).
     pub key: Arc<str>,
+    /// The routing table the object is served from: a distribution's id,
+    /// or `-` for the config file's behaviors. Another node is asked for the
+    /// object in that table, never by the viewer's Host.
+    pub table: Arc<str>,
     /// The canonical request path: what a parent keyfront is asked for (it
     /// maps it to the same origin path through the same behaviors).
     pub path: String,

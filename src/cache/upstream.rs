@@ -15,10 +15,11 @@ pub trait ParentTier: Send + Sync {
     fn site_owner(&self, key: &[u8]) -> Option<SocketAddr>;
     /// The healthy parents to ask for `key`, in order: its owner first.
     fn parents_for(&self, key: &[u8]) -> Vec<SocketAddr>;
-    /// Headers that authenticate a request to another node, telling it to
-    /// answer from nothing fetched before `not_before` (Unix milliseconds,
-    /// 0 for no such bound), and whether it is asked as its site's owner.
-    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)>;
+    /// Headers that authenticate a request to another node for `object`
+    /// (its table, origin key and path), telling it to answer from nothing
+    /// fetched before `not_before` (Unix milliseconds, 0 for no such bound),
+    /// and whether it is asked as its site's owner.
+    fn authenticate(&self, method: &str, object: &ObjectRef, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)>;
     /// Whether the origin may be asked when no parent answers (`go_direct`).
     fn go_direct(&self) -> bool;
 }
@@ -67,7 +68,7 @@ impl Cache {
                 && let Some(owner) = fleet.site_owner(key.as_bytes())
                 && !failed.contains(&owner)
             {
-                let authentication = fleet.authenticate(method, &object.path, range, not_before, true);
+                let authentication = fleet.authenticate(method, object, range, not_before, true);
                 if let Some(mut response) = self.ask_node(owner, object, method, headers, &authentication).await {
                     response.borrowed = true;
                     return Ok(response);
@@ -79,7 +80,7 @@ impl Cache {
                 .into_iter()
                 .filter(|parent| !failed.contains(parent))
             {
-                let authentication = fleet.authenticate(method, &object.path, range, not_before, false);
+                let authentication = fleet.authenticate(method, object, range, not_before, false);
                 match self.ask_node(parent, object, method, headers, &authentication).await {
                     Some(response) => return Ok(response),
                     None => last = Err(FetchError::Failed(format!("parent {parent} did not answer"))),
@@ -115,7 +116,7 @@ impl Cache {
             .parent_answered(&node.to_string(), outcome(&result), started.elapsed().as_secs_f64());
         match result {
             Ok(response) if response.status() == 403 => {
-                tracing::warn!(%node, "a fleet node refused this node: check fleet.secret_file and the clocks");
+                tracing::warn!(%node, table = %object.table, "a fleet node refused this node: check fleet.secret_file, the clocks, and that it serves this distribution (a control plane, the same control log)");
                 None
             }
             Ok(response) if response.status() < 500 => Some(response),

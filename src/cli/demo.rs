@@ -122,7 +122,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     let public_path = dir.join("public_key.pem");
     let private_path = dir.join("private_key.pem");
     std::fs::write(&public_path, key.public_key().to_pem()).map_err(io(&public_path))?;
-    std::fs::write(&private_path, key.to_pem()).map_err(io(&private_path))?;
+    crate::private_fs::write_private(&private_path, key.to_pem()).map_err(io(&private_path))?;
 
     let secret = format!("demo-secret-{}", &key_id[1..9]);
     let access = BucketAccess {
@@ -150,7 +150,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         admin = args.admin_listen,
         admin_token = admin_token,
     );
-    std::fs::write(&config_path, config_text).map_err(io(&config_path))?;
+    crate::private_fs::write_private(&config_path, config_text).map_err(io(&config_path))?;
     let config = load_config(&config_path)?;
 
     print_guide(&args, &key_id, key, &admin_token);

@@ -11,7 +11,7 @@ use clap::Args;
 use super::CliError;
 use crate::emulator::{Emulator, EmulatorOptions};
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct EmulateArgs {
     /// Where the bucket and the control plane's state live, kept across
     /// runs (default: a fresh directory, removed at exit).
@@ -47,21 +47,34 @@ pub struct EmulateArgs {
     deploy_delay: u64,
 }
 
+impl std::fmt::Debug for EmulateArgs {
+    /// As the options it makes: the secret left out.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "EmulateArgs({:?})", self.options())
+    }
+}
+
+impl EmulateArgs {
+    fn options(&self) -> EmulatorOptions {
+        EmulatorOptions {
+            dir: self.dir.clone(),
+            edge: self.listen,
+            s3: self.s3_listen,
+            control: self.control_listen,
+            admin: self.admin_listen,
+            bucket: self.bucket.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            accept_any_credentials: self.accept_any_credentials,
+            deploy_delay: std::time::Duration::from_secs(self.deploy_delay),
+            ..EmulatorOptions::default()
+        }
+    }
+}
+
 pub fn run(args: EmulateArgs) -> Result<ExitCode, CliError> {
     super::init_logging(Some("warn"));
-    let options = EmulatorOptions {
-        dir: args.dir,
-        edge: args.listen,
-        s3: args.s3_listen,
-        control: args.control_listen,
-        admin: args.admin_listen,
-        bucket: args.bucket,
-        access_key_id: args.access_key_id,
-        secret_access_key: args.secret_access_key,
-        accept_any_credentials: args.accept_any_credentials,
-        deploy_delay: std::time::Duration::from_secs(args.deploy_delay),
-        ..EmulatorOptions::default()
-    };
+    let options = args.options();
     let emulator = Emulator::start(options).map_err(CliError::Emulator)?;
     for (name, value) in emulator.environment() {
         println!("export {name}={value}");

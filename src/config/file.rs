@@ -105,9 +105,14 @@ pub struct ControlApiFile {
     /// Access keys whose SigV4 signatures the API accepts.
     #[serde(default)]
     pub credentials: Vec<ApiKeyFile>,
-    /// Accept every request, signed or not (throwaway test setups only).
+    /// Accept every request, signed or not (throwaway test setups only);
+    /// refused unless `control_listen` is a loopback address or
+    /// `accept_any_credentials_off_loopback` is set too.
     #[serde(default)]
     pub accept_any_credentials: bool,
+    /// Allow `accept_any_credentials` on an address other hosts reach.
+    #[serde(default)]
+    pub accept_any_credentials_off_loopback: bool,
     /// Addresses the edge also listens on, each handed to one distribution
     /// as its DomainName (`ip:port`), so a test reaches it without DNS.
     #[serde(default)]

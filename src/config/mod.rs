@@ -43,6 +43,24 @@ pub struct ControlSettings {
     pub poll: Duration,
 }
 
+/// A secret from the config (a token, an API secret key): `Debug` never
+/// prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself, for the one place that checks or uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(..)")
+    }
+}
+
 /// CloudFront's control-plane API, validated.
 #[derive(Clone, Debug)]
 pub struct ControlPlaneSettings {
@@ -50,7 +68,7 @@ pub struct ControlPlaneSettings {
     /// Where the state is kept; in memory only when `None`.
     pub state_dir: Option<PathBuf>,
     /// Access key id -> secret; empty with `accept_any_credentials`.
-    pub credentials: HashMap<String, String>,
+    pub credentials: HashMap<String, Secret>,
     pub accept_any_credentials: bool,
     /// The endpoint, credentials and timeouts of every distribution's S3 origins.
     pub s3_origin: Arc<S3Origin>,
@@ -83,13 +101,17 @@ pub enum ConfigError {
 pub struct Config {
     /// The file it was read from (reloads read it again).
     pub source: PathBuf,
+    /// When the newest of that file and the key files it names was last
+    /// modified (Unix milliseconds; 0 if unknown): the fleet's control log
+    /// changes its key groups only with entries newer than this.
+    pub modified_ms: u64,
     /// Key groups by name: `(key id, key)` pairs.
     pub key_groups: KeyGroups,
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<TlsListener>,
     pub admin_listen: Option<SocketAddr>,
     /// The bearer token for the admin listener's POST endpoints.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Where access-log lines go, if anywhere.
     pub access_log: Option<AccessLogTarget>,
     /// The application log level, when the file sets one.
@@ -383,7 +405,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             .map(|(i, tls)| self.tls_listener(i, tls))
             .collect::<Result<_, _>>()?;
         let public_base_url = file.public_base_url.as_deref().map(|url| self.base_url(url)).transpose()?;
-        let key_groups = self.key_groups(&file)?;
+        let (key_groups, keys_modified_ms) = self.key_groups(&file)?;
         let mut embedded_stores = Vec::new();
         let mut origins = BTreeMap::new();
         for (name, origin) in &file.origins {
@@ -419,6 +441,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
         Ok(Config {
             source: self.file.to_owned(),
+            modified_ms: modified_ms(self.file).max(keys_modified_ms),
             key_groups,
             listen,
             tls_listen,
@@ -428,7 +451,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 Some(level @ ("error" | "warn" | "info" | "debug" | "trace")) => Some(level.to_owned()),
                 Some(other) => return Err(self.invalid("log_level", other, "expected error, warn, info, debug or trace")),
             },
-            admin_token: file.admin_token.clone(),
+            admin_token: file.admin_token.clone().map(Secret),
             access_log: file.access_log.as_deref().map(|target| match target {
                 "stdout" => AccessLogTarget::Stdout,
                 path => AccessLogTarget::File(self.base_dir.join(path)),
@@ -580,6 +603,16 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 "list at least one access key, or set accept_any_credentials: true",
             ));
         }
+        if api.accept_any_credentials && !listen.ip().is_loopback() && !api.accept_any_credentials_off_loopback {
+            // Whoever reaches the API creates distributions every node serves.
+            return Err(self.invalid(
+                "control_api.accept_any_credentials",
+                "true",
+                format!(
+                    "accepted on loopback listeners only, and control_listen is {listen}; set accept_any_credentials_off_loopback: true as well to accept unsigned calls from the network"
+                ),
+            ));
+        }
         let mut credentials = HashMap::new();
         for (i, key) in api.credentials.iter().enumerate() {
             if key.access_key_id.is_empty() || key.secret_access_key.len() < 8 {
@@ -590,7 +623,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     "needs an access_key_id and a secret_access_key of 8 characters or more",
                 ));
             }
-            credentials.insert(key.access_key_id.clone(), key.secret_access_key.clone());
+            credentials.insert(key.access_key_id.clone(), Secret(key.secret_access_key.clone()));
         }
         let distribution_addresses = api
             .distribution_addresses
@@ -646,14 +679,17 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
     }
 
-    fn key_groups(&self, file: &ConfigFile) -> Result<KeyGroups, ConfigError> {
+    /// The key groups, and when the newest key file was last modified.
+    fn key_groups(&self, file: &ConfigFile) -> Result<(KeyGroups, u64), ConfigError> {
         let mut groups = HashMap::new();
+        let mut newest_ms = 0;
         let mut seen: HashMap<String, [u8; 32]> = HashMap::new();
         for (name, keys) in &file.key_groups {
             let mut loaded = Vec::new();
             for (i, key) in keys.iter().enumerate() {
                 let field = format!("key_groups.{name}[{i}].public_key");
                 let path = self.base_dir.join(&key.public_key);
+                newest_ms = newest_ms.max(modified_ms(&path));
                 let pem = read_key_file(&path).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 let public = PublicKey::from_pem(&pem).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 if key.id.is_empty() {
@@ -668,7 +704,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             }
             groups.insert(name.clone(), loaded);
         }
-        Ok(groups)
+        Ok((groups, newest_ms))
     }
 
     fn origin(&self, name: &str, origin: &OriginFile, embedded: &mut Vec<EmbeddedStore>) -> Result<S3Origin, ConfigError> {
@@ -836,3 +872,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
 
 #[cfg(test)]
 mod tests;
+
+/// When `path` was last modified (Unix milliseconds); 0 if that cannot be read.
+fn modified_ms(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_millis() as u64)
+}

@@ -179,7 +179,23 @@ fn the_control_plane_is_validated_field_by_field() {
         "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, credentials: [{access_key_id: AK1, secret_access_key: secret-one}], distribution_addresses: [\"127.0.0.2:8080\"], deploy_delay: 5s}\n",
     );
     let control = parse(&good).unwrap().control_plane.unwrap();
-    assert_eq!(control.credentials["AK1"], "secret-one");
+    assert_eq!(control.credentials["AK1"].expose(), "secret-one");
+    assert!(!format!("{control:?}").contains("secret-one"), "Debug never shows a secret");
+    let config = parse(&with(
+        "admin_token: a-token-of-twenty-chars
+",
+    ))
+    .unwrap();
+    assert!(!format!("{config:?}").contains("a-token-of-twenty-chars"), "nor the admin token");
+    let off_loopback = with(
+        "control_listen: 0.0.0.0:9581
+control_api: {s3_origin: store, accept_any_credentials: true, accept_any_credentials_off_loopback: true}
+",
+    );
+    assert!(
+        parse(&off_loopback).unwrap().control_plane.unwrap().accept_any_credentials,
+        "allowed when said twice"
+    );
     assert_eq!(control.distribution_addresses, vec!["127.0.0.2:8080".parse().unwrap()]);
     assert_eq!((control.deploy_delay, control.state_dir.is_none()), (Duration::from_secs(5), true));
     assert_eq!(control.domain_suffix, "cloudfront.localhost");
@@ -203,6 +219,10 @@ fn the_control_plane_is_validated_field_by_field() {
         (
             "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, credentials: [{access_key_id: AK1, secret_access_key: short}]}\n",
             "control_api.credentials[0]: \"AK1\"",
+        ),
+        (
+            "control_listen: 0.0.0.0:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true}\n",
+            "control_api.accept_any_credentials: \"true\": accepted on loopback listeners only, and control_listen is 0.0.0.0:9581",
         ),
         (
             "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true, domain_suffix: \"a b\"}\n",
@@ -277,4 +297,26 @@ fn key_files_that_never_end_are_refused() {
         error.contains("key_groups.main[0].public_key") && error.contains("not a key file"),
         "{error}"
     );
+}
+
+#[test]
+fn a_config_is_as_new_as_its_newest_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfront.yaml");
+    std::fs::write(&path, GOOD).unwrap();
+    write_key(dir.path());
+    let mtime = |path: &Path| {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        modified.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    };
+    let key_file = dir.path().join("public.pem");
+    let file = std::fs::File::options().write(true).open(&key_file).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(60)).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(
+        config.modified_ms,
+        mtime(&key_file),
+        "a key replaced in place counts as a change of the config"
+    );
+    assert!(config.modified_ms > mtime(&path));
 }

@@ -207,7 +207,7 @@ impl Api {
 
     fn create(&self, kind: &Kind, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
         let config = Element::parse(request.body, kind.config)?;
-        check_quantities(&config)?;
+        check_well_formed(&config)?;
         let stamp = iso_time(request.now);
         self.store.update(|state| {
             (kind.validate)(&config, state)?;
@@ -236,6 +236,10 @@ impl Api {
             if (kind.collection)(state).values().any(|r| r.config.text_of("Name") == name) {
                 return Err(ApiError::new(409, kind.already_exists, format!("the name {name:?} is taken")));
             }
+            let (quota, code) = kind.quota;
+            if (kind.resources)(state).len() >= quota {
+                return Err(ApiError::new(400, code, format!("an account holds at most {quota} of these")));
+            }
             let id = (kind.new_id)();
             let resource = Resource {
                 etag: new_etag(),
@@ -250,9 +254,8 @@ impl Api {
     }
 
     fn find(&self, kind: &Kind, id: &str) -> Result<Resource, ApiError> {
-        let mut state = self.store.snapshot();
-        (kind.collection)(&mut state)
-            .remove(id)
+        self.store
+            .read(|state| (kind.resources)(state).get(id).cloned())
             .ok_or_else(|| ApiError::new(404, kind.not_found, format!("no {} {id}", kind.resource)))
     }
 
@@ -267,17 +270,18 @@ impl Api {
     }
 
     fn list(&self, kind: &Kind, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
-        let mut state = self.store.snapshot();
-        let summaries = ordered((kind.collection)(&mut state))
-            .into_iter()
-            .map(|(id, resource)| (id.clone(), (kind.summary)(id, resource)))
-            .collect();
+        let summaries = self.store.read(|state| {
+            ordered((kind.resources)(state))
+                .into_iter()
+                .map(|(id, resource)| (id.clone(), (kind.summary)(id, resource)))
+                .collect()
+        });
         Ok(ApiReply::ok(page(kind.list, summaries, request, kind.marker_in_list)?))
     }
 
     fn update(&self, kind: &Kind, id: &str, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
         let config = Element::parse(request.body, kind.config)?;
-        check_quantities(&config)?;
+        check_well_formed(&config)?;
         let stamp = iso_time(request.now);
         self.store.update(|state| {
             let current = (kind.collection)(state)
@@ -340,13 +344,12 @@ impl Api {
         };
         let exists = |state: &State| state.distributions.keys().any(|id| distributions::arn(id) == arn);
         match (request.method, operation) {
-            ("GET", None) => {
-                let state = self.store.snapshot();
-                if !exists(&state) {
+            ("GET", None) => self.store.read(|state| {
+                if !exists(state) {
                     return Err(no_such_resource(&arn));
                 }
                 Ok(ApiReply::ok(tags_element(state.tags.get(&arn).map_or(&[][..], Vec::as_slice))))
-            }
+            }),
             ("POST", Some("Tag")) => {
                 let tags = tag_pairs(&Element::parse(request.body, "Tags")?);
                 self.store.update(|state| {
@@ -415,8 +418,38 @@ pub fn check_if_match(if_match: Option<&str>, etag: &str) -> Result<(), ApiError
     }
 }
 
-/// Refuses a list whose `Quantity` is not the number of its `Items`.
-pub fn check_quantities(element: &Element) -> Result<(), ApiError> {
+/// The elements of CloudFront's model that are booleans (2020-05-31).
+const BOOLEANS: [&str; 16] = [
+    "AccessControlAllowCredentials",
+    "CloudFrontDefaultCertificate",
+    "Compress",
+    "Enabled",
+    "EnableAcceptEncodingBrotli",
+    "EnableAcceptEncodingGzip",
+    "IncludeCookies",
+    "IncludeSubdomains",
+    "IsIPV6Enabled",
+    "ModeBlock",
+    "OriginOverride",
+    "Override",
+    "Preload",
+    "QueryString",
+    "SmoothStreaming",
+    "Staging",
+];
+
+/// Refuses a list whose `Quantity` is not the number of its `Items`, and a
+/// boolean that is not exactly `true` or `false`: CloudFront refuses ` true `,
+/// `True` and `1`, and a boolean read as a default could open a signed
+/// behavior.
+pub fn check_well_formed(element: &Element) -> Result<(), ApiError> {
+    if BOOLEANS.contains(&element.name.as_str()) && element.children.is_empty() && !matches!(element.text.as_str(), "true" | "false") {
+        return Err(ApiError::new(
+            400,
+            "MalformedInput",
+            format!("{}: {:?} is not a boolean (true or false)", element.name, element.text),
+        ));
+    }
     if let Some(quantity) = element.text_of("Quantity") {
         let counted = element.items().count();
         if quantity.trim().parse::<usize>().ok() != Some(counted) {
@@ -427,7 +460,7 @@ pub fn check_quantities(element: &Element) -> Result<(), ApiError> {
             ));
         }
     }
-    element.children.iter().try_for_each(check_quantities)
+    element.children.iter().try_for_each(check_well_formed)
 }
 
 /// Resources in the order they were made (then by id).
@@ -516,6 +549,6 @@ pub fn new_etag() -> String {
 
 pub fn random_uuid() -> String {
     let bytes: [u8; 16] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(bytes);
     format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
 }

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::distributions::{behaviors, s3_bucket};
+use super::distributions::{allowed_methods, behaviors, s3_bucket};
 use super::store::State;
 use super::xml::Element;
 use crate::auth::{PublicKey, TrustedKeys};
-use crate::config::{AllowedMethods, Behavior, Ttl};
+use crate::config::{Behavior, Ttl};
 use crate::origin::S3Origin;
 use crate::request::{canonical_path, canonical_pattern};
 use crate::routing::{Distribution, ErrorPage};
@@ -118,7 +118,10 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
     };
     let mut groups = Vec::new();
     let mut keys = Vec::new();
-    if behavior.at(&["TrustedKeyGroups", "Enabled"]).is_some_and(|e| e.text == "true") {
+    // Fails closed: anything but an explicit `false` (the API refuses
+    // malformed booleans; a state written before it did may hold one) signs.
+    let signed = |list: &str| behavior.at(&[list, "Enabled"]).is_some_and(|e| e.text != "false");
+    if signed("TrustedKeyGroups") {
         for group in behavior.child("TrustedKeyGroups").into_iter().flat_map(Element::items) {
             groups.push(group.text.clone());
             let key_ids = state.key_groups.get(&group.text).into_iter().flat_map(|g| g.config.items());
@@ -130,10 +133,10 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
             }
         }
     }
-    if behavior.at(&["TrustedSigners", "Enabled"]).is_some_and(|e| e.text == "true") {
+    if signed("TrustedSigners") {
         groups.push(LEGACY_SIGNERS.to_owned());
     }
-    let methods = behavior.child("AllowedMethods").map_or(2, |allowed| allowed.items().count());
+    let allowed_methods = allowed_methods(behavior)?;
     let seconds =
         |name: &str, default: u64| Duration::from_secs(behavior.text_of(name).and_then(|text| text.parse().ok()).unwrap_or(default));
     let ttl = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
@@ -160,11 +163,7 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         origin: Arc::new(defaults.s3.for_bucket(bucket, &key_prefix)),
         trusted_keys: TrustedKeys::new(keys),
         trusted_key_groups: groups,
-        allowed_methods: match methods {
-            0..=2 => AllowedMethods::GetHead,
-            3 => AllowedMethods::GetHeadOptions,
-            _ => AllowedMethods::All,
-        },
+        allowed_methods,
         ttl,
         forward_metadata_headers: false,
         slice_size: defaults.slice_size,

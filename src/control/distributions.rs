@@ -3,14 +3,24 @@
 //! the checks that keep what is stored servable.
 
 use super::api::{
-    ACCOUNT, Api, ApiError, ApiReply, ApiRequest, Created, VERSION_PREFIX, check_if_match, check_quantities, iso_time, new_etag, ordered,
+    ACCOUNT, Api, ApiError, ApiReply, ApiRequest, Created, VERSION_PREFIX, check_if_match, check_well_formed, iso_time, new_etag, ordered,
     page, random_id,
 };
 use super::store::{DistributionRecord, InvalidationRecord, Resource, State};
 use super::xml::{Element, list};
+use crate::config::AllowedMethods;
 
 /// The origin statuses a custom error response may replace.
 const ERROR_CODES: [&str; 11] = ["400", "403", "404", "405", "414", "416", "500", "501", "502", "503", "504"];
+
+/// CloudFront's default quotas: distributions per account, and per
+/// distribution cache behaviors (the default one not counted), alternate
+/// domain names, origins and trusted key groups.
+const MAX_DISTRIBUTIONS: usize = 200;
+const MAX_CACHE_BEHAVIORS: usize = 25;
+const MAX_ALIASES: usize = 100;
+const MAX_ORIGINS: usize = 25;
+const MAX_KEY_GROUPS: usize = 4;
 
 /// CloudFront's limit on paths in one invalidation.
 const MAX_INVALIDATION_PATHS: usize = 3000;
@@ -107,6 +117,22 @@ fn fill_containers(config: &mut Element) {
     }
 }
 
+/// A behavior's `AllowedMethods`, which CloudFront takes as one of three
+/// sets only (absent: GET and HEAD); `None` for any other.
+pub fn allowed_methods(behavior: &Element) -> Option<AllowedMethods> {
+    let Some(allowed) = behavior.child("AllowedMethods") else {
+        return Some(AllowedMethods::GetHead);
+    };
+    let mut methods: Vec<&str> = allowed.items().map(|method| method.text.as_str()).collect();
+    methods.sort_unstable();
+    match methods.join(",").as_str() {
+        "GET,HEAD" => Some(AllowedMethods::GetHead),
+        "GET,HEAD,OPTIONS" => Some(AllowedMethods::GetHeadOptions),
+        "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT" => Some(AllowedMethods::All),
+        _ => None,
+    }
+}
+
 /// Refuses a configuration keyfront could not serve as CloudFront would.
 fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result<(), ApiError> {
     for name in ["CallerReference", "Origins", "DefaultCacheBehavior", "Comment", "Enabled"] {
@@ -118,11 +144,51 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
     if origins.is_empty() {
         return Err(ApiError::invalid("a distribution needs at least one origin"));
     }
+    let over = |count: usize, most: usize, code: &'static str, what: &str| {
+        (count > most).then(|| ApiError::new(400, code, format!("a distribution has at most {most} {what}; this one has {count}")))
+    };
+    let cache_behaviors = config.child("CacheBehaviors").into_iter().flat_map(Element::items).count();
+    let mut key_groups: Vec<&str> = key_group_ids(config).collect();
+    key_groups.sort_unstable();
+    key_groups.dedup();
+    let quotas = [
+        over(cache_behaviors, MAX_CACHE_BEHAVIORS, "TooManyCacheBehaviors", "cache behaviors"),
+        over(
+            aliases(config).len(),
+            MAX_ALIASES,
+            "TooManyDistributionCNAMEs",
+            "alternate domain names",
+        ),
+        over(origins.len(), MAX_ORIGINS, "TooManyOrigins", "origins"),
+        over(
+            key_groups.len(),
+            MAX_KEY_GROUPS,
+            "TooManyKeyGroupsAssociatedToDistribution",
+            "trusted key groups",
+        ),
+    ];
+    if let Some(refusal) = quotas.into_iter().flatten().next() {
+        return Err(refusal);
+    }
+    if let Some(alias) = aliases(config).into_iter().find(|alias| !valid_alias(alias)) {
+        return Err(ApiError::new(
+            400,
+            "InvalidArgument",
+            format!("the alternate domain name {alias:?} is not a DNS name"),
+        ));
+    }
     for origin in &origins {
         let domain = origin.text_of("DomainName").unwrap_or("");
         if s3_bucket(domain).is_none() {
             return Err(ApiError::invalid(format!(
                 "origin {:?}: keyfront serves S3 origins (BUCKET.s3[.REGION].amazonaws.com), not {domain:?}",
+                origin.text_of("Id").unwrap_or("")
+            )));
+        }
+        let origin_path = origin.text_of("OriginPath").unwrap_or("");
+        if !origin_path.is_empty() && !canonical_prefix(origin_path) {
+            return Err(ApiError::invalid(format!(
+                "origin {:?}: OriginPath {origin_path:?} must start with / and name a folder canonically (no trailing /, no . or .. segments, no doubled /)",
                 origin.text_of("Id").unwrap_or("")
             )));
         }
@@ -137,6 +203,11 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
         }
     }
     for behavior in behaviors(config) {
+        if allowed_methods(behavior).is_none() {
+            return Err(ApiError::invalid(
+                "AllowedMethods must be GET,HEAD or GET,HEAD,OPTIONS or GET,HEAD,OPTIONS,PUT,POST,PATCH,DELETE",
+            ));
+        }
         let target = behavior.text_of("TargetOriginId").unwrap_or("");
         if !origins.iter().any(|origin| origin.text_of("Id") == Some(target)) {
             return Err(ApiError::new(
@@ -173,18 +244,12 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
     if let Some(group) = key_group_ids(config).find(|group| !state.key_groups.contains_key(*group)) {
         return Err(ApiError::new(400, "TrustedKeyGroupDoesNotExist", format!("no key group {group}")));
     }
-    let aliases = |config: &Element| -> Vec<String> {
-        config
-            .child("Aliases")
-            .into_iter()
-            .flat_map(Element::items)
-            .map(|alias| alias.text.to_ascii_lowercase())
-            .collect()
-    };
     let mine = aliases(config);
     for (id, other) in &state.distributions {
+        let mut names = aliases(&other.resource.config);
+        names.push(other.domain_name.to_ascii_lowercase());
         if Some(id.as_str()) != own_id
-            && let Some(taken) = aliases(&other.resource.config).into_iter().find(|alias| mine.contains(alias))
+            && let Some(taken) = names.into_iter().find(|name| mine.contains(name))
         {
             return Err(ApiError::new(
                 409,
@@ -194,6 +259,41 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
         }
     }
     Ok(())
+}
+
+/// The alternate domain names of a distribution's config, lower case.
+fn aliases(config: &Element) -> Vec<String> {
+    config
+        .child("Aliases")
+        .into_iter()
+        .flat_map(Element::items)
+        .map(|alias| alias.text.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether `alias` is a DNS name (its first label may be `*`), with a port
+/// or not (a test reaches a local edge on its port).
+fn valid_alias(alias: &str) -> bool {
+    let name = match alias.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => name,
+        _ => alias,
+    };
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Whether `origin_path` is a canonical folder: `/a/b`, as a request path
+/// would spell it, with no trailing `/`.
+fn canonical_prefix(origin_path: &str) -> bool {
+    origin_path.len() > 1
+        && !origin_path.ends_with('/')
+        && crate::request::canonical_path(origin_path).is_ok_and(|canonical| canonical == origin_path)
 }
 
 fn status(record: &DistributionRecord, now: u64) -> &'static str {
@@ -288,24 +388,23 @@ pub fn handle(api: &Api, request: &ApiRequest<'_>, segments: &[&str]) -> Result<
     match (request.method, segments) {
         ("POST", ["distribution"]) => create(api, request),
         ("GET", ["distribution"]) => {
-            let state = api.store.snapshot();
-            let summaries = ordered(&state.distributions)
-                .into_iter()
-                .map(|(id, record)| (id.clone(), summary(id, record, request.now)))
-                .collect();
+            let summaries = api.store.read(|state| {
+                ordered(&state.distributions)
+                    .into_iter()
+                    .map(|(id, record)| (id.clone(), summary(id, record, request.now)))
+                    .collect()
+            });
             Ok(ApiReply::ok(page("DistributionList", summaries, request, true)?))
         }
-        ("GET", ["distribution", id]) => {
-            let state = api.store.snapshot();
+        ("GET", ["distribution", id]) => api.store.read(|state| {
             let record = state.distributions.get(*id).ok_or_else(|| no_such_distribution(id))?;
-            let element = distribution_element(id, record, &state, status(record, request.now));
+            let element = distribution_element(id, record, state, status(record, request.now));
             Ok(ApiReply::ok(element).with_etag(&record.resource.etag))
-        }
-        ("GET", ["distribution", id, "config"]) => {
-            let state = api.store.snapshot();
+        }),
+        ("GET", ["distribution", id, "config"]) => api.store.read(|state| {
             let record = state.distributions.get(*id).ok_or_else(|| no_such_distribution(id))?;
             Ok(ApiReply::ok(record.resource.config.clone()).with_etag(&record.resource.etag))
-        }
+        }),
         ("PUT", ["distribution", id, "config"]) => update(api, id, request),
         ("DELETE", ["distribution", id]) => api.store.update(|state| {
             let record = state.distributions.get(*id).ok_or_else(|| no_such_distribution(id))?;
@@ -323,28 +422,28 @@ pub fn handle(api: &Api, request: &ApiRequest<'_>, segments: &[&str]) -> Result<
             Ok(ApiReply::no_content())
         }),
         ("GET", ["distribution", id, "invalidation"]) => {
-            let state = api.store.snapshot();
-            if !state.distributions.contains_key(*id) {
-                return Err(no_such_distribution(id));
-            }
-            let summaries = state
-                .invalidations
-                .get(*id)
-                .into_iter()
-                .flatten()
-                .rev()
-                .map(|invalidation| {
-                    let summary = Element::new("InvalidationSummary")
-                        .with(Element::leaf("Id", invalidation.id.clone()))
-                        .with(Element::leaf("CreateTime", invalidation.created.clone()))
-                        .with(Element::leaf("Status", "Completed"));
-                    (invalidation.id.clone(), summary)
-                })
-                .collect();
+            let summaries = api.store.read(|state| {
+                if !state.distributions.contains_key(*id) {
+                    return Err(no_such_distribution(id));
+                }
+                Ok(state
+                    .invalidations
+                    .get(*id)
+                    .into_iter()
+                    .flatten()
+                    .rev()
+                    .map(|invalidation| {
+                        let summary = Element::new("InvalidationSummary")
+                            .with(Element::leaf("Id", invalidation.id.clone()))
+                            .with(Element::leaf("CreateTime", invalidation.created.clone()))
+                            .with(Element::leaf("Status", "Completed"));
+                        (invalidation.id.clone(), summary)
+                    })
+                    .collect())
+            })?;
             Ok(ApiReply::ok(page("InvalidationList", summaries, request, true)?))
         }
-        ("GET", ["distribution", id, "invalidation", invalidation]) => {
-            let state = api.store.snapshot();
+        ("GET", ["distribution", id, "invalidation", invalidation]) => api.store.read(|state| {
             if !state.distributions.contains_key(*id) {
                 return Err(no_such_distribution(id));
             }
@@ -354,7 +453,7 @@ pub fn handle(api: &Api, request: &ApiRequest<'_>, segments: &[&str]) -> Result<
                 .and_then(|all| all.iter().find(|i| i.id == *invalidation))
                 .ok_or_else(|| ApiError::new(404, "NoSuchInvalidation", format!("no invalidation {invalidation}")))?;
             Ok(ApiReply::ok(invalidation_element(found, "Completed")))
-        }
+        }),
         _ => Err(ApiError::invalid(format!(
             "keyfront's control plane has no operation {} /2020-05-31/{}",
             request.method,
@@ -382,7 +481,7 @@ fn create(api: &Api, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
     } else {
         (Element::parse(request.body, "DistributionConfig")?, Vec::new())
     };
-    check_quantities(&config)?;
+    check_well_formed(&config)?;
     fill_containers(&mut config);
     let stamp = iso_time(request.now);
     api.store.update(|state| {
@@ -404,6 +503,13 @@ fn create(api: &Api, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
             };
         }
         check_config(&config, state, None)?;
+        if state.distributions.len() >= MAX_DISTRIBUTIONS {
+            return Err(ApiError::new(
+                400,
+                "TooManyDistributions",
+                format!("an account holds at most {MAX_DISTRIBUTIONS} distributions"),
+            ));
+        }
         let id = random_id('E');
         let taken: Vec<&str> = state.distributions.values().map(|d| d.domain_name.as_str()).collect();
         let domain_name = match api.settings.domain_pool.iter().find(|name| !taken.contains(&name.as_str())) {
@@ -432,7 +538,7 @@ fn create(api: &Api, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
 
 fn update(api: &Api, id: &str, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
     let mut config = Element::parse(request.body, "DistributionConfig")?;
-    check_quantities(&config)?;
+    check_well_formed(&config)?;
     fill_containers(&mut config);
     let stamp = iso_time(request.now);
     api.store.update(|state| {
@@ -476,7 +582,7 @@ fn invalidation_element(invalidation: &InvalidationRecord, status: &str) -> Elem
 /// CreateInvalidation: the answer and the paths to purge.
 pub fn create_invalidation(api: &Api, id: &str, request: &ApiRequest<'_>) -> Result<(ApiReply, Vec<String>), ApiError> {
     let batch = Element::parse(request.body, "InvalidationBatch")?;
-    check_quantities(&batch)?;
+    check_well_formed(&batch)?;
     let paths: Vec<String> = batch
         .child("Paths")
         .into_iter()

@@ -24,7 +24,7 @@ use pingora::protocols::http::ServerSession;
 
 pub use api::{ApiSettings, VERSION_PREFIX, random_name};
 pub use compile::ServingDefaults;
-pub use store::StoreError;
+pub use store::{Collection, ResourceChange, StoreError};
 
 use api::{Api, ApiError, ApiRequest};
 use sigv4::SignedRequest;
@@ -43,10 +43,16 @@ pub trait ServingHandle: Send + Sync + 'static {
     fn set_distributions(&self, distributions: Vec<Distribution>);
     /// Purges `paths` of distribution `id` from both cache tiers. Blocking.
     fn invalidate_distribution(&self, id: &str, paths: &[String]);
+    /// Hands resources changed through this node's API to the other nodes
+    /// of its fleet (nothing without a fleet's control log).
+    fn publish_resources(&self, changes: Vec<ResourceChange>);
+    /// Hands an invalidation of distribution `id` to the other nodes of its
+    /// fleet (nothing without a fleet's control log).
+    fn publish_invalidation(&self, id: &str, paths: Vec<String>);
 }
 
 /// Who may call the API.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum ApiCredentials {
     /// Requests must carry a SigV4 signature by one of these access keys
     /// (access key id -> secret).
@@ -55,12 +61,52 @@ pub enum ApiCredentials {
     AcceptAny,
 }
 
-/// The control-plane API as a pingora app.
-pub struct ControlApp {
-    api: Arc<Api>,
-    credentials: ApiCredentials,
+impl std::fmt::Debug for ApiCredentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiCredentials::Keys(keys) => {
+                let ids: Vec<&String> = keys.keys().collect();
+                write!(formatter, "Keys({ids:?}, secrets redacted)")
+            }
+            ApiCredentials::AcceptAny => formatter.write_str("AcceptAny"),
+        }
+    }
+}
+
+/// The control plane's state and what it serves into: shared by the API
+/// and by the fleet's control log, which brings other nodes' changes.
+pub struct ControlPlane {
+    api: Api,
     serving: Arc<dyn ServingHandle>,
     defaults: ServingDefaults,
+}
+
+impl ControlPlane {
+    /// Compiles the state and hands the edge its distributions, inside the
+    /// state's lock: tables are stored in the order the state changed, so
+    /// an older table is never stored after a newer one.
+    fn serve_state(&self) {
+        self.api
+            .store
+            .read(|state| self.serving.set_distributions(compile::compile(state, &self.defaults)));
+    }
+
+    /// Takes in resources created, changed or deleted through other nodes'
+    /// APIs (each only if newer than what this node has) and serves them.
+    /// Blocking (the state is written to disk).
+    pub fn adopt(&self, changes: &[ResourceChange]) {
+        match self.api.store.adopt(changes) {
+            Ok(true) => self.serve_state(),
+            Ok(false) => {}
+            Err(error) => tracing::error!(%error, "the fleet's control-plane changes not adopted: the state could not be written"),
+        }
+    }
+}
+
+/// The control-plane API as a pingora app.
+pub struct ControlApp {
+    plane: Arc<ControlPlane>,
+    credentials: ApiCredentials,
 }
 
 impl ControlApp {
@@ -73,23 +119,22 @@ impl ControlApp {
         defaults: ServingDefaults,
         serving: Arc<dyn ServingHandle>,
     ) -> Result<ControlApp, StoreError> {
-        let api = Arc::new(Api {
-            store: Store::open(state_dir)?,
-            settings,
-        });
-        let app = ControlApp {
-            api,
-            credentials,
+        let plane = Arc::new(ControlPlane {
+            api: Api {
+                store: Store::open(state_dir)?,
+                settings,
+            },
             serving,
             defaults,
-        };
-        app.publish();
-        Ok(app)
+        });
+        plane.serve_state();
+        Ok(ControlApp { plane, credentials })
     }
 
-    fn publish(&self) {
-        let distributions = compile::compile(&self.api.store.snapshot(), &self.defaults);
-        self.serving.set_distributions(distributions);
+    /// The state and its serving, for the fleet's control log to bring
+    /// other nodes' changes to.
+    pub fn plane(&self) -> &Arc<ControlPlane> {
+        &self.plane
     }
 
     fn authenticate(&self, method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> Result<(), ApiError> {
@@ -145,10 +190,10 @@ impl ControlApp {
         let if_match = headers.iter().find(|(n, _)| n == "if-match").map(|(_, v)| v.clone());
         let now = crate::cache::unix_millis();
         let base_url = format!("http://{host}");
-        let api = self.api.clone();
+        let plane = self.plane.clone();
         // The store writes and syncs a file: off the runtime's threads.
         let outcome = tokio::task::spawn_blocking(move || {
-            api.handle(&ApiRequest {
+            plane.api.handle(&ApiRequest {
                 method: &method,
                 segments,
                 query,
@@ -160,12 +205,20 @@ impl ControlApp {
         })
         .await
         .map_err(|_| ApiError::new(500, "InternalError", "the request failed"))?;
+        let serving = &self.plane.serving;
         if outcome.changed {
-            self.publish();
+            let plane = self.plane.clone();
+            let _ = tokio::task::spawn_blocking(move || plane.serve_state()).await;
         }
+        // Invalidation records and tags change the state without changing
+        // what is served: they travel to the fleet all the same.
+        serving.publish_resources(self.plane.api.store.take_changes());
         if let Some(purge) = outcome.purge {
-            let serving = self.serving.clone();
-            let _ = tokio::task::spawn_blocking(move || serving.invalidate_distribution(&purge.distribution, &purge.paths)).await;
+            let local = serving.clone();
+            let paths = purge.paths.clone();
+            let id = purge.distribution.clone();
+            let _ = tokio::task::spawn_blocking(move || local.invalidate_distribution(&id, &paths)).await;
+            serving.publish_invalidation(&purge.distribution, purge.paths);
         }
         outcome.reply
     }
@@ -205,5 +258,81 @@ impl ServeHttp for ControlApp {
             .header("content-length", body.len())
             .body(body.into_bytes())
             .expect("a response from valid parts")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::origin::S3Origin;
+
+    /// The edge's side, recording how many distributions each table it was
+    /// handed holds; every other table is slow to store, as a busy edge's
+    /// may be.
+    #[derive(Default)]
+    struct Recorder {
+        tables: Mutex<Vec<usize>>,
+    }
+
+    impl ServingHandle for Recorder {
+        fn set_distributions(&self, distributions: Vec<Distribution>) {
+            let calls = self.tables.lock().unwrap().len();
+            if calls % 2 == 1 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.tables.lock().unwrap().push(distributions.len());
+        }
+        fn invalidate_distribution(&self, _: &str, _: &[String]) {}
+        fn publish_resources(&self, _: Vec<ResourceChange>) {}
+        fn publish_invalidation(&self, _: &str, _: Vec<String>) {}
+    }
+
+    /// Defect 5 of the trust issue: tables reach the edge in the order the
+    /// state changed, however their compiling and storing interleave.
+    #[test]
+    fn tables_are_served_in_the_order_the_state_changed() {
+        let recorder = Arc::new(Recorder::default());
+        let settings = ApiSettings {
+            domain_pool: Vec::new(),
+            domain_suffix: "cloudfront.test".into(),
+            deploy_delay_ms: 0,
+        };
+        let defaults = ServingDefaults {
+            s3: Arc::new(S3Origin::embedded("127.0.0.1:9".parse().unwrap(), "media", "k", "secret")),
+            slice_size: 1 << 20,
+        };
+        let app = ControlApp::start(None, settings, ApiCredentials::AcceptAny, defaults, recorder.clone()).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let plane = app.plane();
+                scope.spawn(move || {
+                    for i in 0..5 {
+                        let body = format!(
+                            "<DistributionConfig><CallerReference>t{thread}-{i}</CallerReference><Comment/><Enabled>true</Enabled><Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>media.s3.amazonaws.com</DomainName></Origin></Items></Origins><DefaultCacheBehavior><TargetOriginId>o</TargetOriginId></DefaultCacheBehavior></DistributionConfig>"
+                        );
+                        let outcome = plane.api.handle(&ApiRequest {
+                            method: "POST",
+                            segments: vec!["distribution".into()],
+                            query: BTreeMap::new(),
+                            if_match: None,
+                            body: body.as_bytes(),
+                            base_url: "http://control".into(),
+                            now: 0,
+                        });
+                        assert!(outcome.reply.is_ok() && outcome.changed);
+                        plane.serve_state();
+                    }
+                });
+            }
+        });
+        let tables = recorder.tables.lock().unwrap().clone();
+        assert!(
+            tables.windows(2).all(|pair| pair[0] <= pair[1]),
+            "never an older table after a newer one: {tables:?}"
+        );
+        assert_eq!(tables.last(), Some(&20), "the last table stored holds every distribution");
     }
 }

@@ -24,8 +24,13 @@ pub struct Kind {
     pub already_exists: &'static str,
     pub in_use: &'static str,
     pub collection: fn(&mut State) -> &mut BTreeMap<String, Resource>,
+    /// The same collection, to read.
+    pub resources: fn(&State) -> &BTreeMap<String, Resource>,
     pub new_id: fn() -> String,
     pub validate: fn(&Element, &State) -> Result<(), ApiError>,
+    /// CloudFront's default quota of these per account, and the error
+    /// code a create past it gets.
+    pub quota: (usize, &'static str),
     pub check_update: fn(&Element, &Element) -> Result<(), ApiError>,
     /// What uses the resource, if anything does (it cannot be deleted).
     pub used_by: fn(&State, &str) -> Option<String>,
@@ -66,7 +71,9 @@ pub const PUBLIC_KEY: Kind = Kind {
     already_exists: "PublicKeyAlreadyExists",
     in_use: "PublicKeyInUse",
     collection: |state| &mut state.public_keys,
+    resources: |state| &state.public_keys,
     new_id: || random_id('K'),
+    quota: (10, "TooManyPublicKeys"),
     validate: |config, _| {
         required(config, &["CallerReference", "Name", "EncodedKey"])?;
         PublicKey::from_pem(config.text_of("EncodedKey").unwrap_or(""))
@@ -116,7 +123,9 @@ pub const KEY_GROUP: Kind = Kind {
     already_exists: "KeyGroupAlreadyExists",
     in_use: "ResourceInUse",
     collection: |state| &mut state.key_groups,
+    resources: |state| &state.key_groups,
     new_id: random_uuid,
+    quota: (10, "TooManyKeyGroups"),
     validate: |config, state| {
         required(config, &["Name", "Items"])?;
         let keys: Vec<&Element> = config
@@ -153,7 +162,9 @@ pub const ORIGIN_ACCESS_CONTROL: Kind = Kind {
     already_exists: "OriginAccessControlAlreadyExists",
     in_use: "OriginAccessControlInUse",
     collection: |state| &mut state.origin_access_controls,
+    resources: |state| &state.origin_access_controls,
     new_id: || random_id('E'),
+    quota: (100, "TooManyOriginAccessControls"),
     validate: |config, _| {
         required(
             config,

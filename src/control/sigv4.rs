@@ -151,6 +151,12 @@ pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<S
     if (signed_at - request.now).abs() > MAX_SKEW_SECONDS {
         return Err(SignatureError::Skewed);
     }
+    // An unsigned Host lets a signature made for one endpoint be replayed
+    // at another; an unsigned date, at another time.
+    let signed: Vec<&str> = parsed.signed_headers.split(';').collect();
+    if !signed.contains(&"host") || !signed.contains(&"x-amz-date") {
+        return Err(SignatureError::Incomplete("SignedHeaders must include host and x-amz-date"));
+    }
     let secret = secret_for(parsed.access_key).ok_or(SignatureError::UnknownKey)?;
     let mut canonical_headers = String::new();
     for name in parsed.signed_headers.split(';') {
@@ -162,13 +168,13 @@ pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<S
     }
     let payload_hash = match request.header("x-amz-content-sha256") {
         Some(hash) if hash != "UNSIGNED-PAYLOAD" => {
-            let actual = hex(&Sha256::digest(request.body));
+            let actual = hex::encode(Sha256::digest(request.body));
             if hash != actual {
                 return Err(SignatureError::Mismatch);
             }
             actual
         }
-        _ => hex(&Sha256::digest(request.body)),
+        _ => hex::encode(Sha256::digest(request.body)),
     };
     // Services other than S3 encode the (already encoded) path once more.
     let path: String = request.path.split('/').map(encode).collect::<Vec<_>>().join("/");
@@ -181,7 +187,7 @@ pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<S
     let scope = format!("{}/{}/cloudfront/aws4_request", parsed.date, parsed.region);
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
     let mut key = format!("AWS4{secret}").into_bytes();
     for part in [parsed.date, parsed.region, "cloudfront", "aws4_request"] {
@@ -189,24 +195,13 @@ pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<S
             .as_ref()
             .to_vec();
     }
-    let given = decode_hex(parsed.signature).ok_or(SignatureError::Mismatch)?;
+    let given = Some(parsed.signature)
+        .filter(|signature| signature.len() == 64)
+        .and_then(|signature| hex::decode(signature).ok())
+        .ok_or(SignatureError::Mismatch)?;
     // ring compares in constant time.
     hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &key), string_to_sign.as_bytes(), &given).map_err(|_| SignatureError::Mismatch)?;
     Ok(parsed.access_key.to_owned())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -315,5 +310,28 @@ mod tests {
             check("GET", "/2020-05-31/distribution", "", &s3, b"", now),
             Err(SignatureError::Incomplete(_))
         ));
+    }
+
+    #[test]
+    fn a_signature_that_leaves_out_host_or_the_date_is_refused() {
+        let now = SystemTime::now();
+        let host = [("host", "127.0.0.1:9100")];
+        let headers = signed("GET", "http://127.0.0.1:9100/2020-05-31/distribution", &host, b"", "us-east-1", now);
+        for signed_headers in ["x-amz-date", "host", "x-amz-content-sha256"] {
+            let narrowed: Vec<(String, String)> = headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.clone(),
+                        v.replace("SignedHeaders=host;x-amz-date", &format!("SignedHeaders={signed_headers}")),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                check("GET", "/2020-05-31/distribution", "", &narrowed, b"", now),
+                Err(SignatureError::Incomplete("SignedHeaders must include host and x-amz-date")),
+                "{signed_headers}"
+            );
+        }
     }
 }

@@ -128,11 +128,13 @@ pub async fn serve(
     respond::write_error(session, BAD_GATEWAY).await
 }
 
-/// The object a viewer's canonical `path` names under `behavior`, whose
-/// origin path is `origin_path`.
-pub fn object_ref(behavior: &Behavior, path: String, origin_path: String, site_hop: bool) -> ObjectRef {
+/// The object a viewer's canonical `path` names under `behavior` of the
+/// routing table `table` (see `ObjectRef::table`), whose origin path is
+/// `origin_path`.
+pub fn object_ref(table: &str, behavior: &Behavior, path: String, origin_path: String, site_hop: bool) -> ObjectRef {
     ObjectRef {
         key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
+        table: table.into(),
         path,
         site_hop,
         origin_name: behavior.origin_name.clone(),
@@ -164,7 +166,7 @@ async fn serve_error_page(state: &EdgeState, session: &mut Session, ctx: &mut Re
     let Some((behavior, origin_path)) = found else {
         return respond::write_error(session, NOT_FOUND).await;
     };
-    let object = object_ref(behavior, page.page.clone(), origin_path, false);
+    let object = object_ref(&distribution.id, behavior, page.page.clone(), origin_path, false);
     ctx.error_page_status = Some(page.response_code);
     match answer(state, session, ctx, behavior, &object).await {
         Ok(()) => Ok(()),

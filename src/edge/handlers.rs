@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -11,16 +12,18 @@ use pingora::proxy::FailToProxy;
 
 use super::cors::{self, CorsModule};
 use super::respond::{
-    self, BAD_GATEWAY, BAD_REQUEST, CORS_REFUSED, DISTRIBUTION_DISABLED, EdgeError, FLEET_REFUSED, GATEWAY_TIMEOUT, HEADERS_TOO_LARGE,
-    METHOD_NOT_ALLOWED, NOT_FOUND,
+    self, BAD_GATEWAY, BAD_REQUEST, CONTROL_PREFIX_REFUSED, CORS_REFUSED, DISTRIBUTION_DISABLED, EdgeError, FLEET_REFUSED, GATEWAY_TIMEOUT,
+    HEADERS_TOO_LARGE, METHOD_NOT_ALLOWED, NOT_FOUND,
 };
 use super::{CacheStatus, EdgeState, RequestContext};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
+use crate::cache::ObjectRef;
 use crate::config::CorsPolicy;
-use crate::fleet::{FleetAuthError, SIGNATURE_HEADER};
+use crate::fleet::{FILE_TABLE, FleetAuthError, SIGNATURE_HEADER, table_named};
 use crate::origin::S3Origin;
 use crate::request::MAX_REQUEST_BYTES;
+use crate::routing::{Distribution, Routing};
 
 /// Viewer headers that go on to S3; everything else (cookies, viewer
 /// authorization, hop-by-hop headers) stays at the edge.
@@ -78,9 +81,19 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     ctx.query = target.query().map(str::to_owned);
     let routing = state.routing();
     ctx.routing = Some(routing.clone());
-    let distribution = match routing.distributions.is_empty() {
-        true => None,
-        false => request_host(session).and_then(|host| routing.distribution_for(host)).cloned(),
+    let from_node = session.req_header().headers.contains_key(SIGNATURE_HEADER);
+    let distribution = if from_node {
+        // Another node's request is served from the table it names and
+        // signed for; its Host means nothing.
+        match node_table(state, &routing, session) {
+            Ok(distribution) => distribution,
+            Err(refusal) => return refuse_node(session, ctx, refusal).await,
+        }
+    } else {
+        match routing.distributions.is_empty() {
+            true => None,
+            false => request_host(session).and_then(|host| routing.distribution_for(host)).cloned(),
+        }
     };
     if let Some(distribution) = &distribution {
         if !distribution.enabled {
@@ -113,27 +126,34 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         respond::write_error(session, METHOD_NOT_ALLOWED).await?;
         return Ok(true);
     }
+    ctx.origin_path = behavior.origin.object_path(&ctx.path);
+    if let (Some(guard), Some(origin_path)) = (&state.control_guard, &ctx.origin_path)
+        && guard.covers(&behavior.origin, origin_path)
+    {
+        // The fleet's control log grants keys and names distributions: no
+        // viewer reads or writes it through any behavior, whatever its methods.
+        ctx.decision = "control_prefix";
+        respond::write_error(session, CONTROL_PREFIX_REFUSED).await?;
+        return Ok(true);
+    }
     ctx.decision = "public";
-    if session.req_header().headers.contains_key(SIGNATURE_HEADER) {
-        // Another node of the fleet, whose viewer was checked there. What a
-        // viewer sends never passes as one: the HMAC needs the fleet secret.
+    if from_node {
         let header = session.req_header();
         let range = header.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let lookup = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
-        let verified = match &state.fleet {
-            Some(fleet) if matches!(header.method, http::Method::GET | http::Method::HEAD) => fleet
-                .verify(header.method.as_str(), &ctx.path, range, lookup)
+        let object = ctx
+            .origin_path
+            .as_deref()
+            .map(|origin_path| ObjectRef::cache_key(&behavior.origin_name, origin_path));
+        let verified = match (&state.fleet, object) {
+            (Some(fleet), Some(object)) => fleet
+                .verify(header.method.as_str(), &object, &ctx.path, range, lookup)
                 .map(|verified| (verified.not_before, verified.site_hop)),
             _ => Err(FleetAuthError::Malformed),
         };
         match verified {
             Ok((not_before, site_hop)) => (ctx.fleet_not_before, ctx.fleet_site_hop) = (not_before, site_hop),
-            Err(refusal) => {
-                tracing::debug!(%refusal, path = %ctx.path, "fleet request refused");
-                ctx.decision = "fleet_refused";
-                respond::write_error(session, FLEET_REFUSED).await?;
-                return Ok(true);
-            }
+            Err(refusal) => return refuse_node(session, ctx, refusal).await,
         }
         ctx.decision = "fleet";
     } else if !behavior.trusted_key_groups.is_empty() {
@@ -175,13 +195,13 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
             }
         }
     }
-    ctx.origin_path = behavior.origin.object_path(&ctx.path);
     let Some(origin_path) = ctx.origin_path.clone() else {
         respond::write_error(session, NOT_FOUND).await?;
         return Ok(true);
     };
     if matches!(session.req_header().method, http::Method::GET | http::Method::HEAD) {
-        let object = super::cached::object_ref(behavior, ctx.path.clone(), origin_path, ctx.fleet_site_hop);
+        let table = ctx.distribution.as_ref().map_or(FILE_TABLE, |d| d.id.as_str());
+        let object = super::cached::object_ref(table, behavior, ctx.path.clone(), origin_path, ctx.fleet_site_hop);
         if ctx.fleet_not_before > 0 {
             let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
             let _ = tokio::task::spawn_blocking(move || cache.forget_if_fetched_before(&key, not_before)).await;
@@ -190,6 +210,33 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         return Ok(true);
     }
     Ok(false)
+}
+
+/// The distribution a node's request names (`None`: the config file's
+/// behaviors), refusing what a node never sends: a method other than GET or
+/// HEAD, a node request to a node outside any fleet, or a table this node
+/// does not serve.
+fn node_table(state: &EdgeState, routing: &Routing, session: &Session) -> Result<Option<Arc<Distribution>>, FleetAuthError> {
+    let header = session.req_header();
+    if state.fleet.is_none() || !matches!(header.method, http::Method::GET | http::Method::HEAD) {
+        return Err(FleetAuthError::Malformed);
+    }
+    match table_named(|name| header.headers.get(name).and_then(|v| v.to_str().ok()))? {
+        FILE_TABLE => Ok(None),
+        id => routing
+            .distribution_by_id(id)
+            .cloned()
+            .map(Some)
+            .ok_or(FleetAuthError::UnknownTable),
+    }
+}
+
+/// Refuses a node's request: 403, no byte of any object.
+async fn refuse_node(session: &mut Session, ctx: &mut RequestContext, refusal: FleetAuthError) -> Result<bool> {
+    tracing::debug!(%refusal, path = %ctx.path, "fleet request refused");
+    ctx.decision = "fleet_refused";
+    respond::write_error(session, FLEET_REFUSED).await?;
+    Ok(true)
 }
 
 /// Answers a CORS preflight (`Ok(true)`: written, 204 or 403), or chooses the

@@ -30,6 +30,11 @@ pub const FLEET_REFUSED: EdgeError = EdgeError {
     code: "AccessDenied",
     message: "The fleet authentication of this request is missing, expired or wrong.",
 };
+pub const CONTROL_PREFIX_REFUSED: EdgeError = EdgeError {
+    status: 403,
+    code: "AccessDenied",
+    message: "Access Denied",
+};
 pub const DISTRIBUTION_DISABLED: EdgeError = EdgeError {
     status: 403,
     code: "AccessDenied",

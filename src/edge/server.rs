@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use arc_swap::ArcSwap;
 
@@ -22,9 +23,9 @@ use crate::auth::Verifier;
 use crate::cache::ObjectRef;
 use crate::cache::{Cache, DiskError, ParentTier};
 use crate::config::KeyGroups;
-use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, TlsListener};
-use crate::control::{ApiCredentials, ApiSettings, ControlApp, ServingDefaults, ServingHandle};
-use crate::fleet::{ControlEntry, ControlLog, Fleet};
+use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, Secret, TlsListener};
+use crate::control::{ApiCredentials, ApiSettings, ControlApp, ControlPlane, ResourceChange, ServingDefaults, ServingHandle};
+use crate::fleet::{ControlEntry, ControlGuard, ControlLog, Fleet};
 use crate::metrics::Metrics;
 use crate::request::canonical_pattern;
 use crate::routing::{Distribution, Routing, from_published, publish_form};
@@ -39,10 +40,22 @@ pub struct EdgeState {
     /// changes at once cannot lose one.
     routing_update: Mutex<()>,
     /// Key groups adopted from the fleet's control log (another node's
-    /// rotation), laid over the file's until the file changes them.
+    /// rotation or removal: then empty), laid over the file's until the file
+    /// changes them.
     adopted_key_groups: Mutex<KeyGroups>,
     /// The config file, read again by `reload`.
     config_source: PathBuf,
+    /// When the config in force (its file or a key file it names) was last
+    /// modified (Unix milliseconds): a control-log entry older than it does
+    /// not change the key groups the file defines, so a restart never
+    /// brings back a key the file dropped.
+    config_modified_ms: AtomicU64,
+    /// The control plane on this node, if any: other nodes' API changes,
+    /// read from the control log, are brought to it. Weak: the control
+    /// plane serves into this state.
+    control_plane: OnceLock<Weak<ControlPlane>>,
+    /// The fleet's control log's part of its bucket: no viewer reaches it.
+    pub control_guard: Option<ControlGuard>,
     pub verifier: Verifier,
     pub cache: Arc<Cache>,
     pub metrics: Metrics,
@@ -88,7 +101,7 @@ pub struct Listeners {
     pub tls: Vec<TlsListener>,
     pub admin: Option<SocketAddr>,
     /// The bearer token of the admin listener's POST endpoints.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// How long in-flight responses may run on after SIGTERM.
     pub drain_timeout: std::time::Duration,
     /// How long a viewer may take to send a request header.
@@ -131,11 +144,21 @@ impl EdgeState {
             control_plane: config.control_plane,
         };
         let fleet = config.fleet.map(|fleet| {
-            let control = fleet
-                .control
-                .map(|control| ControlLog::new(fleet.node.clone(), control.origin, control.prefix, control.poll));
+            let control = fleet.control.map(|control| {
+                ControlLog::new(
+                    fleet.node.clone(),
+                    fleet.secret.clone(),
+                    control.origin,
+                    control.prefix,
+                    control.poll,
+                )
+            });
             Fleet::new(fleet.node, fleet.secret, &fleet.tiers, fleet.go_direct, control)
         });
+        let control_guard = fleet
+            .as_ref()
+            .and_then(|fleet| fleet.control.as_ref())
+            .map(|control| control.guard());
         let parents = fleet
             .clone()
             .filter(|fleet| fleet.asks_other_nodes())
@@ -145,6 +168,9 @@ impl EdgeState {
             metrics: Metrics::new(&cache),
             cache,
             fleet,
+            control_guard,
+            config_modified_ms: AtomicU64::new(config.modified_ms),
+            control_plane: OnceLock::new(),
             config_source: config.source,
             routing: ArcSwap::from_pointee(Routing::new(
                 config.behaviors,
@@ -181,29 +207,63 @@ impl EdgeState {
     /// Tells the fleet (if it keeps a control log) of key groups this
     /// node's file changed, so that every node honours a rotation. Runs on
     /// the caller's runtime, off the reload.
-    fn publish_key_groups(&self, rotated: &KeyGroups) {
+    fn publish_key_groups(&self, rotated: &KeyGroups, removed: Vec<String>) {
+        if rotated.is_empty() && removed.is_empty() {
+            return;
+        }
+        let published = publish_form(rotated);
+        self.publish_to_fleet("key groups changed", move |control| async move {
+            control.publish_key_groups(published, removed).await
+        });
+    }
+
+    /// Runs `publish` on the fleet's control log, if this node has one, on
+    /// the caller's runtime; a failure is logged as `what`, not published.
+    fn publish_to_fleet<F>(&self, what: &'static str, publish: impl FnOnce(Arc<ControlLog>) -> F)
+    where
+        F: std::future::Future<Output = Result<(), crate::fleet::PublishError>> + Send + 'static,
+    {
         let Some(control) = self.fleet.as_ref().and_then(|fleet| fleet.control.clone()) else {
             return;
         };
-        if rotated.is_empty() {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return tracing::warn!("key groups changed, but not published to the fleet: no runtime");
+            return tracing::warn!(what, "not published to the fleet: no runtime");
         };
-        let published = publish_form(rotated);
+        let publishing = publish(control);
         runtime.spawn(async move {
-            if let Err(error) = control.publish_key_groups(published).await {
-                tracing::warn!(%error, "key groups changed, but not published to the fleet");
+            if let Err(error) = publishing.await {
+                tracing::error!(%error, what, "not published to the fleet");
             }
         });
     }
 
-    /// Applies an entry of the fleet's control log: its invalidations and
-    /// the key groups another node rotated. Blocking (disk).
+    /// Applies an entry of the fleet's control log: its invalidations, the
+    /// key groups another node rotated or removed, the control-plane
+    /// resources changed through another node's API. Blocking (disk).
     pub fn apply_control_entry(&self, entry: &ControlEntry) {
-        self.invalidate(&entry.invalidate);
-        let groups = from_published(&entry.key_groups);
+        match &entry.distribution {
+            Some(id) => self.invalidate_distribution(id, &entry.invalidate),
+            None => self.invalidate(&entry.invalidate),
+        }
+        if !entry.resources.is_empty() {
+            match self.control_plane.get().and_then(Weak::upgrade) {
+                Some(plane) => plane.adopt(&entry.resources),
+                None => tracing::debug!(from = %entry.node, "control-plane resources in the fleet's log; this node runs no control plane"),
+            }
+        }
+        self.adopt_key_groups(entry);
+    }
+
+    /// Lays the key groups of `entry` over the file's, except where the
+    /// file was modified after the entry was written: the file in force is
+    /// authoritative for the groups it defines unless a newer entry says
+    /// otherwise.
+    fn adopt_key_groups(&self, entry: &ControlEntry) {
+        let mut groups = from_published(&entry.key_groups);
+        groups.extend(entry.removed_key_groups.iter().map(|name| (name.clone(), Vec::new())));
+        let file_is_newer = entry.time_ms <= self.config_modified_ms.load(Ordering::Acquire);
+        let file_groups = &self.routing().file_key_groups;
+        groups.retain(|name, _| !(file_is_newer && file_groups.contains_key(name)));
         if groups.is_empty() {
             return;
         }
@@ -211,13 +271,8 @@ impl EdgeState {
         adopted.extend(groups);
         let _update = self.routing_update.lock().expect("routing update lock");
         let routing = self.routing();
-        self.routing.store(Arc::new(Routing {
-            behaviors: routing.with_groups(&adopted),
-            public_base_url: routing.public_base_url.clone(),
-            file_key_groups: routing.file_key_groups.clone(),
-            distributions: routing.distributions.clone(),
-        }));
-        tracing::info!(from = %entry.node, groups = entry.key_groups.len(), "fleet key groups adopted");
+        self.routing.store(Arc::new(routing.with_behaviors(routing.with_groups(&adopted))));
+        tracing::info!(from = %entry.node, groups = adopted.len(), "fleet key groups adopted");
     }
 
     /// Removes every object `paths` name (`/videos/*`: a prefix) from both
@@ -228,8 +283,7 @@ impl EdgeState {
 
     /// As `invalidate`, for the objects of the control plane's distribution `id`.
     pub fn invalidate_distribution(&self, id: &str, paths: &[String]) {
-        let routing = self.routing();
-        if let Some(distribution) = routing.distributions.values().find(|d| d.id == id) {
+        if let Some(distribution) = self.routing().distribution_by_id(id) {
             self.invalidate_under(&distribution.behaviors, paths);
         }
     }
@@ -278,19 +332,26 @@ impl EdgeState {
         tracing::info!(behaviors, source = %self.config_source.display(), "config reloaded");
         self.metrics.record_reload(true);
         let rotated = self.routing().changed_groups(&config.key_groups);
+        let removed: Vec<String> = self
+            .routing()
+            .file_key_groups
+            .keys()
+            .filter(|name| !config.key_groups.contains_key(*name))
+            .cloned()
+            .collect();
+        self.config_modified_ms.store(config.modified_ms, Ordering::Release);
         let adopted = {
             // The file's own change of a group wins over what was adopted.
             let mut adopted = self.adopted_key_groups.lock().expect("adopted key groups lock");
-            adopted.retain(|name, _| !rotated.contains_key(name));
+            adopted.retain(|name, _| !rotated.contains_key(name) && !removed.contains(name));
             adopted.clone()
         };
-        let mut routing = Routing::new(config.behaviors, config.public_base_url, config.key_groups, &adopted);
+        let routing = Routing::new(config.behaviors, config.public_base_url, config.key_groups, &adopted);
         let update = self.routing_update.lock().expect("routing update lock");
         // The control plane's distributions are not the file's to change.
-        routing.distributions = self.routing().distributions.clone();
-        self.routing.store(Arc::new(routing));
+        self.routing.store(Arc::new(self.routing().with_file(routing)));
         drop(update);
-        self.publish_key_groups(&rotated);
+        self.publish_key_groups(&rotated, removed);
         Ok(behaviors)
     }
 }
@@ -302,6 +363,22 @@ impl ServingHandle for EdgeState {
 
     fn invalidate_distribution(&self, id: &str, paths: &[String]) {
         EdgeState::invalidate_distribution(self, id, paths);
+    }
+
+    fn publish_resources(&self, changes: Vec<ResourceChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        self.publish_to_fleet("control-plane changes", move |control| async move {
+            control.publish_resources(changes).await
+        });
+    }
+
+    fn publish_invalidation(&self, id: &str, paths: Vec<String>) {
+        let id = id.to_owned();
+        self.publish_to_fleet("a distribution's invalidation", move |control| async move {
+            control.publish_invalidation(Some(id), paths).await
+        });
     }
 }
 
@@ -321,13 +398,21 @@ fn control_app(settings: &ControlPlaneSettings, state: Arc<EdgeState>) -> Result
     };
     let credentials = match settings.accept_any_credentials {
         true => ApiCredentials::AcceptAny,
-        false => ApiCredentials::Keys(settings.credentials.clone()),
+        false => ApiCredentials::Keys(
+            settings
+                .credentials
+                .iter()
+                .map(|(id, secret)| (id.clone(), secret.expose().to_owned()))
+                .collect(),
+        ),
     };
     let defaults = ServingDefaults {
         s3: settings.s3_origin.clone(),
         slice_size: settings.slice_size,
     };
-    Ok(ControlApp::start(settings.state_dir.clone(), api, credentials, defaults, state)?)
+    let app = ControlApp::start(settings.state_dir.clone(), api, credentials, defaults, state.clone())?;
+    let _ = state.control_plane.set(Arc::downgrade(app.plane()));
+    Ok(app)
 }
 
 impl EdgeHandle for EdgeState {
@@ -340,8 +425,13 @@ impl EdgeHandle for EdgeState {
     }
 
     fn metrics_text(&self) -> String {
+        let refused = self
+            .fleet
+            .as_ref()
+            .and_then(|fleet| fleet.control.as_ref())
+            .map_or(0, |control| control.refused());
         self.metrics
-            .render(&self.cache, self.access_log.as_ref().map_or(0, AccessLog::dropped))
+            .render(&self.cache, self.access_log.as_ref().map_or(0, AccessLog::dropped), refused)
     }
 
     fn disk_degradation(&self) -> Option<String> {
@@ -424,7 +514,7 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, mode: ServerMo
     let mut server = Server::new_with_opt_and_conf(Some(options), conf);
     server.bootstrap();
     if let Some(address) = listeners.admin {
-        let app = AdminApp::new(state.clone(), listeners.admin_token.clone());
+        let app = AdminApp::new(state.clone(), listeners.admin_token.as_ref().map(|token| token.expose().to_owned()));
         let mut admin = Service::new("keyfront admin".to_owned(), app);
         admin.add_tcp(&address.to_string());
         server.add_service(admin);

@@ -1,8 +1,13 @@
 //! Node-to-node authentication: an HMAC-SHA256, under the fleet's shared
-//! secret, over what a request asks for (method, path, range), who asks
-//! (node) and when (Unix seconds), valid for a short window. A viewer
-//! cannot produce one; a captured one expires with its window and names one
-//! slice only.
+//! secret, over what a request asks for (method, the routing table it is
+//! served from, the object's origin key, path, range), who asks (node) and
+//! when (Unix seconds), valid for a short window. A viewer cannot produce
+//! one; a captured one expires with its window and names one slice of one
+//! object only: the receiver routes it by the table it names (never by its
+//! `Host`) and recomputes the origin key, so a replay with another Host,
+//! table, path, range or method does not verify. Node requests are GET and
+//! HEAD only: replaying the identical request changes nothing, so no nonce
+//! is kept.
 
 use ring::hmac;
 
@@ -15,6 +20,11 @@ pub const SIGNATURE_HEADER: &str = "x-keyfront-fleet-signature";
 /// Unix milliseconds: answer from nothing fetched before (the asking node
 /// invalidated the object then); absent or 0 for no such bound.
 pub const NOT_BEFORE_HEADER: &str = "x-keyfront-fleet-not-before";
+/// The routing table the object is served from: a control-plane
+/// distribution's id, or `-` for the config file's behaviors.
+pub const TABLE_HEADER: &str = "x-keyfront-fleet-table";
+/// The table of the config file's behaviors, as `TABLE_HEADER` names it.
+pub const FILE_TABLE: &str = "-";
 /// `site` when the asker is a node of the receiver's site asking the
 /// slice's owner (who must not ask its site peers in turn), `parent` when
 /// it is a child asking its parent.
@@ -47,12 +57,18 @@ pub enum FleetAuthError {
     Expired,
     #[error("the fleet signature does not verify")]
     BadSignature,
+    #[error("the fleet request names a distribution this node does not serve")]
+    UnknownTable,
 }
 
 /// What a fleet signature covers.
 #[derive(Clone, Copy, Debug)]
 pub struct FleetRequest<'a> {
     pub method: &'a str,
+    /// See `TABLE_HEADER`.
+    pub table: &'a str,
+    /// The object's cache key (origin name and origin path) in that table.
+    pub object: &'a str,
     /// The canonical path, no query.
     pub path: &'a str,
     /// The `Range` header, or empty.
@@ -69,6 +85,8 @@ impl FleetRequest<'_> {
     fn message(&self) -> String {
         let FleetRequest {
             method,
+            table,
+            object,
             path,
             range,
             node,
@@ -77,7 +95,16 @@ impl FleetRequest<'_> {
             site_hop,
         } = self;
         let hop = if *site_hop { "site" } else { "parent" };
-        format!("keyfront-fleet-v1\n{method}\n{path}\n{range}\n{node}\n{time}\n{not_before}\n{hop}")
+        // Lengths first: an object key holds a newline of its own, and no
+        // two tuples of fields may make one message.
+        let field = |text: &str| format!("{}:{text}", text.len());
+        format!(
+            "keyfront-fleet-v2\n{method}\n{}\n{}\n{}\n{}\n{node}\n{time}\n{not_before}\n{hop}",
+            field(table),
+            field(object),
+            field(path),
+            field(range)
+        )
     }
 }
 
@@ -100,12 +127,18 @@ impl FleetSecret {
         (bytes.len() >= MIN_SECRET_BYTES).then(|| Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
     }
 
-    /// The five headers that authenticate `request`.
-    pub fn sign(&self, request: &FleetRequest) -> [(&'static str, String); 5] {
+    /// The HMAC key, for the control log's entries.
+    pub(super) fn key(&self) -> &hmac::Key {
+        &self.0
+    }
+
+    /// The six headers that authenticate `request`.
+    pub fn sign(&self, request: &FleetRequest) -> [(&'static str, String); 6] {
         let tag = hmac::sign(&self.0, request.message().as_bytes());
-        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(tag.as_ref());
         [
             (NODE_HEADER, request.node.to_owned()),
+            (TABLE_HEADER, request.table.to_owned()),
             (TIME_HEADER, request.time.to_string()),
             (NOT_BEFORE_HEADER, request.not_before.to_string()),
             (HOP_HEADER, if request.site_hop { "site" } else { "parent" }.to_owned()),
@@ -113,16 +146,19 @@ impl FleetSecret {
         ]
     }
 
-    /// Checks a request's fleet headers (`header` looks one up) at `now`;
-    /// returns what they carry.
+    /// Checks a request's fleet headers (`header` looks one up) at `now`,
+    /// for the object `object` of the table the request named (see
+    /// `table_named`); returns what they carry.
     pub fn verify<'h>(
         &self,
         method: &str,
+        object: &str,
         path: &str,
         range: &str,
         header: impl Fn(&str) -> Option<&'h str>,
         now: u64,
     ) -> Result<Verified<'h>, FleetAuthError> {
+        let table = table_named(&header)?;
         let node = header(NODE_HEADER)
             .filter(|n| valid_node_name(n))
             .ok_or(FleetAuthError::Malformed)?;
@@ -132,7 +168,7 @@ impl FleetSecret {
             .ok_or(FleetAuthError::Malformed)?;
         let signature = header(SIGNATURE_HEADER)
             .filter(|s| s.len() == 64)
-            .and_then(decode_hex)
+            .and_then(|s| hex::decode(s).ok())
             .ok_or(FleetAuthError::Malformed)?;
         let not_before: u64 = match header(NOT_BEFORE_HEADER) {
             None => 0,
@@ -148,6 +184,8 @@ impl FleetSecret {
         }
         let request = FleetRequest {
             method,
+            table,
+            object,
             path,
             range,
             node,
@@ -164,11 +202,12 @@ impl FleetSecret {
     }
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect()
+/// The table a fleet request names (`TABLE_HEADER`): what the receiver
+/// routes it by, before its signature is checked over the object found there.
+pub fn table_named<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Result<&'h str, FleetAuthError> {
+    header(TABLE_HEADER)
+        .filter(|table| *table == FILE_TABLE || valid_node_name(table))
+        .ok_or(FleetAuthError::Malformed)
 }
 
 #[cfg(test)]
@@ -176,6 +215,7 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_800_000_000;
+    const OBJECT: &str = "store\n/media/videos/a.mp4";
 
     fn secret(fill: u8) -> FleetSecret {
         FleetSecret::new(&[fill; 32]).unwrap()
@@ -184,6 +224,8 @@ mod tests {
     fn request(range: &str) -> FleetRequest<'_> {
         FleetRequest {
             method: "GET",
+            table: FILE_TABLE,
+            object: "store\n/media/videos/a.mp4",
             path: "/videos/a.mp4",
             range,
             node: "fra-1",
@@ -204,7 +246,7 @@ mod tests {
         let headers = signed_with.sign(signed);
         let lookup = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         secret(7)
-            .verify(method, path, range, lookup, now)
+            .verify(method, OBJECT, path, range, lookup, now)
             .map(|verified| verified.node.to_owned())
     }
 
@@ -233,20 +275,31 @@ mod tests {
             HOP_HEADER => Some("parent"),
             _ => headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
         };
-        let verdict = secret(7).verify("GET", "/videos/a.mp4", range, raised, NOW);
+        let verdict = secret(7).verify("GET", OBJECT, "/videos/a.mp4", range, raised, NOW);
         assert_eq!(verdict, Err(FleetAuthError::BadSignature), "the not-before bound is signed too");
         let hopped = |name: &str| match name {
             HOP_HEADER => Some("site"),
             _ => headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
         };
-        let verdict = secret(7).verify("GET", "/videos/a.mp4", range, hopped, NOW);
+        let verdict = secret(7).verify("GET", OBJECT, "/videos/a.mp4", range, hopped, NOW);
         assert_eq!(verdict, Err(FleetAuthError::BadSignature), "so is the hop");
+        let moved = |name: &str| match name {
+            TABLE_HEADER => Some("E2ABCDEF"),
+            _ => headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()),
+        };
+        let verdict = secret(7).verify("GET", OBJECT, "/videos/a.mp4", range, moved, NOW);
+        assert_eq!(verdict, Err(FleetAuthError::BadSignature), "so is the table");
+        let lookup = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+        let verdict = secret(7).verify("GET", "other\n/media/videos/a.mp4", "/videos/a.mp4", range, lookup, NOW);
+        assert_eq!(verdict, Err(FleetAuthError::BadSignature), "and the object's origin key");
     }
 
     #[test]
     fn malformed_headers_are_refused_before_any_hmac() {
         let good = secret(7).sign(&request(""));
-        let variants: [(&str, &str); 8] = [
+        let variants: [(&str, &str); 10] = [
+            (TABLE_HEADER, ""),
+            (TABLE_HEADER, "a b"),
             (HOP_HEADER, "sideways"),
             (NOT_BEFORE_HEADER, "yesterday"),
             (NODE_HEADER, ""),
@@ -265,12 +318,15 @@ mod tests {
                 }
             };
             assert_eq!(
-                secret(7).verify("GET", "/videos/a.mp4", "", lookup, NOW),
+                secret(7).verify("GET", OBJECT, "/videos/a.mp4", "", lookup, NOW),
                 Err(FleetAuthError::Malformed),
                 "{name}: {value:?}"
             );
         }
-        assert_eq!(secret(7).verify("GET", "/", "", |_| None, NOW), Err(FleetAuthError::Malformed));
+        assert_eq!(
+            secret(7).verify("GET", OBJECT, "/", "", |_| None, NOW),
+            Err(FleetAuthError::Malformed)
+        );
     }
 
     #[test]

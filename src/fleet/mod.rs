@@ -13,11 +13,13 @@ use pingora::lb::LoadBalancer;
 use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::services::background::GenBackgroundService;
 
-pub use auth::{FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, Verified, valid_node_name};
-pub use control::{ControlEntry, ControlLog};
+pub use auth::{
+    FILE_TABLE, FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, Verified, table_named, valid_node_name,
+};
+pub use control::{ControlEntry, ControlGuard, ControlLog, PublishError, signed_entry, verified_entry};
 pub use parents::Parents;
 
-use crate::cache::{ParentTier, unix_now};
+use crate::cache::{ObjectRef, ParentTier, unix_now};
 
 /// This node in its fleet.
 pub struct Fleet {
@@ -109,18 +111,20 @@ impl Fleet {
         self.parents.iter().chain(site).map(Parents::health_checks).collect()
     }
 
-    /// Checks a request from another node (`header` looks its headers up);
+    /// Checks a request from another node (`header` looks its headers up)
+    /// for `object`, the origin key its path has in the table it named;
     /// returns what it carries: the asking node, the time (Unix
     /// milliseconds) before which nothing fetched may answer it, and whether
     /// it comes from a node of this site.
     pub fn verify<'h>(
         &self,
         method: &str,
+        object: &str,
         path: &str,
         range: &str,
         header: impl Fn(&str) -> Option<&'h str>,
     ) -> Result<Verified<'h>, FleetAuthError> {
-        self.secret.verify(method, path, range, header, unix_now())
+        self.secret.verify(method, object, path, range, header, unix_now())
     }
 }
 
@@ -134,10 +138,12 @@ impl ParentTier for Fleet {
         ring.in_order(key).first().copied().filter(|owner| owner != me)
     }
 
-    fn authenticate(&self, method: &str, path: &str, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)> {
+    fn authenticate(&self, method: &str, object: &ObjectRef, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)> {
         let request = FleetRequest {
             method,
-            path,
+            table: &object.table,
+            object: &object.key,
+            path: &object.path,
             range,
             node: &self.node,
             time: unix_now(),

@@ -23,6 +23,7 @@ pub struct Metrics {
     origin_body_bytes: IntCounter,
     fleet_body_bytes: IntCounter,
     access_log_dropped: IntCounter,
+    control_entries_refused: IntCounter,
     cache_bytes: IntGaugeVec,
     cache_items: IntGaugeVec,
     config_reloads: IntCounterVec,
@@ -107,6 +108,11 @@ impl Metrics {
                 "keyfront_access_log_dropped_lines_total",
                 "Access-log lines dropped because the log's writer fell behind (requests never wait for it).",
             ),
+            control_entries_refused: counter(
+                &registry,
+                "keyfront_control_entries_refused_total",
+                "Entries of the fleet's control log skipped unapplied: unsigned, signed with another secret, malformed or too large.",
+            ),
             cache_bytes: gauge_vec(&registry, "keyfront_cache_bytes", "Bytes held by each cache tier.", &["tier"]),
             cache_items: gauge_vec(&registry, "keyfront_cache_items", "Slices held by each cache tier.", &["tier"]),
             config_reloads: counter_vec(
@@ -134,7 +140,7 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the cache's figures and the
     /// access log's dropped lines as of now.
-    pub fn render(&self, cache: &Cache, access_log_dropped: u64) -> String {
+    pub fn render(&self, cache: &Cache, access_log_dropped: u64, control_entries_refused: u64) -> String {
         let stats = &cache.client.stats;
         let sync = |metric: &IntCounter, value: u64| metric.inc_by(value.saturating_sub(metric.get()));
         let totals = self.tallies.totals();
@@ -150,6 +156,7 @@ impl Metrics {
             sync(&self.signature_rejections.with_label_values(&[code]), *count);
         }
         sync(&self.access_log_dropped, access_log_dropped);
+        sync(&self.control_entries_refused, control_entries_refused);
         sync(&self.origin_body_bytes, stats.body_bytes.load(Ordering::Relaxed));
         sync(&self.fleet_body_bytes, stats.fleet_body_bytes.load(Ordering::Relaxed));
         let ((memory_bytes, memory_items), disk) = cache.usage();

@@ -14,6 +14,7 @@ mod list;
 mod pool;
 mod upload;
 pub use fetch::{FetchError, OriginClient, OriginResponse, OriginStats};
+pub use list::{KeyPage, SmallObject};
 pub use upload::put_object;
 
 /// Access key, secret and optional session token. `Debug` shows the key id only.

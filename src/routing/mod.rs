@@ -21,6 +21,8 @@ pub struct Routing {
     /// The control plane's distributions by each name they answer to (lower
     /// case; their DomainName and Aliases).
     pub distributions: HashMap<String, Arc<Distribution>>,
+    /// The same distributions by id: what another node's request names.
+    pub distributions_by_id: HashMap<String, Arc<Distribution>>,
 }
 
 /// A distribution of the control plane, compiled for serving.
@@ -79,20 +81,49 @@ impl Routing {
         })
     }
 
+    /// The distribution with id `id`.
+    pub fn distribution_by_id(&self, id: &str) -> Option<&Arc<Distribution>> {
+        self.distributions_by_id.get(id)
+    }
+
     /// This table with `distributions` in place of its own.
     pub fn with_distributions(&self, distributions: Vec<Distribution>) -> Routing {
         let mut by_host = HashMap::new();
+        let mut by_id = HashMap::new();
         for distribution in distributions {
             let distribution = Arc::new(distribution);
             for host in &distribution.hosts {
                 by_host.insert(host.clone(), distribution.clone());
             }
+            by_id.insert(distribution.id.clone(), distribution);
         }
         Routing {
             behaviors: self.behaviors.clone(),
             public_base_url: self.public_base_url.clone(),
             file_key_groups: self.file_key_groups.clone(),
             distributions: by_host,
+            distributions_by_id: by_id,
+        }
+    }
+
+    /// This table with `behaviors` in place of its own.
+    pub fn with_behaviors(&self, behaviors: Vec<Behavior>) -> Routing {
+        Routing {
+            behaviors,
+            public_base_url: self.public_base_url.clone(),
+            file_key_groups: self.file_key_groups.clone(),
+            distributions: self.distributions.clone(),
+            distributions_by_id: self.distributions_by_id.clone(),
+        }
+    }
+
+    /// This table with `behaviors` (and the file's key groups and base URL
+    /// that go with them) in place of its own; its distributions kept.
+    pub fn with_file(&self, file: Routing) -> Routing {
+        Routing {
+            distributions: self.distributions.clone(),
+            distributions_by_id: self.distributions_by_id.clone(),
+            ..file
         }
     }
 }
@@ -113,14 +144,14 @@ impl Routing {
             public_base_url,
             file_key_groups: key_groups,
             distributions: HashMap::new(),
+            distributions_by_id: HashMap::new(),
         };
         routing.behaviors = routing.with_groups(adopted);
         routing
     }
 
-    /// The groups `newer` (a file read again) changed or added. A group
-    /// removed from a file is not published: no behavior of that file uses
-    /// it any more, and other nodes' behaviors that still do keep theirs.
+    /// The groups `newer` (a file read again) changed or added (those it
+    /// removed are the file's groups it no longer names).
     pub fn changed_groups(&self, newer: &KeyGroups) -> KeyGroups {
         newer
             .iter()

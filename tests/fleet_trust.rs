@@ -1,0 +1,458 @@
+//! The fleet and the control plane together, over real sockets: a shield
+//! and a site of three in-process nodes, each with its own control plane,
+//! one control log in the bucket. What one node's API creates is served by
+//! every node as that distribution (its keys, OriginPath and bucket), and
+//! nothing an unsigned viewer sends, through any node with any Host, nor
+//! any replayed node request, gets a byte of a signed object.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{BUCKET, OTHER_ACCESS_KEY, OTHER_BUCKET, OTHER_SECRET, Response, Stack, free_address, request, wait_for, wait_until};
+use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
+use keyfront::edge::EdgeState;
+use keyfront::emulator::call_api;
+use keyfront::fleet::{FleetRequest, FleetSecret};
+use keyfront::origin::{Credentials, S3Origin, put_object};
+use keyfront::plain_http::Answer;
+
+const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
+const API_KEY: &str = "AKFLEETTEST";
+const API_SECRET: &str = "fleet-api-secret";
+
+/// The YAML's signed object (its `*` behavior trusts only the file's key).
+const YAML_SECRET: &[u8] = b"the config file's signed object: never for an unsigned viewer";
+/// The distribution's signed object, under its OriginPath in the other bucket.
+const DIST_SECRET: &[u8] = b"the distribution's signed object";
+/// The distribution's public object, and the file's object at the same path.
+const DIST_PUBLIC: &[u8] = b"the distribution's public page";
+const YAML_PUBLIC: &[u8] = b"the config file's page at the same path";
+
+/// The text of the first `<name>` in `xml`.
+fn field(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{name}> in {xml}")) + open.len();
+    xml[start..start + xml[start..].find('<').unwrap()].to_owned()
+}
+
+/// A CloudFront API call to `control`, SigV4-signed as the SDKs sign.
+fn call(control: SocketAddr, method: &str, path: &str, body: &[u8], if_match: Option<&str>) -> Answer {
+    let credentials = Credentials {
+        access_key_id: API_KEY.into(),
+        secret_access_key: API_SECRET.into(),
+        session_token: None,
+    };
+    call_api(control, &credentials, method, path, body, if_match).unwrap()
+}
+
+fn text(answer: &Answer) -> String {
+    String::from_utf8_lossy(&answer.body).into_owned()
+}
+
+/// Whether `body` holds any of the signed objects' bytes.
+fn leaks(body: &[u8]) -> bool {
+    [YAML_SECRET, DIST_SECRET]
+        .iter()
+        .any(|secret| body.windows(secret.len()).any(|w| w == *secret))
+}
+
+struct Node {
+    name: &'static str,
+    edge: SocketAddr,
+    control: SocketAddr,
+    state: Arc<EdgeState>,
+}
+
+struct Site {
+    stack: Stack,
+    nodes: Vec<Node>,
+    secret: FleetSecret,
+    _secrets: tempfile::TempDir,
+}
+
+impl Site {
+    /// A shield and three site nodes under it (a ring of one copy per
+    /// site), each with a control plane whose S3 origin is the other bucket.
+    fn start() -> Site {
+        let stack = Stack::start("  - path_pattern: /open/*\n    origin: store\n");
+        let secrets = tempfile::tempdir().unwrap();
+        let text = format!("{:064x}", rand::random::<u128>());
+        let secret_file = secrets.path().join("fleet.secret");
+        std::fs::write(&secret_file, &text).unwrap();
+        let names = ["shield", "site-a", "site-b", "site-c"];
+        let edges: Vec<SocketAddr> = names.iter().map(|_| free_address()).collect();
+        let peers = |me: usize| -> String {
+            (1..4)
+                .filter(|i| *i != me)
+                .map(|i| format!("\"{}\"", edges[i]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut nodes = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let control = free_address();
+            let topology = match i {
+                0 => String::new(),
+                _ => format!(
+                    ", parents: [\"{}\"], site_peers: [{}], site_address: \"{}\"",
+                    edges[0],
+                    peers(i),
+                    edges[i]
+                ),
+            };
+            let settings = format!(
+                "fleet: {{node: {name}, secret_file: \"{}\", control: {{origin: store, poll: 1s}}{topology}}}\ncontrol_listen: \"{control}\"\ncontrol_api: {{s3_origin: other, credentials: [{{access_key_id: {API_KEY}, secret_access_key: {API_SECRET}}}], domain_suffix: cloudfront.test}}\nkey_groups:",
+                secret_file.display()
+            );
+            let store = stack.store;
+            let (edge, _admin, state) = stack.start_edge_on(edges[i], |template| {
+                template.replacen("key_groups:", &settings, 1).replacen(
+                    "origins:\n",
+                    &format!(
+                        "origins:\n  other: {{type: s3, endpoint: \"http://{store}\", bucket: {OTHER_BUCKET}, path_style: true, access_key_id: {OTHER_ACCESS_KEY}, secret_access_key: {OTHER_SECRET}}}\n"
+                    ),
+                    1,
+                )
+            });
+            wait_for(control);
+            nodes.push(Node {
+                name,
+                edge,
+                control,
+                state,
+            });
+        }
+        Site {
+            stack,
+            nodes,
+            secret: FleetSecret::new(text.as_bytes()).unwrap(),
+            _secrets: secrets,
+        }
+    }
+
+    fn put_other(&self, key: &str, body: &[u8]) {
+        let other = S3Origin::embedded(self.stack.store, OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET);
+        assert_eq!(put_object(&other, key, &[], body).unwrap(), 200);
+    }
+}
+
+/// A public key and a key group through `control`'s API; the signer and the group's id.
+fn key_group(control: SocketAddr) -> (Signer, String) {
+    let key = PrivateKey::generate(KeyAlgorithm::Ecdsa);
+    let body = format!(
+        "<PublicKeyConfig {NS}><CallerReference>k</CallerReference><Name>dist-key</Name><EncodedKey>{}</EncodedKey></PublicKeyConfig>",
+        key.public_key().to_pem()
+    );
+    let created = call(control, "POST", "/2020-05-31/public-key", body.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let key_id = field(&text(&created), "Id");
+    let body = format!("<KeyGroupConfig {NS}><Name>dist-group</Name><Items><PublicKey>{key_id}</PublicKey></Items></KeyGroupConfig>");
+    let created = call(control, "POST", "/2020-05-31/key-group", body.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    (Signer::new(key_id, key, HashAlgorithm::Sha1), field(&text(&created), "Id"))
+}
+
+/// A distribution over the other bucket under `/d`: public by default,
+/// `/priv/*` signed by `group`. Its id and DomainName.
+fn distribution(control: SocketAddr, group: &str) -> (String, String) {
+    let body = format!(
+        "<DistributionConfig {NS}><CallerReference>fleet</CallerReference><Comment/><Enabled>true</Enabled>\
+         <Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>{OTHER_BUCKET}.s3.amazonaws.com</DomainName><OriginPath>/d</OriginPath></Origin></Items></Origins>\
+         <DefaultCacheBehavior><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy></DefaultCacheBehavior>\
+         <CacheBehaviors><Quantity>1</Quantity><Items><CacheBehavior><PathPattern>priv/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><TrustedKeyGroups><Enabled>true</Enabled><Quantity>1</Quantity><Items><KeyGroup>{group}</KeyGroup></Items></TrustedKeyGroups></CacheBehavior></Items></CacheBehaviors></DistributionConfig>"
+    );
+    let created = call(control, "POST", "/2020-05-31/distribution", body.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let xml = text(&created);
+    (field(&xml, "Id"), field(&xml, "DomainName"))
+}
+
+fn get(node: SocketAddr, host: &str, target: &str) -> Response {
+    request(node, "GET", target, &[("Host", host)], b"")
+}
+
+/// Defect 1 of the trust issue, and the fleet's promise for distributions:
+/// created through one node's API, a distribution is served by every node
+/// (its own objects, signatures, OriginPath and bucket) within a poll;
+/// through any node and any Host, an unsigned viewer gets no byte of a
+/// signed object of the file or of the distribution; invalidated through
+/// a third node, it is purged everywhere; disabled through another node, it
+/// is refused everywhere within a poll, and deleted, it is gone everywhere.
+#[test]
+fn a_distribution_made_on_one_node_is_served_by_every_node_as_itself() {
+    let site = Site::start();
+    let stack = &site.stack;
+    stack.put("/secret.bin", "application/octet-stream", YAML_SECRET);
+    stack.put("/priv/secret.bin", "application/octet-stream", YAML_SECRET);
+    stack.put("/pub/page.txt", "text/plain", YAML_PUBLIC);
+    site.put_other("/d/priv/secret.bin", DIST_SECRET);
+    site.put_other("/d/pub/page.txt", DIST_PUBLIC);
+    let (signer, group) = key_group(site.nodes[1].control);
+    let (id, domain) = distribution(site.nodes[1].control, &group);
+
+    let signed = signer.sign_url(
+        &format!("http://{domain}/priv/secret.bin"),
+        &PolicySpec::Canned {
+            expires: common::now() + 600,
+        },
+    );
+    let signed_target = &signed[format!("http://{domain}").len()..];
+    let unsigned_get_nothing = |node: &Node| {
+        let name = node.name;
+        for (host, target) in [
+            (domain.as_str(), "/priv/secret.bin"),
+            (domain.as_str(), "/secret.bin"),
+            (domain.as_str(), "/PRIV/secret.bin"),
+            (domain.as_str(), "/pub/../priv/secret.bin"),
+            (domain.as_str(), "/pub/%2e%2e/priv/secret.bin"),
+            ("d-unknown.cloudfront.test", "/priv/secret.bin"),
+            ("", "/secret.bin"),
+        ] {
+            let answer = get(node.edge, host, target);
+            assert!(
+                !leaks(&answer.body) && answer.status >= 400,
+                "{name}: unsigned {host} {target} answered {} {}",
+                answer.status,
+                answer.text()
+            );
+        }
+        let answer = get(node.edge, &domain, &stack.signed("/priv/secret.bin"));
+        assert_eq!(answer.status, 403, "{name}: the file's key does not open the distribution's object");
+        assert!(!leaks(&answer.body), "{name}");
+        let host = node.edge.to_string();
+        let answer = get(node.edge, &host, "/secret.bin");
+        assert!(
+            answer.status == 403 && answer.text().contains("MissingKey"),
+            "{name}: the file's object needs its signature"
+        );
+    };
+    // The node whose API made it, at once: its site peers and shield are
+    // asked for the distribution's objects, never the file's.
+    unsigned_get_nothing(&site.nodes[1]);
+    let started = Instant::now();
+    for node in &site.nodes {
+        wait_until(&format!("{} serves the distribution", node.name), || {
+            get(node.edge, &domain, "/pub/page.txt").body == DIST_PUBLIC
+        });
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "within a poll or two: {:?}",
+        started.elapsed()
+    );
+    for node in &site.nodes {
+        let answer = get(node.edge, &domain, signed_target);
+        assert!(
+            answer.status == 200 && answer.body == DIST_SECRET,
+            "{}: the distribution's own key opens its object",
+            node.name
+        );
+        unsigned_get_nothing(node);
+    }
+
+    // Node requests: one made with the fleet secret for the distribution's
+    // public object is served; the same, pointed at anything else, is not.
+    let object = format!("{id}/o\n/{OTHER_BUCKET}/d/pub/page.txt");
+    let node_request = |table: &str, object: &str, path: &str, sent_path: &str, host: &str| {
+        let headers = site.secret.sign(&FleetRequest {
+            method: "GET",
+            table,
+            object,
+            path,
+            range: "",
+            node: "site-a",
+            time: common::now(),
+            not_before: 0,
+            site_hop: false,
+        });
+        let mut all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        all.push(("Host", host));
+        request(site.nodes[0].edge, "GET", sent_path, &all, b"")
+    };
+    let good = node_request(&id, &object, "/pub/page.txt", "/pub/page.txt", "anything");
+    assert!(good.status == 200 && good.body == DIST_PUBLIC, "{}", good.status);
+    let replays = [
+        (
+            "another path",
+            node_request(&id, &object, "/pub/page.txt", "/priv/secret.bin", &domain),
+        ),
+        (
+            "another path, the file's",
+            node_request(&id, &object, "/pub/page.txt", "/secret.bin", "anything"),
+        ),
+        (
+            "the file's table",
+            node_request("-", &object, "/pub/page.txt", "/pub/page.txt", &domain),
+        ),
+        (
+            "the file's object, signed for the distribution",
+            node_request(&id, "store\n/media/secret.bin", "/secret.bin", "/secret.bin", &domain),
+        ),
+    ];
+    for (what, answer) in replays {
+        assert_eq!(answer.status, 403, "{what}");
+        assert!(
+            !leaks(&answer.body) && !answer.body.windows(DIST_PUBLIC.len()).any(|w| w == DIST_PUBLIC),
+            "{what}"
+        );
+    }
+
+    // An invalidation through a third node's API purges every node.
+    site.put_other("/d/pub/page.txt", b"the page, changed");
+    for node in &site.nodes {
+        assert_eq!(get(node.edge, &domain, "/pub/page.txt").body, DIST_PUBLIC, "{}: cached", node.name);
+    }
+    let batch = format!(
+        "<InvalidationBatch {NS}><Paths><Quantity>1</Quantity><Items><Path>/pub/*</Path></Items></Paths><CallerReference>purge</CallerReference></InvalidationBatch>"
+    );
+    let created = call(
+        site.nodes[3].control,
+        "POST",
+        &format!("/2020-05-31/distribution/{id}/invalidation"),
+        batch.as_bytes(),
+        None,
+    );
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let invalidation = field(&text(&created), "Id");
+    for node in &site.nodes {
+        wait_until(&format!("{} serves the changed page", node.name), || {
+            get(node.edge, &domain, "/pub/page.txt").body == b"the page, changed"
+        });
+        wait_until(&format!("{} knows the invalidation", node.name), || {
+            call(
+                node.control,
+                "GET",
+                &format!("/2020-05-31/distribution/{id}/invalidation/{invalidation}"),
+                b"",
+                None,
+            )
+            .status
+                == 200
+        });
+    }
+
+    // Disabled through another node's API: refused everywhere.
+    let config = call(
+        site.nodes[2].control,
+        "GET",
+        &format!("/2020-05-31/distribution/{id}/config"),
+        b"",
+        None,
+    );
+    assert_eq!(config.status, 200, "site-b knows the distribution: {}", text(&config));
+    let etag = config.header("etag").unwrap().to_owned();
+    let disabled = text(&config).replace("<Enabled>true</Enabled>", "<Enabled>false</Enabled>");
+    let updated = call(
+        site.nodes[2].control,
+        "PUT",
+        &format!("/2020-05-31/distribution/{id}/config"),
+        disabled.as_bytes(),
+        Some(&etag),
+    );
+    assert_eq!(updated.status, 200, "{}", text(&updated));
+    let started = Instant::now();
+    for node in &site.nodes {
+        wait_until(&format!("{} refuses the disabled distribution", node.name), || {
+            get(node.edge, &domain, "/pub/page.txt").status == 403
+        });
+        let answer = get(node.edge, &domain, signed_target);
+        assert!(answer.status == 403 && !leaks(&answer.body), "{}", node.name);
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let shown = call(site.nodes[3].control, "GET", &format!("/2020-05-31/distribution/{id}"), b"", None);
+    assert!(text(&shown).contains("<Enabled>false</Enabled>"), "site-c's API shows the change");
+
+    // Deleted through site-c: gone from every node's API and table.
+    let etag = shown.header("etag").unwrap().to_owned();
+    let deleted = call(
+        site.nodes[3].control,
+        "DELETE",
+        &format!("/2020-05-31/distribution/{id}"),
+        b"",
+        Some(&etag),
+    );
+    assert_eq!(deleted.status, 204, "{}", text(&deleted));
+    for node in &site.nodes {
+        wait_until(&format!("{} forgot the distribution", node.name), || {
+            call(node.control, "GET", &format!("/2020-05-31/distribution/{id}"), b"", None).status == 404
+        });
+        let answer = get(node.edge, &domain, "/pub/page.txt");
+        assert!(
+            answer.status == 403 && answer.text().contains("MissingKey"),
+            "{}: its name now falls to the file's signed behavior",
+            node.name
+        );
+    }
+}
+
+/// Viewers never reach the control log's prefix, whatever a behavior
+/// allows: a public behavior with every method over the log's bucket
+/// refuses reads and writes there before the origin, and nothing lands.
+#[test]
+fn no_viewer_reads_or_writes_the_control_log() {
+    let site = Site::start();
+    let stack = &site.stack;
+    let node = &site.nodes[1];
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    stack.put("/uploads/ok.txt", "text/plain", b"before");
+    let config = std::fs::read_to_string(stack.config_dir().join(format!("keyfront-{}.yaml", node.edge.port()))).unwrap();
+    let open = config.replacen(
+        "behaviors:\n",
+        "behaviors:\n  - path_pattern: \"/*\"\n    origin: store\n    allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]\n",
+        1,
+    );
+    std::fs::write(stack.config_dir().join(format!("keyfront-{}.yaml", node.edge.port())), open).unwrap();
+    node.state.reload().unwrap();
+    let now_ms = common::now() * 1000;
+    let entry_key = format!("/_keyfront/control/{now_ms:016}-evil-00000000.json");
+    let grant = br#"{"node":"evil","time_ms":1,"key_groups":{"main":[["KEVIL","-----BEGIN PUBLIC KEY-----"]]}}"#;
+    for (method, path) in [
+        ("PUT", entry_key.as_str()),
+        ("PUT", "/_keyfront/control/x"),
+        ("POST", "/_keyfront/control/?uploads"),
+        ("DELETE", "/_keyfront/control/x"),
+        ("GET", "/_keyfront/control/"),
+        ("GET", entry_key.as_str()),
+        ("PUT", "/_keyfront/./control/y.json"),
+        ("PUT", "/_keyfront%2Fcontrol/z.json"),
+    ] {
+        let answer = request(node.edge, method, path, &[("Authorization", &token)], grant);
+        assert!(
+            answer.status == 403 || answer.status == 400,
+            "{method} {path}: {} {}",
+            answer.status,
+            answer.text()
+        );
+    }
+    // An entry that is there: its bytes never reach a viewer, in any spelling.
+    let stored = "/_keyfront/control/0000000000000001-real-00000000.json";
+    stack.put(stored, "application/json", b"an entry's own bytes");
+    for path in [
+        stored,
+        "/_keyfront/control/../control/0000000000000001-real-00000000.json",
+        "/_keyfront/%63ontrol/0000000000000001-real-00000000.json",
+    ] {
+        let answer = request(node.edge, "GET", path, &[], b"");
+        assert!(
+            answer.status >= 400 && !answer.text().contains("an entry's own bytes"),
+            "GET {path}: {} {}",
+            answer.status,
+            answer.text()
+        );
+    }
+    let written = request(node.edge, "PUT", "/uploads/ok.txt", &[], b"after");
+    assert_eq!(written.status, 200, "the behavior does write elsewhere: {}", written.text());
+    let log = S3Origin::embedded(stack.store, BUCKET, common::ACCESS_KEY, common::SECRET);
+    for key in [
+        entry_key.as_str(),
+        "/_keyfront/control/x",
+        "/_keyfront/control/y.json",
+        "/_keyfront/control/z.json",
+    ] {
+        let answer = common::store_request(&log, stack.store, "GET", &format!("/{BUCKET}{key}"), &[], b"");
+        assert_eq!(answer.status, 404, "{key} was never written");
+    }
+}
