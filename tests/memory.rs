@@ -107,3 +107,47 @@ fn stalled_viewers_of_disk_slices_hold_pieces_not_slices() {
         "a stalled viewer that reads on gets every byte"
     );
 }
+
+/// The kernel send buffer of this process's socket whose local address is
+/// `local` and whose peer is `peer`: the in-process edge's side of a viewer
+/// connection, found among the process's open files.
+fn send_buffer_of(local: SocketAddr, peer: SocketAddr) -> Option<usize> {
+    fn address(fd: i32, read: unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut libc::socklen_t) -> i32) -> Option<SocketAddr> {
+        let mut storage: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let read = unsafe { read(fd, (&raw mut storage).cast(), &mut length) };
+        (read == 0 && i32::from(storage.sin_family) == libc::AF_INET).then(|| {
+            let ip = std::net::Ipv4Addr::from(u32::from_be(storage.sin_addr.s_addr));
+            SocketAddr::from((ip, u16::from_be(storage.sin_port)))
+        })
+    }
+    std::fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|entry| {
+        let fd: i32 = entry.file_name().to_str()?.parse().ok()?;
+        if address(fd, libc::getsockname)? != local || address(fd, libc::getpeername)? != peer {
+            return None;
+        }
+        let mut size: libc::c_int = 0;
+        let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let read = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&raw mut size).cast(), &mut length) };
+        (read == 0).then_some(size as usize)
+    })
+}
+
+/// Each viewer connection's kernel send buffer is capped (Linux reports
+/// twice the size set): 512 KiB unless configured, the configured size
+/// otherwise, so a slow viewer pins a bounded amount of kernel memory.
+#[test]
+fn viewer_connections_have_a_bounded_send_buffer() {
+    for (setting, expected) in [("", 2 * 512 * 1024), ("viewer_send_buffer: 64KiB", 2 * 64 * 1024)] {
+        let stack = Stack::start_configured("", "", setting);
+        let viewer = TcpStream::connect(stack.edge).unwrap();
+        let client = viewer.local_addr().unwrap();
+        let mut found = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while found.is_none() && Instant::now() < deadline {
+            found = send_buffer_of(stack.edge, client);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(found, Some(expected), "{setting:?}");
+    }
+}

@@ -102,7 +102,10 @@ pub fn run(args: &[String]) -> ExitCode {
     );
     server.bootstrap();
     let mut service = http_proxy_service(&server.configuration, ceiling);
-    service.add_listener(keyfront::edge::viewer_listener(listen));
+    service.add_listener(keyfront::edge::viewer_listener(
+        listen,
+        Some(keyfront::config::DEFAULT_VIEWER_SEND_BUFFER),
+    ));
     server.add_service(service);
     server.run_forever()
 }

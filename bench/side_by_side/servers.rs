@@ -251,7 +251,7 @@ pub fn start_keyfront(
     std::fs::write(
         &config,
         format!(
-            "listen: {address}\n{tls_listen}log_level: warn\naccess_log: access.log\ndrain_timeout: 0s\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
+            "listen: {address}\n{tls_listen}access_log: access.log\ndrain_timeout: 0s\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
             relay = relay.address
         ),
     )?;

@@ -38,6 +38,9 @@ pub struct ConfigFile {
     /// How long one write may wait for a viewer that reads nothing (default 30s).
     #[serde(default)]
     pub viewer_send_timeout: Option<String>,
+    /// The kernel send buffer of each viewer connection (default 512KiB).
+    #[serde(default)]
+    pub viewer_send_buffer: Option<String>,
     /// On SIGTERM, how long in-flight responses may run on (default 10s).
     #[serde(default)]
     pub drain_timeout: Option<String>,

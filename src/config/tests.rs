@@ -51,6 +51,9 @@ fn a_good_config_validates() {
     assert_eq!(config.embedded_stores.len(), 1);
     assert_eq!(config.viewer_header_timeout, Duration::from_secs(10));
     assert_eq!(config.viewer_send_timeout, Duration::from_secs(30));
+    assert_eq!(config.viewer_send_buffer, Some(DEFAULT_VIEWER_SEND_BUFFER));
+    let autotuned = GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nviewer_send_buffer: auto\n");
+    assert_eq!(parse(&autotuned).unwrap().viewer_send_buffer, None);
     assert_eq!(config.upgrade_socket, Path::new(DEFAULT_UPGRADE_SOCKET));
 }
 
@@ -121,6 +124,14 @@ fn errors_name_the_field_and_the_value() {
         (
             GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nviewer_send_timeout: 2d\n"),
             "viewer_send_timeout: \"2d\": expected a duration from 1s to 3600s",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nviewer_send_buffer: 1KiB\n"),
+            "viewer_send_buffer: \"1KiB\": expected auto or a size from 16KiB to 16MiB",
+        ),
+        (
+            GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\nviewer_send_buffer: lots\n"),
+            "viewer_send_buffer: \"lots\": expected a size such as",
         ),
         (
             GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\ndrain_timeout: soon\n"),

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use arc_swap::ArcSwap;
 
-use pingora::listeners::ListenerConfig;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora::prelude::*;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy;
@@ -106,6 +106,8 @@ pub struct Listeners {
     pub drain_timeout: std::time::Duration,
     /// How long a viewer may take to send a request header.
     pub header_timeout: std::time::Duration,
+    /// Each viewer connection's kernel send buffer (`None`: autotuned).
+    pub send_buffer: Option<usize>,
     /// Where a graceful upgrade hands the listening sockets over.
     pub upgrade_socket: PathBuf,
     /// CloudFront's control-plane API, when it is on.
@@ -140,6 +142,7 @@ impl EdgeState {
             admin_token: config.admin_token,
             drain_timeout: config.drain_timeout,
             header_timeout: config.viewer_header_timeout,
+            send_buffer: config.viewer_send_buffer,
             upgrade_socket: config.upgrade_socket,
             control_plane: config.control_plane,
         };
@@ -452,9 +455,15 @@ impl EdgeHandle for EdgeState {
 pub const VIEWER_WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// A viewer listener at `address` with keyfront's socket buffer sizes (the
-/// benchmark's bare pingora responder uses it too, so both are measured alike).
-pub fn viewer_listener(address: &str) -> ListenerConfig {
-    ListenerConfig::tcp(address).l4_buffer(L4BufferSettings::default().write(VIEWER_WRITE_BUFFER_BYTES))
+/// benchmark's bare pingora responder uses it too, so both are measured
+/// alike): a viewer that reads slowly holds at most `send_buffer` (doubled
+/// by the kernel) of kernel memory, besides the piece it is being sent.
+pub fn viewer_listener(address: &str, send_buffer: Option<usize>) -> ListenerConfig {
+    let mut options = TcpSocketOptions::default();
+    options.tcp_snd_buf = send_buffer;
+    ListenerConfig::tcp(address)
+        .l4_buffer(L4BufferSettings::default().write(VIEWER_WRITE_BUFFER_BYTES))
+        .tcp_socket_options(options)
 }
 
 /// How the pingora server runs.
@@ -535,13 +544,13 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, mode: ServerMo
     let edge = HeaderDeadline::new(http_proxy(&server.configuration, Edge { state }), listeners.header_timeout);
     let mut service = Service::new("keyfront edge".to_owned(), edge);
     for address in &listeners.viewer {
-        service.add_listener(viewer_listener(&address.to_string()));
+        service.add_listener(viewer_listener(&address.to_string(), listeners.send_buffer));
     }
     for tls in &listeners.tls {
         let mut settings = TlsSettings::intermediate(&tls.certificate.to_string_lossy(), &tls.key.to_string_lossy())
             .map_err(|e| StartError::Tls(tls.address, e.to_string()))?;
         settings.enable_h2();
-        service.add_listener(viewer_listener(&tls.address.to_string()).tls(settings));
+        service.add_listener(viewer_listener(&tls.address.to_string(), listeners.send_buffer).tls(settings));
     }
     server.add_service(service);
     Ok(server)
