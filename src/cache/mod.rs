@@ -14,7 +14,6 @@ mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -30,7 +29,7 @@ pub use slice::{PIECE_BYTES, Slice};
 pub use stats::CacheMetrics;
 pub use upstream::ParentTier;
 
-use crate::config::Ttl;
+use crate::config::{CacheSettings, Ttl};
 use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
 use crate::range::{ByteRange, parse_content_range};
 
@@ -76,16 +75,6 @@ impl ObjectRef {
     pub fn cache_key(origin_name: &str, origin_path: &str) -> Arc<str> {
         format!("{origin_name}\n{origin_path}").into()
     }
-}
-
-/// Sizes and limits of the cache.
-#[derive(Clone, Debug)]
-pub struct CacheSettings {
-    pub memory_bytes: u64,
-    /// Directory and byte budget of the disk tier, if any.
-    pub disk: Option<(PathBuf, u64)>,
-    /// How long origin errors (404, 5xx) are remembered.
-    pub error_ttl: Duration,
 }
 
 /// Where a slice was found.

@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
-use crate::cache::CacheSettings;
-use crate::fleet::{FleetSecret, MIN_SECRET_BYTES, Tiers, valid_node_name};
 use crate::origin::{Credentials, S3Origin};
 use crate::request::canonical_pattern;
 use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, FleetFile, OneOrMany, OriginFile};
@@ -25,18 +23,47 @@ pub const DEFAULT_VIEWER_SEND_BUFFER: usize = 512 << 10;
 /// otherwise (pingora's own default is shared by every pingora program).
 pub const DEFAULT_UPGRADE_SOCKET: &str = "/tmp/keyfront-upgrade.sock";
 
+/// The shortest fleet secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Whether `name` can name a node: 1-64 characters of `A-Z a-z 0-9 . _ -`
+/// (it is sent in a header and written in the control log's keys).
+pub fn valid_node_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// A node's place in a fleet of keyfronts.
 #[derive(Clone, Debug)]
 pub struct FleetSettings {
     /// This node's name, unique in the fleet.
     pub node: String,
-    pub secret: FleetSecret,
+    /// The fleet's shared secret, at least `MIN_SECRET_BYTES` long.
+    pub secret: Secret,
     /// The tier above and this node's site.
     pub tiers: Tiers,
     /// Whether misses go to the origin when no parent answers.
     pub go_direct: bool,
     /// The control log, if the fleet keeps one.
     pub control: Option<ControlSettings>,
+}
+
+/// The nodes a node asks before its origin.
+#[derive(Clone, Debug, Default)]
+pub struct Tiers {
+    /// The tier above.
+    pub parents: Vec<SocketAddr>,
+    /// This node's address as its site peers know it, and theirs.
+    pub site: Option<(SocketAddr, Vec<SocketAddr>)>,
+}
+
+/// Sizes and limits of the cache.
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub memory_bytes: u64,
+    /// Directory and byte budget of the disk tier, if any.
+    pub disk: Option<(PathBuf, u64)>,
+    /// How long origin errors (404, 5xx) are remembered.
+    pub error_ttl: Duration,
 }
 
 /// Where the fleet's control log lives and how often it is read.
@@ -539,10 +566,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         }
         let secret = read_key_file(&self.base_dir.join(&fleet.secret_file))
             .map_err(|e| self.invalid("fleet.secret_file", &fleet.secret_file, e.to_string()))?;
-        let secret = FleetSecret::new(secret.trim().as_bytes()).ok_or_else(|| {
+        let secret = secret.trim();
+        if secret.len() < MIN_SECRET_BYTES {
             let reason = format!("the secret must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)");
-            self.invalid("fleet.secret_file", &fleet.secret_file, reason)
-        })?;
+            return Err(self.invalid("fleet.secret_file", &fleet.secret_file, reason));
+        }
+        let secret = Secret(secret.to_owned());
         let addresses = |field: &str, list: &[String]| {
             list.iter()
                 .enumerate()

@@ -25,7 +25,7 @@ use crate::cache::{Cache, DiskError, ParentTier};
 use crate::config::KeyGroups;
 use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, Secret, TlsListener};
 use crate::control::{ApiCredentials, ApiSettings, ControlApp, ControlPlane, ResourceChange, ServingDefaults, ServingHandle};
-use crate::fleet::{ControlEntry, ControlGuard, ControlLog, Fleet};
+use crate::fleet::{ControlEntry, ControlGuard, ControlLog, Fleet, FleetSecret};
 use crate::metrics::Metrics;
 use crate::request::canonical_pattern;
 use crate::routing::{Distribution, Routing, from_published, publish_form};
@@ -147,16 +147,11 @@ impl EdgeState {
             control_plane: config.control_plane,
         };
         let fleet = config.fleet.map(|fleet| {
-            let control = fleet.control.map(|control| {
-                ControlLog::new(
-                    fleet.node.clone(),
-                    fleet.secret.clone(),
-                    control.origin,
-                    control.prefix,
-                    control.poll,
-                )
-            });
-            Fleet::new(fleet.node, fleet.secret, &fleet.tiers, fleet.go_direct, control)
+            let secret = FleetSecret::new(fleet.secret.expose().as_bytes()).expect("the config checked the secret's length");
+            let control = fleet
+                .control
+                .map(|control| ControlLog::new(fleet.node.clone(), secret.clone(), control.origin, control.prefix, control.poll));
+            Fleet::new(fleet.node, secret, &fleet.tiers, fleet.go_direct, control)
         });
         let control_guard = fleet
             .as_ref()

@@ -11,6 +11,8 @@
 
 use ring::hmac;
 
+use crate::config::{MIN_SECRET_BYTES, valid_node_name};
+
 /// The asking node's name.
 pub const NODE_HEADER: &str = "x-keyfront-fleet-node";
 /// When the request was signed, Unix seconds.
@@ -34,9 +36,6 @@ pub const HOP_HEADER: &str = "x-keyfront-fleet-hop";
 /// way (seconds): node clocks are NTP-synchronised, requests are answered
 /// within a timeout of this order.
 pub const VALIDITY_SECONDS: u64 = 30;
-
-/// The shortest secret accepted (bytes): 256 bits.
-pub const MIN_SECRET_BYTES: usize = 32;
 
 /// The fleet's shared secret.
 #[derive(Clone)]
@@ -114,11 +113,6 @@ pub struct Verified<'h> {
     pub node: &'h str,
     pub not_before: u64,
     pub site_hop: bool,
-}
-
-/// Whether `name` can be a node name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
-pub fn valid_node_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 impl FleetSecret {

@@ -13,13 +13,12 @@ use pingora::lb::LoadBalancer;
 use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::services::background::GenBackgroundService;
 
-pub use auth::{
-    FILE_TABLE, FleetAuthError, FleetRequest, FleetSecret, MIN_SECRET_BYTES, SIGNATURE_HEADER, Verified, table_named, valid_node_name,
-};
+pub use auth::{FILE_TABLE, FleetAuthError, FleetRequest, FleetSecret, SIGNATURE_HEADER, Verified, table_named};
 pub use control::{ControlEntry, ControlGuard, ControlLog, PublishError, signed_entry, verified_entry};
 pub use parents::Parents;
 
 use crate::cache::{ObjectRef, ParentTier, unix_now};
+use crate::config::Tiers;
 
 /// This node in its fleet.
 pub struct Fleet {
@@ -32,15 +31,6 @@ pub struct Fleet {
     go_direct: bool,
     /// The control log every node reads, if the fleet keeps one.
     pub control: Option<Arc<ControlLog>>,
-}
-
-/// The nodes a node asks before its origin.
-#[derive(Clone, Debug, Default)]
-pub struct Tiers {
-    /// The tier above.
-    pub parents: Vec<SocketAddr>,
-    /// This node's address as its site peers know it, and theirs.
-    pub site: Option<(SocketAddr, Vec<SocketAddr>)>,
 }
 
 /// The health checks of a node's parents, for the server to run.
