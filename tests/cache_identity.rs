@@ -23,7 +23,15 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
     let stack = Stack::start("");
     let data = patterned(4 * SLICE);
     stack.put("/sizes/clip.bin", "application/octet-stream", &data);
-    let store = stack.state.routing().behaviors.last().expect("the default behavior").origin.clone();
+    let store = stack
+        .state
+        .routing()
+        .default
+        .behaviors
+        .last()
+        .expect("the default behavior")
+        .origin
+        .clone();
     let object = |slice_size: u64| ObjectRef {
         key: ObjectRef::cache_key("store", "/media/sizes/clip.bin"),
         table: "-".into(),

@@ -58,6 +58,7 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
             Distribution {
                 id: id.clone(),
                 error_pages: error_pages(config),
+                public_base_url: None,
                 hosts,
                 enabled: config.text_of("Enabled") == Some("true") && compiled.is_some(),
                 behaviors: compiled.unwrap_or_default(),

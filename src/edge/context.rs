@@ -6,17 +6,16 @@ use std::sync::Arc;
 
 use super::cached::CacheStatus;
 use crate::config::Behavior;
-use crate::routing::{Distribution, Routing};
+use crate::routing::Distribution;
 
 /// Per-request state, created empty by `new_ctx` and filled by `request_filter`.
 #[derive(Default)]
 pub struct RequestContext {
-    /// The routing in force when the request began (a reload does not change it).
-    pub routing: Option<Arc<Routing>>,
-    /// The control plane's distribution the request's Host named, if any.
+    /// The distribution the request's Host (or a node's table) named, as
+    /// it was when the request began (a change does not touch it); `None`
+    /// until routed.
     pub distribution: Option<Arc<Distribution>>,
-    /// Index of the matched behavior in the distribution's behaviors, or
-    /// the config file's when no distribution was named.
+    /// Index of the matched behavior in the distribution's behaviors.
     pub behavior: Option<usize>,
     /// The viewer's path, signing parameters removed: what is logged, never the query.
     pub path: String,
@@ -50,9 +49,6 @@ pub struct RequestContext {
 impl RequestContext {
     /// The behavior `request_filter` matched, if it got that far.
     pub fn matched_behavior(&self) -> Option<&Behavior> {
-        match &self.distribution {
-            Some(distribution) => distribution.behaviors.get(self.behavior?),
-            None => self.routing.as_ref()?.behaviors.get(self.behavior?),
-        }
+        self.distribution.as_ref()?.behaviors.get(self.behavior?)
     }
 }

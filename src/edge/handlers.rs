@@ -20,7 +20,7 @@ use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{CredentialSource, ViewerRequest, error_xml, split_target};
 use crate::cache::ObjectRef;
 use crate::config::CorsPolicy;
-use crate::fleet::{FILE_TABLE, FleetAuthError, SIGNATURE_HEADER, table_named};
+use crate::fleet::{FleetAuthError, SIGNATURE_HEADER, table_named};
 use crate::origin::S3Origin;
 use crate::request::MAX_REQUEST_BYTES;
 use crate::routing::{Distribution, Routing};
@@ -80,7 +80,6 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     ctx.path = target.path().to_owned();
     ctx.query = target.query().map(str::to_owned);
     let routing = state.routing();
-    ctx.routing = Some(routing.clone());
     let from_node = session.req_header().headers.contains_key(SIGNATURE_HEADER);
     let distribution = if from_node {
         // Another node's request is served from the table it names and
@@ -90,25 +89,21 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
             Err(refusal) => return refuse_node(session, ctx, refusal).await,
         }
     } else {
-        match routing.distributions.is_empty() {
-            true => None,
-            false => request_host(session).and_then(|host| routing.distribution_for(host)).cloned(),
-        }
+        routing.distribution_for(request_host(session).unwrap_or_default()).clone()
     };
-    if let Some(distribution) = &distribution {
-        if !distribution.enabled {
-            ctx.decision = "distribution_disabled";
-            respond::write_error(session, DISTRIBUTION_DISABLED).await?;
-            return Ok(true);
-        }
-        if ctx.path == "/"
-            && let Some(root) = &distribution.default_root_object
-        {
-            ctx.path = root.clone();
-        }
+    drop(routing);
+    if !distribution.enabled {
+        ctx.decision = "distribution_disabled";
+        respond::write_error(session, DISTRIBUTION_DISABLED).await?;
+        return Ok(true);
     }
-    ctx.distribution = distribution.clone();
-    let behaviors = distribution.as_ref().map_or(&routing.behaviors, |d| &d.behaviors);
+    if ctx.path == "/"
+        && let Some(root) = &distribution.default_root_object
+    {
+        ctx.path = root.clone();
+    }
+    ctx.distribution = Some(distribution.clone());
+    let behaviors = &distribution.behaviors;
     let Some(index) = behaviors.iter().position(|b| b.matches(&ctx.path)) else {
         // Every behavior list ends with a `*` behavior: not reached.
         respond::write_error(session, BAD_REQUEST).await?;
@@ -159,13 +154,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     } else if !behavior.trusted_key_groups.is_empty() {
         // A behavior naming key groups is signed even if its groups hold no
         // key (then nothing verifies): emptiness never opens it.
-        // A distribution's URLs are signed for the name it was reached by.
-        let public_base_url = if distribution.is_some() {
-            None
-        } else {
-            routing.public_base_url.as_deref()
-        };
-        let base_url = viewer_base_url(public_base_url, session);
+        let base_url = viewer_base_url(distribution.public_base_url.as_deref(), session);
         let cookies: Vec<&str> = session
             .req_header()
             .headers
@@ -200,8 +189,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
         return Ok(true);
     };
     if matches!(session.req_header().method, http::Method::GET | http::Method::HEAD) {
-        let table = ctx.distribution.as_ref().map_or(FILE_TABLE, |d| d.id.as_str());
-        let object = super::cached::object_ref(table, behavior, ctx.path.clone(), origin_path, ctx.fleet_site_hop);
+        let object = super::cached::object_ref(&distribution.id, behavior, ctx.path.clone(), origin_path, ctx.fleet_site_hop);
         if ctx.fleet_not_before > 0 {
             let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
             let _ = tokio::task::spawn_blocking(move || cache.forget_if_fetched_before(&key, not_before)).await;
@@ -212,23 +200,16 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
     Ok(false)
 }
 
-/// The distribution a node's request names (`None`: the config file's
-/// behaviors), refusing what a node never sends: a method other than GET or
-/// HEAD, a node request to a node outside any fleet, or a table this node
-/// does not serve.
-fn node_table(state: &EdgeState, routing: &Routing, session: &Session) -> Result<Option<Arc<Distribution>>, FleetAuthError> {
+/// The distribution a node's request names, refusing what a node never
+/// sends: a method other than GET or HEAD, a node request to a node outside
+/// any fleet, or a table this node does not serve.
+fn node_table(state: &EdgeState, routing: &Routing, session: &Session) -> Result<Arc<Distribution>, FleetAuthError> {
     let header = session.req_header();
     if state.fleet.is_none() || !matches!(header.method, http::Method::GET | http::Method::HEAD) {
         return Err(FleetAuthError::Malformed);
     }
-    match table_named(|name| header.headers.get(name).and_then(|v| v.to_str().ok()))? {
-        FILE_TABLE => Ok(None),
-        id => routing
-            .distribution_by_id(id)
-            .cloned()
-            .map(Some)
-            .ok_or(FleetAuthError::UnknownTable),
-    }
+    let id = table_named(|name| header.headers.get(name).and_then(|v| v.to_str().ok()))?;
+    routing.distribution_by_id(id).cloned().ok_or(FleetAuthError::UnknownTable)
 }
 
 /// Refuses a node's request: 403, no byte of any object.

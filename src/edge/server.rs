@@ -28,7 +28,7 @@ use crate::control::{ApiCredentials, ApiSettings, ControlApp, ControlPlane, Reso
 use crate::fleet::{ControlEntry, ControlGuard, ControlLog, Fleet, FleetSecret};
 use crate::metrics::Metrics;
 use crate::request::canonical_pattern;
-use crate::routing::{Distribution, Routing, from_published, publish_form};
+use crate::routing::{Distribution, FILE_TABLE, Routing, from_published, publish_form};
 
 /// What every request needs, shared by all of pingora's threads.
 pub struct EdgeState {
@@ -239,10 +239,7 @@ impl EdgeState {
     /// key groups another node rotated or removed, the control-plane
     /// resources changed through another node's API. Blocking (disk).
     pub fn apply_control_entry(&self, entry: &ControlEntry) {
-        match &entry.distribution {
-            Some(id) => self.invalidate_distribution(id, &entry.invalidate),
-            None => self.invalidate(&entry.invalidate),
-        }
+        self.invalidate_distribution(entry.distribution.as_deref().unwrap_or(FILE_TABLE), &entry.invalidate);
         if !entry.resources.is_empty() {
             match self.control_plane.get().and_then(Weak::upgrade) {
                 Some(plane) => plane.adopt(&entry.resources),
@@ -269,30 +266,28 @@ impl EdgeState {
         adopted.extend(groups);
         let _update = self.routing_update.lock().expect("routing update lock");
         let routing = self.routing();
-        self.routing.store(Arc::new(routing.with_behaviors(routing.with_groups(&adopted))));
+        self.routing
+            .store(Arc::new(routing.with_default_behaviors(routing.with_groups(&adopted))));
         tracing::info!(from = %entry.node, groups = adopted.len(), "fleet key groups adopted");
     }
 
     /// Removes every object `paths` name (`/videos/*`: a prefix) from both
     /// cache tiers, under every behavior's origin. Blocking (disk).
     pub fn invalidate(&self, paths: &[String]) {
-        self.invalidate_under(&self.routing().behaviors, paths);
+        self.invalidate_distribution(FILE_TABLE, paths);
     }
 
-    /// As `invalidate`, for the objects of the control plane's distribution `id`.
+    /// As `invalidate`, for the objects of distribution `id`.
     pub fn invalidate_distribution(&self, id: &str, paths: &[String]) {
-        if let Some(distribution) = self.routing().distribution_by_id(id) {
-            self.invalidate_under(&distribution.behaviors, paths);
-        }
-    }
-
-    fn invalidate_under(&self, behaviors: &[crate::config::Behavior], paths: &[String]) {
+        let Some(distribution) = self.routing().distribution_by_id(id).cloned() else {
+            return;
+        };
         for path in paths {
             let (viewer_path, prefix) = match path.strip_suffix('*') {
                 Some(stem) => (stem, true),
                 None => (path.as_str(), false),
             };
-            for behavior in behaviors {
+            for behavior in &distribution.behaviors {
                 let origin_path = behavior.origin.origin_path_for(&canonical_pattern(viewer_path));
                 self.cache
                     .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);

@@ -12,6 +12,7 @@
 use ring::hmac;
 
 use crate::config::{MIN_SECRET_BYTES, valid_node_name};
+use crate::routing::FILE_TABLE;
 
 /// The asking node's name.
 pub const NODE_HEADER: &str = "x-keyfront-fleet-node";
@@ -25,8 +26,6 @@ pub const NOT_BEFORE_HEADER: &str = "x-keyfront-fleet-not-before";
 /// The routing table the object is served from: a control-plane
 /// distribution's id, or `-` for the config file's behaviors.
 pub const TABLE_HEADER: &str = "x-keyfront-fleet-table";
-/// The table of the config file's behaviors, as `TABLE_HEADER` names it.
-pub const FILE_TABLE: &str = "-";
 /// `site` when the asker is a node of the receiver's site asking the
 /// slice's owner (who must not ask its site peers in turn), `parent` when
 /// it is a child asking its parent.

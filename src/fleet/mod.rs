@@ -13,7 +13,7 @@ use pingora::lb::LoadBalancer;
 use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::services::background::GenBackgroundService;
 
-pub use auth::{FILE_TABLE, FleetAuthError, FleetRequest, FleetSecret, SIGNATURE_HEADER, Verified, table_named};
+pub use auth::{FleetAuthError, FleetRequest, FleetSecret, SIGNATURE_HEADER, Verified, table_named};
 pub use control::{ControlEntry, ControlGuard, ControlLog, PublishError, signed_entry, verified_entry};
 pub use parents::Parents;
 

@@ -1,8 +1,9 @@
 //! The table requests are served from: for each Host a distribution made
-//! by the control plane, and for every other Host the config file's
-//! behaviors (with their origins, TTLs and trusted keys, key groups adopted
-//! from the fleet's control log laid over the file's). Both sources compile
-//! into this one table; the edge serves only from it.
+//! by the control plane, and for every other Host the default distribution,
+//! the config file's behaviors (with their origins, TTLs and trusted keys,
+//! key groups adopted from the fleet's control log laid over the file's).
+//! Both sources compile into distributions of this one table; the edge
+//! serves only from it and never asks which source a distribution came from.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,19 +11,24 @@ use std::sync::Arc;
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::{Behavior, KeyGroups};
 
-/// What the config decides and a reload replaces.
+/// The id of the default distribution, the config file's behaviors: what
+/// a node's request names to be served from them. No control-plane id is
+/// spelled so.
+pub const FILE_TABLE: &str = "-";
+
+/// What the config and the control plane decide; replaced whole by a change.
 pub struct Routing {
-    pub behaviors: Vec<Behavior>,
-    /// `scheme://host` used to rebuild signed URLs, when configured.
-    pub public_base_url: Option<String>,
+    /// The config file's behaviors: the distribution (id `FILE_TABLE`) of
+    /// every Host no other distribution answers to.
+    pub default: Arc<Distribution>,
     /// The key groups of the config file, as read (before any adopted from
     /// the fleet): a reload publishes the groups that changed in the file.
     pub file_key_groups: KeyGroups,
     /// The control plane's distributions by each name they answer to (lower
     /// case; their DomainName and Aliases).
-    pub distributions: HashMap<String, Arc<Distribution>>,
+    distributions: HashMap<String, Arc<Distribution>>,
     /// The same distributions by id: what another node's request names.
-    pub distributions_by_id: HashMap<String, Arc<Distribution>>,
+    distributions_by_id: HashMap<String, Arc<Distribution>>,
 }
 
 /// A distribution of the control plane, compiled for serving.
@@ -40,6 +46,10 @@ pub struct Distribution {
     pub default_root_object: Option<String>,
     /// Pages served in place of origin errors (`CustomErrorResponses`).
     pub error_pages: Vec<ErrorPage>,
+    /// `scheme://host` signed URLs are checked against, when configured
+    /// (the default distribution's `public_base_url`); `None`: the scheme
+    /// and Host the viewer used.
+    pub public_base_url: Option<String>,
 }
 
 /// A page served in place of an origin's error, with its own status.
@@ -62,8 +72,12 @@ impl Distribution {
 
 impl Routing {
     /// The distribution that answers to `host` (a `Host` header): the name
-    /// with its port first, then without it.
-    pub fn distribution_for(&self, host: &str) -> Option<&Arc<Distribution>> {
+    /// with its port first, then without it, else the default.
+    pub fn distribution_for(&self, host: &str) -> &Arc<Distribution> {
+        self.named_distribution(host).unwrap_or(&self.default)
+    }
+
+    fn named_distribution(&self, host: &str) -> Option<&Arc<Distribution>> {
         if self.distributions.is_empty() {
             return None;
         }
@@ -81,9 +95,12 @@ impl Routing {
         })
     }
 
-    /// The distribution with id `id`.
+    /// The distribution with id `id` (`FILE_TABLE`: the default).
     pub fn distribution_by_id(&self, id: &str) -> Option<&Arc<Distribution>> {
-        self.distributions_by_id.get(id)
+        match id {
+            FILE_TABLE => Some(&self.default),
+            id => self.distributions_by_id.get(id),
+        }
     }
 
     /// This table with `distributions` in place of its own.
@@ -98,33 +115,46 @@ impl Routing {
             by_id.insert(distribution.id.clone(), distribution);
         }
         Routing {
-            behaviors: self.behaviors.clone(),
-            public_base_url: self.public_base_url.clone(),
+            default: self.default.clone(),
             file_key_groups: self.file_key_groups.clone(),
             distributions: by_host,
             distributions_by_id: by_id,
         }
     }
 
-    /// This table with `behaviors` in place of its own.
-    pub fn with_behaviors(&self, behaviors: Vec<Behavior>) -> Routing {
+    /// This table with `behaviors` as the default distribution's.
+    pub fn with_default_behaviors(&self, behaviors: Vec<Behavior>) -> Routing {
         Routing {
-            behaviors,
-            public_base_url: self.public_base_url.clone(),
+            default: Arc::new(default_distribution(behaviors, self.default.public_base_url.clone())),
             file_key_groups: self.file_key_groups.clone(),
             distributions: self.distributions.clone(),
             distributions_by_id: self.distributions_by_id.clone(),
         }
     }
 
-    /// This table with `behaviors` (and the file's key groups and base URL
-    /// that go with them) in place of its own; its distributions kept.
+    /// This table with `file`'s default distribution (and the file's key
+    /// groups that go with it) in place of its own; its other
+    /// distributions kept.
     pub fn with_file(&self, file: Routing) -> Routing {
         Routing {
             distributions: self.distributions.clone(),
             distributions_by_id: self.distributions_by_id.clone(),
             ..file
         }
+    }
+}
+
+/// The config file's behaviors as a distribution: every Host, always
+/// enabled, no root object or error pages.
+fn default_distribution(behaviors: Vec<Behavior>, public_base_url: Option<String>) -> Distribution {
+    Distribution {
+        id: FILE_TABLE.to_owned(),
+        hosts: Vec::new(),
+        enabled: true,
+        behaviors,
+        default_root_object: None,
+        error_pages: Vec::new(),
+        public_base_url,
     }
 }
 
@@ -139,15 +169,13 @@ impl Routing {
     /// The table for a config's `behaviors`, `public_base_url` and
     /// `key_groups`, its key groups overlaid by `adopted` ones.
     pub fn new(behaviors: Vec<Behavior>, public_base_url: Option<String>, key_groups: KeyGroups, adopted: &KeyGroups) -> Self {
-        let mut routing = Routing {
-            behaviors,
-            public_base_url,
+        let routing = Routing {
+            default: Arc::new(default_distribution(behaviors, public_base_url)),
             file_key_groups: key_groups,
             distributions: HashMap::new(),
             distributions_by_id: HashMap::new(),
         };
-        routing.behaviors = routing.with_groups(adopted);
-        routing
+        routing.with_default_behaviors(routing.with_groups(adopted))
     }
 
     /// The groups `newer` (a file read again) changed or added (those it
@@ -160,10 +188,11 @@ impl Routing {
             .collect()
     }
 
-    /// The behaviors with each trusted key group taken from `adopted` where
-    /// it has the group, from the file otherwise.
+    /// The default distribution's behaviors with each trusted key group
+    /// taken from `adopted` where it has the group, from the file otherwise.
     pub fn with_groups(&self, adopted: &KeyGroups) -> Vec<Behavior> {
-        self.behaviors
+        self.default
+            .behaviors
             .iter()
             .map(|behavior| {
                 let mut behavior = behavior.clone();
