@@ -497,7 +497,7 @@ fn stale_objects_are_revalidated_and_served_when_the_origin_is_down() {
     ];
     stack.put_with("/relayed/ticker.txt", &background, b"ticker");
     assert_eq!(stack.get("/relayed/ticker.txt").status, 200);
-    std::thread::sleep(Duration::from_millis(2100));
+    stack.state.cache.clock.advance(Duration::from_secs(2));
     // stale-while-revalidate: the stale copy at once, the revalidation behind it.
     let requests = stack.origin_requests();
     let quick = stack.get("/relayed/ticker.txt");
@@ -513,7 +513,7 @@ fn stale_objects_are_revalidated_and_served_when_the_origin_is_down() {
     assert_eq!(refreshed.header("x-cache"), Some("RefreshHit from keyfront"));
     assert!(refreshed.body == data);
 
-    std::thread::sleep(Duration::from_millis(2100));
+    stack.state.cache.clock.advance(Duration::from_secs(2));
     stack.relay.set_on(false);
     let stale = stack.get("/relayed/news.json");
     assert_eq!(stale.status, 200, "stale-if-error serves the cached copy");
@@ -530,7 +530,7 @@ fn origin_404s_are_remembered_for_the_error_ttl() {
     assert_eq!(stack.get(&target).status, 404);
     assert_eq!(stack.get(&target).status, 404);
     assert_eq!(stack.origin_requests() - requests, 1, "the second 404 came from the cache");
-    std::thread::sleep(Duration::from_millis(1100));
+    stack.state.cache.clock.advance(Duration::from_secs(2));
     stack.put("/missing/thing.mp4", "video/mp4", b"now here");
     let found = stack.get(&target);
     assert_eq!((found.status, found.body.as_slice()), (200, b"now here".as_slice()));

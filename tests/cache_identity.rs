@@ -228,7 +228,7 @@ fn one_background_revalidation_per_object() {
     ];
     stack.put_with("/relayed/ticker.txt", &headers, b"ticker");
     assert_eq!(stack.get("/relayed/ticker.txt").status, 200);
-    std::thread::sleep(Duration::from_millis(1100));
+    stack.state.cache.clock.advance(Duration::from_secs(2));
     stack.relay.slow_down(Duration::from_millis(500));
     let before = stack.origin_requests();
     let viewers: Vec<_> = (0..40)

@@ -284,8 +284,7 @@ impl Download {
 fn sigterm_drains_in_flight_downloads() {
     let mut download = Download::start("drain_timeout: 5s");
     download.serve.served.signal("TERM");
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(std::net::TcpStream::connect(download.serve.edge).is_err(), "the listener closed");
+    common::wait_until("the listener closed", || std::net::TcpStream::connect(download.serve.edge).is_err());
     download.finish();
     let status = download.serve.served.child.wait().unwrap();
     assert!(status.success(), "a drained shutdown exits 0, not by the signal: {status:?}");

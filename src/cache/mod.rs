@@ -15,7 +15,7 @@ mod upstream;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -29,6 +29,7 @@ pub use slice::{PIECE_BYTES, Slice};
 pub use stats::CacheMetrics;
 pub use upstream::ParentTier;
 
+use crate::clock::Clock;
 use crate::config::{CacheSettings, Ttl};
 use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
 use crate::range::{ByteRange, parse_content_range};
@@ -131,6 +132,8 @@ pub struct Cache {
     disk_reads: tokio::sync::Semaphore,
     /// Recent invalidations, told to parents (see `bans`).
     bans: bans::Bans,
+    /// What freshness and ages are measured by.
+    pub clock: Clock,
 }
 
 /// How long a slice borrowed from its site's owner is kept: a hot object's
@@ -220,7 +223,7 @@ fn fill_error(error: FetchError) -> FillError {
 }
 
 impl Cache {
-    pub fn new(settings: &CacheSettings, fleet: Option<Arc<dyn ParentTier>>) -> Result<Self, DiskError> {
+    pub fn new(settings: &CacheSettings, fleet: Option<Arc<dyn ParentTier>>, clock: Clock) -> Result<Self, DiskError> {
         let metrics = CacheMetrics::default();
         let disk = match &settings.disk {
             Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget, metrics.clone())?)),
@@ -261,6 +264,7 @@ impl Cache {
                 .time_to_live(Duration::from_secs(BORROWED_SECONDS))
                 .build_with_hasher(KeyHasher::default()),
             bans: bans::Bans::default(),
+            clock,
             promoting: Arc::default(),
             disk_reads: tokio::sync::Semaphore::new(DISK_READS_AT_ONCE),
         })
@@ -520,7 +524,7 @@ impl Cache {
             headers.push(("if-match", &*meta.etag));
         }
         let mut response = self.send(object, "GET", &headers).await.map_err(fill_error)?;
-        let now = unix_now();
+        let now = self.clock.unix_seconds();
         let (meta, mut skip) = match response.status() {
             206 => {
                 let (ByteRange { start: first, end: last }, total) =
@@ -651,7 +655,7 @@ impl Cache {
         if response.status() != 206 || !whole || response.header_value("etag").is_none() {
             return None;
         }
-        let meta = Arc::new(self.meta_from(object, &response, total, object.slice_size, unix_now()));
+        let meta = Arc::new(self.meta_from(object, &response, total, object.slice_size, self.clock.unix_seconds()));
         if meta.storable {
             self.store_meta(object, meta.clone());
         }
@@ -663,7 +667,7 @@ impl Cache {
             &object.ttl,
             response.header_value("cache-control"),
             response.header_value("expires"),
-            SystemTime::now(),
+            self.clock.now(),
         );
         ObjectMeta::from_origin(&response.header, size, fresh, slice_size, now)
     }
@@ -681,7 +685,7 @@ impl Cache {
     /// status comes back as metadata with that status.
     pub async fn fetch_meta(&self, object: &ObjectRef) -> Result<Arc<ObjectMeta>, FillError> {
         let response = self.send(object, "HEAD", &[]).await.map_err(fill_error)?;
-        let now = unix_now();
+        let now = self.clock.unix_seconds();
         match response.status() {
             200 => {
                 let size = response.header_value("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -721,14 +725,14 @@ impl Cache {
             .send(object, "HEAD", &[("if-none-match", &*stale.etag)])
             .await
             .map_err(fill_error)?;
-        let now = unix_now();
+        let now = self.clock.unix_seconds();
         match response.status() {
             304 => {
                 let fresh = freshness(
                     &object.ttl,
                     response.header_value("cache-control").or(stale.header("cache-control")),
                     response.header_value("expires"),
-                    SystemTime::now(),
+                    self.clock.now(),
                 );
                 let refreshed = Arc::new(ObjectMeta {
                     validated_at: now,
@@ -836,7 +840,7 @@ mod tests {
             disk: None,
             error_ttl: Duration::from_secs(1),
         };
-        let cache = Arc::new(Cache::new(&settings, None).unwrap());
+        let cache = Arc::new(Cache::new(&settings, None, Clock::default()).unwrap());
         let slot = FillSlot {
             object: "origin\n/bucket/key".into(),
             slice_size: 1 << 16,

@@ -9,6 +9,7 @@ use clap::Args;
 use super::CliError;
 use crate::config::Config;
 use crate::edge::{EdgeState, ServerMode, build_server, ensure_free};
+use crate::routing::FileTable;
 use crate::s3store::{self, BucketAccess, PortSharing};
 
 #[derive(Args, Debug)]
@@ -49,8 +50,12 @@ pub struct OriginArgs {
     public_read: Vec<String>,
 }
 
+/// The config at `path`, validated and, to find what only compiling shows
+/// (a key that does not parse), compiled once.
 pub fn load_config(path: &Path) -> Result<Config, CliError> {
-    Config::load(path).map_err(CliError::Config)
+    let config = Config::load(path).map_err(CliError::Config)?;
+    FileTable::compile(&config).map_err(CliError::Config)?;
+    Ok(config)
 }
 
 /// Starts the embedded stores the config names.

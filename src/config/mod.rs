@@ -1,17 +1,15 @@
-//! The edge's configuration: the YAML file (`file`), validated into the types
-//! the rest of keyfront uses. Every error names the field path and the value.
+//! The edge's configuration: the YAML file (`file`), validated into plain
+//! settings the rest of keyfront compiles from (keys, origins and behaviors
+//! in `routing`). Every error names the field path and the value. Imports
+//! nothing of keyfront's: every other module may read it.
 
 mod file;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
-use crate::origin::{Credentials, S3Origin};
-use crate::request::canonical_pattern;
 use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, FleetFile, OneOrMany, OriginFile};
 
 /// A viewer's kernel send buffer unless configured: with the kernel's
@@ -69,7 +67,8 @@ pub struct CacheSettings {
 /// Where the fleet's control log lives and how often it is read.
 #[derive(Clone, Debug)]
 pub struct ControlSettings {
-    pub origin: Arc<S3Origin>,
+    /// The name of the origin (in `Config::origins`) holding the log.
+    pub origin: String,
     /// Bucket-relative key prefix, ending in `/`.
     pub prefix: String,
     pub poll: Duration,
@@ -102,8 +101,9 @@ pub struct ControlPlaneSettings {
     /// Access key id -> secret; empty with `accept_any_credentials`.
     pub credentials: HashMap<String, Secret>,
     pub accept_any_credentials: bool,
-    /// The endpoint, credentials and timeouts of every distribution's S3 origins.
-    pub s3_origin: Arc<S3Origin>,
+    /// The name of the origin (in `Config::origins`) whose bucket
+    /// distributions' S3 origins are served from.
+    pub s3_origin: String,
     /// Also listened on by the edge; each is one distribution's DomainName.
     pub distribution_addresses: Vec<SocketAddr>,
     pub domain_suffix: String,
@@ -137,8 +137,10 @@ pub struct Config {
     /// modified (Unix milliseconds; 0 if unknown): the fleet's control log
     /// changes its key groups only with entries newer than this.
     pub modified_ms: u64,
-    /// Key groups by name: `(key id, key)` pairs.
-    pub key_groups: KeyGroups,
+    /// Key groups by name, each key's PEM text read from its file.
+    pub key_groups: KeyGroupSettings,
+    /// The S3 origins by name.
+    pub origins: BTreeMap<String, OriginSettings>,
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<TlsListener>,
     pub admin_listen: Option<SocketAddr>,
@@ -171,26 +173,103 @@ pub struct Config {
     pub fleet: Option<FleetSettings>,
     /// CloudFront's control-plane API, when it is on.
     pub control_plane: Option<ControlPlaneSettings>,
-    pub behaviors: Vec<Behavior>,
+    /// The default distribution's behaviors, the `*` one last.
+    pub behaviors: Vec<BehaviorSettings>,
     /// Embedded stores to start before serving.
     pub embedded_stores: Vec<EmbeddedStore>,
     pub cache: CacheSettings,
 }
 
-/// Key groups by name, each a list of `(key id, public key)`.
-pub type KeyGroups = HashMap<String, Vec<(String, PublicKey)>>;
+/// Key groups by name.
+pub type KeyGroupSettings = BTreeMap<String, Vec<KeySettings>>;
 
-/// One cache behavior: which requests it takes and what it does with them.
+/// One public key of a key group, as the file names it.
 #[derive(Clone, Debug)]
-pub struct Behavior {
-    /// CloudFront path pattern (`*`, `?`), always starting with `/`, in
-    /// canonical spelling ([`crate::request::canonical_pattern`]).
+pub struct KeySettings {
+    /// Its `Key-Pair-Id`, not empty.
+    pub id: String,
+    /// The PEM text of its file (parsed where keys are compiled).
+    pub pem: String,
+    /// The file as the config names it, for errors.
+    pub file: String,
+}
+
+/// An S3 bucket as configured: where, which bucket, as whom, how patiently.
+#[derive(Clone, Debug)]
+pub struct OriginSettings {
+    pub endpoint: Endpoint,
+    pub bucket: String,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    /// Limit on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the response to start (and between reads).
+    pub first_byte_timeout: Duration,
+}
+
+impl OriginSettings {
+    /// A bucket of an embedded store listening at `address`: path-style,
+    /// plain HTTP, region us-east-1, 2 s to connect and 30 s to a first byte.
+    pub fn embedded(address: SocketAddr, bucket: &str, access_key_id: &str, secret_access_key: &str) -> Self {
+        Self {
+            endpoint: Endpoint {
+                tls: false,
+                authority: address.to_string(),
+            },
+            bucket: bucket.to_owned(),
+            region: "us-east-1".to_owned(),
+            path_style: true,
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: Secret(secret_access_key.to_owned()),
+            session_token: None,
+            connect_timeout: Duration::from_secs(2),
+            first_byte_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An origin's `scheme://host[:port]`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    /// `host` or `host:port`, no path.
+    pub authority: String,
+}
+
+impl Endpoint {
+    /// `http://host[:port]` or `https://host[:port]` (a trailing `/` allowed).
+    pub fn parse(text: &str) -> Result<Endpoint, &'static str> {
+        let (tls, rest) = if let Some(rest) = text.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err("expected http://host[:port] or https://host[:port]");
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err("expected scheme and host only, without a path");
+        }
+        Ok(Endpoint {
+            tls,
+            authority: authority.to_owned(),
+        })
+    }
+}
+
+/// One cache behavior as configured: which requests it takes and what it
+/// does with them (compiled, with its origin and keys, by `routing`).
+#[derive(Clone, Debug)]
+pub struct BehaviorSettings {
+    /// CloudFront path pattern (`*`, `?`), always starting with `/` (or `*`).
     pub path_pattern: String,
-    pub origin_name: Arc<str>,
-    pub origin: Arc<S3Origin>,
-    /// Keys whose signatures are accepted; empty means the behavior is public.
-    pub trusted_keys: TrustedKeys,
-    /// The key groups `trusted_keys` was built from, by name.
+    /// Its origin's name in `Config::origins`.
+    pub origin: String,
+    /// The key groups whose signatures are accepted, by name (each in
+    /// `Config::key_groups`); none: the behavior is public.
     pub trusted_key_groups: Vec<String>,
     pub allowed_methods: AllowedMethods,
     pub ttl: Ttl,
@@ -211,13 +290,6 @@ pub struct CorsPolicy {
     pub allowed_headers: Vec<String>,
     pub max_age: Duration,
     pub allow_credentials: bool,
-}
-
-impl Behavior {
-    /// Whether requests for `path` fall under this behavior.
-    pub fn matches(&self, path: &str) -> bool {
-        wildcard_matches(self.path_pattern.as_bytes(), path.as_bytes())
-    }
 }
 
 /// A TLS listener: where, and the certificate chain and key it presents.
@@ -445,7 +517,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         let mut origins = BTreeMap::new();
         for (name, origin) in &file.origins {
             let origin = self.origin(name, origin, &mut embedded_stores)?;
-            origins.insert(name.clone(), Arc::new(origin));
+            origins.insert(name.clone(), origin);
         }
         let cache = self.cache(&file.cache)?;
         let default_slice = self.slice_size("cache.slice_size".into(), file.cache.slice_size.as_deref(), 1 << 20)?;
@@ -478,6 +550,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             source: self.file.to_owned(),
             modified_ms: modified_ms(self.file).max(keys_modified_ms),
             key_groups,
+            origins,
             listen,
             tls_listen,
             admin_listen,
@@ -558,7 +631,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     fn fleet(
         &self,
         fleet: &FleetFile,
-        origins: &BTreeMap<String, Arc<S3Origin>>,
+        origins: &BTreeMap<String, OriginSettings>,
         listen: &[SocketAddr],
     ) -> Result<FleetSettings, ConfigError> {
         if !valid_node_name(&fleet.node) {
@@ -601,14 +674,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         })
     }
 
-    fn control(&self, control: &file::ControlFile, origins: &BTreeMap<String, Arc<S3Origin>>) -> Result<ControlSettings, ConfigError> {
+    fn control(&self, control: &file::ControlFile, origins: &BTreeMap<String, OriginSettings>) -> Result<ControlSettings, ConfigError> {
         let origin = self.origin_named("fleet.control.origin", &control.origin, origins)?;
         let prefix = control.prefix.clone().unwrap_or_else(|| "_keyfront/control/".to_owned());
         // A key under it must be its own canonical spelling: the log's keys
         // are listed and fetched as they are written.
-        let sample_key = format!("/{prefix}x");
-        let canonical = crate::request::canonical_path(&sample_key).ok();
-        if !prefix.ends_with('/') || prefix.starts_with('/') || canonical.as_deref() != Some(sample_key.as_str()) {
+        let canonical = prefix.trim_end_matches('/').split('/').all(|segment| {
+            !matches!(segment, "" | "." | "..") && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+        if !prefix.ends_with('/') || prefix.starts_with('/') || !canonical {
             return Err(self.invalid(
                 "fleet.control.prefix",
                 &prefix,
@@ -625,8 +699,8 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     /// Checks the PEM files here, since pingora reads them only when the
     /// listener starts, where a mistake would be no clear error.
     /// The origin `field` names, or an error listing the known ones.
-    fn origin_named(&self, field: &str, name: &str, origins: &BTreeMap<String, Arc<S3Origin>>) -> Result<Arc<S3Origin>, ConfigError> {
-        origins.get(name).cloned().ok_or_else(|| {
+    fn origin_named(&self, field: &str, name: &str, origins: &BTreeMap<String, OriginSettings>) -> Result<String, ConfigError> {
+        origins.get(name).map(|_| name.to_owned()).ok_or_else(|| {
             let known: Vec<&str> = origins.keys().map(String::as_str).collect();
             self.invalid(field, name, format!("no such origin (known: {})", known.join(", ")))
         })
@@ -635,7 +709,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     fn control_plane(
         &self,
         file: &ConfigFile,
-        origins: &BTreeMap<String, Arc<S3Origin>>,
+        origins: &BTreeMap<String, OriginSettings>,
         slice_size: u64,
     ) -> Result<Option<ControlPlaneSettings>, ConfigError> {
         let Some(listen) = &file.control_listen else {
@@ -734,34 +808,31 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     }
 
     /// The key groups, and when the newest key file was last modified.
-    fn key_groups(&self, file: &ConfigFile) -> Result<(KeyGroups, u64), ConfigError> {
-        let mut groups = HashMap::new();
+    fn key_groups(&self, file: &ConfigFile) -> Result<(KeyGroupSettings, u64), ConfigError> {
+        let mut groups = BTreeMap::new();
         let mut newest_ms = 0;
-        let mut seen: HashMap<String, [u8; 32]> = HashMap::new();
         for (name, keys) in &file.key_groups {
-            let mut loaded = Vec::new();
+            let mut read = Vec::new();
             for (i, key) in keys.iter().enumerate() {
                 let field = format!("key_groups.{name}[{i}].public_key");
                 let path = self.base_dir.join(&key.public_key);
                 newest_ms = newest_ms.max(modified_ms(&path));
                 let pem = read_key_file(&path).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
-                let public = PublicKey::from_pem(&pem).map_err(|e| self.invalid(&field, &key.public_key, e.to_string()))?;
                 if key.id.is_empty() {
                     return Err(self.invalid(format!("key_groups.{name}[{i}].id"), "", "a key id is needed"));
                 }
-                if let Some(other) = seen.insert(key.id.clone(), *public.fingerprint())
-                    && other != *public.fingerprint()
-                {
-                    return Err(self.invalid(format!("key_groups.{name}[{i}].id"), &key.id, "this id names another key elsewhere"));
-                }
-                loaded.push((key.id.clone(), public));
+                read.push(KeySettings {
+                    id: key.id.clone(),
+                    pem,
+                    file: key.public_key.clone(),
+                });
             }
-            groups.insert(name.clone(), loaded);
+            groups.insert(name.clone(), read);
         }
         Ok((groups, newest_ms))
     }
 
-    fn origin(&self, name: &str, origin: &OriginFile, embedded: &mut Vec<EmbeddedStore>) -> Result<S3Origin, ConfigError> {
+    fn origin(&self, name: &str, origin: &OriginFile, embedded: &mut Vec<EmbeddedStore>) -> Result<OriginSettings, ConfigError> {
         let field = |f: &str| format!("origins.{name}.{f}");
         match origin {
             OriginFile::S3 {
@@ -781,20 +852,21 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 let secret_access_key = from_env(secret_access_key, "AWS_SECRET_ACCESS_KEY")
                     .ok_or_else(|| self.invalid(field("secret_access_key"), "", "not set here nor in AWS_SECRET_ACCESS_KEY"))?;
                 let session_token = from_env(session_token, "AWS_SESSION_TOKEN");
-                S3Origin::new(
-                    endpoint,
-                    bucket,
-                    region,
-                    *path_style,
-                    Credentials {
-                        access_key_id,
-                        secret_access_key,
-                        session_token,
-                    },
-                    self.duration(field("connect_timeout"), connect_timeout.as_deref(), Duration::from_secs(2))?,
-                    self.duration(field("first_byte_timeout"), first_byte_timeout.as_deref(), Duration::from_secs(30))?,
-                )
-                .map_err(|reason| self.invalid(field("endpoint"), endpoint, reason))
+                Ok(OriginSettings {
+                    endpoint: Endpoint::parse(endpoint).map_err(|reason| self.invalid(field("endpoint"), endpoint, reason))?,
+                    bucket: bucket.clone(),
+                    region: region.clone(),
+                    path_style: *path_style,
+                    access_key_id,
+                    secret_access_key: Secret(secret_access_key),
+                    session_token: session_token.map(Secret),
+                    connect_timeout: self.duration(field("connect_timeout"), connect_timeout.as_deref(), Duration::from_secs(2))?,
+                    first_byte_timeout: self.duration(
+                        field("first_byte_timeout"),
+                        first_byte_timeout.as_deref(),
+                        Duration::from_secs(30),
+                    )?,
+                })
             }
             OriginFile::Embedded {
                 root,
@@ -814,7 +886,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     access_key_id: access_key_id.clone(),
                     secret_access_key: secret_access_key.clone(),
                 });
-                Ok(S3Origin::embedded(listen, bucket, access_key_id, secret_access_key))
+                Ok(OriginSettings::embedded(listen, bucket, access_key_id, secret_access_key))
             }
         }
     }
@@ -823,18 +895,16 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         &self,
         index: usize,
         behavior: &BehaviorFile,
-        origins: &BTreeMap<String, Arc<S3Origin>>,
-        key_groups: &HashMap<String, Vec<(String, PublicKey)>>,
+        origins: &BTreeMap<String, OriginSettings>,
+        key_groups: &KeyGroupSettings,
         default_slice: u64,
-    ) -> Result<Behavior, ConfigError> {
+    ) -> Result<BehaviorSettings, ConfigError> {
         let field = |f: &str| format!("behaviors[{index}].{f}");
         let origin = self.origin_named(&field("origin"), &behavior.origin, origins)?;
-        let mut trusted = Vec::new();
         for (i, group) in behavior.trusted_key_groups.iter().enumerate() {
-            let keys = key_groups
-                .get(group)
-                .ok_or_else(|| self.invalid(format!("behaviors[{index}].trusted_key_groups[{i}]"), group, "no such key group"))?;
-            trusted.extend(keys.iter().cloned());
+            if !key_groups.contains_key(group) {
+                return Err(self.invalid(format!("behaviors[{index}].trusted_key_groups[{i}]"), group, "no such key group"));
+            }
         }
         let mut methods: Vec<String> = behavior.allowed_methods.iter().map(|m| m.to_ascii_uppercase()).collect();
         methods.sort();
@@ -862,16 +932,13 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         if pattern.is_empty() {
             return Err(self.invalid(field("path_pattern"), pattern, "a path pattern is needed (\"*\" for the default)"));
         }
-        Ok(Behavior {
-            // Matched against canonical paths, so spelled like them.
-            path_pattern: canonical_pattern(&if pattern.starts_with('/') || pattern == "*" {
+        Ok(BehaviorSettings {
+            path_pattern: if pattern.starts_with('/') || pattern == "*" {
                 pattern.clone()
             } else {
                 format!("/{pattern}")
-            }),
-            origin_name: behavior.origin.as_str().into(),
-            origin: origin.clone(),
-            trusted_keys: TrustedKeys::new(trusted),
+            },
+            origin,
             trusted_key_groups: behavior.trusted_key_groups.clone(),
             allowed_methods,
             ttl,

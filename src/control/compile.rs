@@ -10,10 +10,10 @@ use super::distributions::{allowed_methods, behaviors, s3_bucket};
 use super::store::State;
 use super::xml::Element;
 use crate::auth::{PublicKey, TrustedKeys};
-use crate::config::{Behavior, Ttl};
+use crate::config::Ttl;
 use crate::origin::S3Origin;
 use crate::request::{canonical_path, canonical_pattern};
-use crate::routing::{Distribution, ErrorPage};
+use crate::routing::{Behavior, Distribution, ErrorPage};
 
 /// The managed cache policy CachingDisabled; every other policy id is
 /// served as CachingOptimized (min 1 s, default 1 day, max 1 year).

@@ -17,10 +17,10 @@ use super::RequestContext;
 use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
 use super::server::EdgeState;
 use crate::auth::error_xml;
-use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceReader, SliceSource, unix_now};
-use crate::config::Behavior;
+use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceReader, SliceSource};
 use crate::origin::OriginResponse;
 use crate::range::{ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range};
+use crate::routing::Behavior;
 use crate::routing::ErrorPage;
 
 /// How a response was answered, for `X-Cache` and the access log.
@@ -216,7 +216,7 @@ async fn current_meta<'a>(
     object: &ObjectRef,
 ) -> Result<(Arc<ObjectMeta>, Option<EarlyBytes<'a>>, CacheStatus), FillError> {
     let cache = &state.cache;
-    let now = unix_now();
+    let now = cache.clock.unix_seconds();
     match cache.meta(object).await {
         Some(meta) if meta.is_fresh(now) => Ok((meta, None, CacheStatus::Hit)),
         Some(stale) if stale.usable_while_revalidating(now) => {
@@ -325,7 +325,7 @@ async fn answer(
     if status != CacheStatus::Hit {
         response.insert_header(X_CACHE, HeaderValue::from_static(status.header()))?;
     }
-    let age = meta.age(unix_now());
+    let age = meta.age(state.cache.clock.unix_seconds());
     if age > 0 {
         response.insert_header(AGE, HeaderValue::from(age))?;
     }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use super::cached::CacheStatus;
-use crate::config::Behavior;
+use crate::routing::Behavior;
 use crate::routing::Distribution;
 
 /// Per-request state, created empty by `new_ctx` and filled by `request_filter`.

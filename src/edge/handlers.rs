@@ -167,7 +167,7 @@ pub async fn handle_request(state: &EdgeState, session: &mut Session, ctx: &mut 
             target: &target,
             cookie_headers: &cookies,
             client_ip: client_ip(session),
-            now: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            now: state.cache.clock.unix_seconds(),
         };
         match state.verifier.verify(&request, &behavior.trusted_keys) {
             Ok(grant) => {
@@ -392,8 +392,9 @@ pub async fn handle_proxy_failure(session: &mut Session, error: &Error, ctx: &mu
     }
 }
 
-/// Writes the request's access-log line (CloudFront's standard format).
-pub fn write_access_log(log: &AccessLog, session: &Session, ctx: &RequestContext, status: u16) {
+/// Writes the request's access-log line (CloudFront's standard format),
+/// dated `unix_seconds`.
+pub fn write_access_log(log: &AccessLog, session: &Session, ctx: &RequestContext, status: u16, unix_seconds: u64) {
     let request = session.req_header();
     let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
     let response = session.response_written();
@@ -421,7 +422,7 @@ pub fn write_access_log(log: &AccessLog, session: &Session, ctx: &RequestContext
         _ => "HTTP/1.1",
     };
     log.write(&AccessRecord {
-        unix_seconds: crate::cache::unix_now(),
+        unix_seconds,
         client: session.client_addr().and_then(|a| a.as_inet()).copied(),
         method: request.method.as_str(),
         host: header("host"),

@@ -120,7 +120,7 @@ impl ProxyHttp for Edge {
             rejection: ctx.rejection,
         });
         if let Some(log) = &self.state.access_log {
-            handlers::write_access_log(log, session, ctx, status);
+            handlers::write_access_log(log, session, ctx, status, self.state.cache.clock.unix_seconds());
         }
         match error {
             Some(error) => {

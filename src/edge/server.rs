@@ -22,13 +22,14 @@ use crate::admin::{AdminApp, EdgeHandle};
 use crate::auth::Verifier;
 use crate::cache::ObjectRef;
 use crate::cache::{Cache, DiskError, ParentTier};
-use crate::config::KeyGroups;
+use crate::clock::Clock;
 use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, Secret, TlsListener};
 use crate::control::{ApiCredentials, ApiSettings, ControlApp, ControlPlane, ResourceChange, ServingDefaults, ServingHandle};
 use crate::fleet::{ControlEntry, ControlGuard, ControlLog, Fleet, FleetSecret};
 use crate::metrics::Metrics;
+use crate::origin::S3Origin;
 use crate::request::canonical_pattern;
-use crate::routing::{Distribution, FILE_TABLE, Routing, from_published, publish_form};
+use crate::routing::{Distribution, FILE_TABLE, FileTable, KeyGroups, Routing, from_published, publish_form};
 
 /// What every request needs, shared by all of pingora's threads.
 pub struct EdgeState {
@@ -77,6 +78,8 @@ pub enum StartError {
     AccessLog { path: std::path::PathBuf, source: std::io::Error },
     #[error("TLS listener {0}: {1}")]
     Tls(SocketAddr, String),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     #[error("control plane: {0}")]
     ControlState(#[from] crate::control::StoreError),
     #[error("listening on {address}: {source}")]
@@ -110,8 +113,9 @@ pub struct Listeners {
     pub send_buffer: Option<usize>,
     /// Where a graceful upgrade hands the listening sockets over.
     pub upgrade_socket: PathBuf,
-    /// CloudFront's control-plane API, when it is on.
-    pub control_plane: Option<ControlPlaneSettings>,
+    /// CloudFront's control-plane API, when it is on, and the origin its
+    /// distributions' S3 origins are served from.
+    pub control_plane: Option<(ControlPlaneSettings, Arc<S3Origin>)>,
 }
 
 impl Listeners {
@@ -122,13 +126,15 @@ impl Listeners {
             .copied()
             .chain(self.tls.iter().map(|tls| tls.address))
             .chain(self.admin)
-            .chain(self.control_plane.iter().map(|control| control.listen))
+            .chain(self.control_plane.iter().map(|(control, _)| control.listen))
     }
 }
 
 impl EdgeState {
     /// The state for `config` (opening the disk tier) and its listeners.
     pub fn from_config(config: Config) -> Result<(Arc<Self>, Listeners), StartError> {
+        let file = FileTable::compile(&config)?;
+        let origin = |name: &str| file.origins[name].clone();
         let mut viewer = config.listen;
         for address in config.control_plane.iter().flat_map(|control| &control.distribution_addresses) {
             if !viewer.contains(address) {
@@ -144,13 +150,22 @@ impl EdgeState {
             header_timeout: config.viewer_header_timeout,
             send_buffer: config.viewer_send_buffer,
             upgrade_socket: config.upgrade_socket,
-            control_plane: config.control_plane,
+            control_plane: config.control_plane.map(|control| {
+                let s3 = origin(&control.s3_origin);
+                (control, s3)
+            }),
         };
         let fleet = config.fleet.map(|fleet| {
             let secret = FleetSecret::new(fleet.secret.expose().as_bytes()).expect("the config checked the secret's length");
-            let control = fleet
-                .control
-                .map(|control| ControlLog::new(fleet.node.clone(), secret.clone(), control.origin, control.prefix, control.poll));
+            let control = fleet.control.map(|control| {
+                ControlLog::new(
+                    fleet.node.clone(),
+                    secret.clone(),
+                    origin(&control.origin),
+                    control.prefix,
+                    control.poll,
+                )
+            });
             Fleet::new(fleet.node, secret, &fleet.tiers, fleet.go_direct, control)
         });
         let control_guard = fleet
@@ -161,7 +176,7 @@ impl EdgeState {
             .clone()
             .filter(|fleet| fleet.asks_other_nodes())
             .map(|fleet| fleet as Arc<dyn ParentTier>);
-        let cache = Arc::new(Cache::new(&config.cache, parents)?);
+        let cache = Arc::new(Cache::new(&config.cache, parents, Clock::default())?);
         let state = Self {
             metrics: Metrics::new(&cache),
             cache,
@@ -171,9 +186,9 @@ impl EdgeState {
             control_plane: OnceLock::new(),
             config_source: config.source,
             routing: ArcSwap::from_pointee(Routing::new(
-                config.behaviors,
+                file.behaviors,
                 config.public_base_url,
-                config.key_groups,
+                file.key_groups,
                 &KeyGroups::new(),
             )),
             routing_update: Mutex::default(),
@@ -313,8 +328,9 @@ impl EdgeState {
     /// access log change only with a restart. A config that fails validation
     /// changes nothing. Returns the number of behaviors now in force.
     pub fn reload(&self) -> Result<usize, ConfigError> {
-        let config = match Config::load(&self.config_source) {
-            Ok(config) => config,
+        let loaded = Config::load(&self.config_source).and_then(|config| Ok((FileTable::compile(&config)?, config)));
+        let (file, config) = match loaded {
+            Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(%error, "config reload refused; the previous config keeps serving");
                 self.metrics.record_reload(false);
@@ -324,12 +340,12 @@ impl EdgeState {
         let behaviors = config.behaviors.len();
         tracing::info!(behaviors, source = %self.config_source.display(), "config reloaded");
         self.metrics.record_reload(true);
-        let rotated = self.routing().changed_groups(&config.key_groups);
+        let rotated = self.routing().changed_groups(&file.key_groups);
         let removed: Vec<String> = self
             .routing()
             .file_key_groups
             .keys()
-            .filter(|name| !config.key_groups.contains_key(*name))
+            .filter(|name| !file.key_groups.contains_key(*name))
             .cloned()
             .collect();
         self.config_modified_ms.store(config.modified_ms, Ordering::Release);
@@ -339,7 +355,7 @@ impl EdgeState {
             adopted.retain(|name, _| !rotated.contains_key(name) && !removed.contains(name));
             adopted.clone()
         };
-        let routing = Routing::new(config.behaviors, config.public_base_url, config.key_groups, &adopted);
+        let routing = Routing::new(file.behaviors, config.public_base_url, file.key_groups, &adopted);
         let update = self.routing_update.lock().expect("routing update lock");
         // The control plane's distributions are not the file's to change.
         self.routing.store(Arc::new(self.routing().with_file(routing)));
@@ -376,7 +392,7 @@ impl ServingHandle for EdgeState {
 }
 
 /// The control-plane app for `settings`, serving into `state`.
-fn control_app(settings: &ControlPlaneSettings, state: Arc<EdgeState>) -> Result<ControlApp, StartError> {
+fn control_app(settings: &ControlPlaneSettings, s3: Arc<S3Origin>, state: Arc<EdgeState>) -> Result<ControlApp, StartError> {
     let api = ApiSettings {
         domain_pool: settings
             .distribution_addresses
@@ -400,7 +416,7 @@ fn control_app(settings: &ControlPlaneSettings, state: Arc<EdgeState>) -> Result
         ),
     };
     let defaults = ServingDefaults {
-        s3: settings.s3_origin.clone(),
+        s3,
         slice_size: settings.slice_size,
     };
     let app = ControlApp::start(settings.state_dir.clone(), api, credentials, defaults, state.clone())?;
@@ -518,8 +534,11 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, mode: ServerMo
         admin.add_tcp(&address.to_string());
         server.add_service(admin);
     }
-    if let Some(settings) = &listeners.control_plane {
-        let mut control = Service::new("keyfront control plane".to_owned(), control_app(settings, state.clone())?);
+    if let Some((settings, s3)) = &listeners.control_plane {
+        let mut control = Service::new(
+            "keyfront control plane".to_owned(),
+            control_app(settings, s3.clone(), state.clone())?,
+        );
         control.add_tcp(&settings.listen.to_string());
         server.add_service(control);
     }

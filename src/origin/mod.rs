@@ -9,6 +9,8 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 
+use crate::config::OriginSettings;
+
 mod fetch;
 mod list;
 mod pool;
@@ -60,27 +62,15 @@ pub struct S3Origin {
 pub struct SignError(String);
 
 impl S3Origin {
-    /// Describes the bucket at `endpoint` (`http://host:port` or `https://host`).
-    pub fn new(
-        endpoint: &str,
-        bucket: &str,
-        region: &str,
-        path_style: bool,
-        credentials: Credentials,
-        connect_timeout: Duration,
-        first_byte_timeout: Duration,
-    ) -> Result<Self, String> {
-        let (tls, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
-            (true, rest)
-        } else if let Some(rest) = endpoint.strip_prefix("http://") {
-            (false, rest)
-        } else {
-            return Err("expected http://host[:port] or https://host[:port]".to_owned());
+    /// The bucket `settings` describe (checked by the config already).
+    pub fn from_settings(settings: &OriginSettings) -> Self {
+        let credentials = Credentials {
+            access_key_id: settings.access_key_id.clone(),
+            secret_access_key: settings.secret_access_key.expose().to_owned(),
+            session_token: settings.session_token.as_ref().map(|token| token.expose().to_owned()),
         };
-        let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') {
-            return Err("expected scheme and host only, without a path".to_owned());
-        }
+        let (tls, authority, bucket) = (settings.endpoint.tls, settings.endpoint.authority.as_str(), &settings.bucket);
+        let path_style = settings.path_style;
         let has_port = authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) && !authority.ends_with(']');
         let address = if has_port {
             authority.to_owned()
@@ -93,38 +83,24 @@ impl S3Origin {
             format!("{bucket}.{authority}")
         };
         let address = if path_style { address } else { format!("{bucket}.{address}") };
-        Ok(Self {
+        Self {
             address,
             tls,
             host,
             bucket: bucket.to_owned(),
             key_prefix: String::new(),
-            region: region.to_owned(),
+            region: settings.region.clone(),
             path_style,
             credentials,
-            connect_timeout,
-            first_byte_timeout,
-        })
+            connect_timeout: settings.connect_timeout,
+            first_byte_timeout: settings.first_byte_timeout,
+        }
     }
 
-    /// A bucket of an embedded store listening at `address`: path-style,
-    /// plain HTTP, region us-east-1, default timeouts.
+    /// A bucket of an embedded store listening at `address`
+    /// (`OriginSettings::embedded`).
     pub fn embedded(address: std::net::SocketAddr, bucket: &str, access_key_id: &str, secret_access_key: &str) -> Self {
-        let credentials = Credentials {
-            access_key_id: access_key_id.to_owned(),
-            secret_access_key: secret_access_key.to_owned(),
-            session_token: None,
-        };
-        Self::new(
-            &format!("http://{address}"),
-            bucket,
-            "us-east-1",
-            true,
-            credentials,
-            Duration::from_secs(2),
-            Duration::from_secs(30),
-        )
-        .expect("http:// and a socket address make a valid endpoint")
+        Self::from_settings(&OriginSettings::embedded(address, bucket, access_key_id, secret_access_key))
     }
 
     /// The same endpoint, credentials and timeouts for `bucket`, every key
@@ -272,23 +248,20 @@ pub async fn peer(origin: &S3Origin) -> pingora::Result<Box<pingora::upstreams::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Endpoint, Secret};
 
     fn origin(endpoint: &str, path_style: bool) -> S3Origin {
-        let credentials = Credentials {
-            access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-            session_token: Some("token".into()),
-        };
-        S3Origin::new(
-            endpoint,
-            "media",
-            "eu-west-1",
+        S3Origin::from_settings(&OriginSettings {
+            endpoint: Endpoint::parse(endpoint).unwrap(),
+            bucket: "media".into(),
+            region: "eu-west-1".into(),
             path_style,
-            credentials,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        )
-        .unwrap()
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
+            session_token: Some(Secret("token".into())),
+            connect_timeout: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(1),
+        })
     }
 
     #[test]
@@ -301,19 +274,9 @@ mod tests {
         let virtual_hosted = origin("https://s3.eu-west-1.amazonaws.com", false);
         assert_eq!(virtual_hosted.address, "media.s3.eu-west-1.amazonaws.com:443");
         assert_eq!(virtual_hosted.server_name(), "media.s3.eu-west-1.amazonaws.com");
-        assert!(S3Origin::new("ftp://x", "b", "r", true, path.credentials.clone(), Duration::ZERO, Duration::ZERO).is_err());
-        assert!(
-            S3Origin::new(
-                "http://x/path",
-                "b",
-                "r",
-                true,
-                path.credentials.clone(),
-                Duration::ZERO,
-                Duration::ZERO
-            )
-            .is_err()
-        );
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("http://x/path").is_err());
+        assert_eq!(Endpoint::parse("https://x:9000/").unwrap().authority, "x:9000");
     }
 
     #[test]

@@ -8,8 +8,45 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::auth::{PublicKey, TrustedKeys};
-use crate::config::{Behavior, KeyGroups};
+mod file;
+
+pub use file::FileTable;
+
+use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
+use crate::config::{AllowedMethods, CorsPolicy, Ttl};
+use crate::origin::S3Origin;
+
+/// Key groups by name, each a list of `(key id, public key)`.
+pub type KeyGroups = HashMap<String, Vec<(String, PublicKey)>>;
+
+/// One cache behavior, compiled: which requests it takes, where they go,
+/// whose signatures they need, and what the cache does with them.
+#[derive(Clone, Debug)]
+pub struct Behavior {
+    /// CloudFront path pattern (`*`, `?`), always starting with `/`, in
+    /// canonical spelling ([`crate::request::canonical_pattern`]).
+    pub path_pattern: String,
+    pub origin_name: Arc<str>,
+    pub origin: Arc<S3Origin>,
+    /// Keys whose signatures are accepted; empty means the behavior is
+    /// public (unless `trusted_key_groups` names any: then nothing verifies).
+    pub trusted_keys: TrustedKeys,
+    /// The key groups `trusted_keys` was built from, by name.
+    pub trusted_key_groups: Vec<String>,
+    pub allowed_methods: AllowedMethods,
+    pub ttl: Ttl,
+    pub forward_metadata_headers: bool,
+    /// Slice size in bytes, between 64 KiB and 64 MiB.
+    pub slice_size: u64,
+    pub cors: Option<CorsPolicy>,
+}
+
+impl Behavior {
+    /// Whether requests for `path` fall under this behavior.
+    pub fn matches(&self, path: &str) -> bool {
+        wildcard_matches(self.path_pattern.as_bytes(), path.as_bytes())
+    }
+}
 
 /// The id of the default distribution, the config file's behaviors: what
 /// a node's request names to be served from them. No control-plane id is
