@@ -323,3 +323,87 @@ fn a_behavior_whose_key_groups_are_empty_serves_nothing() {
     assert_cloudfront_error(&signed, 403, "InvalidKey");
     assert!(!signed.text().contains("nobody") && !unsigned.text().contains("nobody"));
 }
+
+/// Reads from `stream` until `done` holds for what arrived, or 5 s pass.
+fn read_until(stream: &mut std::net::TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 8192];
+    while !done(&seen) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => seen.extend_from_slice(&buffer[..read]),
+        }
+    }
+    seen
+}
+
+/// A kept-alive connection serves request after request; a viewer that
+/// asks to close (`Connection: close`, or HTTP/1.0 without keep-alive) has
+/// its connection closed after the answer, not held for the idle timeout.
+#[test]
+fn connections_are_kept_or_closed_as_the_viewer_asks() {
+    use std::io::Write;
+    let edge = stack().edge;
+    let ends_with_body = |seen: &[u8]| seen.ends_with(b"public text\n");
+    let mut kept = std::net::TcpStream::connect(edge).unwrap();
+    for round in 0..3 {
+        write!(kept, "GET /public/readme.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let answer = read_until(&mut kept, ends_with_body);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "round {round}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(ends_with_body(&answer), "round {round}");
+    }
+    for request in [
+        "GET /public/readme.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /public/readme.txt HTTP/1.0\r\nHost: x\r\n\r\n",
+    ] {
+        let mut stream = std::net::TcpStream::connect(edge).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        let answer = read_until(&mut stream, |_| false);
+        assert!(ends_with_body(&answer), "{request:?}: {}", String::from_utf8_lossy(&answer));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{request:?}: closed at once, not held"
+        );
+    }
+}
+
+/// A signed upload that expects `100 Continue` gets it as soon as it is
+/// authenticated (no client-side wait before the body), then its answer;
+/// an unsigned one gets its 403 and never a 100.
+#[test]
+fn uploads_that_expect_100_continue_get_it_once_authenticated() {
+    use std::io::Write;
+    let edge = stack().edge;
+    let body = patterned(5_000);
+    let target = stack().signed("/upload/continued.bin");
+    let mut stream = std::net::TcpStream::connect(edge).unwrap();
+    write!(
+        stream,
+        "PUT {target} HTTP/1.1\r\nHost: {edge}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let interim = read_until(&mut stream, |seen| seen.windows(4).any(|w| w == b"\r\n\r\n"));
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&interim));
+    stream.write_all(&body).unwrap();
+    let answer = read_until(&mut stream, |seen| seen.windows(4).any(|w| w == b"\r\n\r\n"));
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(stack().get(&stack().signed("/upload/continued.bin")).body, body);
+
+    let mut refused = std::net::TcpStream::connect(edge).unwrap();
+    write!(
+        refused,
+        "PUT /upload/unsigned.bin HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"
+    )
+    .unwrap();
+    let answer = read_until(&mut refused, |seen| seen.ends_with(b"</Error>"));
+    assert!(answer.starts_with(b"HTTP/1.1 403"), "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("<Code>MissingKey</Code>"));
+}

@@ -1,17 +1,22 @@
-//! The framework's ceiling: a pingora server with keyfront's thread count
-//! that answers the benchmark's objects straight from memory and does nothing
-//! else (no signature, no cache lookup, no metrics). What keyfront loses
-//! against it is keyfront's own work; what it loses against nginx beyond
-//! that is pingora's.
+//! The framework's ceiling: a pingora server with keyfront's thread count,
+//! an HTTP app of its own as keyfront's edge is, that answers the
+//! benchmark's objects straight from memory and does nothing else (no
+//! signature, no cache lookup, no metrics). What keyfront loses against it
+//! is keyfront's own work; what it loses against nginx beyond that is
+//! pingora's.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
-use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
+use pingora::services::listening::Service;
 
 use crate::objects::{self, HOT_SIZE, RANGES_KEY, RANGES_SIZE};
 
@@ -27,17 +32,9 @@ fn requested_range(value: &str, size: u64) -> Option<(u64, u64)> {
     (first <= last && last < size).then_some((first, last))
 }
 
-#[async_trait]
-impl ProxyHttp for Ceiling {
-    type CTX = ();
-
-    fn new_ctx(&self) {}
-
-    /// None: pingora's default adds a (disabled) compression module.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
-
-    /// Always answers here (`Ok(true)`): the ceiling has no upstream.
-    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+impl Ceiling {
+    /// The answer to the request `session` has read.
+    async fn answer(&self, session: &mut ServerSession) -> Result<()> {
         let path = session.req_header().uri.path();
         let range = session
             .req_header()
@@ -65,13 +62,22 @@ impl ProxyHttp for Ceiling {
         if let Some(content_range) = content_range {
             header.insert_header("content-range", content_range)?;
         }
-        session.write_response_header(Box::new(header), false).await?;
-        session.write_response_body(Some(body), true).await?;
-        Ok(true)
+        session.write_response_header(Box::new(header)).await?;
+        session.write_response_body(body, true).await
     }
+}
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Err(Error::new(ErrorType::InternalError))
+#[async_trait]
+impl HttpServerApp for Ceiling {
+    /// Reads a request, answers it, and keeps the connection.
+    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, _shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        if !session.read_request().await.ok()? {
+            return None;
+        }
+        self.answer(&mut session).await.ok()?;
+        let persistent = HttpPersistentSettings::for_session(&session);
+        let stream = session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(stream, persistent))
     }
 }
 
@@ -101,7 +107,7 @@ pub fn run(args: &[String]) -> ExitCode {
         },
     );
     server.bootstrap();
-    let mut service = http_proxy_service(&server.configuration, ceiling);
+    let mut service = Service::new("ceiling".to_owned(), ceiling);
     service.add_listener(keyfront::edge::viewer_listener(
         listen,
         Some(keyfront::config::DEFAULT_VIEWER_SEND_BUFFER),

@@ -13,9 +13,9 @@ use http::header::{
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
-use super::RequestContext;
 use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
 use super::server::EdgeState;
+use super::{RequestContext, Viewer};
 use crate::auth::error_xml;
 use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceReader, SliceSource};
 use crate::origin::OriginResponse;
@@ -109,7 +109,7 @@ fn hit_template(meta: &ObjectMeta, forward_metadata: bool) -> ResponseHeader {
 /// Answers a GET or HEAD for `object`; the response is always written.
 pub async fn serve(
     state: &EdgeState,
-    session: &mut Session,
+    session: &mut Viewer,
     ctx: &mut RequestContext,
     behavior: &Behavior,
     object: ObjectRef,
@@ -156,7 +156,7 @@ fn error_page(ctx: &RequestContext, status: u16) -> Option<ErrorPage> {
 
 /// Answers with `page`, whole, under the status it names; a page that
 /// cannot be served is an error of its own (never another page).
-async fn serve_error_page(state: &EdgeState, session: &mut Session, ctx: &mut RequestContext, page: ErrorPage) -> Result<()> {
+async fn serve_error_page(state: &EdgeState, session: &mut Viewer, ctx: &mut RequestContext, page: ErrorPage) -> Result<()> {
     let distribution = ctx.distribution.clone().expect("pages come from a distribution");
     let found = distribution
         .behaviors
@@ -211,7 +211,7 @@ fn plain_single_range(request: &pingora::http::RequestHeader) -> Option<(u64, Op
 
 async fn current_meta<'a>(
     state: &'a EdgeState,
-    session: &Session,
+    session: &Viewer,
     ctx: &mut RequestContext,
     object: &ObjectRef,
 ) -> Result<(Arc<ObjectMeta>, Option<EarlyBytes<'a>>, CacheStatus), FillError> {
@@ -271,7 +271,7 @@ async fn current_meta<'a>(
 
 async fn answer(
     state: &EdgeState,
-    session: &mut Session,
+    session: &mut Viewer,
     ctx: &mut RequestContext,
     behavior: &Behavior,
     object: &ObjectRef,
@@ -346,7 +346,7 @@ async fn answer(
         ] {
             response.remove_header(name);
         }
-        session.write_response_header(Box::new(response), true).await?;
+        session.write_response_header(Box::new(response)).await?;
         return Ok(());
     }
     let ranges = if page_status.is_none() && if_range_matches(if_range.as_deref(), validators) {
@@ -364,7 +364,7 @@ async fn answer(
             response.set_status(416)?;
             response.insert_header(CONTENT_RANGE, format!("bytes */{}", meta.size))?;
             response.insert_header(CONTENT_LENGTH, HeaderValue::from_static("0"))?;
-            session.write_response_header(Box::new(response), true).await?;
+            session.write_response_header(Box::new(response)).await?;
             return Ok(());
         }
         RangeRequest::Full => {
@@ -391,7 +391,7 @@ async fn answer(
         }
     };
     if head || body.is_empty() {
-        session.write_response_header(Box::new(response), true).await?;
+        session.write_response_header(Box::new(response)).await?;
         return Ok(());
     }
     // The first slice is resolved before any byte goes out, so that a version
@@ -440,7 +440,7 @@ async fn answer(
         ctx.cache_status = Some(CacheStatus::Miss);
         response.insert_header(X_CACHE, HeaderValue::from_static(CacheStatus::Miss.header()))?;
     }
-    session.write_response_header(Box::new(response), false).await?;
+    session.write_response_header(Box::new(response)).await?;
     let multipart = body.len() > 1;
     let mut first = Some(first);
     for range in &body {
@@ -470,7 +470,7 @@ fn slice_offsets(meta: &ObjectMeta, range: ByteRange, index: u64) -> (u64, u64) 
 /// the next slice's fetch while the current one is sent.
 async fn stream_range(
     state: &EdgeState,
-    session: &mut Session,
+    session: &mut Viewer,
     object: &ObjectRef,
     meta: &Arc<ObjectMeta>,
     range: ByteRange,
@@ -543,7 +543,7 @@ async fn direct_fetch<'a>(state: &'a EdgeState, object: &ObjectRef, meta: &Objec
 
 /// Writes up to `length` bytes of a direct response; how many it wrote
 /// before its source broke off or ended early, `length` when it did not.
-async fn stream_direct(session: &mut Session, response: &mut OriginResponse<'_>, length: u64) -> Result<u64, Interrupted> {
+async fn stream_direct(session: &mut Viewer, response: &mut OriginResponse<'_>, length: u64) -> Result<u64, Interrupted> {
     let mut written = 0u64;
     while written < length {
         let chunk = match response.next_chunk().await {

@@ -3,19 +3,14 @@
 //! on every response to an allowed origin (errors included, so a player can
 //! read why it was refused).
 
-use std::any::Any;
-
-use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
-use pingora::modules::http::{HttpModule, HttpModuleBuilder, Module};
 
 use crate::config::CorsPolicy;
 
 /// What players need to read from ranged responses.
 const EXPOSED: &str = "Content-Range, Content-Length, Accept-Ranges, ETag, Age, X-Cache";
 
-type Headers = Vec<(HeaderName, HeaderValue)>;
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?))
@@ -68,43 +63,6 @@ pub fn preflight_headers(policy: &CorsPolicy, origin: &str, method: &str, reques
     headers.extend(header("access-control-allow-headers", &policy.allowed_headers.join(", ")));
     headers.extend(header("access-control-max-age", &policy.max_age.as_secs().to_string()));
     Some(headers)
-}
-
-/// Adds the headers `request_filter` chose to whatever response goes out:
-/// the cache's, the edge's errors, or the origin's.
-#[derive(Default)]
-pub struct CorsModule {
-    pub headers: Headers,
-}
-
-#[async_trait]
-impl HttpModule for CorsModule {
-    async fn response_header_filter(&mut self, response: &mut ResponseHeader, _end_of_stream: bool) -> pingora::Result<()> {
-        for (name, value) in self.headers.drain(..) {
-            if name == http::header::VARY {
-                response.append_header(name, value)?;
-            } else {
-                response.insert_header(name, value)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-}
-
-pub struct CorsModuleBuilder;
-
-impl HttpModuleBuilder for CorsModuleBuilder {
-    fn init(&self) -> Module {
-        Box::new(CorsModule::default())
-    }
 }
 
 #[cfg(test)]

@@ -1,114 +1,99 @@
-//! The pingora side: the `ProxyHttp` implementation, whose phases stay thin
-//! and hand each concern to the module that owns it.
+//! keyfront's own HTTP app on pingora's server (pingora keeps listeners,
+//! TLS, HTTP/2, graceful upgrade and connectors): it reads each request and
+//! runs the phases in `handlers` itself; there is no proxy framework
+//! around them and one serving path for every method.
 
 mod cached;
 mod context;
 mod cors;
 mod handlers;
-mod header_deadline;
+mod passthrough;
 mod respond;
 mod server;
+mod viewer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::HttpModules;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::prelude::*;
-use pingora::proxy::FailToProxy;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 
 pub use cached::CacheStatus;
 pub use context::RequestContext;
 pub use server::{EdgeState, Listeners, ServerMode, StartError, VIEWER_WRITE_BUFFER_BYTES, build_server, ensure_free, viewer_listener};
+pub use viewer::Viewer;
 
 use crate::metrics::RequestRecord;
 
-/// The edge: verifies, then proxies to the behavior's origin with SigV4.
+/// Requests one HTTP/1.1 connection serves before it is closed (nginx's
+/// `keepalive_requests` default). The count left also tells a connection's
+/// first request from a later one, which pingora does not say otherwise.
+const KEEPALIVE_REQUESTS: u32 = 1000;
+
+/// The edge's HTTP app: one per viewer listener service.
 pub struct Edge {
     state: Arc<EdgeState>,
+    /// How long a viewer may take to send a whole request header (plus, on
+    /// a kept-alive connection, its idle time). pingora times each read of
+    /// a header (60 s), not the header: a viewer sending one byte every
+    /// 59 s (slow loris) would hold its connection, and up to 1 MiB of
+    /// header buffer, for days. nginx's `client_header_timeout` is the same.
+    header_timeout: Duration,
+    options: HttpServerOptions,
 }
 
-#[async_trait]
-impl ProxyHttp for Edge {
-    type CTX = RequestContext;
-
-    fn new_ctx(&self) -> RequestContext {
-        RequestContext::default()
-    }
-
-    /// Only the CORS module: pingora's default response compression is left
-    /// out, as compressing ranged video would break byte offsets.
-    fn init_downstream_modules(&self, modules: &mut HttpModules) {
-        modules.add_module(Box::new(cors::CorsModuleBuilder));
-    }
-
-    /// Ends the header deadline (`header_deadline`): the header is read.
-    /// Never fails.
-    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut RequestContext) -> Result<()> {
-        header_deadline::header_read();
-        Ok(())
-    }
-
-    /// Matches the behavior, checks the method and the signature, and maps the
-    /// path to the origin's. `Ok(true)`: the response (a 403, 404 or 400) was
-    /// already written and proxying stops; `Ok(false)`: go on to the origin.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
-        handlers::handle_request(&self.state, session, ctx).await
-    }
-
-    /// The behavior's origin, with its connect and first-byte timeouts.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
-        crate::origin::peer(&ctx.matched_behavior().expect("matched in request_filter").origin).await
-    }
-
-    /// Rewrites the request for S3: origin path, `Host`, only the headers S3
-    /// needs, and a fresh SigV4 signature. Errors abort with 502.
-    async fn upstream_request_filter(&self, _session: &mut Session, request: &mut RequestHeader, ctx: &mut RequestContext) -> Result<()> {
-        handlers::sign_origin_request(&ctx.matched_behavior().expect("matched in request_filter").origin, request, ctx)
-    }
-
-    /// Removes `x-amz-*` headers (keeping `x-amz-meta-*` where configured) and
-    /// turns an origin's refusal of keyfront's credentials into a 502.
-    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestContext) -> Result<()> {
-        handlers::filter_origin_response(response, ctx)
-    }
-
-    /// Drops the origin's body where `response_filter` replaced it; passes it
-    /// through, chunk by chunk, otherwise. Never delays (returns `None`).
-    fn response_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestContext,
-    ) -> Result<Option<std::time::Duration>> {
-        if let Some(replacement) = &ctx.replacement_body {
-            *body = end_of_stream.then(|| replacement.clone());
+impl Edge {
+    pub fn new(state: Arc<EdgeState>, header_timeout: Duration) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.keepalive_request_limit = Some(KEEPALIVE_REQUESTS);
+        Self {
+            state,
+            header_timeout,
+            options,
         }
-        Ok(None)
     }
 
-    /// The origin failed before a response started: 504 for timeouts, 502
-    /// otherwise, as CloudFront-style XML, logged with the cause.
-    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
-        handlers::handle_proxy_failure(session, error, ctx).await
+    /// Reads the next request header within its deadline. `None`: no
+    /// request (the viewer left, was too slow, sent no HTTP, or the server
+    /// is shutting down); the connection is closed without a response, as
+    /// nginx does, except for a malformed header (400).
+    async fn read_request(&self, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ServerSession> {
+        let reused = session
+            .get_keepalive_reuses_remaining()
+            .is_some_and(|left| left < KEEPALIVE_REQUESTS);
+        // A kept-alive connection first waits up to its idle timeout for
+        // the next request to begin; the header's own time starts after that.
+        let idle = if reused { session.get_keepalive().unwrap_or(0) } else { 0 };
+        let deadline = Duration::from_secs(idle) + self.header_timeout;
+        let mut shutdown = shutdown.clone();
+        let read = tokio::select! {
+            biased;
+            read = tokio::time::timeout(deadline, session.read_request()) => read,
+            _ = shutdown.wait_for(|stopping| *stopping) => return None,
+        };
+        match read {
+            Ok(Ok(true)) => Some(session),
+            Ok(Ok(false)) | Err(_) => None,
+            Ok(Err(error)) => {
+                if matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                session.shutdown().await;
+                None
+            }
+        }
     }
 
-    /// How pingora names the request in its own error lines: the method and
-    /// the stripped path. pingora's default prints the whole URI, signatures
-    /// included.
-    fn request_summary(&self, session: &Session, ctx: &RequestContext) -> String {
-        format!("{} {}", session.req_header().method, ctx.path)
-    }
-
-    /// Metrics and the access-log line, errors included. The application log
-    /// has a line per request only at `debug` (a synchronous stderr line per
-    /// hit costs a quarter of a core's hits); failures are `warn`. The query
-    /// string is never logged: it may hold signatures and policies.
-    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestContext) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let method = session.req_header().method.as_str();
+    /// Metrics and the access-log line, errors included. The application
+    /// log has a line per request only at `debug` (a synchronous stderr
+    /// line per hit costs a quarter of a core's hits); failures are `warn`.
+    /// The query string is never logged: it may hold signatures and policies.
+    fn log(&self, viewer: &Viewer, ctx: &RequestContext, error: Option<&Error>) {
+        let status = viewer.response_written().map_or(0, |r| r.status.as_u16());
+        let method = viewer.req_header().method.as_str();
         let behavior = ctx.matched_behavior().map_or("-", |b| b.path_pattern.as_str());
         let cache = ctx.cache_status.map_or("-", CacheStatus::label);
         self.state.metrics.record(&RequestRecord {
@@ -116,17 +101,51 @@ impl ProxyHttp for Edge {
             method,
             status,
             cache: ctx.cache_status.map_or("none", CacheStatus::label),
-            body_bytes: session.body_bytes_sent() as u64,
+            body_bytes: viewer.body_bytes_sent() as u64,
             rejection: ctx.rejection,
         });
         if let Some(log) = &self.state.access_log {
-            handlers::write_access_log(log, session, ctx, status, self.state.cache.clock.unix_seconds());
+            handlers::write_access_log(log, viewer, ctx, status, self.state.cache.clock.unix_seconds());
         }
         match error {
             Some(error) => {
-                tracing::warn!(method, path = %ctx.path, status, behavior, decision = ctx.decision, cache, error = ?error.etype(), "request")
+                tracing::warn!(method, path = %ctx.path, status, behavior, decision = ctx.decision, cache, error = %error, "request")
             }
             None => tracing::debug!(method, path = %ctx.path, status, behavior, decision = ctx.decision, cache, "request"),
         }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Edge {
+    /// Serves one request and hands the connection back for the next one
+    /// when it is still good: `None` closes it.
+    async fn process_new_http(self: &Arc<Self>, session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        let mut session = self.read_request(session, shutdown).await?;
+        if *shutdown.borrow() {
+            // Draining: this answer is the connection's last.
+            session.set_keepalive(None);
+        }
+        let mut viewer = Viewer::new(session);
+        let mut ctx = RequestContext::default();
+        let started = std::time::Instant::now();
+        ctx.started = Some(started);
+        let outcome = handlers::handle_request(&self.state, &mut viewer, &mut ctx).await;
+        if *shutdown.borrow() {
+            viewer.set_keepalive(None);
+        }
+        self.log(&viewer, &ctx, outcome.as_ref().err().map(|e| e.as_ref()));
+        if outcome.is_err() {
+            viewer.shutdown().await;
+            return None;
+        }
+        let session = viewer.into_session();
+        let persistent = HttpPersistentSettings::for_session(&session);
+        let stream = session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(stream, persistent))
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
     }
 }

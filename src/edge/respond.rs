@@ -4,6 +4,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
+use super::Viewer;
 use crate::auth::error_xml;
 use crate::request::TargetRefusal;
 
@@ -67,30 +68,30 @@ pub const GATEWAY_TIMEOUT: EdgeError = EdgeError {
 };
 
 /// Writes a whole XML response; for HEAD, the same headers and no body.
-pub async fn write_xml(session: &mut Session, status: u16, body: String) -> Result<()> {
+pub async fn write_xml(viewer: &mut Viewer, status: u16, body: String) -> Result<()> {
     let body = Bytes::from(body);
     let mut header = ResponseHeader::build(status, Some(3))?;
     header.insert_header("content-type", "text/xml")?;
     header.insert_header("content-length", body.len().to_string())?;
-    let head = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(header), head).await?;
+    let head = viewer.req_header().method == http::Method::HEAD;
+    viewer.write_response_header(Box::new(header)).await?;
     if !head {
-        session.write_response_body(Some(body), true).await?;
+        viewer.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }
 
 /// Writes `error` as the response.
-pub async fn write_error(session: &mut Session, error: EdgeError) -> Result<()> {
-    write_xml(session, error.status, error_xml(error.code, error.message)).await
+pub async fn write_error(viewer: &mut Viewer, error: EdgeError) -> Result<()> {
+    write_xml(viewer, error.status, error_xml(error.code, error.message)).await
 }
 
 /// Writes the refusal of a target that is too long or has no canonical path.
 /// The message names the rule, never the viewer's bytes.
-pub async fn write_target_refusal(session: &mut Session, refusal: TargetRefusal) -> Result<()> {
+pub async fn write_target_refusal(viewer: &mut Viewer, refusal: TargetRefusal) -> Result<()> {
     let body = match refusal {
         TargetRefusal::TooLong { .. } => error_xml("UriTooLong", "The request URL is longer than 8192 bytes"),
         TargetRefusal::Path(path) => error_xml("InvalidURI", &format!("Couldn't parse the specified URI: {path}.")),
     };
-    write_xml(session, refusal.status(), body).await
+    write_xml(viewer, refusal.status(), body).await
 }

@@ -11,12 +11,10 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora::prelude::*;
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
 use super::Edge;
-use super::header_deadline::HeaderDeadline;
 use crate::accesslog::AccessLog;
 use crate::admin::{AdminApp, EdgeHandle};
 use crate::auth::Verifier;
@@ -27,7 +25,7 @@ use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, 
 use crate::control::{ApiCredentials, ApiSettings, ControlApp, ControlPlane, ResourceChange, ServingDefaults, ServingHandle};
 use crate::fleet::{ControlEntry, ControlGuard, ControlLog, Fleet, FleetSecret};
 use crate::metrics::Metrics;
-use crate::origin::S3Origin;
+use crate::origin::{OriginClient, S3Origin};
 use crate::request::canonical_pattern;
 use crate::routing::{Distribution, FILE_TABLE, FileTable, KeyGroups, Routing, from_published, publish_form};
 
@@ -60,6 +58,9 @@ pub struct EdgeState {
     pub verifier: Verifier,
     pub cache: Arc<Cache>,
     pub metrics: Metrics,
+    /// The client of passthrough requests (uploads, deletes): the cache's
+    /// own client counts only the cache's traffic.
+    pub passthrough: OriginClient,
     pub access_log: Option<AccessLog>,
     /// Seconds an idle keep-alive viewer connection stays open.
     pub viewer_idle_seconds: u64,
@@ -179,6 +180,7 @@ impl EdgeState {
         let cache = Arc::new(Cache::new(&config.cache, parents, Clock::default())?);
         let state = Self {
             metrics: Metrics::new(&cache),
+            passthrough: OriginClient::default(),
             cache,
             fleet,
             control_guard,
@@ -550,7 +552,7 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, mode: ServerMo
             server.add_service(polling);
         }
     }
-    let edge = HeaderDeadline::new(http_proxy(&server.configuration, Edge { state }), listeners.header_timeout);
+    let edge = Edge::new(state, listeners.header_timeout);
     let mut service = Service::new("keyfront edge".to_owned(), edge);
     for address in &listeners.viewer {
         service.add_listener(viewer_listener(&address.to_string(), listeners.send_buffer));

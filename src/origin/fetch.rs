@@ -197,6 +197,24 @@ impl OriginClient {
         Ok(response)
     }
 
+    /// Sends `request` (its path, `Host` and signature set by the caller)
+    /// on a new connection to `origin`, for the caller to stream its body
+    /// through the returned `OriginUpload`. Never on a kept connection nor
+    /// sent twice: a viewer's POST or DELETE is not idempotent.
+    pub async fn open(&self, origin: &S3Origin, request: RequestHeader) -> Result<OriginUpload<'_>, FetchError> {
+        let failed = |error: Box<Error>| FetchError::from_pingora(&error);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let peer = *super::peer(origin).await.map_err(failed)?;
+        let (mut session, _reused) = self.connector.get_http_session(&peer).await.map_err(failed)?;
+        session.set_read_timeout(peer.options.read_timeout);
+        session.write_request_header(Box::new(request)).await.map_err(failed)?;
+        Ok(OriginUpload {
+            client: self,
+            session,
+            peer,
+        })
+    }
+
     /// Writes `request` (and `body`) to `peer` over a pooled connection and
     /// reads the response header. A kept connection that fails before the
     /// header (other than by a timeout) is one the peer closed as the request
@@ -230,6 +248,43 @@ impl OriginClient {
             client: self,
             session: Some(session),
             peer,
+            header,
+            borrowed: false,
+            fleet_node: None,
+        })
+    }
+}
+
+/// A request to the origin whose body is being streamed.
+pub struct OriginUpload<'a> {
+    client: &'a OriginClient,
+    session: HttpSession,
+    peer: HttpPeer,
+}
+
+impl<'a> OriginUpload<'a> {
+    /// Sends the next part of the request body.
+    pub async fn write_body(&mut self, part: Bytes) -> Result<(), FetchError> {
+        self.session
+            .write_request_body(part, false)
+            .await
+            .map_err(|e| FetchError::from_pingora(&e))
+    }
+
+    /// Ends the request body and reads the response header.
+    pub async fn response(mut self) -> Result<OriginResponse<'a>, FetchError> {
+        let failed = |error: Box<Error>| FetchError::from_pingora(&error);
+        self.session.finish_request_body().await.map_err(failed)?;
+        self.session.read_response_header().await.map_err(failed)?;
+        let header = self
+            .session
+            .response_header()
+            .cloned()
+            .ok_or_else(|| FetchError::Failed("no response header".into()))?;
+        Ok(OriginResponse {
+            client: self.client,
+            session: Some(self.session),
+            peer: self.peer,
             header,
             borrowed: false,
             fleet_node: None,

@@ -15,7 +15,7 @@ mod fetch;
 mod list;
 mod pool;
 mod upload;
-pub use fetch::{FetchError, OriginClient, OriginResponse, OriginStats};
+pub use fetch::{FetchError, OriginClient, OriginResponse, OriginStats, OriginUpload};
 pub use list::{KeyPage, SmallObject};
 pub use upload::put_object;
 

@@ -1,0 +1,67 @@
+//! The viewer's side of one request: pingora's server session, and the
+//! headers every response to this request carries whoever writes it (the
+//! cache, the edge's errors, the origin through a passthrough).
+
+use std::ops::{Deref, DerefMut};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+
+pub struct Viewer {
+    session: ServerSession,
+    /// Added to the response header when it is written (CORS, chosen by
+    /// the CORS phase); `Vary` is appended to, the others replace.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Viewer {
+    pub fn new(session: ServerSession) -> Self {
+        Self {
+            session,
+            response_headers: Vec::new(),
+        }
+    }
+
+    /// The session back, to finish it (and keep its connection).
+    pub fn into_session(self) -> ServerSession {
+        self.session
+    }
+
+    /// Writes the response header with `response_headers` laid over it. An
+    /// answer without a body ends when the session is finished.
+    pub async fn write_response_header(&mut self, mut header: Box<ResponseHeader>) -> Result<()> {
+        for (name, value) in self.response_headers.drain(..) {
+            if name == http::header::VARY {
+                header.append_header(name, value)?;
+            } else {
+                header.insert_header(name, value)?;
+            }
+        }
+        self.session.write_response_header(header).await
+    }
+
+    /// Writes a part of the body (`None`: nothing more than the end mark).
+    pub async fn write_response_body(&mut self, body: Option<Bytes>, end_of_stream: bool) -> Result<()> {
+        if body.is_none() && !end_of_stream {
+            return Ok(());
+        }
+        self.session.write_response_body(body.unwrap_or_default(), end_of_stream).await
+    }
+}
+
+impl Deref for Viewer {
+    type Target = ServerSession;
+
+    fn deref(&self) -> &ServerSession {
+        &self.session
+    }
+}
+
+impl DerefMut for Viewer {
+    fn deref_mut(&mut self) -> &mut ServerSession {
+        &mut self.session
+    }
+}
