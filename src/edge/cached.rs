@@ -7,19 +7,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderValue;
 use http::header::{
-    ACCEPT_RANGES, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
-    IF_UNMODIFIED_SINCE, RANGE,
+    ACCEPT_RANGES, AGE, CONTENT_LENGTH, HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
+use super::plan::{Plan, plan_response};
 use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
 use super::server::EdgeState;
 use super::{RequestContext, Viewer};
 use crate::auth::error_xml;
 use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceReader, SliceSource};
 use crate::origin::OriginResponse;
-use crate::range::{ByteRange, Multipart, RangeRequest, Validators, if_range_matches, not_modified, parse_range};
+use crate::range::ByteRange;
 use crate::routing::Behavior;
 use crate::routing::ErrorPage;
 
@@ -76,7 +76,6 @@ enum EarlyBytes<'a> {
     Direct { start: u64, response: Box<OriginResponse<'a>> },
 }
 
-const MULTIPART_BOUNDARY: &str = "keyfront-byteranges-5f2c9e7a";
 /// Parsed once: a hit names its headers without parsing them again.
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
@@ -304,19 +303,6 @@ async fn answer(
         }
         return Ok(());
     }
-    let request = session.req_header();
-    let header_text = |name: HeaderName| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (if_none_match, if_modified_since, if_range, range) = (
-        header_text(IF_NONE_MATCH),
-        header_text(IF_MODIFIED_SINCE),
-        header_text(IF_RANGE),
-        header_text(RANGE),
-    );
-    let head = request.method == http::Method::HEAD;
-    let validators = Validators {
-        etag: &meta.etag,
-        last_modified: meta.last_modified(),
-    };
     let mut response = meta
         .response_template(behavior.forward_metadata_headers, |meta| {
             hit_template(meta, behavior.forward_metadata_headers)
@@ -329,68 +315,12 @@ async fn answer(
     if age > 0 {
         response.insert_header(AGE, HeaderValue::from(age))?;
     }
-
-    // An error page is answered whole, under its own status.
-    let page_status = ctx.error_page_status;
-    if let Some(status) = page_status {
-        response.set_status(status)?;
-    }
-    if page_status.is_none() && not_modified(if_none_match.as_deref(), if_modified_since.as_deref(), validators) {
-        response.set_status(304)?;
-        for name in [
-            "content-type",
-            "content-encoding",
-            "content-disposition",
-            "content-language",
-            "content-length",
-        ] {
-            response.remove_header(name);
-        }
-        session.write_response_header(Box::new(response)).await?;
-        return Ok(());
-    }
-    let ranges = if page_status.is_none() && if_range_matches(if_range.as_deref(), validators) {
-        parse_range(range.as_deref(), meta.size)
-    } else {
-        RangeRequest::Full
-    };
-    let framing = Multipart {
-        boundary: MULTIPART_BOUNDARY,
-        content_type: meta.header("content-type").unwrap_or("application/octet-stream"),
-        size: meta.size,
-    };
-    let body: Vec<ByteRange> = match &ranges {
-        RangeRequest::Unsatisfiable => {
-            response.set_status(416)?;
-            response.insert_header(CONTENT_RANGE, format!("bytes */{}", meta.size))?;
-            response.insert_header(CONTENT_LENGTH, HeaderValue::from_static("0"))?;
-            session.write_response_header(Box::new(response)).await?;
-            return Ok(());
-        }
-        RangeRequest::Full => {
-            if meta.size == 0 {
-                Vec::new()
-            } else {
-                vec![ByteRange {
-                    start: 0,
-                    end: meta.size - 1,
-                }]
-            }
-        }
-        RangeRequest::Partial(ranges) if ranges.len() == 1 => {
-            response.set_status(206)?;
-            response.insert_header(CONTENT_RANGE, ranges[0].content_range(meta.size))?;
-            response.insert_header(CONTENT_LENGTH, HeaderValue::from(ranges[0].length()))?;
-            ranges.clone()
-        }
-        RangeRequest::Partial(ranges) => {
-            response.set_status(206)?;
-            response.insert_header(CONTENT_TYPE, format!("multipart/byteranges; boundary={MULTIPART_BOUNDARY}"))?;
-            response.insert_header(CONTENT_LENGTH, HeaderValue::from(framing.content_length(ranges)))?;
-            ranges.clone()
-        }
-    };
-    if head || body.is_empty() {
+    let Plan {
+        header: mut response,
+        body,
+        framing,
+    } = plan_response(&meta, response, session.req_header(), ctx.error_page_status)?;
+    if body.is_empty() {
         session.write_response_header(Box::new(response)).await?;
         return Ok(());
     }

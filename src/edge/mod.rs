@@ -8,6 +8,7 @@ mod context;
 mod cors;
 mod handlers;
 mod passthrough;
+mod plan;
 mod respond;
 mod server;
 mod viewer;

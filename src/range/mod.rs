@@ -159,6 +159,7 @@ pub fn if_range_matches(if_range: Option<&str>, object: Validators<'_>) -> bool 
 }
 
 /// The framing of a `multipart/byteranges` body.
+#[derive(Clone, Copy, Debug)]
 pub struct Multipart<'a> {
     pub boundary: &'a str,
     pub content_type: &'a str,
