@@ -296,6 +296,13 @@ fn memo_skips_only_the_signature_check() {
         Check::url(path_of(&moved)).run(&verifier).unwrap_err().reason,
         DenyReason::BadSignature { .. }
     ));
+    // The same URL and signature with a later expiry: not a hit, and refused.
+    let extended = url.replace(&format!("Expires={EXPIRES}"), &format!("Expires={}", EXPIRES + 1));
+    assert_ne!(extended, url);
+    assert!(matches!(
+        Check::url(path_of(&extended)).run(&verifier).unwrap_err().reason,
+        DenyReason::BadSignature { .. }
+    ));
     // The same query under another trusted key id: still the signature check, not the memo.
     let other_key = url.replace("Key-Pair-Id=KRSA", "Key-Pair-Id=KEC");
     assert!(matches!(

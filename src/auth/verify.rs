@@ -1,6 +1,7 @@
 //! Deciding whether a request may pass: the signature first (once per distinct
 //! URL/policy, then from the memo), the policy's conditions on every request.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -65,11 +66,12 @@ impl From<DenyReason> for Rejection {
 /// Checks signed requests and remembers signatures already proven good.
 ///
 /// The memo key holds, byte for byte, the hash algorithm, the key's
-/// fingerprint, the policy as signed (the rebuilt canned document or the
-/// custom policy parameter as sent) and the signature as sent; a different
-/// URL, policy, key or algorithm is a different key and cannot hit. Only the
-/// RSA/ECDSA operation is skipped on a hit: time, IP and Resource are checked
-/// on every request.
+/// fingerprint, what the signature covers (for a canned policy the URL and
+/// expiry the document is built from, for a custom one the policy parameter
+/// as sent) and the signature as sent; a different URL, policy, key or
+/// algorithm is a different key and cannot hit. A hit builds no document
+/// and allocates no key. Only the RSA/ECDSA operation is skipped on a hit:
+/// time, IP and Resource are checked on every request.
 #[derive(Clone)]
 pub struct Verifier {
     memo: Cache<Box<[u8]>, Arc<Policy>, foldhash::quality::RandomState>,
@@ -91,19 +93,16 @@ impl Default for Verifier {
 }
 
 enum PolicyMaterial<'a> {
-    /// The canned document CloudFront rebuilds, and its expiry.
-    Canned { document: String, expires: u64 },
+    /// The URL and expiry CloudFront builds the canned document from.
+    Canned { url: &'a str, expires: u64 },
     /// The `Policy` parameter as sent (CloudFront base64).
     Custom { encoded: &'a str },
 }
 
-impl PolicyMaterial<'_> {
-    fn signed_bytes(&self) -> &[u8] {
-        match self {
-            Self::Canned { document, .. } => document.as_bytes(),
-            Self::Custom { encoded } => encoded.as_bytes(),
-        }
-    }
+thread_local! {
+    /// Each thread's buffer for memo keys: a hit looks its key up by borrowed
+    /// bytes; only a miss copies it into the memo.
+    static MEMO_KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
 }
 
 impl Verifier {
@@ -169,15 +168,17 @@ impl Verifier {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| with_key(DenyReason::MissingSignature))?;
 
-        let memo_key = memo_key(hash_algorithm, key, &material, signature);
-        let (policy, memo_hit) = match self.memo.get(&memo_key) {
-            Some(policy) => (policy, true),
-            None => {
-                let policy = Arc::new(check_signature(key, key_pair_id, hash_algorithm, &material, signature, &url).map_err(with_key)?);
-                self.memo.insert(memo_key, policy.clone());
-                (policy, false)
+        let (policy, memo_hit) = MEMO_KEY.with_borrow_mut(|memo_key| {
+            write_memo_key(memo_key, hash_algorithm, key, &material, signature);
+            match self.memo.get(memo_key.as_slice()) {
+                Some(policy) => Ok::<_, Rejection>((policy, true)),
+                None => {
+                    let policy = Arc::new(check_signature(key, key_pair_id, hash_algorithm, &material, signature, &url).map_err(with_key)?);
+                    self.memo.insert(memo_key.as_slice().into(), policy.clone());
+                    Ok((policy, false))
+                }
             }
-        };
+        })?;
         if let Err(failure) = policy.check(&url, request.now, request.client_ip) {
             return Err(Rejection {
                 reason: DenyReason::Condition(failure),
@@ -195,16 +196,13 @@ impl Verifier {
     }
 }
 
-fn policy_material<'a>(credentials: &'a Credentials<'a>, url: &str) -> Result<PolicyMaterial<'a>, DenyReason> {
+fn policy_material<'a>(credentials: &'a Credentials<'a>, url: &'a str) -> Result<PolicyMaterial<'a>, DenyReason> {
     let malformed = |detail: &str| DenyReason::MalformedPolicy { detail: detail.to_owned() };
     match (credentials.expires.as_deref(), credentials.policy.as_deref()) {
         (Some(expires), None) => {
             let seconds =
                 parse_epoch_param(expires).ok_or_else(|| malformed("Expires is not a whole number of seconds up to 2147483647"))?;
-            Ok(PolicyMaterial::Canned {
-                document: canned_policy_document(url, seconds, JsonEscape::Required),
-                expires: seconds,
-            })
+            Ok(PolicyMaterial::Canned { url, expires: seconds })
         }
         (None, Some(encoded)) => Ok(PolicyMaterial::Custom { encoded }),
         (Some(_), Some(_)) => Err(malformed("both Expires and Policy are present")),
@@ -219,16 +217,22 @@ fn parse_epoch_param(text: &str) -> Option<u64> {
     text.parse().ok().filter(|&seconds| seconds <= MAX_EPOCH)
 }
 
-fn memo_key(algorithm: HashAlgorithm, key: &PublicKey, material: &PolicyMaterial<'_>, signature: &str) -> Box<[u8]> {
-    let policy = material.signed_bytes();
-    let mut memo_key = Vec::with_capacity(1 + 32 + 1 + 4 + policy.len() + signature.len());
+/// Writes the memo key into `memo_key` (cleared first): algorithm,
+/// fingerprint, the kind of policy, what it covers length-prefixed (a
+/// canned one's URL then its expiry), the signature.
+fn write_memo_key(memo_key: &mut Vec<u8>, algorithm: HashAlgorithm, key: &PublicKey, material: &PolicyMaterial<'_>, signature: &str) {
+    memo_key.clear();
     memo_key.push(algorithm as u8);
     memo_key.extend_from_slice(key.fingerprint());
-    memo_key.push(matches!(material, PolicyMaterial::Custom { .. }) as u8);
-    memo_key.extend_from_slice(&(policy.len() as u32).to_le_bytes());
-    memo_key.extend_from_slice(policy);
+    let (kind, covered, expires) = match material {
+        PolicyMaterial::Canned { url, expires } => (0, url.as_bytes(), *expires),
+        PolicyMaterial::Custom { encoded } => (1, encoded.as_bytes(), 0),
+    };
+    memo_key.push(kind);
+    memo_key.extend_from_slice(&(covered.len() as u32).to_le_bytes());
+    memo_key.extend_from_slice(covered);
+    memo_key.extend_from_slice(&expires.to_le_bytes());
     memo_key.extend_from_slice(signature.as_bytes());
-    memo_key.into_boxed_slice()
 }
 
 fn check_signature(
@@ -241,7 +245,10 @@ fn check_signature(
 ) -> Result<Policy, DenyReason> {
     let signature = cloudfront_base64_decode(signature).ok_or(DenyReason::UndecodableSignature)?;
     let (document, policy) = match material {
-        PolicyMaterial::Canned { document, expires } => (document.as_bytes().to_vec(), Policy::canned(url, *expires)),
+        PolicyMaterial::Canned { url: signed_url, expires } => (
+            canned_policy_document(signed_url, *expires, JsonEscape::Required).into_bytes(),
+            Policy::canned(url, *expires),
+        ),
         PolicyMaterial::Custom { encoded } => {
             let document = cloudfront_base64_decode(encoded).ok_or_else(|| DenyReason::MalformedPolicy {
                 detail: "Policy is not CloudFront base64".to_owned(),
