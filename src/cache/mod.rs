@@ -423,7 +423,12 @@ impl Cache {
             return;
         }
         let key = slice_key(object, meta, index);
-        // Checked under the lock a fill leaves `in_flight` by, after storing.
+        // A resident slice (a hit's usual case) needs no lock: nothing to
+        // fetch. What is not resident is checked again under the lock a fill
+        // leaves `in_flight` by, after storing.
+        if self.slices.contains_key(&key) || self.borrowed.contains_key(&key) {
+            return;
+        }
         let mut in_flight = self.in_flight.lock().expect("in-flight lock");
         let on_disk = self.disk.as_ref().is_some_and(|disk| disk.contains(&key));
         let unwritten = self.unwritten.lock().expect("unwritten lock").contains_key(&key);

@@ -108,7 +108,7 @@ fn hit_template(meta: &ObjectMeta, forward_metadata: bool) -> ResponseHeader {
 /// Answers a GET or HEAD for `object`; the response is always written.
 pub async fn serve(
     state: &EdgeState,
-    session: &mut Viewer,
+    session: &mut Viewer<'_>,
     ctx: &mut RequestContext,
     behavior: &Behavior,
     object: ObjectRef,
@@ -155,7 +155,7 @@ fn error_page(ctx: &RequestContext, status: u16) -> Option<ErrorPage> {
 
 /// Answers with `page`, whole, under the status it names; a page that
 /// cannot be served is an error of its own (never another page).
-async fn serve_error_page(state: &EdgeState, session: &mut Viewer, ctx: &mut RequestContext, page: ErrorPage) -> Result<()> {
+async fn serve_error_page(state: &EdgeState, session: &mut Viewer<'_>, ctx: &mut RequestContext, page: ErrorPage) -> Result<()> {
     let distribution = ctx.distribution.clone().expect("pages come from a distribution");
     let found = distribution
         .behaviors
@@ -210,7 +210,7 @@ fn plain_single_range(request: &pingora::http::RequestHeader) -> Option<(u64, Op
 
 async fn current_meta<'a>(
     state: &'a EdgeState,
-    session: &Viewer,
+    session: &Viewer<'_>,
     ctx: &mut RequestContext,
     object: &ObjectRef,
 ) -> Result<(Arc<ObjectMeta>, Option<EarlyBytes<'a>>, CacheStatus), FillError> {
@@ -270,7 +270,7 @@ async fn current_meta<'a>(
 
 async fn answer(
     state: &EdgeState,
-    session: &mut Viewer,
+    session: &mut Viewer<'_>,
     ctx: &mut RequestContext,
     behavior: &Behavior,
     object: &ObjectRef,
@@ -400,7 +400,7 @@ fn slice_offsets(meta: &ObjectMeta, range: ByteRange, index: u64) -> (u64, u64) 
 /// the next slice's fetch while the current one is sent.
 async fn stream_range(
     state: &EdgeState,
-    session: &mut Viewer,
+    session: &mut Viewer<'_>,
     object: &ObjectRef,
     meta: &Arc<ObjectMeta>,
     range: ByteRange,
@@ -473,7 +473,7 @@ async fn direct_fetch<'a>(state: &'a EdgeState, object: &ObjectRef, meta: &Objec
 
 /// Writes up to `length` bytes of a direct response; how many it wrote
 /// before its source broke off or ended early, `length` when it did not.
-async fn stream_direct(session: &mut Viewer, response: &mut OriginResponse<'_>, length: u64) -> Result<u64, Interrupted> {
+async fn stream_direct(session: &mut Viewer<'_>, response: &mut OriginResponse<'_>, length: u64) -> Result<u64, Interrupted> {
     let mut written = 0u64;
     while written < length {
         let chunk = match response.next_chunk().await {

@@ -25,7 +25,7 @@ use crate::routing::{Behavior, Distribution, Routing};
 /// Serves one request: `route`, `authenticate`, then answer from the cache
 /// (GET, HEAD) or pass it through to the origin. Every request is answered
 /// here, refusals included; `Err` only when the viewer's connection broke.
-pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer, ctx: &mut RequestContext) -> Result<()> {
+pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestContext) -> Result<()> {
     // pingora keeps an HTTP/1.1 connection open forever between requests
     // (`Some(0)`); idle viewers are let go after `viewer_idle_timeout`
     // instead. A viewer that asked to close (`None`) is not kept.
@@ -86,7 +86,7 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer, ctx: &mut Re
 /// the distribution enabled, CORS preflights, the method, the control
 /// prefix closed. `Ok(Some)`: the distribution and the behavior's index in
 /// it, `ctx.origin_path` set; `Ok(None)`: the answer was written.
-async fn route(state: &EdgeState, viewer: &mut Viewer, ctx: &mut RequestContext) -> Result<Option<(Arc<Distribution>, usize)>> {
+async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestContext) -> Result<Option<(Arc<Distribution>, usize)>> {
     let routing = state.routing();
     let distribution = if is_from_node(viewer) {
         // Another node's request is served from the table it names and
@@ -136,7 +136,7 @@ async fn route(state: &EdgeState, viewer: &mut Viewer, ctx: &mut RequestContext)
     Ok(Some((distribution, index)))
 }
 
-fn is_from_node(viewer: &Viewer) -> bool {
+fn is_from_node(viewer: &Viewer<'_>) -> bool {
     viewer.req_header().headers.contains_key(SIGNATURE_HEADER)
 }
 
@@ -147,7 +147,7 @@ fn is_from_node(viewer: &Viewer) -> bool {
 /// was written.
 async fn authenticate(
     state: &EdgeState,
-    viewer: &mut Viewer,
+    viewer: &mut Viewer<'_>,
     ctx: &mut RequestContext,
     distribution: &Distribution,
     behavior: &Behavior,
@@ -215,7 +215,7 @@ async fn authenticate(
 /// The distribution a node's request names, refusing what a node never
 /// sends: a method other than GET or HEAD, a node request to a node outside
 /// any fleet, or a table this node does not serve.
-fn node_table(state: &EdgeState, routing: &Routing, viewer: &Viewer) -> Result<Arc<Distribution>, FleetAuthError> {
+fn node_table(state: &EdgeState, routing: &Routing, viewer: &Viewer<'_>) -> Result<Arc<Distribution>, FleetAuthError> {
     let header = viewer.req_header();
     if state.fleet.is_none() || !matches!(header.method, http::Method::GET | http::Method::HEAD) {
         return Err(FleetAuthError::Malformed);
@@ -225,7 +225,7 @@ fn node_table(state: &EdgeState, routing: &Routing, viewer: &Viewer) -> Result<A
 }
 
 /// Refuses a node's request: 403, no byte of any object.
-async fn refuse_node(viewer: &mut Viewer, ctx: &mut RequestContext, refusal: FleetAuthError) -> Result<()> {
+async fn refuse_node(viewer: &mut Viewer<'_>, ctx: &mut RequestContext, refusal: FleetAuthError) -> Result<()> {
     tracing::debug!(%refusal, path = %ctx.path, "fleet request refused");
     ctx.decision = "fleet_refused";
     respond::write_error(viewer, FLEET_REFUSED).await
@@ -235,7 +235,7 @@ async fn refuse_node(viewer: &mut Viewer, ctx: &mut RequestContext, refusal: Fle
 /// CORS headers every response to an allowed origin carries (`Ok(false)`).
 /// Preflights carry no signature, as browsers send none: they are answered
 /// before the signature check and never reach the origin.
-async fn handle_cors(policy: &CorsPolicy, viewer: &mut Viewer, ctx: &mut RequestContext) -> Result<bool> {
+async fn handle_cors(policy: &CorsPolicy, viewer: &mut Viewer<'_>, ctx: &mut RequestContext) -> Result<bool> {
     let request = viewer.req_header();
     let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let Some(origin) = header("origin") else {
@@ -264,7 +264,7 @@ async fn handle_cors(policy: &CorsPolicy, viewer: &mut Viewer, ctx: &mut Request
 
 /// `public_base_url` if configured, else the scheme the viewer used (`https`
 /// on a TLS listener) and its `Host` (the `:authority` on HTTP/2).
-fn viewer_base_url(public_base_url: Option<&str>, viewer: &Viewer) -> String {
+fn viewer_base_url(public_base_url: Option<&str>, viewer: &Viewer<'_>) -> String {
     if let Some(base) = public_base_url {
         return base.to_owned();
     }
@@ -278,7 +278,7 @@ fn viewer_base_url(public_base_url: Option<&str>, viewer: &Viewer) -> String {
 
 /// The host the viewer asked for: `Host`, or the authority of an absolute
 /// target (HTTP/2's `:authority`).
-fn request_host(viewer: &Viewer) -> Option<&str> {
+fn request_host<'v>(viewer: &'v Viewer<'_>) -> Option<&'v str> {
     let header = viewer.req_header();
     header
         .headers
@@ -287,13 +287,13 @@ fn request_host(viewer: &Viewer) -> Option<&str> {
         .or_else(|| header.uri.authority().map(|a| a.as_str()))
 }
 
-fn client_ip(viewer: &Viewer) -> Option<IpAddr> {
+fn client_ip(viewer: &Viewer<'_>) -> Option<IpAddr> {
     viewer.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
 /// Writes the request's access-log line (CloudFront's standard format),
 /// dated `unix_seconds`.
-pub fn write_access_log(log: &AccessLog, viewer: &Viewer, ctx: &RequestContext, status: u16, unix_seconds: u64) {
+pub fn write_access_log(log: &AccessLog, viewer: &Viewer<'_>, ctx: &RequestContext, status: u16, unix_seconds: u64) {
     let request = viewer.req_header();
     let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
     let response = viewer.response_written();

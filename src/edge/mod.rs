@@ -57,11 +57,11 @@ impl Edge {
         }
     }
 
-    /// Reads the next request header within its deadline. `None`: no
+    /// Reads the next request header within its deadline. `false`: no
     /// request (the viewer left, was too slow, sent no HTTP, or the server
-    /// is shutting down); the connection is closed without a response, as
-    /// nginx does, except for a malformed header (400).
-    async fn read_request(&self, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ServerSession> {
+    /// is shutting down); the connection is to be closed without a
+    /// response, as nginx does, except for a malformed header (400).
+    async fn read_request(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
         let reused = session
             .get_keepalive_reuses_remaining()
             .is_some_and(|left| left < KEEPALIVE_REQUESTS);
@@ -73,17 +73,17 @@ impl Edge {
         let read = tokio::select! {
             biased;
             read = tokio::time::timeout(deadline, session.read_request()) => read,
-            _ = shutdown.wait_for(|stopping| *stopping) => return None,
+            _ = shutdown.wait_for(|stopping| *stopping) => return false,
         };
         match read {
-            Ok(Ok(true)) => Some(session),
-            Ok(Ok(false)) | Err(_) => None,
+            Ok(Ok(read)) => read,
+            Err(_) => false,
             Ok(Err(error)) => {
                 if matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
                     let _ = session.respond_error(400).await;
                 }
                 session.shutdown().await;
-                None
+                false
             }
         }
     }
@@ -121,26 +121,25 @@ impl Edge {
 impl HttpServerApp for Edge {
     /// Serves one request and hands the connection back for the next one
     /// when it is still good: `None` closes it.
-    async fn process_new_http(self: &Arc<Self>, session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
-        let mut session = self.read_request(session, shutdown).await?;
-        if *shutdown.borrow() {
-            // Draining: this answer is the connection's last.
-            session.set_keepalive(None);
+    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        if !self.read_request(&mut session, shutdown).await {
+            return None;
         }
-        let mut viewer = Viewer::new(session);
+        let mut viewer = Viewer::new(&mut session);
         let mut ctx = RequestContext::default();
         let started = std::time::Instant::now();
         ctx.started = Some(started);
         let outcome = handlers::handle_request(&self.state, &mut viewer, &mut ctx).await;
         if *shutdown.borrow() {
+            // Draining: this answer is the connection's last.
             viewer.set_keepalive(None);
         }
         self.log(&viewer, &ctx, outcome.as_ref().err().map(|e| e.as_ref()));
+        drop(viewer);
         if outcome.is_err() {
-            viewer.shutdown().await;
+            session.shutdown().await;
             return None;
         }
-        let session = viewer.into_session();
         let persistent = HttpPersistentSettings::for_session(&session);
         let stream = session.finish().await.ok().flatten()?;
         Some(ReusedHttpStream::from_reusable_stream(stream, persistent))

@@ -45,7 +45,7 @@ enum Failure {
 /// (it is not reused then); the origin's failures are answered 502 or 504.
 pub async fn forward(
     client: &OriginClient,
-    viewer: &mut Viewer,
+    viewer: &mut Viewer<'_>,
     ctx: &mut RequestContext,
     behavior: &Behavior,
     origin_path: &str,
@@ -66,7 +66,7 @@ pub async fn forward(
 
 async fn exchange(
     client: &OriginClient,
-    viewer: &mut Viewer,
+    viewer: &mut Viewer<'_>,
     ctx: &mut RequestContext,
     behavior: &Behavior,
     origin_path: &str,

@@ -68,7 +68,7 @@ pub const GATEWAY_TIMEOUT: EdgeError = EdgeError {
 };
 
 /// Writes a whole XML response; for HEAD, the same headers and no body.
-pub async fn write_xml(viewer: &mut Viewer, status: u16, body: String) -> Result<()> {
+pub async fn write_xml(viewer: &mut Viewer<'_>, status: u16, body: String) -> Result<()> {
     let body = Bytes::from(body);
     let mut header = ResponseHeader::build(status, Some(3))?;
     header.insert_header("content-type", "text/xml")?;
@@ -82,13 +82,13 @@ pub async fn write_xml(viewer: &mut Viewer, status: u16, body: String) -> Result
 }
 
 /// Writes `error` as the response.
-pub async fn write_error(viewer: &mut Viewer, error: EdgeError) -> Result<()> {
+pub async fn write_error(viewer: &mut Viewer<'_>, error: EdgeError) -> Result<()> {
     write_xml(viewer, error.status, error_xml(error.code, error.message)).await
 }
 
 /// Writes the refusal of a target that is too long or has no canonical path.
 /// The message names the rule, never the viewer's bytes.
-pub async fn write_target_refusal(viewer: &mut Viewer, refusal: TargetRefusal) -> Result<()> {
+pub async fn write_target_refusal(viewer: &mut Viewer<'_>, refusal: TargetRefusal) -> Result<()> {
     let body = match refusal {
         TargetRefusal::TooLong { .. } => error_xml("UriTooLong", "The request URL is longer than 8192 bytes"),
         TargetRefusal::Path(path) => error_xml("InvalidURI", &format!("Couldn't parse the specified URI: {path}.")),

@@ -10,24 +10,21 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
-pub struct Viewer {
-    session: ServerSession,
+pub struct Viewer<'s> {
+    /// Borrowed, not moved: a session is a large value, and a hit should
+    /// not copy it from frame to frame.
+    session: &'s mut ServerSession,
     /// Added to the response header when it is written (CORS, chosen by
     /// the CORS phase); `Vary` is appended to, the others replace.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-impl Viewer {
-    pub fn new(session: ServerSession) -> Self {
+impl<'s> Viewer<'s> {
+    pub fn new(session: &'s mut ServerSession) -> Self {
         Self {
             session,
             response_headers: Vec::new(),
         }
-    }
-
-    /// The session back, to finish it (and keep its connection).
-    pub fn into_session(self) -> ServerSession {
-        self.session
     }
 
     /// Writes the response header with `response_headers` laid over it. An
@@ -52,16 +49,16 @@ impl Viewer {
     }
 }
 
-impl Deref for Viewer {
+impl Deref for Viewer<'_> {
     type Target = ServerSession;
 
     fn deref(&self) -> &ServerSession {
-        &self.session
+        self.session
     }
 }
 
-impl DerefMut for Viewer {
+impl DerefMut for Viewer<'_> {
     fn deref_mut(&mut self) -> &mut ServerSession {
-        &mut self.session
+        self.session
     }
 }
