@@ -34,10 +34,10 @@ use tokio::sync::oneshot;
 use crate::auth::{KeyAlgorithm, PrivateKey};
 use crate::config::{Config, ConfigError};
 use crate::control::random_name;
-use crate::edge::{EdgeState, ServerMode, StartError, build_server};
 use crate::origin::{Credentials, SigV4Request};
 use crate::plain_http::{Answer, exchange};
 use crate::s3store::{self, BucketAccess, PortSharing, StoreError};
+use crate::server::{ServerMode, StartError, build_server, compose};
 
 /// How an emulator is started. `Debug` leaves the secret out.
 #[derive(Clone)]
@@ -227,7 +227,7 @@ impl Emulator {
         );
         crate::private_fs::write_private(&config_path, config).map_err(io(&config_path))?;
         let config = Config::load(&config_path)?;
-        let (state, listeners) = EdgeState::from_config(config)?;
+        let (state, listeners) = compose(config)?;
         let mode = ServerMode {
             threads: 2,
             upgrade: false,

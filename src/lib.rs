@@ -17,6 +17,7 @@ pub mod range;
 pub mod request;
 pub mod routing;
 pub mod s3store;
+pub mod server;
 
 /// mimalloc rather than glibc's malloc: a cache hit allocates a few dozen
 /// small buffers (headers, keys, futures), and glibc's allocator took 16% of

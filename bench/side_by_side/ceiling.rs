@@ -108,7 +108,7 @@ pub fn run(args: &[String]) -> ExitCode {
     );
     server.bootstrap();
     let mut service = Service::new("ceiling".to_owned(), ceiling);
-    service.add_listener(keyfront::edge::viewer_listener(
+    service.add_listener(keyfront::server::viewer_listener(
         listen,
         Some(keyfront::config::DEFAULT_VIEWER_SEND_BUFFER),
     ));

@@ -11,9 +11,9 @@ use clap::Args;
 use super::CliError;
 use super::serve::{load_config, run_edge};
 use crate::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
-use crate::edge::ensure_free;
 use crate::origin::{S3Origin, put_object};
 use crate::s3store::{self, BucketAccess, PortSharing};
+use crate::server::ensure_free;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {

@@ -68,7 +68,7 @@ pub enum CliError {
     #[error("{0}")]
     Store(crate::s3store::StoreError),
     #[error("{0}")]
-    Start(crate::edge::StartError),
+    Start(crate::server::StartError),
     #[error("{0}")]
     Emulator(crate::emulator::EmulatorError),
 }

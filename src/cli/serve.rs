@@ -8,9 +8,10 @@ use clap::Args;
 
 use super::CliError;
 use crate::config::Config;
-use crate::edge::{EdgeState, ServerMode, build_server, ensure_free};
+use crate::edge::EdgeState;
 use crate::routing::FileTable;
 use crate::s3store::{self, BucketAccess, PortSharing};
+use crate::server::{ServerMode, build_server, compose, ensure_free};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -77,7 +78,7 @@ fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
 /// `upgrade`, the listening sockets come from the process being replaced.
 pub fn run_edge(config: Config, threads: usize, upgrade: bool) -> Result<ExitCode, CliError> {
     disable_transparent_huge_pages();
-    let (state, listeners) = EdgeState::from_config(config).map_err(CliError::Start)?;
+    let (state, listeners) = compose(config).map_err(CliError::Start)?;
     handle_signals(state.clone());
     for address in &listeners.viewer {
         tracing::info!(%address, "edge listening");

@@ -14,7 +14,7 @@ use pingora::prelude::*;
 
 use super::plan::{Plan, plan_response};
 use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
-use super::server::EdgeState;
+use super::state::EdgeState;
 use super::{RequestContext, Viewer};
 use crate::auth::error_xml;
 use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceReader, SliceSource};

@@ -10,7 +10,7 @@ mod handlers;
 mod passthrough;
 mod plan;
 mod respond;
-mod server;
+mod state;
 mod viewer;
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use pingora::server::ShutdownWatch;
 
 pub use cached::CacheStatus;
 pub use context::RequestContext;
-pub use server::{EdgeState, Listeners, ServerMode, StartError, VIEWER_WRITE_BUFFER_BYTES, build_server, ensure_free, viewer_listener};
+pub use state::{EdgeParts, EdgeState};
 pub use viewer::Viewer;
 
 use crate::metrics::RequestRecord;

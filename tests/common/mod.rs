@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use keyfront::auth::{HashAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
 use keyfront::config::Config;
-use keyfront::edge::{EdgeState, ServerMode, build_server};
+use keyfront::edge::EdgeState;
 use keyfront::origin::{S3Origin, put_object};
 use keyfront::s3store::{self, BucketAccess, PortSharing};
+use keyfront::server::{ServerMode, build_server, compose};
 
 pub const KEY_ID: &str = "KTESTKEY";
 pub const BUCKET: &str = "media";
@@ -321,7 +322,7 @@ fn start_edge_on(template: &str, dir: &Path, listen: SocketAddr) -> (SocketAddr,
         .replace("{LISTEN_PORT}", &listen.port().to_string());
     std::fs::write(&path, text).unwrap();
     let config = Config::load(&path).unwrap();
-    let (state, listeners) = EdgeState::from_config(config).unwrap();
+    let (state, listeners) = compose(config).unwrap();
     let server_state = state.clone();
     std::thread::spawn(move || {
         build_server(server_state, &listeners, ServerMode::serving(1, false))
