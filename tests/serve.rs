@@ -574,6 +574,39 @@ fn tls_listeners_serve_http2_and_http1() {
     let signed_http = signer.sign_url(&format!("http://localhost:{}/private/none.mp4", tls.port()), &expires);
     let over_tls = signed_http.replacen("http://", "https://", 1);
     assert_eq!(curl("--http2", &over_tls), "2 403", "the scheme is part of what is signed");
+
+    // Bytes over HTTP/2: a signed object whole and a range of it, two
+    // streams on one connection, each exactly the object's bytes.
+    let data = common::patterned(300_000);
+    let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-secret");
+    assert_eq!(keyfront::origin::put_object(&origin, "/private/film.mp4", &[], &data).unwrap(), 200);
+    let signed = signer.sign_url(&format!("{base}/private/film.mp4"), &expires);
+    let resolve = format!("localhost:{}:{}", tls.port(), tls.ip());
+    let options = ["-sS", "--http2", "--cacert", "cert.pem", "--resolve", &resolve];
+    let output = Command::new("curl")
+        .args(options)
+        .args(["-w", "%{http_version} %{http_code} %{num_connects}\n", "-o", "whole.bin", &signed])
+        .arg("--next")
+        .args(options)
+        .args([
+            "-w",
+            "%{http_version} %{http_code} %{num_connects}\n",
+            "-r",
+            "1000-200999",
+            "-o",
+            "part.bin",
+            &signed,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "2 200 1\n2 206 0\n",
+        "two streams, one connection"
+    );
+    assert!(std::fs::read(dir.path().join("whole.bin")).unwrap() == data);
+    assert!(std::fs::read(dir.path().join("part.bin")).unwrap() == data[1000..=200_999]);
 }
 
 #[test]
