@@ -216,6 +216,11 @@ impl EdgeHandle for EdgeState {
 /// by measurement: bench/RESULTS.md, "Listener write buffer".
 pub const VIEWER_WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// Bytes a viewer connection reads ahead into: a usual request header in
+/// one read (a longer one, up to `MAX_REQUEST_BYTES`, takes two). pingora's
+/// default, 64 KiB, is 64 MiB held by a thousand keep-alive viewers.
+pub const VIEWER_READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// A viewer listener at `address` with keyfront's socket buffer sizes (the
 /// benchmark's bare pingora responder uses it too, so both are measured
 /// alike): a viewer that reads slowly holds at most `send_buffer` (doubled
@@ -224,7 +229,7 @@ pub fn viewer_listener(address: &str, send_buffer: Option<usize>) -> ListenerCon
     let mut options = TcpSocketOptions::default();
     options.tcp_snd_buf = send_buffer;
     ListenerConfig::tcp(address)
-        .l4_buffer(L4BufferSettings::default().write(VIEWER_WRITE_BUFFER_BYTES))
+        .l4_buffer(L4BufferSettings::new(VIEWER_READ_BUFFER_BYTES, VIEWER_WRITE_BUFFER_BYTES))
         .tcp_socket_options(options)
 }
 

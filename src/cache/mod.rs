@@ -232,11 +232,13 @@ impl Cache {
         let memory_evictions = metrics.evictions.with_label_values(&["memory"]);
         // Metadata (remembered 404s included) takes an eighth of the memory
         // budget: a viewer asking for endless missing keys evicts old
-        // metadata, never grows the process.
+        // metadata, never grows the process. Slices borrowed from a site
+        // peer take a sixteenth; the rest is the tier's own slices.
         let meta_budget = settings.memory_bytes / 8;
+        let borrowed_budget = settings.memory_bytes / 16;
         Ok(Self {
             slices: moka::sync::Cache::builder()
-                .max_capacity(settings.memory_bytes - meta_budget)
+                .max_capacity(settings.memory_bytes - meta_budget - borrowed_budget)
                 .weigher(|_: &SliceKey, data: &Slice| u32::try_from(data.len()).unwrap_or(u32::MAX))
                 .support_invalidation_closures()
                 .eviction_listener(move |_, _, cause| {
@@ -259,7 +261,7 @@ impl Cache {
             metrics,
             fleet,
             borrowed: moka::sync::Cache::builder()
-                .max_capacity(settings.memory_bytes / 16)
+                .max_capacity(borrowed_budget)
                 .weigher(|_: &SliceKey, data: &Slice| u32::try_from(data.len()).unwrap_or(u32::MAX))
                 .time_to_live(Duration::from_secs(BORROWED_SECONDS))
                 .build_with_hasher(KeyHasher::default()),
