@@ -406,4 +406,11 @@ fn uploads_that_expect_100_continue_get_it_once_authenticated() {
     let answer = read_until(&mut refused, |seen| seen.ends_with(b"</Error>"));
     assert!(answer.starts_with(b"HTTP/1.1 403"), "{}", String::from_utf8_lossy(&answer));
     assert!(String::from_utf8_lossy(&answer).contains("<Code>MissingKey</Code>"));
+    refused.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+    let mut more = [0u8; 64];
+    assert_eq!(
+        std::io::Read::read(&mut refused, &mut more).ok(),
+        Some(0),
+        "the connection is closed, not drained into the next request"
+    );
 }
