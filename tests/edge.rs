@@ -17,10 +17,13 @@ const BEHAVIORS: &str = r#"
     allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]
   - path_pattern: /down/*
     origin: down
+    allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]
   - path_pattern: /refused/*
     origin: wrong_credentials
+    allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]
   - path_pattern: /silent/*
     origin: silent
+    allowed_methods: [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]
   - path_pattern: /cors/*
     origin: store
     trusted_key_groups: [main]
@@ -413,4 +416,44 @@ fn uploads_that_expect_100_continue_get_it_once_authenticated() {
         Some(0),
         "the connection is closed, not drained into the next request"
     );
+}
+
+/// Passthrough answers as misses do when the origin fails: 502 when it is
+/// down or refuses keyfront's credentials (never the origin's own body),
+/// 504 at the first-byte timeout. A 16 MiB upload streams through whole, and
+/// a DELETE removes what it names.
+#[test]
+fn passthrough_streams_uploads_and_answers_origin_failures() {
+    for (method, path) in [
+        ("PUT", "/down/new.bin"),
+        ("POST", "/down/new.bin?uploads"),
+        ("DELETE", "/refused/x"),
+        ("PUT", "/refused/x"),
+    ] {
+        let answer = request(stack().edge, method, path, &[], b"payload");
+        assert_cloudfront_error(&answer, 502, "BadGateway");
+        assert!(
+            !answer.text().contains("SignatureDoesNotMatch"),
+            "{method} {path}: {}",
+            answer.text()
+        );
+    }
+    let started = std::time::Instant::now();
+    assert_cloudfront_error(&request(stack().edge, "PUT", "/silent/x", &[], b"payload"), 504, "GatewayTimeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the first-byte timeout is 500 ms"
+    );
+
+    let big = patterned(16 << 20);
+    let target = stack().signed("/upload/big.bin");
+    let stored = request(stack().edge, "PUT", &target, &[("Content-Type", "application/octet-stream")], &big);
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert!(stack().get(&target).body == big, "the upload arrived whole");
+    let origin_path = format!("/{}/upload/big.bin", common::BUCKET);
+    let at_origin = || common::store_request(&stack().origin, stack().store, "HEAD", &origin_path, &[], b"").status;
+    assert_eq!(at_origin(), 200, "the upload is at the origin");
+    let deleted = request(stack().edge, "DELETE", &target, &[], b"");
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert_eq!(at_origin(), 404, "the DELETE reached the origin");
 }
