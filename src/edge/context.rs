@@ -1,14 +1,12 @@
 //! What one request carries from phase to phase.
 
-use bytes::Bytes;
-
 use std::sync::Arc;
 
 use super::cached::CacheStatus;
 use crate::routing::Behavior;
 use crate::routing::Distribution;
 
-/// Per-request state, created empty by `new_ctx` and filled by `request_filter`.
+/// Per-request state, created empty for each request and filled by its phases.
 #[derive(Default)]
 pub struct RequestContext {
     /// The distribution the request's Host (or a node's table) named, as
@@ -24,7 +22,7 @@ pub struct RequestContext {
     /// How the request was judged, for the access log: `public`, `signed_url`,
     /// `signed_cookies`, or a rejection label such as `expired`.
     pub decision: &'static str,
-    /// When `request_filter` began, for the access log's time-taken.
+    /// When the request's header was read, for the access log's time-taken.
     pub started: Option<std::time::Instant>,
     /// The viewer's own query string (signing parameters removed), if any.
     pub query: Option<String>,
@@ -39,15 +37,12 @@ pub struct RequestContext {
     /// When the answer is a distribution's error page in place of an
     /// origin's error: the status it is sent with.
     pub error_page_status: Option<u16>,
-    /// How the cache answered a GET or HEAD (`None` for proxied methods and refusals).
+    /// How the cache answered a GET or HEAD (`None` for passthrough methods and refusals).
     pub cache_status: Option<CacheStatus>,
-    /// A body that replaces the origin's, when the edge rewrites an origin
-    /// error (the origin's own body is dropped chunk by chunk).
-    pub replacement_body: Option<Bytes>,
 }
 
 impl RequestContext {
-    /// The behavior `request_filter` matched, if it got that far.
+    /// The behavior `route` matched, if it got that far.
     pub fn matched_behavior(&self) -> Option<&Behavior> {
         self.distribution.as_ref()?.behaviors.get(self.behavior?)
     }
