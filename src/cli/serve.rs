@@ -65,7 +65,7 @@ fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
         let access = BucketAccess {
             bucket: store.bucket.clone(),
             access_key_id: store.access_key_id.clone(),
-            secret_access_key: store.secret_access_key.clone(),
+            secret_access_key: store.secret_access_key.expose().to_owned(),
             public_read: false,
         };
         let bound = s3store::spawn(store.root.clone(), store.listen, PortSharing::ForUpgrades, vec![access]).map_err(CliError::Store)?;

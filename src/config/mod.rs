@@ -344,7 +344,7 @@ pub struct EmbeddedStore {
     pub listen: SocketAddr,
     pub bucket: String,
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: Secret,
 }
 
 /// Parses `512MiB`, `20GiB`, `64KiB`, `1MB` (decimal), `4096` (bytes).
@@ -884,7 +884,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     listen,
                     bucket: bucket.clone(),
                     access_key_id: access_key_id.clone(),
-                    secret_access_key: secret_access_key.clone(),
+                    secret_access_key: Secret(secret_access_key.clone()),
                 });
                 Ok(OriginSettings::embedded(listen, bucket, access_key_id, secret_access_key))
             }

@@ -42,6 +42,10 @@ fn error_text(text: &str) -> String {
 #[test]
 fn a_good_config_validates() {
     let config = parse(GOOD).unwrap();
+    assert!(
+        !format!("{config:?}").contains("edge-secret"),
+        "Debug never shows an origin's secret"
+    );
     assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(config.behaviors[0].path_pattern, "/public/*");
     assert!(config.behaviors[0].trusted_key_groups.is_empty());
