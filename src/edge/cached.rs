@@ -13,7 +13,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
 use super::plan::{Plan, plan_response};
-use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
+use super::respond::{self, BAD_GATEWAY, CREDENTIALS_REFUSED, EdgeError, GATEWAY_TIMEOUT, NOT_FOUND};
 use super::state::EdgeState;
 use super::{RequestContext, Viewer};
 use crate::auth::error_xml;
@@ -296,7 +296,7 @@ async fn answer(
         match meta.status {
             404 => respond::write_error(session, NOT_FOUND).await?,
             403 => {
-                tracing::error!(origin = %behavior.origin_name, path = %ctx.path, "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region");
+                tracing::error!(origin = %behavior.origin_name, path = %ctx.path, "{CREDENTIALS_REFUSED}");
                 respond::write_error(session, BAD_GATEWAY).await?;
             }
             other => respond::write_xml(session, other, error_xml("OriginError", "The origin answered with an error.")).await?,

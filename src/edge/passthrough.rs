@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::v1::common::is_expect_continue_req;
 
-use super::respond::{self, BAD_GATEWAY, EdgeError, GATEWAY_TIMEOUT};
+use super::respond::{self, BAD_GATEWAY, CREDENTIALS_REFUSED, EdgeError, GATEWAY_TIMEOUT};
 use super::{RequestContext, Viewer};
 use crate::origin::{FetchError, OriginClient, S3Origin};
 use crate::routing::Behavior;
@@ -78,7 +79,7 @@ async fn exchange(
         FetchError::Failed(cause) => Failure::Origin(BAD_GATEWAY, cause),
     };
     let mut upload = client.open(&behavior.origin, request).await.map_err(from_origin)?;
-    if is_expect_continue(viewer.req_header()) {
+    if is_expect_continue_req(viewer.req_header()) {
         // The viewer proved itself: its body may come at once, rather than
         // after its own wait for an answer (a second, for the AWS CLI).
         viewer.write_continue_response().await.map_err(Failure::Viewer)?;
@@ -90,8 +91,7 @@ async fn exchange(
     if response.status() == 403 {
         // The viewer proved itself already; a 403 from S3 means the bucket
         // refused keyfront's own signature or credentials.
-        let cause = "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region";
-        return Err(Failure::Origin(BAD_GATEWAY, cause.to_owned()));
+        return Err(Failure::Origin(BAD_GATEWAY, CREDENTIALS_REFUSED.to_owned()));
     }
     let header =
         viewer_response(&response.header, behavior.forward_metadata_headers).map_err(|e| Failure::Origin(BAD_GATEWAY, e.to_string()))?;
@@ -100,13 +100,6 @@ async fn exchange(
         viewer.write_response_body(Some(part), false).await.map_err(Failure::Viewer)?;
     }
     viewer.write_response_body(None, true).await.map_err(Failure::Viewer)
-}
-
-fn is_expect_continue(request: &RequestHeader) -> bool {
-    request
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// The viewer's request as S3 takes it: the origin path (S3 calls such as

@@ -67,6 +67,11 @@ pub const GATEWAY_TIMEOUT: EdgeError = EdgeError {
     message: "The origin did not answer in time.",
 };
 
+/// What the log says when the origin answers 403 to a request the viewer
+/// proved itself for: the bucket refused keyfront's own signature.
+pub const CREDENTIALS_REFUSED: &str =
+    "origin refused keyfront's credentials (HTTP 403): check the origin's access_key_id, secret_access_key and region";
+
 /// Writes a whole XML response; for HEAD, the same headers and no body.
 pub async fn write_xml(viewer: &mut Viewer<'_>, status: u16, body: String) -> Result<()> {
     let body = Bytes::from(body);
