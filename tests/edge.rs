@@ -457,3 +457,46 @@ fn passthrough_streams_uploads_and_answers_origin_failures() {
     assert_eq!(deleted.status, 204, "{}", deleted.text());
     assert_eq!(at_origin(), 404, "the DELETE reached the origin");
 }
+
+/// Hostile uploads: S3 headers a viewer adds to make keyfront's credentials
+/// act for it (copy another object, set an ACL, sign as itself) never
+/// reach the origin, and a path that spells its way out of the upload
+/// behavior lands under the behavior its canonical path names (which
+/// takes no PUT). The objects served afterwards prove it, byte for byte.
+#[test]
+fn uploads_cannot_borrow_keyfronts_credentials_or_leave_their_behavior() {
+    let target = stack().signed("/upload/copied.bin");
+    let hostile = [
+        ("x-amz-copy-source", "/media/public/readme.txt"),
+        ("x-amz-acl", "public-read-write"),
+        (
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=viewer/20260101/us-east-1/s3/aws4_request",
+        ),
+    ];
+    let stored = request(stack().edge, "PUT", &target, &hostile, b"mine");
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_eq!(
+        stack().get(&target).body,
+        b"mine",
+        "the viewer's own bytes, not a copy of another object"
+    );
+
+    // Signed as sent, so the signature is no obstacle: only the canonical
+    // path's behavior (public, GET and HEAD only) or a refusal stands.
+    for escape in [
+        "/upload/%2e%2e/public/readme.txt",
+        "/upload/../public/readme.txt",
+        "/upload/..%2Fpublic/readme.txt",
+    ] {
+        for target in [escape.to_owned(), stack().signed(escape)] {
+            let answer = request(stack().edge, "PUT", &target, &[], b"overwritten");
+            assert!(matches!(answer.status, 400 | 403), "{target}: {} {}", answer.status, answer.text());
+        }
+    }
+    assert_eq!(
+        stack().get("/public/readme.txt").body,
+        b"public text\n",
+        "the public object is untouched"
+    );
+}
