@@ -151,3 +151,54 @@ fn viewer_connections_have_a_bounded_send_buffer() {
         assert_eq!(found, Some(expected), "{setting:?}");
     }
 }
+
+/// Slices arriving from upstream are held within an eighth of the memory
+/// budget, whatever the number of viewers missing at once: 16 viewers each
+/// missing another slice of a slow origin held 4 MiB in fills (every slice
+/// at once) with an 8 MiB budget before, at most the 1 MiB reserve now;
+/// the others wait their turn and every one gets its bytes.
+#[test]
+fn slices_arriving_at_once_are_held_within_the_fill_reserve() {
+    const SLICE: usize = 256 * 1024;
+    const VIEWERS: usize = 16;
+    let public = "  - path_pattern: /slow/*\n    origin: relayed\n";
+    let stack = Stack::start_with(public, "  memory: 8MiB\n  slice_size: 256KiB");
+    let data = patterned(VIEWERS * SLICE);
+    stack.put("/slow/film.mp4", "video/mp4", &data);
+    let meta = common::request(stack.edge, "HEAD", "/slow/film.mp4", &[], b"");
+    assert_eq!(meta.status, 200);
+    stack.relay.trickle(Duration::from_millis(20));
+
+    let filling = stack.state.cache.metrics.filling_bytes.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (filling, done) = (filling.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(filling.get());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let viewers: Vec<_> = (0..VIEWERS)
+        .map(|slice| {
+            let edge = stack.edge;
+            std::thread::spawn(move || {
+                let range = format!("bytes={}-{}", slice * SLICE, (slice + 1) * SLICE - 1);
+                common::request(edge, "GET", "/slow/film.mp4", &[("range", &range)], b"")
+            })
+        })
+        .collect();
+    for (slice, viewer) in viewers.into_iter().enumerate() {
+        let answer = viewer.join().unwrap();
+        assert_eq!(answer.status, 206, "slice {slice}: {}", answer.text());
+        assert!(answer.body == data[slice * SLICE..(slice + 1) * SLICE], "slice {slice}'s bytes");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    assert!(peak >= SLICE as i64 / 2, "fills held bytes while the test watched: peak {peak}");
+    assert!(peak <= MIB as i64, "fills held {} KiB at once, over the 1 MiB reserve", peak / 1024);
+    assert_eq!(filling.get(), 0, "every fill let its bytes go");
+}

@@ -183,6 +183,19 @@ pub fn timed_get(address: SocketAddr, target: &str, headers: &[(&str, &str)], st
     })
 }
 
+/// The body of a small text resource, such as `/metrics`.
+pub fn get_text(address: SocketAddr, target: &str) -> Result<String, Failure> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(format!("GET {target}: {}", answer.lines().next().unwrap_or("no answer")).into()),
+    }
+}
+
 /// What one `h2load` run measured.
 pub struct H2Run {
     pub requests_per_second: f64,

@@ -10,7 +10,7 @@ use crate::objects::*;
 use crate::rejections::{EXPIRED, FORGED, HITS};
 use crate::report::{Measure, Reference, Samples};
 use crate::scaling::ONE_THREAD;
-use crate::servers::{KEYFRONT_MEMORY_MIB, Server};
+use crate::servers::{Server, keyfront_memory_mib};
 use crate::tls::H2;
 use crate::{Failure, Settings};
 
@@ -286,8 +286,8 @@ pub fn targets(samples: &Samples) -> String {
     ));
     line(format!(
         "4. peak RSS at most the memory budget + 100 MiB = {} MiB: {rss:.0} MiB ({}); nginx {nginx_rss:.0} MiB",
-        KEYFRONT_MEMORY_MIB + 100,
-        verdict(rss <= (KEYFRONT_MEMORY_MIB + 100) as f64)
+        keyfront_memory_mib() + 100,
+        verdict(rss <= (keyfront_memory_mib() + 100) as f64)
     ));
     line(format!(
         "5. from 1 thread to 2 (no target; wrk shares the 2 cores): keyfront x{:.2}, nginx x{:.2}, ceiling x{:.2}",

@@ -17,8 +17,15 @@ pub const BUCKET: &str = "bench";
 const ACCESS_KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
 const KEY_ID: &str = "KBENCHCOMPARE";
-/// keyfront's memory tier: the 256 MiB ranges object and the hot objects fit.
-pub const KEYFRONT_MEMORY_MIB: u64 = 512;
+/// keyfront's memory tier (MiB): 512, where the 256 MiB ranges object and
+/// the hot objects fit, unless `KEYFRONT_MEMORY_MIB` says otherwise (a small
+/// budget shows what each viewer holds beside it).
+pub fn keyfront_memory_mib() -> u64 {
+    std::env::var("KEYFRONT_MEMORY_MIB")
+        .ok()
+        .and_then(|mib| mib.parse().ok())
+        .unwrap_or(512)
+}
 /// Each server's disk cache budget: room for every object.
 const DISK_BUDGET_GIB: u64 = 8;
 
@@ -156,6 +163,8 @@ pub struct Server {
     pub address: SocketAddr,
     /// Its TLS listener (HTTP/2 through ALPN), if it was given a certificate.
     pub tls: Option<SocketAddr>,
+    /// keyfront's admin listener (`/metrics`).
+    pub admin: Option<SocketAddr>,
     pub process: Process,
     /// keyfront's objects sit behind a signed-URL behavior.
     signer: Option<Signer>,
@@ -238,6 +247,7 @@ pub fn start_keyfront(
     let public_key = dir.join("public_key.pem");
     std::fs::write(&public_key, key.public_key().to_pem())?;
     let address = free_address()?;
+    let admin = free_address()?;
     let tls = certificate.map(|_| free_address()).transpose()?;
     let tls_listen = match (certificate, tls) {
         (Some(certificate), Some(tls)) => format!(
@@ -251,8 +261,9 @@ pub fn start_keyfront(
     std::fs::write(
         &config,
         format!(
-            "listen: {address}\n{tls_listen}access_log: access.log\ndrain_timeout: 0s\ncache:\n  memory: {KEYFRONT_MEMORY_MIB}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
-            relay = relay.address
+            "listen: {address}\nadmin_listen: {admin}\n{tls_listen}access_log: access.log\ndrain_timeout: 0s\ncache:\n  memory: {memory}MiB\n  disk: {{path: keyfront-cache, size: {DISK_BUDGET_GIB}GiB}}\n  slice_size: 1MiB\nkey_groups:\n  bench:\n    - id: {KEY_ID}\n      public_key: public_key.pem\norigins:\n  bench: {{type: s3, endpoint: \"http://{relay}\", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}\nbehaviors:\n  - path_pattern: \"*\"\n    origin: bench\n    trusted_key_groups: [bench]\n",
+            relay = relay.address,
+            memory = keyfront_memory_mib(),
         ),
     )?;
     let process = Process::start(
@@ -264,6 +275,7 @@ pub fn start_keyfront(
         name: "keyfront",
         address,
         tls,
+        admin: Some(admin),
         process,
         signer: Some(Signer::new(KEY_ID, key, HashAlgorithm::Sha1)),
         relay: Some(relay),
@@ -357,6 +369,7 @@ http {{
         name: "nginx",
         address,
         tls,
+        admin: None,
         process,
         signer: None,
         relay: Some(relay),
@@ -382,6 +395,7 @@ pub fn start_ceiling(dir: &Path, threads: usize) -> Result<Server, Failure> {
         name: "ceiling",
         address,
         tls: None,
+        admin: None,
         process,
         signer: None,
         relay: None,

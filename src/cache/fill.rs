@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use prometheus::IntGauge;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::meta::ObjectMeta;
 use super::slice::Slice;
@@ -33,18 +34,36 @@ pub enum FillError {
 #[derive(Default)]
 struct FillState {
     meta: Option<Arc<ObjectMeta>>,
+    /// The bytes so far, as they arrived (until the slice is complete).
     chunks: Vec<Bytes>,
-    outcome: Option<Result<(), FillError>>,
+    /// The whole slice once complete, sharing its pieces with the tier that
+    /// stored it: a slow reader of an ended fill pins no second copy.
+    slice: Option<Slice>,
+    /// Why the fill failed; it ended when this or `slice` is set.
+    error: Option<FillError>,
+    /// The share of the cache's fill reserve `chunks` may take, given back
+    /// with them.
+    reserved: Option<OwnedSemaphorePermit>,
 }
 
 /// A slice being fetched.
-#[derive(Default)]
 pub struct Fill {
     state: Mutex<FillState>,
     changed: Notify,
+    /// Counts the bytes of `chunks`, which no tier's budget holds.
+    held: IntGauge,
 }
 
 impl Fill {
+    /// A fill whose arriving bytes are counted in `held`.
+    pub fn new(held: IntGauge) -> Self {
+        Self {
+            state: Mutex::default(),
+            changed: Notify::new(),
+            held,
+        }
+    }
+
     fn update(&self, change: impl FnOnce(&mut FillState)) {
         // Also called while a panicking fill task unwinds: a poisoned lock
         // still holds a consistent state (every change is one assignment).
@@ -57,20 +76,40 @@ impl Fill {
         self.update(|state| state.meta = Some(meta));
     }
 
+    /// Holds `reserved` until the chunks are let go.
+    pub fn reserve(&self, reserved: OwnedSemaphorePermit) {
+        self.state.lock().expect("fill state lock").reserved = Some(reserved);
+    }
+
     /// More of the slice arrived.
     pub fn publish_chunk(&self, chunk: Bytes) {
+        self.held.add(chunk.len() as i64);
         self.update(|state| state.chunks.push(chunk));
     }
 
-    /// The fill ended, with the whole slice or an error.
-    pub fn finish(&self, outcome: Result<(), FillError>) {
-        self.update(|state| state.outcome = Some(outcome));
+    /// The fill ended with the whole slice, `assembled` from its chunks:
+    /// readers read on from it and the chunks are let go.
+    pub fn complete(&self, slice: Slice) {
+        let mut released = (Vec::new(), None);
+        self.update(|state| {
+            released = (std::mem::take(&mut state.chunks), state.reserved.take());
+            state.slice = Some(slice);
+        });
+        let (released, _reserved) = released;
+        self.held.sub(total_len(&released));
+    }
+
+    /// The fill failed: readers get the bytes that arrived, then `error`.
+    pub fn fail(&self, error: FillError) {
+        self.update(|state| state.error = Some(error));
     }
 
     /// Ends the fill with `error` unless it has ended already.
     pub fn finish_if_running(&self, error: FillError) {
         self.update(|state| {
-            state.outcome.get_or_insert(Err(error));
+            if state.slice.is_none() {
+                state.error.get_or_insert(error);
+            }
         });
     }
 
@@ -91,30 +130,44 @@ impl Fill {
 
     /// The object's metadata, once the origin's headers are in.
     pub async fn meta(&self) -> Result<Arc<ObjectMeta>, FillError> {
-        self.wait_for(|state| match (&state.meta, &state.outcome) {
-            (Some(meta), _) => Some(Ok(meta.clone())),
-            (None, Some(Err(error))) => Some(Err(error.clone())),
-            (None, Some(Ok(()))) => Some(Err(FillError::Origin("the fill ended without metadata".into()))),
-            (None, None) => None,
+        self.wait_for(|state| match (&state.meta, &state.error, &state.slice) {
+            (Some(meta), _, _) => Some(Ok(meta.clone())),
+            (None, Some(error), _) => Some(Err(error.clone())),
+            (None, None, Some(_)) => Some(Err(FillError::Origin("the fill ended without metadata".into()))),
+            (None, None, None) => None,
         })
         .await
     }
 
-    /// The slice, cut into pieces, when the fill succeeded.
+    /// The bytes that arrived, cut into pieces (copied once).
     pub fn assembled(&self) -> Slice {
         Slice::from_chunks(&self.state.lock().expect("fill state lock").chunks)
     }
 }
 
+impl Drop for Fill {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.held.sub(total_len(&state.chunks));
+    }
+}
+
+fn total_len(chunks: &[Bytes]) -> i64 {
+    chunks.iter().map(|chunk| chunk.len() as i64).sum()
+}
+
 /// Reads a fill's bytes from the beginning, as they arrive.
 pub struct FillReader {
     fill: Arc<Fill>,
+    /// The next chunk to read while the fill runs, and the offset of the
+    /// next byte (where reading goes on in the complete slice).
     next: usize,
+    offset: u64,
 }
 
 impl FillReader {
     pub fn new(fill: Arc<Fill>) -> Self {
-        Self { fill, next: 0 }
+        Self { fill, next: 0, offset: 0 }
     }
 
     pub async fn meta(&self) -> Result<Arc<ObjectMeta>, FillError> {
@@ -123,23 +176,25 @@ impl FillReader {
 
     /// Whether the fill has ended with its whole slice.
     pub fn is_complete(&self) -> bool {
-        matches!(self.fill.state.lock().expect("fill state lock").outcome, Some(Ok(())))
+        self.fill.state.lock().expect("fill state lock").slice.is_some()
     }
 
-    /// The next chunk, `None` at the end of the slice, or the fill's error.
+    /// The next chunk (at most a piece once the slice is complete), `None`
+    /// at the end of the slice, or the fill's error.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FillError> {
-        let next = self.next;
+        let (next, offset) = (self.next, self.offset);
         let found = self
             .fill
-            .wait_for(|state| match (state.chunks.get(next), &state.outcome) {
-                (Some(chunk), _) => Some(Ok(Some(chunk.clone()))),
-                (None, Some(Ok(()))) => Some(Ok(None)),
-                (None, Some(Err(error))) => Some(Err(error.clone())),
-                (None, None) => None,
+            .wait_for(|state| match (&state.slice, state.chunks.get(next), &state.error) {
+                (Some(slice), _, _) => Some(Ok((offset < slice.len()).then(|| slice.part(offset, slice.len() - 1)))),
+                (None, Some(chunk), _) => Some(Ok(Some(chunk.clone()))),
+                (None, None, Some(error)) => Some(Err(error.clone())),
+                (None, None, None) => None,
             })
             .await;
-        if matches!(found, Ok(Some(_))) {
+        if let Ok(Some(chunk)) = &found {
             self.next += 1;
+            self.offset += chunk.len() as u64;
         }
         found
     }
@@ -149,9 +204,14 @@ impl FillReader {
 mod tests {
     use super::*;
 
+    fn counted() -> (Arc<Fill>, IntGauge) {
+        let held = IntGauge::new("test_fill_bytes", "bytes held by a test fill").unwrap();
+        (Arc::new(Fill::new(held.clone())), held)
+    }
+
     #[tokio::test]
-    async fn late_readers_get_every_chunk_and_early_ones_get_them_as_they_come() {
-        let fill = Arc::new(Fill::default());
+    async fn early_readers_get_chunks_as_they_come() {
+        let (fill, _held) = counted();
         let mut early = FillReader::new(fill.clone());
         let producer = {
             let fill = fill.clone();
@@ -160,7 +220,7 @@ mod tests {
                     fill.publish_chunk(Bytes::from(vec![i; 3]));
                     tokio::task::yield_now().await;
                 }
-                fill.finish(Ok(()));
+                fill.complete(fill.assembled());
             })
         };
         let mut seen = Vec::new();
@@ -168,24 +228,50 @@ mod tests {
             seen.extend_from_slice(&chunk);
         }
         producer.await.unwrap();
+        assert_eq!(seen, (0..5u8).flat_map(|i| [i; 3]).collect::<Vec<_>>());
+    }
+
+    /// The chunks are let go when the slice is complete: a reader stopped
+    /// mid-way and a late one read on from the slice, pinning no second copy.
+    #[tokio::test]
+    async fn a_complete_fill_serves_every_reader_from_its_slice_alone() {
+        let (fill, held) = counted();
+        let mut slow = FillReader::new(fill.clone());
+        for i in 0..5u8 {
+            fill.publish_chunk(Bytes::from(vec![i; 3]));
+        }
+        assert_eq!(held.get(), 15);
+        let mut slow_seen = slow.next_chunk().await.unwrap().unwrap().to_vec();
+        assert_eq!(slow_seen, [0, 0, 0]);
+        assert!(!slow.is_complete());
+        fill.complete(fill.assembled());
+        assert_eq!(held.get(), 0);
+        assert!(slow.is_complete());
+        while let Some(chunk) = slow.next_chunk().await.unwrap() {
+            slow_seen.extend_from_slice(&chunk);
+        }
         let mut late = FillReader::new(fill.clone());
         let mut late_seen = Vec::new();
         while let Some(chunk) = late.next_chunk().await.unwrap() {
             late_seen.extend_from_slice(&chunk);
         }
-        assert_eq!(seen, late_seen);
-        assert_eq!(seen.len(), 15);
-        assert_eq!(fill.assembled().len(), 15);
+        let expected: Vec<u8> = (0..5u8).flat_map(|i| [i; 3]).collect();
+        assert_eq!(slow_seen, expected);
+        assert_eq!(late_seen, expected);
     }
 
     #[tokio::test]
-    async fn errors_reach_every_reader() {
-        let fill = Arc::new(Fill::default());
+    async fn errors_reach_every_reader_and_a_dropped_fill_releases_its_bytes() {
+        let (fill, held) = counted();
         fill.publish_chunk(Bytes::from_static(b"abc"));
-        fill.finish(Err(FillError::Changed("etag".into())));
+        assert_eq!(held.get(), 3);
+        fill.fail(FillError::Changed("etag".into()));
+        fill.finish_if_running(FillError::Origin("too late".into()));
         let mut reader = FillReader::new(fill.clone());
         assert_eq!(reader.next_chunk().await.unwrap().unwrap(), Bytes::from_static(b"abc"));
         assert!(matches!(reader.next_chunk().await, Err(FillError::Changed(_))));
         assert!(matches!(fill.meta().await, Err(FillError::Changed(_))));
+        drop((reader, fill));
+        assert_eq!(held.get(), 0);
     }
 }

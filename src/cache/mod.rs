@@ -128,6 +128,9 @@ pub struct Cache {
     /// Slices being read whole from disk into memory (at most
     /// `MAX_PROMOTIONS` at once, whatever the number of viewers).
     promoting: Arc<Mutex<HashSet<SliceKey>>>,
+    /// The bytes fills may hold before their slices are stored, in KiB
+    /// (`FillReserve`).
+    fill_reserve: FillReserve,
     /// Disk reads under way on the blocking pool, at most `DISK_READS_AT_ONCE`.
     disk_reads: tokio::sync::Semaphore,
     /// Recent invalidations, told to parents (see `bans`).
@@ -155,6 +158,50 @@ const MAX_PROMOTIONS: usize = 2;
 /// resident. Reads from the page cache take tens of microseconds, so 16
 /// keep 2 cores streaming (bench/RESULTS.md, "Memory").
 const DISK_READS_AT_ONCE: usize = 16;
+
+/// The part of the memory budget that slices arriving from upstream may
+/// hold, in KiB: a fill waits for its slice's share before it asks
+/// upstream (a prefetch that would wait is skipped). A slice larger than a
+/// quarter of the reserve takes a quarter, so four of any size can arrive.
+/// 1,000 viewers warming a tier held 358 MiB in fills over a 512 MiB budget
+/// without it (bench/RESULTS.md, "Memory per viewer").
+struct FillReserve {
+    permits: Arc<tokio::sync::Semaphore>,
+    share_limit: u32,
+}
+
+impl FillReserve {
+    fn new(bytes: u64) -> Self {
+        let kib = u32::try_from(bytes >> 10).unwrap_or(u32::MAX).max(4);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(kib as usize)),
+            share_limit: kib / 4,
+        }
+    }
+
+    fn share(&self, slice_length: u64) -> u32 {
+        u32::try_from(slice_length.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.share_limit)
+    }
+
+    /// The share of a slice of `slice_length` bytes, if it is free now.
+    fn try_take(&self, slice_length: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_many_owned(self.share(slice_length)).ok()
+    }
+
+    /// Waits up to `patience` for the share of a slice of `slice_length` bytes.
+    async fn take(&self, slice_length: u64, patience: Duration) -> Result<tokio::sync::OwnedSemaphorePermit, FillError> {
+        let share = self.share(slice_length);
+        match tokio::time::timeout(patience, self.permits.clone().acquire_many_owned(share)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(FillError::Timeout(format!(
+                "{} MiB of slices were arriving from upstream for {patience:?}",
+                (self.share_limit as u64 * 4) >> 10
+            ))),
+        }
+    }
+}
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
 /// default SipHash over object paths, and seeded per process.
@@ -233,12 +280,14 @@ impl Cache {
         // Metadata (remembered 404s included) takes an eighth of the memory
         // budget: a viewer asking for endless missing keys evicts old
         // metadata, never grows the process. Slices borrowed from a site
-        // peer take a sixteenth; the rest is the tier's own slices.
+        // peer take a sixteenth, slices arriving an eighth; the rest is the
+        // tier's own slices.
         let meta_budget = settings.memory_bytes / 8;
         let borrowed_budget = settings.memory_bytes / 16;
+        let fill_budget = settings.memory_bytes / 8;
         Ok(Self {
             slices: moka::sync::Cache::builder()
-                .max_capacity(settings.memory_bytes - meta_budget - borrowed_budget)
+                .max_capacity(settings.memory_bytes - meta_budget - borrowed_budget - fill_budget)
                 .weigher(|_: &SliceKey, data: &Slice| u32::try_from(data.len()).unwrap_or(u32::MAX))
                 .support_invalidation_closures()
                 .eviction_listener(move |_, _, cause| {
@@ -268,6 +317,7 @@ impl Cache {
             bans: bans::Bans::default(),
             clock,
             promoting: Arc::default(),
+            fill_reserve: FillReserve::new(fill_budget),
             disk_reads: tokio::sync::Semaphore::new(DISK_READS_AT_ONCE),
         })
     }
@@ -315,7 +365,7 @@ impl Cache {
                 return SliceSource::Memory(data);
             }
             if !self.disk.as_ref().is_some_and(|disk| disk.contains(&key)) {
-                return SliceSource::Filling(self.join_fill(&mut in_flight, object, Some(meta.clone()), index));
+                return SliceSource::Filling(self.join_fill(&mut in_flight, object, Some(meta.clone()), index, None));
             }
         }
         match self.cached_slice(object, meta, index).await {
@@ -435,7 +485,10 @@ impl Cache {
         let on_disk = self.disk.as_ref().is_some_and(|disk| disk.contains(&key));
         let unwritten = self.unwritten.lock().expect("unwritten lock").contains_key(&key);
         if !on_disk && !unwritten && !self.slices.contains_key(&key) && !self.borrowed.contains_key(&key) {
-            drop(self.join_fill(&mut in_flight, object, Some(meta.clone()), index));
+            let Some(reserved) = self.fill_reserve.try_take(meta.slice_length(index)) else {
+                return;
+            };
+            drop(self.join_fill(&mut in_flight, object, Some(meta.clone()), index, Some(reserved)));
         }
     }
 
@@ -444,15 +497,17 @@ impl Cache {
     /// fill's response also brings the object's metadata.
     pub fn start_fill(self: &Arc<Self>, object: &ObjectRef, expected: Option<Arc<ObjectMeta>>, index: u64) -> FillReader {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-        self.join_fill(&mut in_flight, object, expected, index)
+        self.join_fill(&mut in_flight, object, expected, index, None)
     }
 
+    /// `reserved`: the fill's share of the fill reserve, if taken already.
     fn join_fill(
         self: &Arc<Self>,
         in_flight: &mut HashMap<FillSlot, Arc<Fill>>,
         object: &ObjectRef,
         expected: Option<Arc<ObjectMeta>>,
         index: u64,
+        reserved: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> FillReader {
         let slice_size = expected.as_ref().map_or(object.slice_size, |meta| meta.slice_size);
         let slot = FillSlot {
@@ -464,7 +519,7 @@ impl Cache {
             self.metrics.coalesced_waits.inc();
             return FillReader::new(fill.clone());
         }
-        let fill = Arc::new(Fill::default());
+        let fill = Arc::new(Fill::new(self.metrics.filling_bytes.clone()));
         in_flight.insert(slot.clone(), fill.clone());
         let task = FillTask {
             cache: self.clone(),
@@ -475,16 +530,34 @@ impl Cache {
         // A task of its own: the slice is finished and stored even if every
         // viewer that wanted it has gone.
         tokio::spawn(async move {
-            let outcome = task.cache.run_fill(&object, expected, index, &task.fill).await;
-            match &outcome {
-                Ok((meta, false)) if meta.storable => task.cache.store_slice(slice_key(&object, meta, index), task.fill.assembled()),
-                Ok((meta, true)) if meta.storable => task.cache.borrowed.insert(slice_key(&object, meta, index), task.fill.assembled()),
-                // Readers learn of the change only once the old version is
-                // gone, so none of them starts over from it.
-                Err(FillError::Changed(_)) => task.cache.forget_object(&object.key).await,
-                _ => {}
+            let length = expected.as_ref().map_or(slice_size, |meta| meta.slice_length(index));
+            let reserved = match reserved {
+                Some(reserved) => Ok(reserved),
+                None => task.cache.fill_reserve.take(length, object.origin.first_byte_timeout).await,
+            };
+            match reserved {
+                Ok(reserved) => task.fill.reserve(reserved),
+                Err(error) => return task.fill.fail(error),
             }
-            task.fill.finish(outcome.map(|_| ()));
+            match task.cache.run_fill(&object, expected, index, &task.fill).await {
+                Ok((meta, borrowed)) => {
+                    let slice = task.fill.assembled();
+                    match (meta.storable, borrowed) {
+                        (true, false) => task.cache.store_slice(slice_key(&object, &meta, index), slice.clone()),
+                        (true, true) => task.cache.borrowed.insert(slice_key(&object, &meta, index), slice.clone()),
+                        (false, _) => {}
+                    }
+                    task.fill.complete(slice);
+                }
+                Err(error) => {
+                    // Readers learn of the change only once the old version is
+                    // gone, so none of them starts over from it.
+                    if matches!(error, FillError::Changed(_)) {
+                        task.cache.forget_object(&object.key).await;
+                    }
+                    task.fill.fail(error);
+                }
+            }
         });
         FillReader::new(fill)
     }
@@ -504,11 +577,13 @@ impl Cache {
         self.slices.insert(key.clone(), data.clone());
         if let Some(disk) = self.disk.clone() {
             self.unwritten.lock().expect("unwritten lock").insert(key.clone(), data.clone());
-            let unwritten = self.unwritten.clone();
+            let (unwritten, counted) = (self.unwritten.clone(), self.metrics.unwritten_bytes.clone());
+            counted.add(data.len() as i64);
             tokio::task::spawn_blocking(move || {
                 // A failure is counted, logged and reported by the tier itself.
                 let _ = disk.write_slice(&key, &data);
                 unwritten.lock().expect("unwritten lock").remove(&key);
+                counted.sub(data.len() as i64);
             });
         }
     }
@@ -853,7 +928,7 @@ mod tests {
             slice_size: 1 << 16,
             index: 3,
         };
-        let fill = Arc::new(Fill::default());
+        let fill = Arc::new(Fill::new(cache.metrics.filling_bytes.clone()));
         cache.in_flight.lock().unwrap().insert(slot.clone(), fill.clone());
         let mut reader = FillReader::new(fill.clone());
         fill.publish_chunk(Bytes::from_static(b"first bytes"));
@@ -872,5 +947,22 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(1), reader.next_chunk()).await;
         assert!(matches!(ended, Ok(Err(FillError::Origin(_)))), "{ended:?}");
         assert!(!cache.in_flight.lock().unwrap().contains_key(&slot), "the slot is free");
+    }
+
+    /// A slice's share is its length in KiB, at most a quarter of the
+    /// reserve; a fill that cannot get its share in time fails with a
+    /// timeout (a 504 to its viewers), and a share given back is free again.
+    #[tokio::test]
+    async fn the_fill_reserve_shares_out_its_bytes_and_refuses_after_waiting() {
+        let reserve = FillReserve::new(1 << 20);
+        assert_eq!(reserve.share(1), 1);
+        assert_eq!(reserve.share(100 << 10), 100);
+        assert_eq!(reserve.share(64 << 20), 256, "a large slice takes a quarter");
+        let held: Vec<_> = (0..4).map(|_| reserve.try_take(64 << 20).expect("four quarters")).collect();
+        assert!(reserve.try_take(1).is_none(), "nothing is left for a prefetch");
+        let waited = reserve.take(1, Duration::from_millis(20)).await;
+        assert!(matches!(waited, Err(FillError::Timeout(_))), "{:?}", waited.err());
+        drop(held);
+        assert!(reserve.take(1 << 20, Duration::from_millis(20)).await.is_ok());
     }
 }

@@ -3,7 +3,7 @@
 //! (the cache never imports `metrics`).
 
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 #[derive(Clone)]
 pub struct CacheMetrics {
@@ -19,6 +19,11 @@ pub struct CacheMetrics {
     pub disk_errors: IntCounter,
     /// 1 while the disk tier's writes fail (memory still serves), else 0.
     pub disk_degraded: IntGauge,
+    /// Slice bytes held outside the tiers' budgets: arriving in fills, and
+    /// filled but waiting for their disk write.
+    pub filling_bytes: IntGauge,
+    pub unwritten_bytes: IntGauge,
+    outside_tiers: IntGaugeVec,
 }
 
 impl CacheMetrics {
@@ -47,6 +52,7 @@ impl CacheMetrics {
             Box::new(self.evictions.clone()),
             Box::new(self.disk_errors.clone()),
             Box::new(self.disk_degraded.clone()),
+            Box::new(self.outside_tiers.clone()),
         ]
     }
 }
@@ -60,7 +66,18 @@ impl Default for CacheMetrics {
             HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label]).expect("a valid metric definition")
         };
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("a valid metric definition");
+        let outside_tiers = IntGaugeVec::new(
+            Opts::new(
+                "keyfront_cache_outside_tiers_bytes",
+                "Slice bytes held outside the tiers' budgets: arriving in fills (filling), filled and waiting for their disk write (unwritten).",
+            ),
+            &["held_by"],
+        )
+        .expect("a valid metric definition");
         Self {
+            filling_bytes: outside_tiers.with_label_values(&["filling"]),
+            unwritten_bytes: outside_tiers.with_label_values(&["unwritten"]),
+            outside_tiers,
             origin_requests: counter_vec(
                 "keyfront_origin_requests_total",
                 "Requests the cache made to origins, by outcome.",

@@ -336,11 +336,14 @@ fn start_edge_on(template: &str, dir: &Path, listen: SocketAddr) -> (SocketAddr,
 
 /// A TCP relay to an origin that can be cut: while off, it refuses new
 /// connections and cuts the ones it carries, as an origin that went down.
-/// It can also hold each new connection for a while, as a slow origin.
+/// It can also hold each new connection for a while, or send its answers
+/// a little at a time, as a slow origin.
 pub struct Relay {
     pub address: SocketAddr,
     on: std::sync::Arc<std::sync::atomic::AtomicBool>,
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Milliseconds between two 16 KiB parts of an answer (0: no pause).
+    trickle_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     carried: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
     connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
     one_request_each: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -352,11 +355,12 @@ impl Relay {
         let address = listener.local_addr().unwrap();
         let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let trickle_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let carried = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let one_request_each = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (accept_on, accept_delay, accept_carried, accepted) = (on.clone(), delay_ms.clone(), carried.clone(), connections.clone());
-        let accept_one_request = one_request_each.clone();
+        let (accept_one_request, accept_trickle) = (one_request_each.clone(), trickle_ms.clone());
         std::thread::spawn(move || {
             for viewer in listener.incoming().take(10_000).flatten() {
                 if !accept_on.load(std::sync::atomic::Ordering::SeqCst) {
@@ -364,7 +368,7 @@ impl Relay {
                 }
                 accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let delay = Duration::from_millis(accept_delay.load(std::sync::atomic::Ordering::SeqCst));
-                let (carried, one_request) = (accept_carried.clone(), accept_one_request.clone());
+                let (carried, one_request, trickle) = (accept_carried.clone(), accept_one_request.clone(), accept_trickle.clone());
                 std::thread::spawn(move || {
                     std::thread::sleep(delay);
                     let Ok(upstream) = TcpStream::connect(target) else {
@@ -378,7 +382,13 @@ impl Relay {
                     std::thread::spawn(move || forward_requests(requests, request_target, &one_request));
                     let (mut from, mut to) = (upstream, viewer);
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        while let Ok(read @ 1..) = from.read(&mut buffer) {
+                            if to.write_all(&buffer[..read]).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(trickle.load(std::sync::atomic::Ordering::SeqCst)));
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 });
@@ -388,6 +398,7 @@ impl Relay {
             address,
             on,
             delay_ms,
+            trickle_ms,
             carried,
             connections,
             one_request_each,
@@ -413,6 +424,11 @@ impl Relay {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
             }
         }
+    }
+
+    /// Pauses `pause` after each 16 KiB of the origin's answers.
+    pub fn trickle(&self, pause: Duration) {
+        self.trickle_ms.store(pause.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Holds every new connection for `delay` before it reaches the origin,
