@@ -202,3 +202,51 @@ fn slices_arriving_at_once_are_held_within_the_fill_reserve() {
     assert!(peak <= MIB as i64, "fills held {} KiB at once, over the 1 MiB reserve", peak / 1024);
     assert_eq!(filling.get(), 0, "every fill let its bytes go");
 }
+
+/// What a keep-alive viewer costs while it waits between requests: its
+/// connection's buffers and task, 56 KiB each on this machine (the 16 KiB
+/// read buffer included; it was 64 KiB before `VIEWER_READ_BUFFER_BYTES`).
+#[test]
+fn idle_keep_alive_viewers_cost_a_bounded_amount_each() {
+    const VIEWERS: usize = 400;
+    let public = "  - path_pattern: /keep/*\n    origin: store\n";
+    let stack = Stack::start_with(public, "  memory: 64MiB");
+    let data = patterned(4096);
+    stack.put("/keep/small.bin", "application/octet-stream", &data);
+    let (edge, admin) = (free_address(), free_address());
+    let config = std::fs::read_to_string(stack.config_path())
+        .unwrap()
+        .replace(&format!("\"{}\"", stack.edge), &format!("\"{edge}\""))
+        .replace(&format!("\"{}\"", stack.admin), &format!("\"{admin}\""))
+        .replace(&format!("access-{}.log", stack.edge.port()), "access-served.log");
+    let config_path = stack.config_dir().join("served.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let served = Served::start(&config_path, edge, None);
+    let pid = served.child.id();
+    let hit = |stream: &mut TcpStream| {
+        write!(stream, "GET /keep/small.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = vec![0u8; 0];
+        let mut buffer = [0u8; 8192];
+        while !(answer.len() > data.len() && answer.ends_with(&data[data.len() - 16..])) {
+            let read = stream.read(&mut buffer).unwrap();
+            assert!(read > 0, "the edge closed the connection");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    };
+    let mut warm = TcpStream::connect(edge).unwrap();
+    hit(&mut warm);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = resident_bytes(pid);
+    let viewers: Vec<TcpStream> = (0..VIEWERS)
+        .map(|_| {
+            let mut stream = TcpStream::connect(edge).unwrap();
+            hit(&mut stream);
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let each = resident_bytes(pid).saturating_sub(before) / VIEWERS;
+    assert!(each < 96 * 1024, "{VIEWERS} idle viewers cost {} KiB each", each / 1024);
+    let mut again = viewers.into_iter().next_back().unwrap();
+    hit(&mut again);
+}
