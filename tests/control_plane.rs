@@ -955,3 +955,132 @@ fn names_and_quotas_are_cloudfronts() {
     assert_eq!(refused.status, 400, "{}", text(&refused));
     assert!(text(&refused).contains("<Code>TooManyPublicKeys</Code>"), "{}", text(&refused));
 }
+
+fn cache_policy_body(name: &str, (min, default, max): (u64, u64, u64)) -> String {
+    format!(
+        "<CachePolicyConfig {NS}><Comment>c</Comment><Name>{name}</Name><MinTTL>{min}</MinTTL><DefaultTTL>{default}</DefaultTTL><MaxTTL>{max}</MaxTTL>\
+         <ParametersInCacheKeyAndForwardedToOrigin><EnableAcceptEncodingGzip>false</EnableAcceptEncodingGzip><EnableAcceptEncodingBrotli>false</EnableAcceptEncodingBrotli>\
+         <HeadersConfig><HeaderBehavior>none</HeaderBehavior></HeadersConfig><CookiesConfig><CookieBehavior>none</CookieBehavior></CookiesConfig>\
+         <QueryStringsConfig><QueryStringBehavior>none</QueryStringBehavior></QueryStringsConfig></ParametersInCacheKeyAndForwardedToOrigin></CachePolicyConfig>"
+    )
+}
+
+/// The managed cache policies are there from the start with their real ids
+/// and names and cannot change; an account's own are made, changed under
+/// `If-Match` and deleted as CloudFront's are; and a behavior's policy sets
+/// how long its objects are kept: a changed object is seen at once through
+/// a policy of TTL 0, not through CachingOptimized.
+#[test]
+fn cache_policies_are_cloudfronts_and_set_how_long_objects_are_kept() {
+    const OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let call = |method: &str, path: &str, body: &str, if_match: Option<&str>| {
+        let answer = emulator
+            .call(method, &format!("/2020-05-31/{path}"), body.as_bytes(), if_match)
+            .unwrap();
+        (answer.status, text(&answer), answer.header("etag").map(str::to_owned))
+    };
+
+    let (status, all, _) = call("GET", "cache-policy", "", None);
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(field(&all, "Quantity"), "7");
+    for (id, name) in [
+        (OPTIMIZED, "Managed-CachingOptimized"),
+        ("4135ea2d-6df8-44a3-9df3-4b5a84be39ad", "Managed-CachingDisabled"),
+        (
+            "b2884449-e4de-46a7-ac36-70bc7f1ddd6d",
+            "Managed-CachingOptimizedForUncompressedObjects",
+        ),
+        ("08627262-05a9-4f76-9ded-b50ca2e3a84f", "Managed-Elemental-MediaPackage"),
+        ("2e54312d-136d-493c-8eb9-b001f22f67d2", "Managed-Amplify"),
+    ] {
+        assert!(
+            all.contains(&format!("<Id>{id}</Id>")) && all.contains(&format!("<Name>{name}</Name>")),
+            "{name}"
+        );
+    }
+    assert!(all.contains("<Type>managed</Type>") && !all.contains("<Type>custom</Type>"));
+    let (_, custom, _) = call("GET", "cache-policy?Type=custom", "", None);
+    assert_eq!(field(&custom, "Quantity"), "0");
+    let (status, refused, _) = call("GET", "cache-policy?Type=everything", "", None);
+    assert!(status == 400 && refused.contains("<Code>InvalidArgument</Code>"), "{refused}");
+
+    let (status, optimized, etag) = call("GET", &format!("cache-policy/{OPTIMIZED}"), "", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            field(&optimized, "MinTTL"),
+            field(&optimized, "DefaultTTL"),
+            field(&optimized, "MaxTTL")
+        ),
+        ("1".into(), "86400".into(), "31536000".into())
+    );
+    let etag = etag.expect("an ETag");
+    let (_, config, _) = call("GET", &format!("cache-policy/{OPTIMIZED}/config"), "", None);
+    assert!(config.contains("<CachePolicyConfig") && !config.contains("<Id>"), "{config}");
+    let changed = cache_policy_body("Managed-CachingOptimized", (0, 0, 0));
+    let (status, refused, _) = call("PUT", &format!("cache-policy/{OPTIMIZED}"), &changed, Some(&etag));
+    assert!(status == 400 && refused.contains("<Code>IllegalUpdate</Code>"), "{refused}");
+    let (status, refused, _) = call("DELETE", &format!("cache-policy/{OPTIMIZED}"), "", Some(&etag));
+    assert!(status == 400 && refused.contains("<Code>IllegalDelete</Code>"), "{refused}");
+
+    let (status, created, etag) = call("POST", "cache-policy", &cache_policy_body("fresh", (0, 5, 10)), None);
+    assert_eq!(status, 201, "{created}");
+    let fresh = field(&created, "Id");
+    for name in ["fresh", "Managed-CachingDisabled"] {
+        let (status, refused, _) = call("POST", "cache-policy", &cache_policy_body(name, (0, 0, 0)), None);
+        assert!(
+            status == 409 && refused.contains("<Code>CachePolicyAlreadyExists</Code>"),
+            "{name}: {refused}"
+        );
+    }
+    let no_store = cache_policy_body("fresh", (0, 0, 0));
+    let path = format!("cache-policy/{fresh}");
+    let (status, refused, _) = call("PUT", &path, &no_store, None);
+    assert!(status == 400 && refused.contains("<Code>InvalidIfMatchVersion</Code>"), "{refused}");
+    let (status, _, _) = call("PUT", &path, &no_store, Some("EWRONG"));
+    assert_eq!(status, 412);
+    let (status, updated, etag) = call("PUT", &path, &no_store, etag.as_deref());
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(field(&updated, "DefaultTTL"), "0");
+    let (_, custom, _) = call("GET", "cache-policy?Type=custom", "", None);
+    assert!(
+        field(&custom, "Quantity") == "1" && custom.contains("<Type>custom</Type>"),
+        "{custom}"
+    );
+
+    let behaviors = |policy: &str| {
+        format!(
+            "<CacheBehaviors><Quantity>2</Quantity><Items>\
+             <CacheBehavior><PathPattern>fresh/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><CachePolicyId>{policy}</CachePolicyId></CacheBehavior>\
+             <CacheBehavior><PathPattern>public/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><CachePolicyId>{OPTIMIZED}</CachePolicyId></CacheBehavior>\
+             </Items></CacheBehaviors>"
+        )
+    };
+    let config = |reference: &str, policy: &str| {
+        let plain = distribution_config(reference, &emulator.bucket, &setup.group_id, "");
+        let start = plain.find("<CacheBehaviors>").unwrap();
+        let end = plain.find("</CacheBehaviors>").unwrap() + "</CacheBehaviors>".len();
+        format!("{}{}{}", &plain[..start], behaviors(policy), &plain[end..])
+    };
+    let (status, refused, _) = call("POST", "distribution", &config("unknown", "no-such-policy"), None);
+    assert!(status == 404 && refused.contains("<Code>NoSuchCachePolicy</Code>"), "{refused}");
+    let (status, created, _) = call("POST", "distribution", &config("policies", &fresh), None);
+    assert_eq!(status, 201, "{created}");
+    let domain = field(&created, "DomainName");
+
+    for folder in ["fresh", "public"] {
+        put(emulator, &format!("/prefix/{folder}/a.txt"), b"first");
+        let answer = get(emulator.edge, &format!("http://{domain}/{folder}/a.txt"));
+        assert_eq!((answer.status, answer.text()), (200, "first".into()), "{folder}");
+        put(emulator, &format!("/prefix/{folder}/a.txt"), b"second");
+    }
+    let answer = get(emulator.edge, &format!("http://{domain}/fresh/a.txt"));
+    assert_eq!(answer.text(), "second", "a policy of TTL 0 asks the origin each time");
+    let answer = get(emulator.edge, &format!("http://{domain}/public/a.txt"));
+    assert_eq!(answer.text(), "first", "CachingOptimized keeps an object a day");
+
+    let (status, refused, _) = call("DELETE", &path, "", etag.as_deref());
+    assert!(status == 409 && refused.contains("<Code>CachePolicyInUse</Code>"), "{refused}");
+}

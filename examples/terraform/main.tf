@@ -1,5 +1,6 @@
 # A distribution with a signed default behavior and a public one, its key
-# group, public key and origin access control: applied, planned and
+# group, public key, origin access control and cache policies (a managed one
+# looked up by name, and one of its own): applied, planned and
 # destroyed against `keyfront emulate` by tests/clients.rs. The provider
 # finds the emulator through AWS_ENDPOINT_URL_CLOUDFRONT.
 
@@ -33,8 +34,28 @@ provider "aws" {
   skip_region_validation      = true
 }
 
-locals {
-  caching_optimized = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+data "aws_cloudfront_cache_policy" "optimized" {
+  name = "Managed-CachingOptimized"
+}
+
+resource "aws_cloudfront_cache_policy" "public" {
+  name        = "keyfront-example-public"
+  comment     = "public files, kept a minute"
+  min_ttl     = 0
+  default_ttl = 60
+  max_ttl     = 300
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    cookies_config {
+      cookie_behavior = "none"
+    }
+    headers_config {
+      header_behavior = "none"
+    }
+    query_strings_config {
+      query_string_behavior = "none"
+    }
+  }
 }
 
 resource "aws_cloudfront_public_key" "signer" {
@@ -75,7 +96,7 @@ resource "aws_cloudfront_distribution" "media" {
     viewer_protocol_policy = "allow-all"
     allowed_methods        = ["GET", "HEAD"]
     cached_methods         = ["GET", "HEAD"]
-    cache_policy_id        = local.caching_optimized
+    cache_policy_id        = data.aws_cloudfront_cache_policy.optimized.id
     trusted_key_groups     = [aws_cloudfront_key_group.signers.id]
   }
 
@@ -85,7 +106,7 @@ resource "aws_cloudfront_distribution" "media" {
     viewer_protocol_policy = "allow-all"
     allowed_methods        = ["GET", "HEAD", "OPTIONS"]
     cached_methods         = ["GET", "HEAD"]
-    cache_policy_id        = local.caching_optimized
+    cache_policy_id        = aws_cloudfront_cache_policy.public.id
   }
 
   restrictions {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::distributions;
+use super::policies::{self, CACHE_POLICY};
 use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, PUBLIC_KEY};
 use super::store::{Resource, State, Store, StoreError};
 use super::xml::{Element, XmlError, list};
@@ -180,6 +181,16 @@ impl Api {
             ("GET", ["origin-access-control", id, "config"]) => self.get_config(&ORIGIN_ACCESS_CONTROL, id),
             ("PUT", ["origin-access-control", id, "config"]) => self.update(&ORIGIN_ACCESS_CONTROL, id, request),
             ("DELETE", ["origin-access-control", id]) => self.delete(&ORIGIN_ACCESS_CONTROL, id, request),
+            ("POST", ["cache-policy"]) => self.create(&CACHE_POLICY, request),
+            ("GET", ["cache-policy"]) => self.store.read(|state| policies::list(state, request)),
+            ("GET", ["cache-policy", id]) => policies::get_managed(id, false).map_or_else(|| self.get(&CACHE_POLICY, id), Ok),
+            ("GET", ["cache-policy", id, "config"]) => {
+                policies::get_managed(id, true).map_or_else(|| self.get_config(&CACHE_POLICY, id), Ok)
+            }
+            ("PUT", ["cache-policy", id]) => policies::refuse_managed(id, "PUT").and_then(|()| self.update(&CACHE_POLICY, id, request)),
+            ("DELETE", ["cache-policy", id]) => {
+                policies::refuse_managed(id, "DELETE").and_then(|()| self.delete(&CACHE_POLICY, id, request))
+            }
             ("GET" | "POST", ["tagging"]) => self.tagging(request),
             ("POST", ["distribution", id, "invalidation"]) => {
                 distributions::create_invalidation(self, id, request).map(|(reply, paths)| {

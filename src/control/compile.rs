@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::distributions::{allowed_methods, behaviors, s3_bucket};
+use super::policies;
 use super::store::State;
 use super::xml::Element;
 use crate::auth::{PublicKey, TrustedKeys};
@@ -14,10 +15,6 @@ use crate::config::Ttl;
 use crate::origin::S3Origin;
 use crate::request::{canonical_path, canonical_pattern};
 use crate::routing::{Behavior, Distribution, ErrorPage};
-
-/// The managed cache policy CachingDisabled; every other policy id is
-/// served as CachingOptimized (min 1 s, default 1 day, max 1 year).
-const CACHING_DISABLED: &str = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad";
 
 /// What serving a distribution takes from the config file.
 pub struct ServingDefaults {
@@ -140,17 +137,10 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
     let allowed_methods = allowed_methods(behavior)?;
     let seconds =
         |name: &str, default: u64| Duration::from_secs(behavior.text_of(name).and_then(|text| text.parse().ok()).unwrap_or(default));
+    // A policy that is gone (the API refuses that; a state written before
+    // it did may hold one) leaves the behavior, and its distribution, unserved.
     let ttl = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
-        Some(CACHING_DISABLED) => Ttl {
-            min: Duration::ZERO,
-            default: Duration::ZERO,
-            max: Duration::ZERO,
-        },
-        Some(_) => Ttl {
-            min: Duration::from_secs(1),
-            default: Duration::from_secs(86_400),
-            max: Duration::from_secs(31_536_000),
-        },
+        Some(id) => policies::ttl(&policies::cache_policy(state, id)?)?,
         None => Ttl {
             min: seconds("MinTTL", 0),
             default: seconds("DefaultTTL", 86_400),

@@ -6,6 +6,7 @@ use super::api::{
     ACCOUNT, Api, ApiError, ApiReply, ApiRequest, Created, VERSION_PREFIX, check_if_match, check_well_formed, iso_time, new_etag, ordered,
     page, random_id,
 };
+use super::policies;
 use super::store::{DistributionRecord, InvalidationRecord, Resource, State};
 use super::xml::{Element, list};
 use crate::config::AllowedMethods;
@@ -60,6 +61,15 @@ pub fn s3_bucket(domain_name: &str) -> Option<&str> {
 }
 
 /// The key group ids a distribution's behaviors trust.
+/// `distribution ID` of the first distribution whose config `uses` something.
+pub fn first_using(state: &State, uses: impl Fn(&Element) -> bool) -> Option<String> {
+    state
+        .distributions
+        .iter()
+        .find(|(_, distribution)| uses(&distribution.resource.config))
+        .map(|(id, _)| format!("distribution {id}"))
+}
+
 pub fn key_group_ids(config: &Element) -> impl Iterator<Item = &str> {
     behaviors(config)
         .filter(|behavior| behavior.at(&["TrustedKeyGroups", "Enabled"]).is_some_and(|e| e.text == "true"))
@@ -207,6 +217,11 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
             return Err(ApiError::invalid(
                 "AllowedMethods must be GET,HEAD or GET,HEAD,OPTIONS or GET,HEAD,OPTIONS,PUT,POST,PATCH,DELETE",
             ));
+        }
+        if let Some(policy) = behavior.text_of("CachePolicyId").filter(|id| !id.is_empty())
+            && policies::cache_policy(state, policy).is_none()
+        {
+            return Err(ApiError::new(404, "NoSuchCachePolicy", format!("no cache policy {policy}")));
         }
         let target = behavior.text_of("TargetOriginId").unwrap_or("");
         if !origins.iter().any(|origin| origin.text_of("Id") == Some(target)) {

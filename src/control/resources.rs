@@ -141,13 +141,7 @@ pub const KEY_GROUP: Kind = Kind {
         }
     },
     check_update: |_, _| Ok(()),
-    used_by: |state, id| {
-        state
-            .distributions
-            .iter()
-            .find(|(_, distribution)| distributions::key_group_ids(&distribution.resource.config).any(|group| group == id))
-            .map(|(distribution, _)| format!("distribution {distribution}"))
-    },
+    used_by: |state, id| distributions::first_using(state, |config| distributions::key_group_ids(config).any(|group| group == id)),
     summary: |id, resource| Element::new("KeyGroupSummary").with(KEY_GROUP.resource(id, resource)),
 };
 
@@ -180,17 +174,11 @@ pub const ORIGIN_ACCESS_CONTROL: Kind = Kind {
     },
     check_update: |_, _| Ok(()),
     used_by: |state, id| {
-        state
-            .distributions
-            .iter()
-            .find(|(_, distribution)| {
-                distribution
-                    .resource
-                    .config
-                    .at(&["Origins"])
-                    .is_some_and(|origins| origins.items().any(|origin| origin.text_of("OriginAccessControlId") == Some(id)))
-            })
-            .map(|(distribution, _)| format!("distribution {distribution}"))
+        distributions::first_using(state, |config| {
+            config
+                .at(&["Origins"])
+                .is_some_and(|origins| origins.items().any(|origin| origin.text_of("OriginAccessControlId") == Some(id)))
+        })
     },
     summary: |id, resource| {
         let config = &resource.config;

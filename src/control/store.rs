@@ -51,6 +51,9 @@ pub struct State {
     pub public_keys: BTreeMap<String, Resource>,
     pub key_groups: BTreeMap<String, Resource>,
     pub origin_access_controls: BTreeMap<String, Resource>,
+    /// The account's own cache policies (the managed ones are not stored).
+    #[serde(default)]
+    pub cache_policies: BTreeMap<String, Resource>,
     pub distributions: BTreeMap<String, DistributionRecord>,
     /// By distribution id, oldest first.
     pub invalidations: BTreeMap<String, Vec<InvalidationRecord>>,
@@ -70,6 +73,7 @@ pub enum Collection {
     PublicKeys,
     KeyGroups,
     OriginAccessControls,
+    CachePolicies,
     Distributions,
     /// A distribution's invalidation records, as one list.
     Invalidations,
@@ -77,10 +81,11 @@ pub enum Collection {
     Tags,
 }
 
-const COLLECTIONS: [Collection; 6] = [
+const COLLECTIONS: [Collection; 7] = [
     Collection::PublicKeys,
     Collection::KeyGroups,
     Collection::OriginAccessControls,
+    Collection::CachePolicies,
     Collection::Distributions,
     Collection::Invalidations,
     Collection::Tags,
@@ -105,6 +110,7 @@ impl Collection {
             Collection::PublicKeys => "public-key",
             Collection::KeyGroups => "key-group",
             Collection::OriginAccessControls => "origin-access-control",
+            Collection::CachePolicies => "cache-policy",
             Collection::Distributions => "distribution",
             Collection::Invalidations => "invalidations",
             Collection::Tags => "tags",
@@ -122,6 +128,7 @@ impl Collection {
             Collection::PublicKeys => json(&state.public_keys),
             Collection::KeyGroups => json(&state.key_groups),
             Collection::OriginAccessControls => json(&state.origin_access_controls),
+            Collection::CachePolicies => json(&state.cache_policies),
             Collection::Distributions => json(&state.distributions),
             Collection::Invalidations => json(&state.invalidations),
             Collection::Tags => json(&state.tags),
@@ -148,6 +155,7 @@ impl Collection {
             Collection::PublicKeys => set(&mut state.public_keys, id, record),
             Collection::KeyGroups => set(&mut state.key_groups, id, record),
             Collection::OriginAccessControls => set(&mut state.origin_access_controls, id, record),
+            Collection::CachePolicies => set(&mut state.cache_policies, id, record),
             Collection::Distributions => set(&mut state.distributions, id, record),
             Collection::Invalidations => set(&mut state.invalidations, id, record),
             Collection::Tags => set(&mut state.tags, id, record),
