@@ -956,6 +956,14 @@ fn names_and_quotas_are_cloudfronts() {
     assert!(text(&refused).contains("<Code>TooManyPublicKeys</Code>"), "{}", text(&refused));
 }
 
+/// An API call's status, body and ETag.
+fn api(emulator: &Emulator, method: &str, path: &str, body: &str, if_match: Option<&str>) -> (u16, String, Option<String>) {
+    let answer = emulator
+        .call(method, &format!("/2020-05-31/{path}"), body.as_bytes(), if_match)
+        .unwrap();
+    (answer.status, text(&answer), answer.header("etag").map(str::to_owned))
+}
+
 fn cache_policy_body(name: &str, (min, default, max): (u64, u64, u64)) -> String {
     format!(
         "<CachePolicyConfig {NS}><Comment>c</Comment><Name>{name}</Name><MinTTL>{min}</MinTTL><DefaultTTL>{default}</DefaultTTL><MaxTTL>{max}</MaxTTL>\
@@ -975,12 +983,7 @@ fn cache_policies_are_cloudfronts_and_set_how_long_objects_are_kept() {
     const OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
     let setup = start(EmulatorOptions::default());
     let emulator = &setup.emulator;
-    let call = |method: &str, path: &str, body: &str, if_match: Option<&str>| {
-        let answer = emulator
-            .call(method, &format!("/2020-05-31/{path}"), body.as_bytes(), if_match)
-            .unwrap();
-        (answer.status, text(&answer), answer.header("etag").map(str::to_owned))
-    };
+    let call = |method: &str, path: &str, body: &str, if_match: Option<&str>| api(emulator, method, path, body, if_match);
 
     let (status, all, _) = call("GET", "cache-policy", "", None);
     assert_eq!(status, 200, "{all}");
@@ -1083,4 +1086,137 @@ fn cache_policies_are_cloudfronts_and_set_how_long_objects_are_kept() {
 
     let (status, refused, _) = call("DELETE", &path, "", etag.as_deref());
     assert!(status == 409 && refused.contains("<Code>CachePolicyInUse</Code>"), "{refused}");
+}
+
+/// Response headers policies lay their headers over every answer of their
+/// behavior (misses, hits, 206s and errors alike) and answer CORS
+/// preflights at the edge; origin request policies are there with their
+/// managed ids; a behavior naming a policy that is not there is refused.
+#[test]
+fn response_headers_policies_reach_every_answer_of_their_behavior() {
+    const SECURITY: &str = "67f7725c-6f97-4210-82d7-5512b31e9d03";
+    const CORS_S3: &str = "88a5eaf4-2fd4-4709-b370-b4c650ea3fcf";
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let call = |method: &str, path: &str, body: &str, if_match: Option<&str>| api(emulator, method, path, body, if_match);
+    let (status, managed, _) = call("GET", "response-headers-policy?Type=managed", "", None);
+    assert_eq!(status, 200, "{managed}");
+    assert_eq!(field(&managed, "Quantity"), "5");
+    assert!(managed.contains(&format!("<Id>{SECURITY}</Id>")) && managed.contains("<Name>Managed-SecurityHeadersPolicy</Name>"));
+    let (_, managed, _) = call("GET", "origin-request-policy", "", None);
+    assert!(
+        managed.contains(&format!("<Id>{CORS_S3}</Id>")) && managed.contains("<Name>Managed-CORS-S3Origin</Name>"),
+        "{managed}"
+    );
+
+    let served = format!(
+        "<ResponseHeadersPolicyConfig {NS}><Comment>c</Comment><Name>served</Name>\
+         <CorsConfig><AccessControlAllowCredentials>false</AccessControlAllowCredentials>\
+         <AccessControlAllowHeaders><Quantity>1</Quantity><Items><Header>Range</Header></Items></AccessControlAllowHeaders>\
+         <AccessControlAllowMethods><Quantity>2</Quantity><Items><Method>GET</Method><Method>HEAD</Method></Items></AccessControlAllowMethods>\
+         <AccessControlAllowOrigins><Quantity>1</Quantity><Items><Origin>https://app.example</Origin></Items></AccessControlAllowOrigins>\
+         <AccessControlMaxAgeSec>300</AccessControlMaxAgeSec><OriginOverride>true</OriginOverride></CorsConfig>\
+         <CustomHeadersConfig><Quantity>1</Quantity><Items><ResponseHeadersPolicyCustomHeader><Header>X-Served-By</Header><Value>keyfront</Value><Override>true</Override></ResponseHeadersPolicyCustomHeader></Items></CustomHeadersConfig>\
+         <RemoveHeadersConfig><Quantity>1</Quantity><Items><ResponseHeadersPolicyRemoveHeader><Header>Last-Modified</Header></ResponseHeadersPolicyRemoveHeader></Items></RemoveHeadersConfig>\
+         <SecurityHeadersConfig><FrameOptions><FrameOption>DENY</FrameOption><Override>true</Override></FrameOptions></SecurityHeadersConfig>\
+         </ResponseHeadersPolicyConfig>"
+    );
+    let (status, created, etag) = call("POST", "response-headers-policy", &served, None);
+    assert_eq!(status, 201, "{created}");
+    let served_id = field(&created, "Id");
+    let (status, refused, _) = call("POST", "response-headers-policy", &served, None);
+    assert!(
+        status == 409 && refused.contains("<Code>ResponseHeadersPolicyAlreadyExists</Code>"),
+        "{refused}"
+    );
+
+    let config = |reference: &str, default_policy: &str, public_policy: &str, request_policy: &str| {
+        distribution_config(reference, &emulator.bucket, &setup.group_id, "")
+            .replace(
+                "<MinTTL>0</MinTTL></DefaultCacheBehavior>",
+                &format!("<MinTTL>0</MinTTL><ResponseHeadersPolicyId>{default_policy}</ResponseHeadersPolicyId></DefaultCacheBehavior>"),
+            )
+            .replace(
+                "<MinTTL>0</MinTTL></CacheBehavior>",
+                &format!(
+                    "<MinTTL>0</MinTTL><ResponseHeadersPolicyId>{public_policy}</ResponseHeadersPolicyId><OriginRequestPolicyId>{request_policy}</OriginRequestPolicyId></CacheBehavior>"
+                ),
+            )
+    };
+    for (reference, body, code) in [
+        ("a", config("a", "nothing", &served_id, CORS_S3), "NoSuchResponseHeadersPolicy"),
+        ("b", config("b", SECURITY, &served_id, "nothing"), "NoSuchOriginRequestPolicy"),
+    ] {
+        let (status, refused, _) = call("POST", "distribution", &body, None);
+        assert!(
+            status == 404 && refused.contains(&format!("<Code>{code}</Code>")),
+            "{reference}: {refused}"
+        );
+    }
+    let (status, created, _) = call("POST", "distribution", &config("c", SECURITY, &served_id, CORS_S3), None);
+    assert_eq!(status, 201, "{created}");
+    let domain = field(&created, "DomainName");
+    put(emulator, "/prefix/public/a.txt", b"0123456789");
+
+    let fetch = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut all = vec![("Host", domain.as_str())];
+        all.extend_from_slice(headers);
+        request(emulator.edge, method, path, &all, b"")
+    };
+    let app = ("Origin", "https://app.example");
+    for (what, answer, status) in [
+        ("a miss", fetch("GET", "/public/a.txt", &[app]), 200),
+        ("a hit", fetch("GET", "/public/a.txt", &[app]), 200),
+        ("a range", fetch("GET", "/public/a.txt", &[app, ("Range", "bytes=2-4")]), 206),
+        ("an error", fetch("GET", "/public/missing.txt", &[app]), 404),
+    ] {
+        assert_eq!(answer.status, status, "{what}: {}", answer.text());
+        assert_eq!(answer.header("x-served-by"), Some("keyfront"), "{what}");
+        assert_eq!(answer.header("x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(answer.header("last-modified"), None, "{what}");
+        assert_eq!(answer.header("access-control-allow-origin"), Some("https://app.example"), "{what}");
+        assert_eq!(
+            answer.header("strict-transport-security"),
+            None,
+            "{what}: the other behavior's policy"
+        );
+    }
+    assert_eq!(fetch("GET", "/public/a.txt", &[("Range", "bytes=2-4")]).text(), "234");
+    let preflight = fetch(
+        "OPTIONS",
+        "/public/a.txt",
+        &[
+            app,
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "range"),
+        ],
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-methods"), Some("GET, HEAD"));
+    assert_eq!(preflight.header("access-control-max-age"), Some("300"));
+    assert_eq!(preflight.header("x-served-by"), Some("keyfront"));
+    let foreign = fetch(
+        "OPTIONS",
+        "/public/a.txt",
+        &[("Origin", "https://evil.example"), ("Access-Control-Request-Method", "GET")],
+    );
+    assert_eq!(foreign.status, 403);
+    assert_eq!(foreign.header("access-control-allow-origin"), None);
+
+    let unsigned = fetch("GET", "/a.txt", &[]);
+    assert_eq!(unsigned.status, 403);
+    assert_eq!(unsigned.header("strict-transport-security"), Some("max-age=31536000"));
+    assert_eq!(unsigned.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(unsigned.header("x-served-by"), None);
+    put(emulator, "/prefix/b.txt", b"b");
+    let kept = get(emulator.edge, &signed(&setup, &format!("http://{domain}/b.txt")));
+    assert_eq!((kept.status, kept.text()), (200, "b".into()));
+    assert!(kept.header("last-modified").is_some(), "removed only where a policy says so");
+    assert_eq!(kept.header("x-frame-options"), Some("SAMEORIGIN"));
+
+    let (status, refused, _) = call("DELETE", &format!("response-headers-policy/{served_id}"), "", etag.as_deref());
+    assert!(
+        status == 409 && refused.contains("<Code>ResponseHeadersPolicyInUse</Code>"),
+        "{refused}"
+    );
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::distributions;
-use super::policies::{self, CACHE_POLICY};
+use super::policies::{self, PolicyType};
 use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, PUBLIC_KEY};
 use super::store::{Resource, State, Store, StoreError};
 use super::xml::{Element, XmlError, list};
@@ -181,15 +181,9 @@ impl Api {
             ("GET", ["origin-access-control", id, "config"]) => self.get_config(&ORIGIN_ACCESS_CONTROL, id),
             ("PUT", ["origin-access-control", id, "config"]) => self.update(&ORIGIN_ACCESS_CONTROL, id, request),
             ("DELETE", ["origin-access-control", id]) => self.delete(&ORIGIN_ACCESS_CONTROL, id, request),
-            ("POST", ["cache-policy"]) => self.create(&CACHE_POLICY, request),
-            ("GET", ["cache-policy"]) => self.store.read(|state| policies::list(state, request)),
-            ("GET", ["cache-policy", id]) => policies::get_managed(id, false).map_or_else(|| self.get(&CACHE_POLICY, id), Ok),
-            ("GET", ["cache-policy", id, "config"]) => {
-                policies::get_managed(id, true).map_or_else(|| self.get_config(&CACHE_POLICY, id), Ok)
-            }
-            ("PUT", ["cache-policy", id]) => policies::refuse_managed(id, "PUT").and_then(|()| self.update(&CACHE_POLICY, id, request)),
-            ("DELETE", ["cache-policy", id]) => {
-                policies::refuse_managed(id, "DELETE").and_then(|()| self.delete(&CACHE_POLICY, id, request))
+            (method, [path, rest @ ..]) if policies::by_path(path).is_some() => {
+                let policy = policies::by_path(path).expect("matched");
+                self.policy(policy, method, rest, request)
             }
             ("GET" | "POST", ["tagging"]) => self.tagging(request),
             ("POST", ["distribution", id, "invalidation"]) => {
@@ -213,6 +207,24 @@ impl Api {
             changed: changes && reply.is_ok() && purge.is_none(),
             reply,
             purge,
+        }
+    }
+
+    /// The operations of a policy type, its managed policies included.
+    fn policy(&self, policy: &PolicyType, method: &str, rest: &[&str], request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
+        let kind = &policy.kind;
+        match (method, rest) {
+            ("POST", []) => self.create(kind, request),
+            ("GET", []) => self.store.read(|state| policy.list(state, request)),
+            ("GET", [id]) => policy.get_managed(id, false).map_or_else(|| self.get(kind, id), Ok),
+            ("GET", [id, "config"]) => policy.get_managed(id, true).map_or_else(|| self.get_config(kind, id), Ok),
+            ("PUT", [id]) => policy.refuse_managed(id, method).and_then(|()| self.update(kind, id, request)),
+            ("DELETE", [id]) => policy.refuse_managed(id, method).and_then(|()| self.delete(kind, id, request)),
+            _ => Err(ApiError::invalid(format!(
+                "keyfront's control plane has no operation {method} /2020-05-31/{}/{}",
+                kind.path,
+                rest.join("/")
+            ))),
         }
     }
 

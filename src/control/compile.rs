@@ -139,8 +139,15 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         |name: &str, default: u64| Duration::from_secs(behavior.text_of(name).and_then(|text| text.parse().ok()).unwrap_or(default));
     // A policy that is gone (the API refuses that; a state written before
     // it did may hold one) leaves the behavior, and its distribution, unserved.
+    let (cors, response_headers) = match behavior.text_of("ResponseHeadersPolicyId").filter(|id| !id.is_empty()) {
+        Some(id) => {
+            let (cors, rules) = policies::response_headers(&policies::RESPONSE_HEADERS_POLICIES.config(state, id)?).ok()?;
+            (cors, Some(Arc::new(rules)))
+        }
+        None => (None, None),
+    };
     let ttl = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
-        Some(id) => policies::ttl(&policies::cache_policy(state, id)?)?,
+        Some(id) => policies::ttl(&policies::CACHE_POLICIES.config(state, id)?)?,
         None => Ttl {
             min: seconds("MinTTL", 0),
             default: seconds("DefaultTTL", 86_400),
@@ -158,6 +165,7 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         ttl,
         forward_metadata_headers: false,
         slice_size: defaults.slice_size,
-        cors: None,
+        cors,
+        response_headers,
     })
 }

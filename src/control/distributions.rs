@@ -218,10 +218,12 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
                 "AllowedMethods must be GET,HEAD or GET,HEAD,OPTIONS or GET,HEAD,OPTIONS,PUT,POST,PATCH,DELETE",
             ));
         }
-        if let Some(policy) = behavior.text_of("CachePolicyId").filter(|id| !id.is_empty())
-            && policies::cache_policy(state, policy).is_none()
-        {
-            return Err(ApiError::new(404, "NoSuchCachePolicy", format!("no cache policy {policy}")));
+        for policy in [
+            &policies::CACHE_POLICIES,
+            &policies::ORIGIN_REQUEST_POLICIES,
+            &policies::RESPONSE_HEADERS_POLICIES,
+        ] {
+            policy.check_named(state, behavior)?;
         }
         let target = behavior.text_of("TargetOriginId").unwrap_or("");
         if !origins.iter().any(|origin| origin.text_of("Id") == Some(target)) {

@@ -54,6 +54,10 @@ pub struct State {
     /// The account's own cache policies (the managed ones are not stored).
     #[serde(default)]
     pub cache_policies: BTreeMap<String, Resource>,
+    #[serde(default)]
+    pub origin_request_policies: BTreeMap<String, Resource>,
+    #[serde(default)]
+    pub response_headers_policies: BTreeMap<String, Resource>,
     pub distributions: BTreeMap<String, DistributionRecord>,
     /// By distribution id, oldest first.
     pub invalidations: BTreeMap<String, Vec<InvalidationRecord>>,
@@ -74,6 +78,8 @@ pub enum Collection {
     KeyGroups,
     OriginAccessControls,
     CachePolicies,
+    OriginRequestPolicies,
+    ResponseHeadersPolicies,
     Distributions,
     /// A distribution's invalidation records, as one list.
     Invalidations,
@@ -81,11 +87,13 @@ pub enum Collection {
     Tags,
 }
 
-const COLLECTIONS: [Collection; 7] = [
+const COLLECTIONS: [Collection; 9] = [
     Collection::PublicKeys,
     Collection::KeyGroups,
     Collection::OriginAccessControls,
     Collection::CachePolicies,
+    Collection::OriginRequestPolicies,
+    Collection::ResponseHeadersPolicies,
     Collection::Distributions,
     Collection::Invalidations,
     Collection::Tags,
@@ -111,6 +119,8 @@ impl Collection {
             Collection::KeyGroups => "key-group",
             Collection::OriginAccessControls => "origin-access-control",
             Collection::CachePolicies => "cache-policy",
+            Collection::OriginRequestPolicies => "origin-request-policy",
+            Collection::ResponseHeadersPolicies => "response-headers-policy",
             Collection::Distributions => "distribution",
             Collection::Invalidations => "invalidations",
             Collection::Tags => "tags",
@@ -129,6 +139,8 @@ impl Collection {
             Collection::KeyGroups => json(&state.key_groups),
             Collection::OriginAccessControls => json(&state.origin_access_controls),
             Collection::CachePolicies => json(&state.cache_policies),
+            Collection::OriginRequestPolicies => json(&state.origin_request_policies),
+            Collection::ResponseHeadersPolicies => json(&state.response_headers_policies),
             Collection::Distributions => json(&state.distributions),
             Collection::Invalidations => json(&state.invalidations),
             Collection::Tags => json(&state.tags),
@@ -156,6 +168,8 @@ impl Collection {
             Collection::KeyGroups => set(&mut state.key_groups, id, record),
             Collection::OriginAccessControls => set(&mut state.origin_access_controls, id, record),
             Collection::CachePolicies => set(&mut state.cache_policies, id, record),
+            Collection::OriginRequestPolicies => set(&mut state.origin_request_policies, id, record),
+            Collection::ResponseHeadersPolicies => set(&mut state.response_headers_policies, id, record),
             Collection::Distributions => set(&mut state.distributions, id, record),
             Collection::Invalidations => set(&mut state.invalidations, id, record),
             Collection::Tags => set(&mut state.tags, id, record),

@@ -55,7 +55,8 @@ pub fn preflight_headers(policy: &CorsPolicy, origin: &str, method: &str, reques
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .collect();
-    if asked.iter().any(|h| !policy.allowed_headers.contains(h)) {
+    let any_header = policy.allowed_headers.iter().any(|h| h == "*");
+    if !any_header && asked.iter().any(|h| !policy.allowed_headers.contains(h)) {
         return None;
     }
     let mut headers = common_headers(policy, &allow);

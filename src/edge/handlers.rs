@@ -115,6 +115,7 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
     };
     ctx.behavior = Some(index);
     let behavior = &distribution.behaviors[index];
+    viewer.header_rules.clone_from(&behavior.response_headers);
     if let Some(policy) = &behavior.cors
         && handle_cors(policy, viewer, ctx).await?
     {

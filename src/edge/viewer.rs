@@ -3,12 +3,15 @@
 //! cache, the edge's errors, the origin through a passthrough).
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
+
+use crate::routing::HeaderRules;
 
 pub struct Viewer<'s> {
     /// Borrowed, not moved: a session is a large value, and a hit should
@@ -17,6 +20,9 @@ pub struct Viewer<'s> {
     /// Added to the response header when it is written (CORS, chosen by
     /// the CORS phase); `Vary` is appended to, the others replace.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The behavior's response headers policy, once routed: applied to
+    /// every answer after `response_headers`.
+    pub header_rules: Option<Arc<HeaderRules>>,
 }
 
 impl<'s> Viewer<'s> {
@@ -24,6 +30,7 @@ impl<'s> Viewer<'s> {
         Self {
             session,
             response_headers: Vec::new(),
+            header_rules: None,
         }
     }
 
@@ -35,6 +42,16 @@ impl<'s> Viewer<'s> {
                 header.append_header(name, value)?;
             } else {
                 header.insert_header(name, value)?;
+            }
+        }
+        if let Some(rules) = &self.header_rules {
+            for name in &rules.remove {
+                header.remove_header(name);
+            }
+            for (name, value, replaces) in &rules.set {
+                if *replaces || !header.headers.contains_key(name) {
+                    header.insert_header(name.clone(), value.clone())?;
+                }
             }
         }
         self.session.write_response_header(header).await

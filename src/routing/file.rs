@@ -90,6 +90,7 @@ fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<S3Origin
         forward_metadata_headers: settings.forward_metadata_headers,
         slice_size: settings.slice_size,
         cors: settings.cors.clone(),
+        response_headers: None,
     }
 }
 

@@ -39,6 +39,18 @@ pub struct Behavior {
     /// Slice size in bytes, between 64 KiB and 64 MiB.
     pub slice_size: u64,
     pub cors: Option<CorsPolicy>,
+    /// Headers laid over every answer of the behavior (a response headers
+    /// policy's), besides CORS.
+    pub response_headers: Option<Arc<HeaderRules>>,
+}
+
+/// Headers to set on an answer, each with whether it replaces the one the
+/// origin sent (or is added only when the origin sent none), and headers
+/// to remove from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    pub set: Vec<(http::HeaderName, http::HeaderValue, bool)>,
+    pub remove: Vec<http::HeaderName>,
 }
 
 impl Behavior {
