@@ -22,6 +22,7 @@ use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, 
 use crate::control::{ApiCredentials, ApiSettings, ControlApp, ServingDefaults};
 use crate::edge::{Edge, EdgeParts, EdgeState};
 use crate::fleet::{ControlLog, Fleet, FleetSecret};
+use crate::metrics::ScrapeFigures;
 use crate::origin::S3Origin;
 use crate::routing::{FileTable, KeyGroups, Routing};
 
@@ -190,13 +191,15 @@ impl EdgeHandle for EdgeState {
     }
 
     fn metrics_text(&self) -> String {
-        let refused = self
-            .fleet
-            .as_ref()
-            .and_then(|fleet| fleet.control.as_ref())
-            .map_or(0, |control| control.refused());
-        self.metrics
-            .render(&self.cache, self.access_log.as_ref().map_or(0, AccessLog::dropped), refused)
+        let figures = ScrapeFigures {
+            access_log_dropped: self.access_log.as_ref().map_or(0, AccessLog::dropped),
+            control_log: self
+                .fleet
+                .as_ref()
+                .and_then(|fleet| fleet.control.as_ref())
+                .map(|control| (control.refused(), control.read_at_ms())),
+        };
+        self.metrics.render(&self.cache, &figures)
     }
 
     fn disk_degradation(&self) -> Option<String> {

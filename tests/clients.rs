@@ -261,6 +261,15 @@ fn terraform_applies_plans_no_change_and_destroys() {
     );
     assert_eq!(curl(&format!("http://{domain}/")).0, "403", "unsigned");
     assert_eq!(curl(&format!("http://{domain}/public/hello.txt")), ("200".into(), "hello".into()));
+    let headers = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", &format!("http://{domain}/public/hello.txt")])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
+    assert!(
+        headers.contains("strict-transport-security: max-age=31536000"),
+        "the managed security headers policy looked up by name:\n{headers}"
+    );
 
     let plan = terraform(&emulate, work, &["plan", "-detailed-exitcode"]);
     assert_eq!(

@@ -1,6 +1,6 @@
 # A distribution with a signed default behavior and a public one, its key
-# group, public key, origin access control and cache policies (a managed one
-# looked up by name, and one of its own): applied, planned and
+# group, public key, origin access control and policies (managed ones looked
+# up by name, and a cache policy of its own): applied, planned and
 # destroyed against `keyfront emulate` by tests/clients.rs. The provider
 # finds the emulator through AWS_ENDPOINT_URL_CLOUDFRONT.
 
@@ -36,6 +36,14 @@ provider "aws" {
 
 data "aws_cloudfront_cache_policy" "optimized" {
   name = "Managed-CachingOptimized"
+}
+
+data "aws_cloudfront_origin_request_policy" "cors" {
+  name = "Managed-CORS-S3Origin"
+}
+
+data "aws_cloudfront_response_headers_policy" "security" {
+  name = "Managed-SecurityHeadersPolicy"
 }
 
 resource "aws_cloudfront_cache_policy" "public" {
@@ -106,7 +114,9 @@ resource "aws_cloudfront_distribution" "media" {
     viewer_protocol_policy = "allow-all"
     allowed_methods        = ["GET", "HEAD", "OPTIONS"]
     cached_methods         = ["GET", "HEAD"]
-    cache_policy_id        = aws_cloudfront_cache_policy.public.id
+    cache_policy_id            = aws_cloudfront_cache_policy.public.id
+    origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.cors.id
+    response_headers_policy_id = data.aws_cloudfront_response_headers_policy.security.id
   }
 
   restrictions {

@@ -296,6 +296,11 @@ impl DiskTier {
         std::fs::remove_file(&path)
     }
 
+    /// The tier's byte budget.
+    pub fn budget(&self) -> u64 {
+        self.index.policy().max_capacity().unwrap_or(0)
+    }
+
     /// Bytes and files the tier holds.
     pub fn usage(&self) -> (u64, u64) {
         self.index.run_pending_tasks();

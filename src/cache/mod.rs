@@ -137,6 +137,8 @@ pub struct Cache {
     bans: bans::Bans,
     /// What freshness and ages are measured by.
     pub clock: Clock,
+    /// `cache.memory`: what the tiers' parts above add up to.
+    memory_budget: u64,
 }
 
 /// How long a slice borrowed from its site's owner is kept: a hot object's
@@ -318,6 +320,7 @@ impl Cache {
             clock,
             promoting: Arc::default(),
             fill_reserve: FillReserve::new(fill_budget),
+            memory_budget: settings.memory_bytes,
             disk_reads: tokio::sync::Semaphore::new(DISK_READS_AT_ONCE),
         })
     }
@@ -897,6 +900,11 @@ impl Cache {
     pub fn metadata_usage(&self) -> (u64, u64) {
         self.metas.run_pending_tasks();
         (self.metas.weighted_size(), self.metas.entry_count())
+    }
+
+    /// The memory budget (`cache.memory`) and the disk tier's, if any.
+    pub fn budgets(&self) -> (u64, Option<u64>) {
+        (self.memory_budget, self.disk.as_ref().map(|disk| disk.budget()))
     }
 
     /// Bytes and entries in memory, and on disk if there is a disk tier.

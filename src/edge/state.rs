@@ -87,7 +87,7 @@ impl EdgeState {
             .and_then(|fleet| fleet.control.as_ref())
             .map(|control| control.guard());
         let state = Arc::new(Self {
-            metrics: Metrics::new(&parts.cache),
+            metrics: Metrics::new(&parts.cache, control_guard.is_some()),
             passthrough: OriginClient::default(),
             cache: parts.cache,
             fleet: parts.fleet,

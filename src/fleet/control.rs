@@ -140,6 +140,8 @@ pub struct ControlLog {
     apply: Mutex<Option<Apply>>,
     /// Entries skipped unapplied (see the module's doc).
     refused: AtomicU64,
+    /// When the log was last read whole (Unix milliseconds; 0 before then).
+    read_at_ms: AtomicU64,
 }
 
 struct Applied {
@@ -167,6 +169,7 @@ impl ControlLog {
             applied: Mutex::new(applied),
             apply: Mutex::new(None),
             refused: AtomicU64::new(0),
+            read_at_ms: AtomicU64::new(0),
         }
     }
 
@@ -183,6 +186,11 @@ impl ControlLog {
     /// How many entries were skipped unapplied.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// When the log was last read whole (Unix milliseconds; 0 before then).
+    pub fn read_at_ms(&self) -> u64 {
+        self.read_at_ms.load(Ordering::Relaxed)
     }
 
     /// What keeps viewers out of the log.
@@ -294,6 +302,7 @@ impl ControlLog {
                 None => break,
             }
         }
+        self.read_at_ms.store(unix_millis(), Ordering::Relaxed);
         Ok(count)
     }
 

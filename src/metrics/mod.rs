@@ -8,7 +8,7 @@ mod tally;
 
 use std::sync::atomic::Ordering;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::cache::Cache;
 
@@ -24,9 +24,20 @@ pub struct Metrics {
     fleet_body_bytes: IntCounter,
     access_log_dropped: IntCounter,
     control_entries_refused: IntCounter,
+    control_log_read: IntGauge,
+    process_resident: IntGauge,
     cache_bytes: IntGaugeVec,
+    cache_budget: IntGaugeVec,
     cache_items: IntGaugeVec,
     config_reloads: IntCounterVec,
+}
+
+/// Figures kept outside the registry, read at each scrape.
+pub struct ScrapeFigures {
+    pub access_log_dropped: u64,
+    /// Entries of the fleet's control log refused, and when it was last
+    /// read whole (Unix milliseconds), for a node that reads one.
+    pub control_log: Option<(u64, u64)>,
 }
 
 /// What the logging phase knows of a finished request.
@@ -60,6 +71,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     metric
 }
 
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("a valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("a metric registered once");
+    metric
+}
+
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric definition");
     registry.register(Box::new(metric.clone())).expect("a metric registered once");
@@ -67,13 +84,25 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 }
 
 impl Metrics {
-    /// The registry, with `cache`'s own metrics in it.
-    pub fn new(cache: &Cache) -> Self {
+    /// The registry, with `cache`'s own metrics in it, and the control
+    /// log's age for a node that `reads_control_log`.
+    pub fn new(cache: &Cache, reads_control_log: bool) -> Self {
         let registry = Registry::new();
         for collector in cache.metrics.collectors() {
             registry.register(collector).expect("a metric registered once");
         }
+        let control_log_read = IntGauge::new(
+            "keyfront_control_log_read_timestamp_seconds",
+            "When this node last read the fleet's control log whole (Unix seconds; 0 before it first did).",
+        )
+        .expect("a valid metric definition");
+        if reads_control_log {
+            registry
+                .register(Box::new(control_log_read.clone()))
+                .expect("a metric registered once");
+        }
         Self {
+            control_log_read,
             tallies: tally::Tallies::default(),
             requests: counter_vec(
                 &registry,
@@ -113,7 +142,18 @@ impl Metrics {
                 "keyfront_control_entries_refused_total",
                 "Entries of the fleet's control log skipped unapplied: unsigned, signed with another secret, malformed or too large.",
             ),
+            process_resident: gauge(
+                &registry,
+                "keyfront_process_resident_bytes",
+                "The process's resident memory (RSS), to compare with its memory budget.",
+            ),
             cache_bytes: gauge_vec(&registry, "keyfront_cache_bytes", "Bytes held by each cache tier.", &["tier"]),
+            cache_budget: gauge_vec(
+                &registry,
+                "keyfront_cache_budget_bytes",
+                "Each cache tier's budget (cache.memory, cache.disk.size).",
+                &["tier"],
+            ),
             cache_items: gauge_vec(&registry, "keyfront_cache_items", "Slices held by each cache tier.", &["tier"]),
             config_reloads: counter_vec(
                 &registry,
@@ -140,7 +180,7 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the cache's figures and the
     /// access log's dropped lines as of now.
-    pub fn render(&self, cache: &Cache, access_log_dropped: u64, control_entries_refused: u64) -> String {
+    pub fn render(&self, cache: &Cache, figures: &ScrapeFigures) -> String {
         let stats = &cache.client.stats;
         let sync = |metric: &IntCounter, value: u64| metric.inc_by(value.saturating_sub(metric.get()));
         let totals = self.tallies.totals();
@@ -155,13 +195,24 @@ impl Metrics {
         for (code, count) in &totals.rejections {
             sync(&self.signature_rejections.with_label_values(&[code]), *count);
         }
-        sync(&self.access_log_dropped, access_log_dropped);
-        sync(&self.control_entries_refused, control_entries_refused);
+        sync(&self.access_log_dropped, figures.access_log_dropped);
+        if let Some((refused, read_at_ms)) = figures.control_log {
+            sync(&self.control_entries_refused, refused);
+            self.control_log_read.set(i64::try_from(read_at_ms / 1000).unwrap_or(i64::MAX));
+        }
+        if let Some(resident) = resident_bytes() {
+            self.process_resident.set(i64::try_from(resident).unwrap_or(i64::MAX));
+        }
         sync(&self.origin_body_bytes, stats.body_bytes.load(Ordering::Relaxed));
         sync(&self.fleet_body_bytes, stats.fleet_body_bytes.load(Ordering::Relaxed));
         let ((memory_bytes, memory_items), disk) = cache.usage();
         let gauge =
             |metric: &IntGaugeVec, tier: &str, value: u64| metric.with_label_values(&[tier]).set(i64::try_from(value).unwrap_or(i64::MAX));
+        let (memory_budget, disk_budget) = cache.budgets();
+        gauge(&self.cache_budget, "memory", memory_budget);
+        if let Some(disk_budget) = disk_budget {
+            gauge(&self.cache_budget, "disk", disk_budget);
+        }
         gauge(&self.cache_bytes, "memory", memory_bytes);
         gauge(&self.cache_items, "memory", memory_items);
         if let Some((disk_bytes, disk_items)) = disk {
@@ -174,6 +225,15 @@ impl Metrics {
             .expect("text encoding of gathered metrics");
         String::from_utf8(text).expect("the text format is UTF-8")
     }
+}
+
+/// This process's resident memory, from `/proc/self/statm` (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page_size).ok()?)
 }
 
 #[cfg(test)]
