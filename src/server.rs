@@ -112,6 +112,7 @@ pub fn compose(config: Config) -> Result<(Arc<EdgeState>, Listeners), StartError
             (control, s3)
         }),
     };
+    let node_name = config.fleet.as_ref().map(|fleet| fleet.node.clone());
     let fleet = config.fleet.map(|fleet| {
         let secret = FleetSecret::new(fleet.secret.expose().as_bytes()).expect("the config checked the secret's length");
         let control = fleet.control.map(|control| {
@@ -130,10 +131,13 @@ pub fn compose(config: Config) -> Result<(Arc<EdgeState>, Listeners), StartError
         .filter(|fleet| fleet.asks_other_nodes())
         .map(|fleet| fleet as Arc<dyn ParentTier>);
     let cache = Arc::new(Cache::new(&config.cache, parents, Clock::default())?);
+    let (format, location) = (config.access_log_format, node_name.as_deref().unwrap_or("keyfront"));
     let access_log = match config.access_log {
         None => None,
-        Some(AccessLogTarget::Stdout) => Some(AccessLog::to_stdout()),
-        Some(AccessLogTarget::File(path)) => Some(AccessLog::to_file(&path).map_err(|source| StartError::AccessLog { path, source })?),
+        Some(AccessLogTarget::Stdout) => Some(AccessLog::to_stdout(format, location)),
+        Some(AccessLogTarget::File(path)) => {
+            Some(AccessLog::to_file(&path, format, location).map_err(|source| StartError::AccessLog { path, source })?)
+        }
     };
     let state = EdgeState::new(EdgeParts {
         routing: Routing::new(file.behaviors, config.public_base_url, file.key_groups, &KeyGroups::new()),

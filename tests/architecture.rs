@@ -82,7 +82,7 @@ fn the_lower_modules_import_only_what_design_allows() {
         ("clock", &[]),
         ("request", &[]),
         ("range", &[]),
-        ("accesslog", &[]),
+        ("accesslog", &["config"]),
         ("cache", &["clock", "config", "origin", "range"]),
         ("metrics", &["cache"]),
         ("admin", &["config", "fleet"]),

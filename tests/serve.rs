@@ -534,7 +534,7 @@ fn tls_listeners_serve_http2_and_http1() {
     std::fs::write(
         &config,
         format!(
-            "listen: {plain}\ntls_listen:\n  - {{address: \"{tls}\", certificate: cert.pem, key: key.pem}}\nkey_groups:\n  main:\n    - id: KEC\n      public_key: {ec}\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-secret}}\nbehaviors:\n  - path_pattern: /public/*\n    origin: store\n  - path_pattern: \"*\"\n    origin: store\n    trusted_key_groups: [main]\n",
+            "listen: {plain}\naccess_log: access.jsonl\naccess_log_format: json\ntls_listen:\n  - {{address: \"{tls}\", certificate: cert.pem, key: key.pem}}\nkey_groups:\n  main:\n    - id: KEC\n      public_key: {ec}\norigins:\n  store: {{type: embedded, root: store, listen: \"{store}\", bucket: media, access_key_id: edge-key, secret_access_key: edge-secret}}\nbehaviors:\n  - path_pattern: /public/*\n    origin: store\n  - path_pattern: \"*\"\n    origin: store\n    trusted_key_groups: [main]\n",
             ec = fixture("ec_public.pem").display(),
         ),
     )
@@ -607,6 +607,40 @@ fn tls_listeners_serve_http2_and_http1() {
     );
     assert!(std::fs::read(dir.path().join("whole.bin")).unwrap() == data);
     assert!(std::fs::read(dir.path().join("part.bin")).unwrap() == data[1000..=200_999]);
+
+    // The JSON access log: a line per request, every field named; a TLS
+    // request's line has its protocol and cipher, every line its time to
+    // first byte, the 206 its range.
+    let path = dir.path().join("access.jsonl");
+    common::wait_until("the access log's lines", || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text.lines().count() >= 6)
+    });
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for line in &lines {
+        assert_eq!(line.as_object().unwrap().len(), 33, "{line}");
+        assert_eq!(line["cs-protocol"], "https", "{line}");
+        assert!(line["ssl-protocol"].as_str().unwrap().starts_with("TLS"), "{line}");
+        assert!(
+            line["ssl-cipher"].as_str().unwrap().contains("AES") || line["ssl-cipher"].as_str().unwrap().contains("CHACHA"),
+            "{line}"
+        );
+        let first_byte: f64 = line["time-to-first-byte"].as_str().unwrap().parse().unwrap();
+        let taken: f64 = line["time-taken"].as_str().unwrap().parse().unwrap();
+        assert!(first_byte <= taken + 0.001, "{line}");
+        assert!(line["c-port"].as_str().unwrap().parse::<u16>().is_ok(), "{line}");
+        assert_eq!(line["x-edge-location"], "keyfront");
+    }
+    let ranged = lines.iter().find(|line| line["sc-status"] == "206").expect("the 206's line");
+    assert_eq!(
+        (&ranged["sc-range-start"], &ranged["sc-range-end"]),
+        (&"1000".into(), &"200999".into())
+    );
+    assert_eq!(ranged["cs-protocol-version"], "HTTP/2.0");
+    assert_eq!(ranged["sc-content-len"], "200000");
 }
 
 #[test]

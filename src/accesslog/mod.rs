@@ -5,6 +5,9 @@
 //! The query field holds the viewer's own parameters only (the signing
 //! parameters were removed before anything else), and the cookie field is
 //! always `-`: signatures, policies and cookies never reach the log.
+//!
+//! `json` writes the same fields as one JSON object per line, named as in
+//! `#Fields`, for Vector, Loki or Elasticsearch.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -15,6 +18,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::config::AccessLogFormat as LogFormat;
 
 const FIELDS: &str = "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end";
 
@@ -38,6 +43,9 @@ const BATCH_PAUSE: Duration = Duration::from_millis(20);
 pub struct AccessLog {
     queue: SyncSender<String>,
     dropped: AtomicU64,
+    format: LogFormat,
+    /// `x-edge-location`: the node's name in its fleet, else `keyfront`.
+    location: String,
 }
 
 /// One finished request, as the log needs it.
@@ -66,6 +74,10 @@ pub struct AccessRecord<'a> {
     pub content_length: Option<&'a str>,
     /// `(start, end)` from the response's Content-Range.
     pub range: Option<(u64, u64)>,
+    /// The TLS version and cipher of a TLS connection.
+    pub tls: Option<(&'a str, &'a str)>,
+    /// From the request's header to the response's (none if none was sent).
+    pub time_to_first_byte: Option<Duration>,
 }
 
 /// Appends a logged header value: `-` when there is none.
@@ -107,23 +119,26 @@ fn push_date_time(line: &mut String, unix_seconds: u64) {
 }
 
 impl AccessLog {
-    /// Appends to the file at `path`, writing the header lines if it is new.
-    pub fn to_file(path: &Path) -> std::io::Result<Self> {
+    /// Appends to the file at `path`, writing the header lines if it is new
+    /// (and standard); `location` names this node in its lines.
+    pub fn to_file(path: &Path, format: LogFormat, location: &str) -> std::io::Result<Self> {
         let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        if fresh {
+        if fresh && format == LogFormat::Standard {
             file.write_all(Self::header().as_bytes())?;
         }
-        Ok(Self::writing_to(Box::new(file)))
+        Ok(Self::writing_to(Box::new(file), format, location))
     }
 
     /// Writes to standard output.
-    pub fn to_stdout() -> Self {
-        print!("{}", Self::header());
-        Self::writing_to(Box::new(std::io::stdout()))
+    pub fn to_stdout(format: LogFormat, location: &str) -> Self {
+        if format == LogFormat::Standard {
+            print!("{}", Self::header());
+        }
+        Self::writing_to(Box::new(std::io::stdout()), format, location)
     }
 
-    fn writing_to(sink: Box<dyn Write + Send>) -> Self {
+    fn writing_to(sink: Box<dyn Write + Send>, format: LogFormat, location: &str) -> Self {
         let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE_LINES);
         std::thread::Builder::new()
             .name("access-log".to_owned())
@@ -132,6 +147,8 @@ impl AccessLog {
         Self {
             queue,
             dropped: AtomicU64::new(0),
+            format,
+            location: location.to_owned(),
         }
     }
 
@@ -139,11 +156,13 @@ impl AccessLog {
         format!("#Version: 1.0\n#Fields: {FIELDS}\n")
     }
 
-    /// The line for `record`, newline included.
-    pub fn line(record: &AccessRecord<'_>) -> String {
+    /// The standard line for `record` from the node `location`, newline included.
+    pub fn line(record: &AccessRecord<'_>, location: &str) -> String {
         let mut line = String::with_capacity(320);
         push_date_time(&mut line, record.unix_seconds);
-        let _ = write!(line, "\tkeyfront\t{}\t", record.body_bytes);
+        line.push('\t');
+        push_field(&mut line, Some(location));
+        let _ = write!(line, "\t{}\t", record.body_bytes);
         match record.client {
             Some(client) => write!(line, "{}", client.ip()).unwrap_or_default(),
             None => line.push('-'),
@@ -161,14 +180,22 @@ impl AccessLog {
         let _ = write!(line, "\t-\t{}\t{:016x}\t", record.result, record.request_id);
         push_field(&mut line, record.host);
         let millis = record.time_taken.as_millis();
-        let _ = write!(line, "\thttp\t-\t{}.{:03}\t", millis / 1000, millis % 1000);
+        let scheme = if record.tls.is_some() { "https" } else { "http" };
+        let _ = write!(line, "\t{scheme}\t-\t{}.{:03}\t", millis / 1000, millis % 1000);
         push_field(&mut line, record.forwarded_for);
-        let _ = write!(line, "\t-\t-\t{}\t{}\t-\t-\t", record.result, record.protocol_version);
+        line.push('\t');
+        push_field(&mut line, record.tls.map(|(version, _)| version));
+        line.push('\t');
+        push_field(&mut line, record.tls.map(|(_, cipher)| cipher));
+        let _ = write!(line, "\t{}\t{}\t-\t-\t", record.result, record.protocol_version);
         match record.client {
             Some(client) => write!(line, "{}", client.port()).unwrap_or_default(),
             None => line.push('-'),
         }
-        let _ = write!(line, "\t-\t{}\t", record.detailed_result);
+        match record.time_to_first_byte {
+            Some(first_byte) => write!(line, "\t{:.3}\t{}\t", first_byte.as_secs_f64(), record.detailed_result).unwrap_or_default(),
+            None => write!(line, "\t-\t{}\t", record.detailed_result).unwrap_or_default(),
+        }
         push_field(&mut line, record.content_type);
         line.push('\t');
         push_field(&mut line, record.content_length);
@@ -182,7 +209,12 @@ impl AccessLog {
     /// Queues one line. Never waits: a full queue (the disk far slower than
     /// the requests) drops the line and counts it.
     pub fn write(&self, record: &AccessRecord<'_>) {
-        match self.queue.try_send(Self::line(record)) {
+        let line = Self::line(record, &self.location);
+        let line = match self.format {
+            LogFormat::Standard => line,
+            LogFormat::Json => json_line(&line),
+        };
+        match self.queue.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +226,16 @@ impl AccessLog {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+/// The standard `line` as one JSON object, each field by its `#Fields`
+/// name with the same text.
+pub fn json_line(line: &str) -> String {
+    let fields = FIELDS.split(' ').zip(line.trim_end_matches('\n').split('\t'));
+    let object: serde_json::Map<String, serde_json::Value> = fields.map(|(name, value)| (name.to_owned(), value.into())).collect();
+    let mut json = serde_json::Value::Object(object).to_string();
+    json.push('\n');
+    json
 }
 
 /// The writer thread: waits for a line, writes every line queued, flushes,
@@ -238,16 +280,28 @@ mod tests {
             content_type: Some("video/mp4"),
             content_length: Some("1000"),
             range: Some((0, 999)),
+            tls: Some(("TLSv1.3", "TLS13_AES_128_GCM_SHA256")),
+            time_to_first_byte: Some(Duration::from_micros(4_600)),
         };
-        let line = AccessLog::line(&record);
+        let line = AccessLog::line(&record, "fra-1");
         let fields: Vec<&str> = line.strip_suffix('\n').unwrap().split('\t').collect();
         assert_eq!(fields.len(), FIELDS.split(' ').count());
         assert_eq!(fields.len(), 33);
-        assert_eq!(&fields[..5], ["2026-11-18", "11:06:40", "keyfront", "1000", "192.0.2.7"]);
+        assert_eq!(&fields[..5], ["2026-11-18", "11:06:40", "fra-1", "1000", "192.0.2.7"]);
         assert_eq!(fields[7], "/videos/a%20b.mp4");
         assert_eq!(fields[10], "Mozilla/5.0%20(X11)%09Evil");
         assert_eq!(fields[12], "-", "cookies are never logged");
         assert_eq!((fields[14], fields[18]), ("0000000000c0ffee", "0.012"));
         assert_eq!(&fields[31..], ["0", "999"]);
+        assert_eq!(&fields[16], &"https");
+        assert_eq!(&fields[20..22], ["TLSv1.3", "TLS13_AES_128_GCM_SHA256"]);
+        assert_eq!((fields[26], fields[27]), ("51000", "0.005"));
+
+        let json: serde_json::Value = serde_json::from_str(&json_line(&line)).unwrap();
+        let object = json.as_object().unwrap();
+        assert_eq!(object.len(), 33);
+        for (name, value) in FIELDS.split(' ').zip(&fields) {
+            assert_eq!(object[name], *value, "{name}");
+        }
     }
 }

@@ -22,6 +22,9 @@ pub struct ConfigFile {
     /// Where access-log lines go: `stdout`, or a file path.
     #[serde(default)]
     pub access_log: Option<String>,
+    /// `standard` (CloudFront's format, the default) or `json` (one object a line).
+    #[serde(default)]
+    pub access_log_format: Option<String>,
     /// The bearer token the admin listener's POST endpoints require.
     #[serde(default)]
     pub admin_token: Option<String>,

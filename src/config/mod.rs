@@ -148,6 +148,7 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Where access-log lines go, if anywhere.
     pub access_log: Option<AccessLogTarget>,
+    pub access_log_format: AccessLogFormat,
     /// The application log level, when the file sets one.
     pub log_level: Option<String>,
     /// `scheme://host[:port]` without a trailing slash, when configured.
@@ -305,6 +306,16 @@ pub struct TlsListener {
 pub enum AccessLogTarget {
     Stdout,
     File(PathBuf),
+}
+
+/// How access-log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// CloudFront's standard log format: tab-separated, with header lines.
+    #[default]
+    Standard,
+    /// One JSON object per line, the same fields by their `#Fields` names.
+    Json,
 }
 
 /// CloudFront's three allowed-method sets.
@@ -564,6 +575,11 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 "stdout" => AccessLogTarget::Stdout,
                 path => AccessLogTarget::File(self.base_dir.join(path)),
             }),
+            access_log_format: match file.access_log_format.as_deref() {
+                None | Some("standard") => AccessLogFormat::Standard,
+                Some("json") => AccessLogFormat::Json,
+                Some(other) => return Err(self.invalid("access_log_format", other, "expected standard or json")),
+            },
             public_base_url,
             viewer_idle_timeout: self.bounded_duration("viewer_idle_timeout", file.viewer_idle_timeout.as_deref(), 60, 1..=3600)?,
             viewer_header_timeout: self.bounded_duration("viewer_header_timeout", file.viewer_header_timeout.as_deref(), 10, 1..=300)?,

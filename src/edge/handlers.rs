@@ -341,5 +341,10 @@ pub fn write_access_log(log: &AccessLog, viewer: &Viewer<'_>, ctx: &RequestConte
         content_type: response_header("content-type"),
         content_length: response_header("content-length"),
         range,
+        tls: viewer
+            .digest()
+            .and_then(|digest| digest.ssl_digest.as_deref())
+            .map(|tls| (&*tls.version, &*tls.cipher)),
+        time_to_first_byte: ctx.started.zip(viewer.answered_at).map(|(started, answered)| answered - started),
     });
 }

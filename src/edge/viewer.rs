@@ -23,6 +23,8 @@ pub struct Viewer<'s> {
     /// The behavior's response headers policy, once routed: applied to
     /// every answer after `response_headers`.
     pub header_rules: Option<Arc<HeaderRules>>,
+    /// When the response header was written, for the access log.
+    pub answered_at: Option<std::time::Instant>,
 }
 
 impl<'s> Viewer<'s> {
@@ -31,6 +33,7 @@ impl<'s> Viewer<'s> {
             session,
             response_headers: Vec::new(),
             header_rules: None,
+            answered_at: None,
         }
     }
 
@@ -54,6 +57,7 @@ impl<'s> Viewer<'s> {
                 }
             }
         }
+        self.answered_at = Some(std::time::Instant::now());
         self.session.write_response_header(header).await
     }
 
