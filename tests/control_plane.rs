@@ -1220,3 +1220,54 @@ fn response_headers_policies_reach_every_answer_of_their_behavior() {
         "{refused}"
     );
 }
+
+/// The refusals SDK users match on are worded as CloudFront words them.
+#[test]
+fn refusals_are_worded_as_cloudfront_words_them() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let message = |(status, body, _): (u16, String, Option<String>), code: &str| {
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "{status} {body}");
+        field(&body, "Message").replace("&apos;", "'")
+    };
+    let (id, _, etag) = create_distribution(&setup, "worded", "");
+    assert_eq!(
+        message(api(emulator, "GET", "distribution/ENOSUCHDIST", "", None), "NoSuchDistribution"),
+        "The specified distribution does not exist."
+    );
+    let config = distribution_config("worded", &emulator.bucket, &setup.group_id, "");
+    let path = format!("distribution/{id}/config");
+    assert_eq!(
+        message(api(emulator, "PUT", &path, &config, None), "InvalidIfMatchVersion"),
+        "The If-Match version is missing or not valid for the resource."
+    );
+    assert_eq!(
+        message(api(emulator, "PUT", &path, &config, Some("EWRONG")), "PreconditionFailed"),
+        "The request failed because it didn't meet the preconditions in one or more request-header fields."
+    );
+    let aliases = config.replace(
+        "<Comment>c</Comment>",
+        "<Comment>c</Comment><Aliases><Quantity>2</Quantity><Items><CNAME>a.example.com</CNAME></Items></Aliases>",
+    );
+    assert_eq!(
+        message(api(emulator, "PUT", &path, &aliases, Some(&etag)), "InconsistentQuantities"),
+        "The specified quantity of Aliases (2) does not match the actual quantity supplied (1)."
+    );
+    let nowhere = config.replace("<TargetOriginId>o</TargetOriginId>", "<TargetOriginId>elsewhere</TargetOriginId>");
+    assert_eq!(
+        message(api(emulator, "PUT", &path, &nowhere, Some(&etag)), "NoSuchOrigin"),
+        "One or more of your origins or origin groups do not exist."
+    );
+    let not_a_bucket = config.replace(".s3.amazonaws.com", ".example.com");
+    assert_eq!(
+        message(api(emulator, "PUT", &path, &not_a_bucket, Some(&etag)), "InvalidArgument"),
+        "The parameter Origin DomainName does not refer to a valid S3 bucket."
+    );
+    let reused = config.replace("<Comment>c</Comment>", "<Comment>another</Comment>");
+    assert_eq!(
+        message(api(emulator, "POST", "distribution", &reused, None), "DistributionAlreadyExists"),
+        format!(
+            "The caller reference that you are using to create a distribution is associated with another distribution. Already exists: {id}"
+        )
+    );
+}

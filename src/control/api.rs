@@ -431,12 +431,16 @@ pub fn tags_element(tags: &[(String, String)]) -> Element {
 /// `If-Match` against the resource's current ETag.
 pub fn check_if_match(if_match: Option<&str>, etag: &str) -> Result<(), ApiError> {
     match if_match {
-        None | Some("") => Err(ApiError::new(400, "InvalidIfMatchVersion", "the If-Match header is required")),
+        None | Some("") => Err(ApiError::new(
+            400,
+            "InvalidIfMatchVersion",
+            "The If-Match version is missing or not valid for the resource.",
+        )),
         Some(given) if given == etag => Ok(()),
         Some(_) => Err(ApiError::new(
             412,
             "PreconditionFailed",
-            "the If-Match version is not the current one",
+            "The request failed because it didn't meet the preconditions in one or more request-header fields.",
         )),
     }
 }
@@ -479,7 +483,10 @@ pub fn check_well_formed(element: &Element) -> Result<(), ApiError> {
             return Err(ApiError::new(
                 400,
                 "InconsistentQuantities",
-                format!("{}: Quantity {quantity} but {counted} items", element.name),
+                format!(
+                    "The specified quantity of {} ({quantity}) does not match the actual quantity supplied ({counted}).",
+                    element.name
+                ),
             ));
         }
     }

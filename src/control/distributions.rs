@@ -190,10 +190,11 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
     for origin in &origins {
         let domain = origin.text_of("DomainName").unwrap_or("");
         if s3_bucket(domain).is_none() {
-            return Err(ApiError::invalid(format!(
-                "origin {:?}: keyfront serves S3 origins (BUCKET.s3[.REGION].amazonaws.com), not {domain:?}",
-                origin.text_of("Id").unwrap_or("")
-            )));
+            // CloudFront's words; keyfront serves S3 origins only
+            // (BUCKET.s3[.REGION].amazonaws.com) for now.
+            return Err(ApiError::invalid(
+                "The parameter Origin DomainName does not refer to a valid S3 bucket.",
+            ));
         }
         let origin_path = origin.text_of("OriginPath").unwrap_or("");
         if !origin_path.is_empty() && !canonical_prefix(origin_path) {
@@ -230,7 +231,7 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
             return Err(ApiError::new(
                 404,
                 "NoSuchOrigin",
-                format!("no origin {target:?} in this distribution"),
+                "One or more of your origins or origin groups do not exist.",
             ));
         }
     }
@@ -396,8 +397,8 @@ fn summary(id: &str, record: &DistributionRecord, now: u64) -> Element {
     summary
 }
 
-fn no_such_distribution(id: &str) -> ApiError {
-    ApiError::new(404, "NoSuchDistribution", format!("no distribution {id}"))
+fn no_such_distribution() -> ApiError {
+    ApiError::new(404, "NoSuchDistribution", "The specified distribution does not exist.")
 }
 
 /// The distribution operations but CreateInvalidation.
@@ -414,17 +415,17 @@ pub fn handle(api: &Api, request: &ApiRequest<'_>, segments: &[&str]) -> Result<
             Ok(ApiReply::ok(page("DistributionList", summaries, request, true)?))
         }
         ("GET", ["distribution", id]) => api.store.read(|state| {
-            let record = state.distributions.get(*id).ok_or_else(|| no_such_distribution(id))?;
+            let record = state.distributions.get(*id).ok_or_else(no_such_distribution)?;
             let element = distribution_element(id, record, state, status(record, request.now));
             Ok(ApiReply::ok(element).with_etag(&record.resource.etag))
         }),
         ("GET", ["distribution", id, "config"]) => api.store.read(|state| {
-            let record = state.distributions.get(*id).ok_or_else(|| no_such_distribution(id))?;
+            let record = state.distributions.get(*id).ok_or_else(no_such_distribution)?;
             Ok(ApiReply::ok(record.resource.config.clone()).with_etag(&record.resource.etag))
         }),
         ("PUT", ["distribution", id, "config"]) => update(api, id, request),
         ("DELETE", ["distribution", id]) => api.store.update(|state| {
-            let record = state.distributions.get(*id).ok_or_else(|| no_such_distribution(id))?;
+            let record = state.distributions.get(*id).ok_or_else(no_such_distribution)?;
             check_if_match(request.if_match, &record.resource.etag)?;
             if record.resource.config.text_of("Enabled") != Some("false") || status(record, request.now) != "Deployed" {
                 return Err(ApiError::new(
@@ -441,7 +442,7 @@ pub fn handle(api: &Api, request: &ApiRequest<'_>, segments: &[&str]) -> Result<
         ("GET", ["distribution", id, "invalidation"]) => {
             let summaries = api.store.read(|state| {
                 if !state.distributions.contains_key(*id) {
-                    return Err(no_such_distribution(id));
+                    return Err(no_such_distribution());
                 }
                 Ok(state
                     .invalidations
@@ -462,7 +463,7 @@ pub fn handle(api: &Api, request: &ApiRequest<'_>, segments: &[&str]) -> Result<
         }
         ("GET", ["distribution", id, "invalidation", invalidation]) => api.store.read(|state| {
             if !state.distributions.contains_key(*id) {
-                return Err(no_such_distribution(id));
+                return Err(no_such_distribution());
             }
             let found = state
                 .invalidations
@@ -515,7 +516,9 @@ fn create(api: &Api, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
                 Err(ApiError::new(
                     409,
                     "DistributionAlreadyExists",
-                    format!("the CallerReference was used by distribution {id}"),
+                    format!(
+                        "The caller reference that you are using to create a distribution is associated with another distribution. Already exists: {id}"
+                    ),
                 ))
             };
         }
@@ -559,7 +562,7 @@ fn update(api: &Api, id: &str, request: &ApiRequest<'_>) -> Result<ApiReply, Api
     fill_containers(&mut config);
     let stamp = iso_time(request.now);
     api.store.update(|state| {
-        let record = state.distributions.get(id).ok_or_else(|| no_such_distribution(id))?;
+        let record = state.distributions.get(id).ok_or_else(no_such_distribution)?;
         check_if_match(request.if_match, &record.resource.etag)?;
         if record.resource.config.text_of("CallerReference") != config.text_of("CallerReference") {
             return Err(ApiError::new(
@@ -620,7 +623,7 @@ pub fn create_invalidation(api: &Api, id: &str, request: &ApiRequest<'_>) -> Res
         .to_owned();
     let reply = api.store.update(|state| {
         if !state.distributions.contains_key(id) {
-            return Err(no_such_distribution(id));
+            return Err(no_such_distribution());
         }
         let all = state.invalidations.entry(id.to_owned()).or_default();
         if let Some(existing) = all.iter().find(|i| i.batch.text_of("CallerReference") == Some(&caller_reference)) {
