@@ -244,6 +244,7 @@ fn terraform_applies_plans_no_change_and_destroys() {
 
     let output = |name: &str| succeeded("terraform output", terraform(&emulate, work, &["output", "-raw", name]));
     let (domain, key_id) = (output("domain_name"), output("public_key_id"));
+    assert!(output("legacy_identity_path").starts_with("origin-access-identity/cloudfront/E"));
     emulate.put("/site/index.html", b"<h1>signed home</h1>");
     emulate.put("/site/public/hello.txt", b"hello");
     let expires = (common::now() + 600).to_string();
@@ -289,7 +290,7 @@ fn terraform_applies_plans_no_change_and_destroys() {
     );
     let destroyed = terraform(&emulate, work, &["destroy", "-auto-approve", "-var=comment=changed"]);
     let report = succeeded("terraform destroy", destroyed);
-    assert!(report.contains("Destroy complete! Resources: 5 destroyed."), "{report}");
+    assert!(report.contains("Destroy complete! Resources: 6 destroyed."), "{report}");
     assert_eq!(
         curl(&format!("http://{domain}/public/hello.txt")).0,
         "403",

@@ -1271,3 +1271,84 @@ fn refusals_are_worded_as_cloudfront_words_them() {
         )
     );
 }
+
+/// Legacy origin access identities are made, read, listed, changed and
+/// deleted as CloudFront's are; an S3 origin naming one is served like one
+/// with an origin access control, and one naming none is refused.
+#[test]
+fn origin_access_identities_are_cloudfronts_and_serve_their_origins() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let body = |reference: &str, comment: &str| {
+        format!(
+            "<CloudFrontOriginAccessIdentityConfig {NS}><CallerReference>{reference}</CallerReference><Comment>{comment}</Comment></CloudFrontOriginAccessIdentityConfig>"
+        )
+    };
+    let create = |comment: &str| api(emulator, "POST", "origin-access-identity/cloudfront", &body("oai-1", comment), None);
+    let (status, created, etag) = create("legacy");
+    assert_eq!(status, 201, "{created}");
+    let id = field(&created, "Id");
+    let canonical = field(&created, "S3CanonicalUserId");
+    assert!(id.starts_with('E') && id.len() == 14, "{id}");
+    assert!(
+        canonical.len() == 96 && canonical.chars().all(|c| c.is_ascii_hexdigit()),
+        "{canonical}"
+    );
+    let (status, again, _) = create("legacy");
+    assert!(
+        status == 201 && field(&again, "Id") == id,
+        "the same request again answers what it made"
+    );
+    let (status, refused, _) = create("other");
+    assert!(
+        status == 409 && refused.contains("CloudFrontOriginAccessIdentityAlreadyExists"),
+        "{refused}"
+    );
+    let (_, listed, _) = api(emulator, "GET", "origin-access-identity/cloudfront", "", None);
+    assert!(
+        listed.contains("<CloudFrontOriginAccessIdentityList") && listed.contains(&canonical),
+        "{listed}"
+    );
+    assert_eq!(field(&listed, "IsTruncated"), "false");
+    let path = format!("origin-access-identity/cloudfront/{id}");
+    let (status, changed, etag) = api(
+        emulator,
+        "PUT",
+        &format!("{path}/config"),
+        &body("oai-1", "renamed"),
+        etag.as_deref(),
+    );
+    assert!(status == 200 && field(&changed, "Comment") == "renamed", "{changed}");
+    let (_, config, _) = api(emulator, "GET", &format!("{path}/config"), "", None);
+    assert_eq!(field(&config, "Comment"), "renamed");
+
+    let origin = |named: &str| {
+        distribution_config("oai-dist", &emulator.bucket, &setup.group_id, "").replace(
+            "<S3OriginConfig><OriginAccessIdentity></OriginAccessIdentity></S3OriginConfig>",
+            &format!("<S3OriginConfig><OriginAccessIdentity>{named}</OriginAccessIdentity></S3OriginConfig>"),
+        )
+    };
+    for named in ["origin-access-identity/cloudfront/ENOSUCHIDENTITY", "not-an-identity"] {
+        let (status, refused, _) = api(emulator, "POST", "distribution", &origin(named), None);
+        assert!(
+            status == 400 && refused.contains("<Code>InvalidOriginAccessIdentity</Code>"),
+            "{named}: {refused}"
+        );
+    }
+    let (status, created, _) = api(
+        emulator,
+        "POST",
+        "distribution",
+        &origin(&format!("origin-access-identity/cloudfront/{id}")),
+        None,
+    );
+    assert_eq!(status, 201, "{created}");
+    put(emulator, "/prefix/public/oai.txt", b"through an identity");
+    let answer = get(emulator.edge, &format!("http://{}/public/oai.txt", field(&created, "DomainName")));
+    assert_eq!((answer.status, answer.text()), (200, "through an identity".into()));
+    let (status, refused, _) = api(emulator, "DELETE", &path, "", etag.as_deref());
+    assert!(
+        status == 409 && refused.contains("CloudFrontOriginAccessIdentityInUse"),
+        "{refused}"
+    );
+}

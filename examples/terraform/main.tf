@@ -86,6 +86,12 @@ resource "aws_cloudfront_origin_access_control" "bucket" {
   signing_protocol                  = "sigv4"
 }
 
+# The legacy way to let a distribution read a bucket, still in many
+# configurations: served like the origin access control above.
+resource "aws_cloudfront_origin_access_identity" "legacy" {
+  comment = "keyfront example (legacy identity)"
+}
+
 resource "aws_cloudfront_distribution" "media" {
   enabled             = true
   comment             = var.comment
@@ -136,6 +142,10 @@ resource "aws_cloudfront_distribution" "media" {
 
 output "domain_name" {
   value = aws_cloudfront_distribution.media.domain_name
+}
+
+output "legacy_identity_path" {
+  value = aws_cloudfront_origin_access_identity.legacy.cloudfront_access_identity_path
 }
 
 output "public_key_id" {

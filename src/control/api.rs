@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::distributions;
 use super::policies::{self, PolicyType};
-use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, PUBLIC_KEY};
+use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, ORIGIN_ACCESS_IDENTITY, PUBLIC_KEY};
 use super::store::{Resource, State, Store, StoreError};
 use super::xml::{Element, XmlError, list};
 
@@ -185,6 +185,12 @@ impl Api {
                 let policy = policies::by_path(path).expect("matched");
                 self.policy(policy, method, rest, request)
             }
+            ("POST", ["origin-access-identity", "cloudfront"]) => self.create(&ORIGIN_ACCESS_IDENTITY, request),
+            ("GET", ["origin-access-identity", "cloudfront"]) => self.list(&ORIGIN_ACCESS_IDENTITY, request),
+            ("GET", ["origin-access-identity", "cloudfront", id]) => self.get(&ORIGIN_ACCESS_IDENTITY, id),
+            ("GET", ["origin-access-identity", "cloudfront", id, "config"]) => self.get_config(&ORIGIN_ACCESS_IDENTITY, id),
+            ("PUT", ["origin-access-identity", "cloudfront", id, "config"]) => self.update(&ORIGIN_ACCESS_IDENTITY, id, request),
+            ("DELETE", ["origin-access-identity", "cloudfront", id]) => self.delete(&ORIGIN_ACCESS_IDENTITY, id, request),
             ("GET" | "POST", ["tagging"]) => self.tagging(request),
             ("POST", ["distribution", id, "invalidation"]) => {
                 distributions::create_invalidation(self, id, request).map(|(reply, paths)| {

@@ -7,6 +7,7 @@ use super::api::{
     page, random_id,
 };
 use super::policies;
+use super::resources;
 use super::store::{DistributionRecord, InvalidationRecord, Resource, State};
 use super::xml::{Element, list};
 use crate::config::AllowedMethods;
@@ -203,6 +204,18 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
                 origin.text_of("Id").unwrap_or("")
             )));
         }
+        if let Some(identity) = origin
+            .at(&["S3OriginConfig", "OriginAccessIdentity"])
+            .map(|element| element.text.as_str())
+            .filter(|named| !named.is_empty())
+            && !named_identity(identity).is_some_and(|id| state.origin_access_identities.contains_key(id))
+        {
+            return Err(ApiError::new(
+                400,
+                "InvalidOriginAccessIdentity",
+                "The origin access identity is not valid or doesn't exist.",
+            ));
+        }
         if let Some(oac) = origin.text_of("OriginAccessControlId").filter(|id| !id.is_empty())
             && !state.origin_access_controls.contains_key(oac)
         {
@@ -277,6 +290,11 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
         }
     }
     Ok(())
+}
+
+/// The identity id an origin's `OriginAccessIdentity` names.
+fn named_identity(named: &str) -> Option<&str> {
+    named.strip_prefix(resources::IDENTITY_PREFIX)
 }
 
 /// The alternate domain names of a distribution's config, lower case.

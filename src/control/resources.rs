@@ -10,6 +10,9 @@ use super::store::{Resource, State};
 use super::xml::Element;
 use crate::auth::PublicKey;
 
+/// An element's name and how its text follows from a resource's id.
+pub type Derived = (&'static str, fn(&str) -> String);
+
 /// One of the simple resources and its rules.
 pub struct Kind {
     pub resource: &'static str,
@@ -18,6 +21,9 @@ pub struct Kind {
     pub path: &'static str,
     /// The time element of the resource (`CreatedTime`, `LastModifiedTime`), if any.
     pub time: Option<&'static str>,
+    /// An element derived from the id, shown after it (an origin access
+    /// identity's `S3CanonicalUserId`), if any.
+    pub derived: Option<Derived>,
     pub list: &'static str,
     pub marker_in_list: bool,
     pub not_found: &'static str,
@@ -40,6 +46,9 @@ pub struct Kind {
 impl Kind {
     pub fn resource(&self, id: &str, resource: &Resource) -> Element {
         let mut element = Element::new(self.resource).with(Element::leaf("Id", id));
+        if let Some((name, derive)) = self.derived {
+            element.children.push(Element::leaf(name, derive(id)));
+        }
         match self.time {
             Some("CreatedTime") => element.children.push(Element::leaf("CreatedTime", resource.created.clone())),
             Some(name) => element.children.push(Element::leaf(name, resource.modified.clone())),
@@ -65,6 +74,7 @@ pub const PUBLIC_KEY: Kind = Kind {
     config: "PublicKeyConfig",
     path: "public-key",
     time: Some("CreatedTime"),
+    derived: None,
     list: "PublicKeyList",
     marker_in_list: false,
     not_found: "NoSuchPublicKey",
@@ -117,6 +127,7 @@ pub const KEY_GROUP: Kind = Kind {
     config: "KeyGroupConfig",
     path: "key-group",
     time: Some("LastModifiedTime"),
+    derived: None,
     list: "KeyGroupList",
     marker_in_list: false,
     not_found: "NoSuchResource",
@@ -150,6 +161,7 @@ pub const ORIGIN_ACCESS_CONTROL: Kind = Kind {
     config: "OriginAccessControlConfig",
     path: "origin-access-control",
     time: None,
+    derived: None,
     list: "OriginAccessControlList",
     marker_in_list: true,
     not_found: "NoSuchOriginAccessControl",
@@ -190,5 +202,66 @@ pub const ORIGIN_ACCESS_CONTROL: Kind = Kind {
             .with(field("SigningProtocol"))
             .with(field("SigningBehavior"))
             .with(field("OriginAccessControlOriginType"))
+    },
+};
+
+/// The prefix a distribution's `S3OriginConfig/OriginAccessIdentity` names
+/// an identity with.
+pub const IDENTITY_PREFIX: &str = "origin-access-identity/cloudfront/";
+
+/// An identity's `S3CanonicalUserId`: 96 hex digits, derived from its id
+/// (the emulator has no accounts to draw canonical users from).
+fn canonical_user_id(id: &str) -> String {
+    use sha2::Digest;
+    let first = sha2::Sha256::digest(id.as_bytes());
+    let second = sha2::Sha256::digest(first);
+    hex::encode([&first[..], &second[..16]].concat())
+}
+
+/// Legacy origin access identities: stored, listed and named by S3
+/// origins, which are served alike with an identity or with an OAC.
+pub const ORIGIN_ACCESS_IDENTITY: Kind = Kind {
+    resource: "CloudFrontOriginAccessIdentity",
+    config: "CloudFrontOriginAccessIdentityConfig",
+    path: "origin-access-identity/cloudfront",
+    time: None,
+    derived: Some(("S3CanonicalUserId", canonical_user_id)),
+    list: "CloudFrontOriginAccessIdentityList",
+    marker_in_list: true,
+    not_found: "NoSuchCloudFrontOriginAccessIdentity",
+    already_exists: "CloudFrontOriginAccessIdentityAlreadyExists",
+    in_use: "CloudFrontOriginAccessIdentityInUse",
+    collection: |state| &mut state.origin_access_identities,
+    resources: |state| &state.origin_access_identities,
+    new_id: || random_id('E'),
+    quota: (100, "TooManyCloudFrontOriginAccessIdentities"),
+    validate: |config, _| required(config, &["CallerReference", "Comment"]),
+    check_update: |current, next| {
+        if current.text_of("CallerReference") != next.text_of("CallerReference") {
+            return Err(ApiError::new(
+                400,
+                "IllegalUpdate",
+                "the CallerReference of an origin access identity cannot change",
+            ));
+        }
+        Ok(())
+    },
+    used_by: |state, id| {
+        let named = format!("{IDENTITY_PREFIX}{id}");
+        distributions::first_using(state, |config| {
+            config.at(&["Origins"]).is_some_and(|origins| {
+                origins.items().any(|origin| {
+                    origin
+                        .at(&["S3OriginConfig", "OriginAccessIdentity"])
+                        .is_some_and(|e| e.text == named)
+                })
+            })
+        })
+    },
+    summary: |id, resource| {
+        Element::new("CloudFrontOriginAccessIdentitySummary")
+            .with(Element::leaf("Id", id))
+            .with(Element::leaf("S3CanonicalUserId", canonical_user_id(id)))
+            .with(Element::leaf("Comment", resource.config.text_of("Comment").unwrap_or("")))
     },
 };

@@ -51,6 +51,9 @@ pub struct State {
     pub public_keys: BTreeMap<String, Resource>,
     pub key_groups: BTreeMap<String, Resource>,
     pub origin_access_controls: BTreeMap<String, Resource>,
+    /// Legacy origin access identities.
+    #[serde(default)]
+    pub origin_access_identities: BTreeMap<String, Resource>,
     /// The account's own cache policies (the managed ones are not stored).
     #[serde(default)]
     pub cache_policies: BTreeMap<String, Resource>,
@@ -77,6 +80,7 @@ pub enum Collection {
     PublicKeys,
     KeyGroups,
     OriginAccessControls,
+    OriginAccessIdentities,
     CachePolicies,
     OriginRequestPolicies,
     ResponseHeadersPolicies,
@@ -87,10 +91,11 @@ pub enum Collection {
     Tags,
 }
 
-const COLLECTIONS: [Collection; 9] = [
+const COLLECTIONS: [Collection; 10] = [
     Collection::PublicKeys,
     Collection::KeyGroups,
     Collection::OriginAccessControls,
+    Collection::OriginAccessIdentities,
     Collection::CachePolicies,
     Collection::OriginRequestPolicies,
     Collection::ResponseHeadersPolicies,
@@ -118,6 +123,7 @@ impl Collection {
             Collection::PublicKeys => "public-key",
             Collection::KeyGroups => "key-group",
             Collection::OriginAccessControls => "origin-access-control",
+            Collection::OriginAccessIdentities => "origin-access-identity",
             Collection::CachePolicies => "cache-policy",
             Collection::OriginRequestPolicies => "origin-request-policy",
             Collection::ResponseHeadersPolicies => "response-headers-policy",
@@ -138,6 +144,7 @@ impl Collection {
             Collection::PublicKeys => json(&state.public_keys),
             Collection::KeyGroups => json(&state.key_groups),
             Collection::OriginAccessControls => json(&state.origin_access_controls),
+            Collection::OriginAccessIdentities => json(&state.origin_access_identities),
             Collection::CachePolicies => json(&state.cache_policies),
             Collection::OriginRequestPolicies => json(&state.origin_request_policies),
             Collection::ResponseHeadersPolicies => json(&state.response_headers_policies),
@@ -167,6 +174,7 @@ impl Collection {
             Collection::PublicKeys => set(&mut state.public_keys, id, record),
             Collection::KeyGroups => set(&mut state.key_groups, id, record),
             Collection::OriginAccessControls => set(&mut state.origin_access_controls, id, record),
+            Collection::OriginAccessIdentities => set(&mut state.origin_access_identities, id, record),
             Collection::CachePolicies => set(&mut state.cache_policies, id, record),
             Collection::OriginRequestPolicies => set(&mut state.origin_request_policies, id, record),
             Collection::ResponseHeadersPolicies => set(&mut state.response_headers_policies, id, record),

@@ -201,6 +201,7 @@ pub const CACHE_POLICIES: PolicyType = PolicyType {
         config: "CachePolicyConfig",
         path: "cache-policy",
         time: Some("LastModifiedTime"),
+        derived: None,
         list: "CachePolicyList",
         marker_in_list: false,
         not_found: "NoSuchCachePolicy",

@@ -111,6 +111,7 @@ pub const ORIGIN_REQUEST_POLICIES: PolicyType = PolicyType {
         config: "OriginRequestPolicyConfig",
         path: "origin-request-policy",
         time: Some("LastModifiedTime"),
+        derived: None,
         list: "OriginRequestPolicyList",
         marker_in_list: false,
         not_found: "NoSuchOriginRequestPolicy",

@@ -256,6 +256,7 @@ pub const RESPONSE_HEADERS_POLICIES: PolicyType = PolicyType {
         config: "ResponseHeadersPolicyConfig",
         path: "response-headers-policy",
         time: Some("LastModifiedTime"),
+        derived: None,
         list: "ResponseHeadersPolicyList",
         marker_in_list: false,
         not_found: "NoSuchResponseHeadersPolicy",
