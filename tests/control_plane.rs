@@ -1352,3 +1352,30 @@ fn origin_access_identities_are_cloudfronts_and_serve_their_origins() {
         "{refused}"
     );
 }
+
+/// Fields a client leaves out read back with CloudFront's defaults, as
+/// SDK code that reads a distribution back expects them.
+#[test]
+fn omitted_fields_read_back_with_cloudfronts_defaults() {
+    let setup = start(EmulatorOptions::default());
+    let (id, _, _) = create_distribution(&setup, "defaults", "");
+    let (status, config, _) = api(&setup.emulator, "GET", &format!("distribution/{id}/config"), "", None);
+    assert_eq!(status, 200);
+    for (name, default) in [
+        ("PriceClass", "PriceClass_All"),
+        ("HttpVersion", "http2"),
+        ("IsIPV6Enabled", "true"),
+        ("ConnectionAttempts", "3"),
+        ("ConnectionTimeout", "10"),
+        ("Compress", "false"),
+        ("SmoothStreaming", "false"),
+    ] {
+        assert_eq!(field(&config, name), default, "{name}");
+    }
+    for empty in ["WebACLId", "FieldLevelEncryptionId", "DefaultRootObject"] {
+        assert!(config.contains(&format!("<{empty}></{empty}>")), "{empty} in {config}");
+    }
+    assert!(config.contains("<Logging><Enabled>false</Enabled>"), "{config}");
+    assert!(config.contains("<OriginShield><Enabled>false</Enabled></OriginShield>"), "{config}");
+    assert!(config.contains("<CustomHeaders><Quantity>0</Quantity></CustomHeaders>"), "{config}");
+}

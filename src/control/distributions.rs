@@ -87,11 +87,38 @@ pub fn behaviors(config: &Element) -> impl Iterator<Item = &Element> {
         .chain(config.child("DefaultCacheBehavior"))
 }
 
-/// Adds the containers CloudFront always returns (empty) where the client
-/// left them out; what it sent stays as it sent it.
+/// Adds the containers CloudFront always returns (empty), and its
+/// defaults for fields the client left out; what it sent stays as it sent it.
 fn fill_containers(config: &mut Element) {
     for name in ["Aliases", "CacheBehaviors", "CustomErrorResponses", "OriginGroups", "Origins"] {
         config.ensure(list(name, Vec::new()));
+    }
+    for (name, default) in [
+        ("DefaultRootObject", ""),
+        ("PriceClass", "PriceClass_All"),
+        ("HttpVersion", "http2"),
+        ("IsIPV6Enabled", "true"),
+        ("WebACLId", ""),
+        ("Staging", "false"),
+        ("ContinuousDeploymentPolicyId", ""),
+    ] {
+        config.ensure(Element::leaf(name, default));
+    }
+    config.ensure(
+        Element::new("Logging")
+            .with(Element::leaf("Enabled", "false"))
+            .with(Element::leaf("IncludeCookies", "false"))
+            .with(Element::leaf("Bucket", ""))
+            .with(Element::leaf("Prefix", "")),
+    );
+    if let Some(origins) = config.child_mut("Origins").and_then(|o| o.child_mut("Items")) {
+        for origin in &mut origins.children {
+            origin.ensure(list("CustomHeaders", Vec::new()));
+            origin.ensure(Element::leaf("ConnectionAttempts", "3"));
+            origin.ensure(Element::leaf("ConnectionTimeout", "10"));
+            origin.ensure(Element::new("OriginShield").with(Element::leaf("Enabled", "false")));
+            origin.ensure(Element::leaf("OriginAccessControlId", ""));
+        }
     }
     config.ensure(Element::new("Restrictions")).ensure(
         Element::new("GeoRestriction")
@@ -109,6 +136,9 @@ fn fill_containers(config: &mut Element) {
         let allowed = behavior.ensure(list("AllowedMethods", get_head()));
         allowed.ensure(list("CachedMethods", get_head()));
         behavior.ensure(list("FunctionAssociations", Vec::new()));
+        for (name, default) in [("Compress", "false"), ("SmoothStreaming", "false"), ("FieldLevelEncryptionId", "")] {
+            behavior.ensure(Element::leaf(name, default));
+        }
         behavior.ensure(list("LambdaFunctionAssociations", Vec::new()));
         for signers in ["TrustedKeyGroups", "TrustedSigners"] {
             if behavior.child(signers).is_none() {
