@@ -290,7 +290,7 @@ fn terraform_applies_plans_no_change_and_destroys() {
     );
     let destroyed = terraform(&emulate, work, &["destroy", "-auto-approve", "-var=comment=changed"]);
     let report = succeeded("terraform destroy", destroyed);
-    assert!(report.contains("Destroy complete! Resources: 6 destroyed."), "{report}");
+    assert!(report.contains("Destroy complete! Resources: 7 destroyed."), "{report}");
     assert_eq!(
         curl(&format!("http://{domain}/public/hello.txt")).0,
         "403",

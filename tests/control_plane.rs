@@ -1379,3 +1379,37 @@ fn omitted_fields_read_back_with_cloudfronts_defaults() {
     assert!(config.contains("<OriginShield><Enabled>false</Enabled></OriginShield>"), "{config}");
     assert!(config.contains("<CustomHeaders><Quantity>0</Quantity></CustomHeaders>"), "{config}");
 }
+
+/// A distribution's monitoring subscription is accepted, stored, read back
+/// and deleted as CloudFront's; a malformed one is refused.
+#[test]
+fn monitoring_subscriptions_are_stored_and_answered() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let (id, _, _) = create_distribution(&setup, "monitored", "");
+    let path = format!("distributions/{id}/monitoring-subscription");
+    let body = |status: &str| {
+        format!(
+            "<MonitoringSubscription {NS}><RealtimeMetricsSubscriptionConfig><RealtimeMetricsSubscriptionStatus>{status}</RealtimeMetricsSubscriptionStatus></RealtimeMetricsSubscriptionConfig></MonitoringSubscription>"
+        )
+    };
+    let (status, missing, _) = api(emulator, "GET", &path, "", None);
+    assert!(status == 404 && missing.contains("NoSuchMonitoringSubscription"), "{missing}");
+    let (status, refused, _) = api(emulator, "POST", &path, &body("Sometimes"), None);
+    assert!(status == 400 && refused.contains("InvalidArgument"), "{refused}");
+    let (status, created, _) = api(emulator, "POST", &path, &body("Enabled"), None);
+    assert_eq!(status, 200, "{created}");
+    let (status, again, _) = api(emulator, "POST", &path, &body("Disabled"), None);
+    assert!(status == 409 && again.contains("MonitoringSubscriptionAlreadyExists"), "{again}");
+    let (status, read, _) = api(emulator, "GET", &path, "", None);
+    assert!(
+        status == 200 && field(&read, "RealtimeMetricsSubscriptionStatus") == "Enabled",
+        "{read}"
+    );
+    let (status, _, _) = api(emulator, "GET", "distributions/ENOSUCHDIST/monitoring-subscription", "", None);
+    assert_eq!(status, 404);
+    let (status, _, _) = api(emulator, "DELETE", &path, "", None);
+    assert_eq!(status, 200);
+    let (status, _, _) = api(emulator, "GET", &path, "", None);
+    assert_eq!(status, 404);
+}

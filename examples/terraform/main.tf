@@ -140,6 +140,16 @@ resource "aws_cloudfront_distribution" "media" {
   }
 }
 
+resource "aws_cloudfront_monitoring_subscription" "media" {
+  distribution_id = aws_cloudfront_distribution.media.id
+
+  monitoring_subscription {
+    realtime_metrics_subscription_config {
+      realtime_metrics_subscription_status = "Enabled"
+    }
+  }
+}
+
 output "domain_name" {
   value = aws_cloudfront_distribution.media.domain_name
 }

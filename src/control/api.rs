@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use super::distributions;
 use super::policies::{self, PolicyType};
 use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, ORIGIN_ACCESS_IDENTITY, PUBLIC_KEY};
 use super::store::{Resource, State, Store, StoreError};
 use super::xml::{Element, XmlError, list};
+use super::{distributions, monitoring};
 
 /// The path every operation starts with.
 pub const VERSION_PREFIX: &str = "/2020-05-31/";
@@ -191,6 +191,10 @@ impl Api {
             ("GET", ["origin-access-identity", "cloudfront", id, "config"]) => self.get_config(&ORIGIN_ACCESS_IDENTITY, id),
             ("PUT", ["origin-access-identity", "cloudfront", id, "config"]) => self.update(&ORIGIN_ACCESS_IDENTITY, id, request),
             ("DELETE", ["origin-access-identity", "cloudfront", id]) => self.delete(&ORIGIN_ACCESS_IDENTITY, id, request),
+            ("GET", ["distributions", id, "monitoring-subscription"]) => self.store.read(|state| monitoring::get(id, state)),
+            ("POST" | "DELETE", ["distributions", id, "monitoring-subscription"]) => {
+                self.store.update(|state| monitoring::change(id, request, state))
+            }
             ("GET" | "POST", ["tagging"]) => self.tagging(request),
             ("POST", ["distribution", id, "invalidation"]) => {
                 distributions::create_invalidation(self, id, request).map(|(reply, paths)| {

@@ -445,7 +445,7 @@ fn summary(id: &str, record: &DistributionRecord, now: u64) -> Element {
     summary
 }
 
-fn no_such_distribution() -> ApiError {
+pub fn no_such_distribution() -> ApiError {
     ApiError::new(404, "NoSuchDistribution", "The specified distribution does not exist.")
 }
 
@@ -485,6 +485,7 @@ pub fn handle(api: &Api, request: &ApiRequest<'_>, segments: &[&str]) -> Result<
             state.distributions.remove(*id);
             state.invalidations.remove(*id);
             state.tags.remove(&arn(id));
+            state.monitoring_subscriptions.remove(*id);
             Ok(ApiReply::no_content())
         }),
         ("GET", ["distribution", id, "invalidation"]) => {

@@ -8,6 +8,7 @@
 mod api;
 mod compile;
 mod distributions;
+mod monitoring;
 mod policies;
 mod resources;
 mod sigv4;

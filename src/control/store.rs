@@ -66,6 +66,9 @@ pub struct State {
     pub invalidations: BTreeMap<String, Vec<InvalidationRecord>>,
     /// By resource ARN.
     pub tags: BTreeMap<String, Vec<(String, String)>>,
+    /// By distribution id.
+    #[serde(default)]
+    pub monitoring_subscriptions: BTreeMap<String, Element>,
     /// The version of each resource's last change (see the module's doc),
     /// by `<collection>/<id>`: deleted ones keep theirs, so an older change
     /// read late does not bring them back.
@@ -89,9 +92,10 @@ pub enum Collection {
     Invalidations,
     /// A resource's tags, by its ARN.
     Tags,
+    MonitoringSubscriptions,
 }
 
-const COLLECTIONS: [Collection; 10] = [
+const COLLECTIONS: [Collection; 11] = [
     Collection::PublicKeys,
     Collection::KeyGroups,
     Collection::OriginAccessControls,
@@ -102,6 +106,7 @@ const COLLECTIONS: [Collection; 10] = [
     Collection::Distributions,
     Collection::Invalidations,
     Collection::Tags,
+    Collection::MonitoringSubscriptions,
 ];
 
 /// A resource created, changed or deleted through one node's API, as the
@@ -130,6 +135,7 @@ impl Collection {
             Collection::Distributions => "distribution",
             Collection::Invalidations => "invalidations",
             Collection::Tags => "tags",
+            Collection::MonitoringSubscriptions => "monitoring-subscription",
         }
     }
 
@@ -151,6 +157,7 @@ impl Collection {
             Collection::Distributions => json(&state.distributions),
             Collection::Invalidations => json(&state.invalidations),
             Collection::Tags => json(&state.tags),
+            Collection::MonitoringSubscriptions => json(&state.monitoring_subscriptions),
         }
     }
 
@@ -181,6 +188,7 @@ impl Collection {
             Collection::Distributions => set(&mut state.distributions, id, record),
             Collection::Invalidations => set(&mut state.invalidations, id, record),
             Collection::Tags => set(&mut state.tags, id, record),
+            Collection::MonitoringSubscriptions => set(&mut state.monitoring_subscriptions, id, record),
         }
     }
 }
