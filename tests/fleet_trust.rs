@@ -158,10 +158,15 @@ fn key_group(control: SocketAddr) -> (Signer, String) {
 /// A distribution over the other bucket under `/d`: public by default,
 /// `/priv/*` signed by `group`. Its id and DomainName.
 fn distribution(control: SocketAddr, group: &str) -> (String, String) {
+    distribution_with(control, group, "")
+}
+
+/// `distribution`, its default behavior given `extra` elements.
+fn distribution_with(control: SocketAddr, group: &str, extra: &str) -> (String, String) {
     let body = format!(
         "<DistributionConfig {NS}><CallerReference>fleet</CallerReference><Comment/><Enabled>true</Enabled>\
          <Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>{OTHER_BUCKET}.s3.amazonaws.com</DomainName><OriginPath>/d</OriginPath></Origin></Items></Origins>\
-         <DefaultCacheBehavior><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy></DefaultCacheBehavior>\
+         <DefaultCacheBehavior><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy>{extra}</DefaultCacheBehavior>\
          <CacheBehaviors><Quantity>1</Quantity><Items><CacheBehavior><PathPattern>priv/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><TrustedKeyGroups><Enabled>true</Enabled><Quantity>1</Quantity><Items><KeyGroup>{group}</KeyGroup></Items></TrustedKeyGroups></CacheBehavior></Items></CacheBehaviors></DistributionConfig>"
     );
     let created = call(control, "POST", "/2020-05-31/distribution", body.as_bytes(), None);
@@ -454,5 +459,49 @@ fn no_viewer_reads_or_writes_the_control_log() {
     ] {
         let answer = common::store_request(&log, stack.store, "GET", &format!("/{BUCKET}{key}"), &[], b"");
         assert_eq!(answer.status, 404, "{key} was never written");
+    }
+}
+
+/// A response headers policy is laid over what a node answers its viewers,
+/// and never over what it answers another node: a policy telling browsers
+/// `Cache-Control: no-store` leaves the nodes of the fleet caching.
+#[test]
+fn response_headers_policies_apply_to_viewers_not_between_nodes() {
+    let site = Site::start();
+    let data = common::patterned(3 << 20);
+    site.put_other("/d/big.bin", &data);
+    let control = site.nodes[1].control;
+    let policy = format!(
+        "<ResponseHeadersPolicyConfig {NS}><Name>edge-only</Name>\
+         <CustomHeadersConfig><Quantity>1</Quantity><Items><ResponseHeadersPolicyCustomHeader><Header>Cache-Control</Header><Value>no-store</Value><Override>true</Override></ResponseHeadersPolicyCustomHeader></Items></CustomHeadersConfig>\
+         </ResponseHeadersPolicyConfig>"
+    );
+    let created = call(control, "POST", "/2020-05-31/response-headers-policy", policy.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let policy = field(&text(&created), "Id");
+    let (_, group) = key_group(control);
+    let (_, domain) = distribution_with(
+        control,
+        &group,
+        &format!("<ResponseHeadersPolicyId>{policy}</ResponseHeadersPolicyId>"),
+    );
+    for node in &site.nodes[1..] {
+        wait_until(&format!("{} serves the distribution", node.name), || {
+            get(node.edge, &domain, "/big.bin").status == 200
+        });
+        let answer = get(node.edge, &domain, "/big.bin");
+        assert!(answer.body == data, "{}: the object whole", node.name);
+        assert_eq!(
+            answer.header("cache-control"),
+            Some("no-store"),
+            "{}: the policy's header",
+            node.name
+        );
+        assert!(
+            answer.header("x-cache").is_some_and(|cache| cache.starts_with("Hit")),
+            "{}: kept by the fleet: {:?}",
+            node.name,
+            answer.header("x-cache")
+        );
     }
 }

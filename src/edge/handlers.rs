@@ -115,7 +115,13 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
     };
     ctx.behavior = Some(index);
     let behavior = &distribution.behaviors[index];
-    viewer.header_rules.clone_from(&behavior.response_headers);
+    if !is_from_node(viewer) {
+        // A node's answer to another node is not a viewer's: the node that
+        // serves the viewer lays the policy over it, as CloudFront's edges
+        // do and its regional caches do not (a `Cache-Control: no-store`
+        // meant for browsers would otherwise stop the asking node caching).
+        viewer.header_rules.clone_from(&behavior.response_headers);
+    }
     if let Some(policy) = &behavior.cors
         && handle_cors(policy, viewer, ctx).await?
     {
