@@ -68,6 +68,8 @@ fn metrics_count_every_kind_of_request() {
         [("GET", "200", "Miss"), ("GET", "200", "Hit"), ("GET", "403", "Error")]
     );
     assert_eq!(entries[0][7], "/v/a.mp4");
+    let sent = format!("GET {signed} HTTP/1.1\r\nConnection: close\r\nHost: {}\r\n\r\n", stack.edge);
+    assert_eq!(entries[0][17], sent.len().to_string(), "cs-bytes: the request as it came");
     assert_eq!(entries[0][11], "-", "the signing parameters are not the viewer's query");
     let signature = signed.split("Signature=").nth(1).unwrap().split('&').next().unwrap();
     for secret in [signature, "Signature=", "Key-Pair-Id", "KTESTKEY", "Expires="] {

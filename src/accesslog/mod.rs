@@ -78,6 +78,9 @@ pub struct AccessRecord<'a> {
     pub tls: Option<(&'a str, &'a str)>,
     /// From the request's header to the response's (none if none was sent).
     pub time_to_first_byte: Option<Duration>,
+    /// The request's bytes, header and body, as they came (HTTP/1; HTTP/2
+    /// headers arrive compressed, and their size is not kept).
+    pub request_bytes: Option<u64>,
 }
 
 /// Appends a logged header value: `-` when there is none.
@@ -181,7 +184,10 @@ impl AccessLog {
         push_field(&mut line, record.host);
         let millis = record.time_taken.as_millis();
         let scheme = if record.tls.is_some() { "https" } else { "http" };
-        let _ = write!(line, "\t{scheme}\t-\t{}.{:03}\t", millis / 1000, millis % 1000);
+        let _ = match record.request_bytes {
+            Some(bytes) => write!(line, "\t{scheme}\t{bytes}\t{}.{:03}\t", millis / 1000, millis % 1000),
+            None => write!(line, "\t{scheme}\t-\t{}.{:03}\t", millis / 1000, millis % 1000),
+        };
         push_field(&mut line, record.forwarded_for);
         line.push('\t');
         push_field(&mut line, record.tls.map(|(version, _)| version));
@@ -282,6 +288,7 @@ mod tests {
             range: Some((0, 999)),
             tls: Some(("TLSv1.3", "TLS13_AES_128_GCM_SHA256")),
             time_to_first_byte: Some(Duration::from_micros(4_600)),
+            request_bytes: Some(412),
         };
         let line = AccessLog::line(&record, "fra-1");
         let fields: Vec<&str> = line.strip_suffix('\n').unwrap().split('\t').collect();
@@ -293,7 +300,7 @@ mod tests {
         assert_eq!(fields[12], "-", "cookies are never logged");
         assert_eq!((fields[14], fields[18]), ("0000000000c0ffee", "0.012"));
         assert_eq!(&fields[31..], ["0", "999"]);
-        assert_eq!(&fields[16], &"https");
+        assert_eq!((fields[16], fields[17]), ("https", "412"));
         assert_eq!(&fields[20..22], ["TLSv1.3", "TLS13_AES_128_GCM_SHA256"]);
         assert_eq!((fields[26], fields[27]), ("51000", "0.005"));
 

@@ -352,5 +352,8 @@ pub fn write_access_log(log: &AccessLog, viewer: &Viewer<'_>, ctx: &RequestConte
             .and_then(|digest| digest.ssl_digest.as_deref())
             .map(|tls| (&*tls.version, &*tls.cipher)),
         time_to_first_byte: ctx.started.zip(viewer.answered_at).map(|(started, answered)| answered - started),
+        request_bytes: viewer
+            .as_http1()
+            .map(|http1| (http1.get_headers_raw_bytes().len() + viewer.body_bytes_read()) as u64),
     });
 }
