@@ -22,6 +22,20 @@ fn resident_bytes(pid: u32) -> usize {
     line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
 }
 
+/// `stack`'s config (and so its disk tier) served by a `keyfront serve`
+/// process of its own, whose memory can be measured: its edge address.
+fn serve_in_own_process(stack: &Stack) -> (SocketAddr, Served) {
+    let (edge, admin) = (free_address(), free_address());
+    let config = std::fs::read_to_string(stack.config_path())
+        .unwrap()
+        .replace(&format!("\"{}\"", stack.edge), &format!("\"{edge}\""))
+        .replace(&format!("\"{}\"", stack.admin), &format!("\"{admin}\""))
+        .replace(&format!("access-{}.log", stack.edge.port()), "access-served.log");
+    let config_path = stack.config_dir().join("served.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    (edge, Served::start(&config_path, edge, None))
+}
+
 /// A viewer that asks for bytes from `start` on and reads only the head
 /// and the first bytes: its connection and what it has read.
 fn stalled_viewer(edge: SocketAddr, start: usize) -> (TcpStream, Vec<u8>) {
@@ -65,15 +79,7 @@ fn stalled_viewers_of_disk_slices_hold_pieces_not_slices() {
 
     // The same disk tier, served by a process of its own started afresh:
     // its memory tier is empty, so every slice is read from disk.
-    let (edge, admin) = (free_address(), free_address());
-    let config = std::fs::read_to_string(stack.config_path())
-        .unwrap()
-        .replace(&format!("\"{}\"", stack.edge), &format!("\"{edge}\""))
-        .replace(&format!("\"{}\"", stack.admin), &format!("\"{admin}\""))
-        .replace(&format!("access-{}.log", stack.edge.port()), "access-served.log");
-    let config_path = stack.config_dir().join("served.yaml");
-    std::fs::write(&config_path, config).unwrap();
-    let served = Served::start(&config_path, edge, None);
+    let (edge, served) = serve_in_own_process(&stack);
     let pid = served.child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(
@@ -213,15 +219,7 @@ fn idle_keep_alive_viewers_cost_a_bounded_amount_each() {
     let stack = Stack::start_with(public, "  memory: 64MiB");
     let data = patterned(4096);
     stack.put("/keep/small.bin", "application/octet-stream", &data);
-    let (edge, admin) = (free_address(), free_address());
-    let config = std::fs::read_to_string(stack.config_path())
-        .unwrap()
-        .replace(&format!("\"{}\"", stack.edge), &format!("\"{edge}\""))
-        .replace(&format!("\"{}\"", stack.admin), &format!("\"{admin}\""))
-        .replace(&format!("access-{}.log", stack.edge.port()), "access-served.log");
-    let config_path = stack.config_dir().join("served.yaml");
-    std::fs::write(&config_path, config).unwrap();
-    let served = Served::start(&config_path, edge, None);
+    let (edge, served) = serve_in_own_process(&stack);
     let pid = served.child.id();
     let hit = |stream: &mut TcpStream| {
         write!(stream, "GET /keep/small.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();

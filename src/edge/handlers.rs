@@ -88,7 +88,8 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
 /// it, `ctx.origin_path` set; `Ok(None)`: the answer was written.
 async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestContext) -> Result<Option<(Arc<Distribution>, usize)>> {
     let routing = state.routing();
-    let distribution = if is_from_node(viewer) {
+    let from_node = is_from_node(viewer);
+    let distribution = if from_node {
         // Another node's request is served from the table it names and
         // signed for; its Host means nothing.
         match node_table(state, &routing, viewer) {
@@ -115,7 +116,7 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
     };
     ctx.behavior = Some(index);
     let behavior = &distribution.behaviors[index];
-    if !is_from_node(viewer) {
+    if !from_node {
         // A node's answer to another node is not a viewer's: the node that
         // serves the viewer lays the policy over it, as CloudFront's edges
         // do and its regional caches do not (a `Cache-Control: no-store`

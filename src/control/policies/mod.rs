@@ -39,15 +39,24 @@ pub fn by_path(path: &str) -> Option<&'static PolicyType> {
 }
 
 impl PolicyType {
-    fn managed(&self, id: &str) -> Option<Resource> {
-        let (id, config) = (self.managed)().into_iter().find(|(managed, _)| *managed == id)?;
-        Some(Resource {
-            // Stable: a managed policy never changes, so neither does its ETag.
-            etag: format!("E{}", id.replace('-', "").to_ascii_uppercase().get(..13).unwrap_or("")),
-            created: MANAGED_SINCE.to_owned(),
-            modified: MANAGED_SINCE.to_owned(),
-            config,
+    /// Every managed policy of this type, as a stored resource would be.
+    fn managed_resources(&self) -> impl Iterator<Item = (&'static str, Resource)> {
+        (self.managed)().into_iter().map(|(id, config)| {
+            let resource = Resource {
+                // Stable: a managed policy never changes, so neither does its ETag.
+                etag: format!("E{}", id.replace('-', "").to_ascii_uppercase().get(..13).unwrap_or("")),
+                created: MANAGED_SINCE.to_owned(),
+                modified: MANAGED_SINCE.to_owned(),
+                config,
+            };
+            (id, resource)
         })
+    }
+
+    fn managed(&self, id: &str) -> Option<Resource> {
+        self.managed_resources()
+            .find(|(managed, _)| *managed == id)
+            .map(|(_, resource)| resource)
     }
 
     /// The config of policy `id`, managed or the account's own.
@@ -94,8 +103,7 @@ impl PolicyType {
         }
         let mut summaries: Vec<(String, Element)> = Vec::new();
         if kind != Some("custom") {
-            for (id, _) in (self.managed)() {
-                let resource = self.managed(id).expect("listed as managed");
+            for (id, resource) in self.managed_resources() {
                 summaries.push((id.to_owned(), self.summary("managed", id, &resource)));
             }
         }
@@ -125,14 +133,20 @@ impl PolicyType {
     }
 }
 
-/// A managed policy's `HeadersConfig`, `CookiesConfig` or
-/// `QueryStringsConfig`: its behavior and the names it lists.
-fn names_config(container: &str, (behavior, names): (&str, &[&str])) -> Element {
-    let (behavior_name, list_name) = match container {
+/// The behavior and list elements of a `HeadersConfig`, `CookiesConfig` or
+/// `QueryStringsConfig`.
+fn names_of(container: &str) -> (&'static str, &'static str) {
+    match container {
         "HeadersConfig" => ("HeaderBehavior", "Headers"),
         "CookiesConfig" => ("CookieBehavior", "Cookies"),
         _ => ("QueryStringBehavior", "QueryStrings"),
-    };
+    }
+}
+
+/// A managed policy's `HeadersConfig`, `CookiesConfig` or
+/// `QueryStringsConfig`: its behavior and the names it lists.
+fn names_config(container: &str, (behavior, names): (&str, &[&str])) -> Element {
+    let (behavior_name, list_name) = names_of(container);
     let mut element = Element::new(container).with(Element::leaf(behavior_name, behavior));
     if !names.is_empty() {
         let items = names.iter().map(|name| Element::leaf("Name", *name)).collect();
@@ -145,11 +159,7 @@ fn names_config(container: &str, (behavior, names): (&str, &[&str])) -> Element 
 /// `parent` whose behavior is not one of `allowed`, or that lists no names
 /// for a behavior that needs them; its behavior otherwise.
 fn check_names_config<'a>(parent: &'a Element, container: &str, allowed: &[&str]) -> Result<&'a str, ApiError> {
-    let (behavior_name, list_name) = match container {
-        "HeadersConfig" => ("HeaderBehavior", "Headers"),
-        "CookiesConfig" => ("CookieBehavior", "Cookies"),
-        _ => ("QueryStringBehavior", "QueryStrings"),
-    };
+    let (behavior_name, list_name) = names_of(container);
     let part = parent
         .child(container)
         .ok_or_else(|| ApiError::invalid(format!("{} needs {container}", parent.name)))?;
