@@ -1,7 +1,10 @@
 //! A slice's bytes as the cache holds them: pieces of at most `PIECE_BYTES`,
 //! each its own allocation. A viewer sending a slice holds the piece it is
 //! sending, never the whole slice: a slow viewer of a slice the cache has
-//! since evicted keeps 256 KiB alive, not up to 64 MiB.
+//! since evicted keeps 32 KiB alive, not up to 64 MiB. Pieces are small
+//! because a full socket holds one per viewer: at 256 KiB, 1,000 viewers
+//! pinned about 190 KiB each (bench/RESULTS.md, "Memory per viewer"); the
+//! price is more socket writes per byte on large ranges.
 
 use std::sync::Arc;
 
@@ -9,7 +12,7 @@ use bytes::Bytes;
 
 /// The most a viewer holds of a slice at once (bytes), in memory, read from
 /// disk (each piece is checked on its own) or on its way to the socket.
-pub const PIECE_BYTES: usize = 256 << 10;
+pub const PIECE_BYTES: usize = 32 << 10;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slice {
