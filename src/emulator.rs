@@ -193,6 +193,7 @@ impl Emulator {
             access_key_id: access_key_id.clone(),
             secret_access_key: secret_access_key.clone(),
             public_read: false,
+            creates_buckets: true,
         };
         let (stop_store, store_stopped) = oneshot::channel::<()>();
         let (s3, store_thread) = s3store::spawn_until(dir.join("store"), options.s3, PortSharing::Exclusive, vec![access], async move {

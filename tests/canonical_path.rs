@@ -1,12 +1,14 @@
 //! Hostile spellings of paths, over real sockets: a public behavior beside
-//! signed ones, the embedded store with two buckets, and the invariant that
-//! no spelling reaches an object its canonical spelling would not.
+//! signed ones, the embedded store with two buckets (and an account that
+//! creates more), and the invariant that no spelling reaches an object its
+//! canonical spelling would not.
 
 mod common;
 
 use common::{OTHER_BUCKET, Response, Stack, request, store_request};
 use keyfront::auth::PolicyTerms;
-use keyfront::origin::put_object;
+use keyfront::origin::{S3Origin, put_object};
+use keyfront::s3store::{self, BucketAccess, PortSharing};
 use proptest::prelude::*;
 
 const PRIVATE: &str = "PRIVATE-SECRET-OF-MEDIA";
@@ -335,4 +337,98 @@ fn encode(key: &str, choices: &[u8]) -> String {
         }
     }
     spelled
+}
+
+/// An account's key (the emulator's) creates, fills and deletes buckets of
+/// its own, as a test suite does against S3; it never opens, creates over,
+/// deletes or lists a bucket another access names, and a bucket's key that
+/// is no account creates nothing.
+#[test]
+fn an_account_creates_buckets_of_its_own_and_no_more() {
+    let root = tempfile::tempdir().unwrap();
+    let access = |bucket: &str, key: &str, creates_buckets| BucketAccess {
+        bucket: bucket.into(),
+        access_key_id: key.into(),
+        secret_access_key: format!("{key}-secret"),
+        public_read: false,
+        creates_buckets,
+    };
+    let buckets = vec![access("home", "AKIAACCOUNT", true), access("other", "AKIAOTHER", false)];
+    let store = s3store::spawn(
+        root.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        PortSharing::Exclusive,
+        buckets,
+    )
+    .unwrap();
+    let account = S3Origin::embedded(store, "home", "AKIAACCOUNT", "AKIAACCOUNT-secret");
+    let other = S3Origin::embedded(store, "other", "AKIAOTHER", "AKIAOTHER-secret");
+    let call = |origin: &S3Origin, method: &str, path: &str, body: &[u8]| store_request(origin, store, method, path, &[], body);
+    let code = |response: &Response| {
+        let text = response.text();
+        let code = text
+            .split("<Code>")
+            .nth(1)
+            .and_then(|rest| rest.split("</Code>").next())
+            .map(str::to_owned);
+        (response.status, code.unwrap_or_default())
+    };
+    assert_eq!(call(&other, "PUT", "/other/secret.txt", OTHER.as_bytes()).status, 200);
+
+    assert_eq!(
+        call(&account, "PUT", "/suite-bucket", b"").status,
+        200,
+        "an account creates a bucket"
+    );
+    assert_eq!(
+        code(&call(&account, "PUT", "/suite-bucket", b"")),
+        (409, "BucketAlreadyOwnedByYou".into())
+    );
+    assert_eq!(call(&account, "PUT", "/suite-bucket/a.txt", b"created by the suite").status, 200);
+    let read = call(&account, "GET", "/suite-bucket/a.txt", b"");
+    assert_eq!((read.status, read.text().as_str()), (200, "created by the suite"));
+    assert_eq!(code(&call(&account, "PUT", "/Not_A_Bucket", b"")).0, 400, "S3's bucket names only");
+
+    // Another access's bucket stays its own, whatever the account asks.
+    for (method, path) in [
+        ("GET", "/other/secret.txt"),
+        ("PUT", "/other"),
+        ("DELETE", "/other"),
+        ("GET", "/other?list-type=2"),
+        ("PUT", "/other/planted.txt"),
+    ] {
+        let answer = call(&account, method, path, b"");
+        assert_eq!(code(&answer), (403, "AccessDenied".into()), "{method} {path}");
+        assert!(!answer.text().contains(OTHER), "{method} {path}");
+    }
+    assert_eq!(
+        code(&call(&account, "GET", "/", b"")),
+        (403, "AccessDenied".into()),
+        "the list would name the other bucket"
+    );
+    // A bucket's own key is no account.
+    assert_eq!(code(&call(&other, "PUT", "/others-new-bucket", b"")), (403, "AccessDenied".into()));
+    assert_eq!(code(&call(&other, "GET", "/suite-bucket/a.txt", b"")), (403, "AccessDenied".into()));
+    assert!(!root.path().join("others-new-bucket").exists());
+
+    // S3 deletes empty buckets only, and the config's bucket stays.
+    assert_eq!(
+        code(&call(&account, "DELETE", "/suite-bucket", b"")),
+        (409, "BucketNotEmpty".into())
+    );
+    let kept = call(&account, "GET", "/suite-bucket/a.txt", b"");
+    assert_eq!(
+        (kept.status, kept.text().as_str()),
+        (200, "created by the suite"),
+        "a refused delete deletes nothing"
+    );
+    assert_eq!(call(&account, "DELETE", "/suite-bucket/a.txt", b"").status, 204);
+    assert_eq!(call(&account, "DELETE", "/suite-bucket", b"").status, 204);
+    assert_eq!(
+        code(&call(&account, "GET", "/suite-bucket?list-type=2", b"")),
+        (404, "NoSuchBucket".into())
+    );
+    assert_eq!(code(&call(&account, "DELETE", "/home", b"")), (403, "AccessDenied".into()));
+    let still = call(&other, "GET", "/other/secret.txt", b"");
+    assert_eq!((still.status, still.text().as_str()), (200, OTHER));
 }

@@ -49,6 +49,22 @@ def error_code(call, *args, **kwargs):
     raise AssertionError("the call succeeded")
 
 
+def public_distribution(reference, bucket, origin_path):
+    """A distribution's config: one bucket under `origin_path`, unsigned."""
+    return {
+        "CallerReference": reference,
+        "Comment": "",
+        "Enabled": True,
+        "Origins": {
+            "Quantity": 1,
+            "Items": [{"Id": "o", "DomainName": bucket + ".s3.amazonaws.com", "OriginPath": origin_path,
+                       "S3OriginConfig": {"OriginAccessIdentity": ""}}],
+        },
+        "DefaultCacheBehavior": {"TargetOriginId": "o", "ViewerProtocolPolicy": "allow-all",
+                                 "CachePolicyId": CACHING_OPTIMIZED},
+    }
+
+
 class CloudFrontInTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -188,6 +204,23 @@ class CloudFrontInTests(unittest.TestCase):
         listed = cloudfront.list_distributions()["DistributionList"]
         self.assertIn(identifier, [item["Id"] for item in listed["Items"]])
 
+    def test_a_bucket_the_suite_creates_is_served(self):
+        s3, bucket = self.s3, "suite-" + self.prefix
+        s3.create_bucket(Bucket=bucket)
+        self.assertEqual(error_code(s3.create_bucket, Bucket=bucket), "BucketAlreadyOwnedByYou")
+        self.assertIn(bucket, [listed["Name"] for listed in s3.list_buckets()["Buckets"]])
+        s3.put_object(Bucket=bucket, Key="site/index.html", Body=b"<h1>the suite's own bucket</h1>", ContentType="text/html")
+        created = self.cloudfront.create_distribution(
+            DistributionConfig=public_distribution("own-bucket-" + self.prefix, bucket, "")
+        )["Distribution"]
+        status, headers, body = fetch("http://" + created["DomainName"] + "/site/index.html")
+        self.assertEqual((status, headers["Content-Type"], body), (200, "text/html", b"<h1>the suite's own bucket</h1>"))
+        self.assertEqual(error_code(s3.delete_bucket, Bucket=bucket), "BucketNotEmpty")
+        s3.delete_object(Bucket=bucket, Key="site/index.html")
+        s3.delete_bucket(Bucket=bucket)
+        self.assertNotIn(bucket, [listed["Name"] for listed in s3.list_buckets()["Buckets"]])
+        self.assertEqual(error_code(s3.delete_bucket, Bucket=BUCKET), "AccessDenied", "the emulator's own bucket stays")
+
     def key_group_etag(self):
         return self.cloudfront.get_key_group(Id=self.key_group["Id"])["ETag"]
 
@@ -197,18 +230,7 @@ class CloudFrontInTests(unittest.TestCase):
     def test_z_disabled_then_deleted_it_serves_nothing(self):
         cloudfront = self.cloudfront
         created = cloudfront.create_distribution(
-            DistributionConfig={
-                "CallerReference": "short-lived-" + self.prefix,
-                "Comment": "",
-                "Enabled": True,
-                "Origins": {
-                    "Quantity": 1,
-                    "Items": [{"Id": "o", "DomainName": BUCKET + ".s3.amazonaws.com", "OriginPath": "/" + self.prefix,
-                               "S3OriginConfig": {"OriginAccessIdentity": ""}}],
-                },
-                "DefaultCacheBehavior": {"TargetOriginId": "o", "ViewerProtocolPolicy": "allow-all",
-                                         "CachePolicyId": CACHING_OPTIMIZED},
-            }
+            DistributionConfig=public_distribution("short-lived-" + self.prefix, BUCKET, "/" + self.prefix)
         )
         identifier, base = created["Distribution"]["Id"], "http://" + created["Distribution"]["DomainName"]
         self.assertEqual(fetch(base + "/public/hello.txt")[0], 200)

@@ -130,6 +130,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         access_key_id: ACCESS_KEY.to_owned(),
         secret_access_key: secret.clone(),
         public_read: false,
+        creates_buckets: false,
     };
     let origin_address =
         s3store::spawn(dir.join("store"), args.origin_listen, PortSharing::Exclusive, vec![access]).map_err(CliError::Store)?;

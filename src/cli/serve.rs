@@ -67,6 +67,7 @@ fn start_embedded_stores(config: &Config) -> Result<(), CliError> {
             access_key_id: store.access_key_id.clone(),
             secret_access_key: store.secret_access_key.expose().to_owned(),
             public_read: false,
+            creates_buckets: false,
         };
         let bound = s3store::spawn(store.root.clone(), store.listen, PortSharing::ForUpgrades, vec![access]).map_err(CliError::Store)?;
         tracing::info!(address = %bound, root = %store.root.display(), "embedded origin listening");
@@ -141,6 +142,7 @@ pub fn origin(args: OriginArgs) -> Result<ExitCode, CliError> {
             access_key_id: access_key_id.to_owned(),
             secret_access_key: secret_access_key.to_owned(),
             public_read: args.public_read.iter().any(|name| name == bucket),
+            creates_buckets: false,
         });
     }
     if let Some(unknown) = args.public_read.iter().find(|name| !buckets.iter().any(|b| &b.bucket == *name)) {

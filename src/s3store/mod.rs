@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
-use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::dto::{CopyObjectInput, CopySource, CreateBucketInput, DeleteBucketInput, UploadPartCopyInput};
 use s3s::path::S3Path;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Result, s3_error};
@@ -25,6 +25,10 @@ pub struct BucketAccess {
     /// Unsigned GET and HEAD of objects are allowed too (S3's public-read):
     /// for clients that cannot sign, such as nginx in `bench/compare`.
     pub public_read: bool,
+    /// These credentials are an account, as S3's: they may also create
+    /// buckets, list and delete them, and open every bucket that no other
+    /// `BucketAccess` names (so a test suite creates the buckets it needs).
+    pub creates_buckets: bool,
 }
 
 /// Why the store could not start.
@@ -46,6 +50,11 @@ pub enum StoreError {
 struct BucketOwners {
     bucket_by_key: HashMap<String, String>,
     public_read: HashSet<String>,
+    /// The keys that are accounts (`creates_buckets`).
+    account_keys: HashSet<String>,
+    /// The buckets an access names: never an account's unless it names them.
+    named: HashSet<String>,
+    root: PathBuf,
 }
 
 /// Whether `key` names a file inside its bucket's directory and nothing else:
@@ -55,6 +64,21 @@ fn key_stays_in_bucket(key: &str) -> bool {
     !key.starts_with('/')
         && !key.bytes().any(|b| b == b'\\' || b.is_ascii_control())
         && key.split('/').all(|segment| segment != "." && segment != "..")
+}
+
+/// Whether anything but directories lies under `dir` (s3s-fs leaves a
+/// deleted object's directories behind; an unreadable entry counts as a file,
+/// so that nothing is deleted unseen).
+fn holds_a_file(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    entries
+        .map(|entry| entry.and_then(|entry| entry.file_type().map(|kind| (entry.path(), kind))))
+        .any(|entry| match entry {
+            Ok((path, kind)) if kind.is_dir() => holds_a_file(&path),
+            _ => true,
+        })
 }
 
 fn check_key(key: &str) -> S3Result<()> {
@@ -69,18 +93,30 @@ fn check_key(key: &str) -> S3Result<()> {
 }
 
 impl BucketOwners {
+    /// Whether `access_key` opens `bucket`: its own, or, for an account,
+    /// any bucket no other access names.
+    fn opens(&self, access_key: &str, bucket: &str) -> bool {
+        let own = self.bucket_by_key.get(access_key).is_some_and(|owned| owned == bucket);
+        own || (self.account_keys.contains(access_key) && !self.named.contains(bucket))
+    }
+
     /// The source of a copy must be a key of a bucket the same credentials open.
     fn check_copy_source(&self, source: &CopySource, credentials: Option<&s3s::auth::Credentials>) -> S3Result<()> {
         let CopySource::Bucket { bucket, key, .. } = source else {
             return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported"));
         };
         check_key(key)?;
-        let owned = credentials.and_then(|c| self.bucket_by_key.get(&c.access_key));
-        if owned.is_some_and(|owned| owned.as_str() == &**bucket) {
+        if credentials.is_some_and(|c| self.opens(&c.access_key, bucket)) {
             Ok(())
         } else {
             Err(s3_error!(AccessDenied, "This access key does not open the copy source's bucket"))
         }
+    }
+
+    /// Listing buckets names every bucket in the store: allowed to an account
+    /// only while no other access names a bucket there.
+    fn may_list_buckets(&self, access_key: &str) -> bool {
+        self.account_keys.contains(access_key) && self.named.iter().all(|bucket| self.bucket_by_key.get(access_key) == Some(bucket))
     }
 }
 
@@ -88,7 +124,12 @@ impl BucketOwners {
 impl S3Access for BucketOwners {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let bucket = match cx.s3_path() {
-            S3Path::Root => return Err(s3_error!(AccessDenied, "Listing buckets is not allowed")),
+            S3Path::Root => {
+                return match cx.credentials() {
+                    Some(credentials) if self.may_list_buckets(&credentials.access_key) => Ok(()),
+                    _ => Err(s3_error!(AccessDenied, "Listing buckets is not allowed")),
+                };
+            }
             S3Path::Bucket { bucket } => bucket,
             S3Path::Object { bucket, key } => {
                 check_key(key)?;
@@ -103,12 +144,44 @@ impl S3Access for BucketOwners {
                 Err(s3_error!(AccessDenied, "Requests must be signed"))
             };
         };
-        let owned = self.bucket_by_key.get(&credentials.access_key);
-        if owned.is_some_and(|owned| owned.as_str() == &**bucket) {
+        let creates_or_deletes = matches!(cx.s3_op().name(), "CreateBucket" | "DeleteBucket");
+        if creates_or_deletes && !self.account_keys.contains(&credentials.access_key) {
+            return Err(s3_error!(AccessDenied, "Only an account's access key creates or deletes buckets"));
+        }
+        if self.opens(&credentials.access_key, bucket) {
             Ok(())
         } else {
             Err(s3_error!(AccessDenied, "This access key does not open this bucket"))
         }
+    }
+
+    /// S3's answer to creating a bucket one already has (s3s-fs answers
+    /// `BucketAlreadyExists`, which means another account's).
+    async fn create_bucket(&self, request: &mut S3Request<CreateBucketInput>) -> S3Result<()> {
+        if self.root.join(&request.input.bucket).exists() {
+            return Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it."
+            ));
+        }
+        Ok(())
+    }
+
+    /// S3 deletes empty buckets only (s3s-fs would delete every object), and
+    /// a bucket an access names stays, as the config that names it does.
+    async fn delete_bucket(&self, request: &mut S3Request<DeleteBucketInput>) -> S3Result<()> {
+        let bucket = &request.input.bucket;
+        if self.named.contains(bucket) {
+            return Err(s3_error!(AccessDenied, "This bucket is named by the store's configuration"));
+        }
+        let path = self.root.join(bucket);
+        if !path.is_dir() {
+            return Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"));
+        }
+        if holds_a_file(&path) {
+            return Err(s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"));
+        }
+        Ok(())
     }
 
     async fn copy_object(&self, request: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
@@ -125,6 +198,7 @@ pub fn service(root: PathBuf, buckets: &[BucketAccess]) -> Result<S3Service, Sto
     let mut auth = SimpleAuth::new();
     let mut bucket_by_key = HashMap::new();
     let mut public_read = HashSet::new();
+    let mut account_keys = HashSet::new();
     for access in buckets {
         let path = root.join(&access.bucket);
         std::fs::create_dir_all(&path).map_err(|source| StoreError::Root { path, source })?;
@@ -133,13 +207,20 @@ pub fn service(root: PathBuf, buckets: &[BucketAccess]) -> Result<S3Service, Sto
         if access.public_read {
             public_read.insert(access.bucket.clone());
         }
+        if access.creates_buckets {
+            account_keys.insert(access.access_key_id.clone());
+        }
     }
+    let named = buckets.iter().map(|access| access.bucket.clone()).collect();
     let store = s3s_fs::FileSystem::new(&root).map_err(|e| StoreError::Open(format!("{e:?}")))?;
     let mut builder = S3ServiceBuilder::new(store);
     builder.set_auth(auth);
     builder.set_access(BucketOwners {
         bucket_by_key,
         public_read,
+        account_keys,
+        named,
+        root,
     });
     Ok(builder.build())
 }

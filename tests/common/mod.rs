@@ -282,6 +282,7 @@ pub fn spawn_store(root: &Path) -> SocketAddr {
         access_key_id: access_key_id.into(),
         secret_access_key: secret_access_key.into(),
         public_read: false,
+        creates_buckets: false,
     };
     let buckets = vec![
         access(BUCKET, ACCESS_KEY, SECRET),
