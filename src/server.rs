@@ -148,6 +148,7 @@ pub fn compose(config: Config) -> Result<(Arc<EdgeState>, Listeners), StartError
         access_log,
         viewer_idle_timeout: config.viewer_idle_timeout,
         viewer_send_timeout: config.viewer_send_timeout,
+        viewer_country_header: config.viewer_country_header,
     });
     Ok((state, listeners))
 }

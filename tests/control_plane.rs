@@ -1413,3 +1413,91 @@ fn monitoring_subscriptions_are_stored_and_answered() {
     let (status, _, _) = api(emulator, "GET", &path, "", None);
     assert_eq!(status, 404);
 }
+
+/// `Restrictions` by the viewer's country, which the emulator reads from
+/// `CloudFront-Viewer-Country`: a whitelist serves its countries only (an
+/// unknown or malformed country is refused, and an object cached for one
+/// country is never served to a refused one), a blacklist serves all but
+/// its own, a signature is still needed inside a served country, and a
+/// restriction CloudFront would refuse is refused.
+#[test]
+fn geo_restrictions_serve_only_the_countries_they_name() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    put(emulator, "/prefix/public/hello.txt", b"hello from the bucket");
+    put(emulator, "/prefix/film.mp4", b"signed film bytes");
+    let restriction = |kind: &str, codes: &[&str]| {
+        let items: String = codes.iter().map(|code| format!("<Location>{code}</Location>")).collect();
+        format!(
+            "<Restrictions><GeoRestriction><RestrictionType>{kind}</RestrictionType><Quantity>{}</Quantity><Items>{items}</Items></GeoRestriction></Restrictions>",
+            codes.len()
+        )
+    };
+    let from = |url: &str, country: Option<&str>| {
+        let host = url.strip_prefix("http://").unwrap().split('/').next().unwrap();
+        let mut headers = vec![("Host", host)];
+        headers.extend(country.map(|country| ("CloudFront-Viewer-Country", country)));
+        request(emulator.edge, "GET", target(url), &headers, b"")
+    };
+    let blocked = |answer: &common::Response, what: &str| {
+        assert_eq!(answer.status, 403, "{what}");
+        assert!(
+            answer.text().contains("configured to block access from your country"),
+            "{what}: {}",
+            answer.text()
+        );
+        assert!(
+            !answer.text().contains("hello") && !answer.text().contains("film"),
+            "{what}: no object byte"
+        );
+    };
+
+    let (_, only, _) = create_distribution(&setup, "only-de-fr", &restriction("whitelist", &["DE", "FR"]));
+    let hello = format!("http://{only}/public/hello.txt");
+    for country in ["DE", "FR", "de"] {
+        let served = from(&hello, Some(country));
+        assert_eq!((served.status, served.text().as_str()), (200, "hello from the bucket"), "{country}");
+    }
+    // Cached now; refused countries still get nothing of it.
+    for country in [Some("US"), None, Some("DEU"), Some("D1"), Some("")] {
+        blocked(&from(&hello, country), &format!("{country:?} on a whitelist"));
+    }
+    let unsigned = from(&format!("http://{only}/film.mp4"), Some("DE"));
+    assert!(
+        unsigned.status == 403 && !unsigned.text().contains("film"),
+        "a served country still needs a signature"
+    );
+    let film = signed(&setup, &format!("http://{only}/film.mp4"));
+    assert_eq!(from(&film, Some("FR")).text(), "signed film bytes");
+    blocked(&from(&film, Some("US")), "a signature does not open a refused country");
+
+    let (_, except, _) = create_distribution(&setup, "except-us", &restriction("blacklist", &["US"]));
+    let hello = format!("http://{except}/public/hello.txt");
+    blocked(&from(&hello, Some("US")), "US on a blacklist");
+    for country in [Some("DE"), None] {
+        let served = from(&hello, country);
+        assert_eq!(
+            (served.status, served.text().as_str()),
+            (200, "hello from the bucket"),
+            "{country:?}"
+        );
+    }
+
+    for (kind, codes) in [
+        ("sometimes", &["DE"][..]),
+        ("whitelist", &[][..]),
+        ("blacklist", &[][..]),
+        ("none", &["DE"][..]),
+        ("whitelist", &["de"][..]),
+        ("whitelist", &["DEU"][..]),
+        ("blacklist", &["D1"][..]),
+    ] {
+        let body = distribution_config("bad-geo", &emulator.bucket, &setup.group_id, &restriction(kind, codes));
+        let refused = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
+        assert_eq!(
+            (refused.status, field(&text(&refused), "Code")),
+            (400, "InvalidArgument".to_owned()),
+            "{kind} {codes:?}"
+        );
+    }
+}

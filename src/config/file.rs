@@ -44,6 +44,11 @@ pub struct ConfigFile {
     /// The kernel send buffer of each viewer connection (default 512KiB).
     #[serde(default)]
     pub viewer_send_buffer: Option<String>,
+    /// The request header holding the viewer's country (ISO 3166-1 alpha-2),
+    /// set by a trusted proxy in front, read by distributions' geo
+    /// restrictions; unset: every viewer's country is unknown.
+    #[serde(default)]
+    pub viewer_country_header: Option<String>,
     /// On SIGTERM, how long in-flight responses may run on (default 10s).
     #[serde(default)]
     pub drain_timeout: Option<String>,

@@ -164,6 +164,9 @@ pub struct Config {
     /// `SO_SNDBUF` of each viewer connection, bytes (the kernel doubles it
     /// for its own bookkeeping); `None`: the kernel's autotuning.
     pub viewer_send_buffer: Option<usize>,
+    /// The request header a trusted proxy sets to the viewer's country, for
+    /// geo restrictions; `None`: no viewer's country is known.
+    pub viewer_country_header: Option<http::HeaderName>,
     /// On SIGTERM (or Ctrl-C), how long in-flight responses may run on
     /// after the listeners close.
     pub drain_timeout: Duration,
@@ -585,6 +588,13 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             viewer_header_timeout: self.bounded_duration("viewer_header_timeout", file.viewer_header_timeout.as_deref(), 10, 1..=300)?,
             viewer_send_timeout: self.bounded_duration("viewer_send_timeout", file.viewer_send_timeout.as_deref(), 30, 1..=3600)?,
             viewer_send_buffer: self.send_buffer(file.viewer_send_buffer.as_deref())?,
+            viewer_country_header: match file.viewer_country_header.as_deref() {
+                None => None,
+                Some(name) => Some(
+                    http::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| self.invalid("viewer_country_header", name, "expected an HTTP header name"))?,
+                ),
+            },
             drain_timeout: self.bounded_duration("drain_timeout", file.drain_timeout.as_deref(), 10, 0..=3600)?,
             upgrade_socket: match &file.upgrade_socket {
                 Some(path) => self.base_dir.join(path),

@@ -140,6 +140,13 @@ fn errors_name_the_field_and_the_value() {
             "viewer_send_buffer: \"lots\": expected a size such as",
         ),
         (
+            GOOD.replace(
+                "listen: 127.0.0.1:8080\n",
+                "listen: 127.0.0.1:8080\nviewer_country_header: \"country code\"\n",
+            ),
+            "viewer_country_header: \"country code\": expected an HTTP header name",
+        ),
+        (
             GOOD.replace("listen: 127.0.0.1:8080\n", "listen: 127.0.0.1:8080\ndrain_timeout: soon\n"),
             "drain_timeout: \"soon\": expected a duration such as",
         ),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::distributions::{allowed_methods, behaviors, s3_bucket};
+use super::distributions::{allowed_methods, behaviors, geo_restriction, s3_bucket};
 use super::policies;
 use super::store::State;
 use super::xml::Element;
@@ -52,12 +52,15 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
             if compiled.is_none() {
                 tracing::warn!(distribution = %id, "a cache behavior cannot be served; the distribution answers 403");
             }
+            // Likewise a restriction that does not compile serves no country.
+            let geo = geo_restriction(config);
             Distribution {
                 id: id.clone(),
                 error_pages: error_pages(config),
                 public_base_url: None,
                 hosts,
-                enabled: config.text_of("Enabled") == Some("true") && compiled.is_some(),
+                enabled: config.text_of("Enabled") == Some("true") && compiled.is_some() && geo.is_some(),
+                geo_restriction: geo.unwrap_or_default(),
                 behaviors: compiled.unwrap_or_default(),
                 default_root_object: config
                     .text_of("DefaultRootObject")

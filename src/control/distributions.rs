@@ -11,6 +11,7 @@ use super::resources;
 use super::store::{DistributionRecord, InvalidationRecord, Resource, State};
 use super::xml::{Element, list};
 use crate::config::AllowedMethods;
+use crate::routing::GeoRestriction;
 
 /// The origin statuses a custom error response may replace.
 const ERROR_CODES: [&str; 11] = ["400", "403", "404", "405", "414", "416", "500", "501", "502", "503", "504"];
@@ -174,6 +175,27 @@ pub fn allowed_methods(behavior: &Element) -> Option<AllowedMethods> {
     }
 }
 
+/// The distribution's `Restrictions`; `None` for one CloudFront refuses: a
+/// type other than none, whitelist or blacklist, a location that is not a
+/// two-letter upper-case country code, locations with `none` or none with
+/// a list.
+pub fn geo_restriction(config: &Element) -> Option<GeoRestriction> {
+    let Some(geo) = config.at(&["Restrictions", "GeoRestriction"]) else {
+        return Some(GeoRestriction::Everywhere);
+    };
+    let codes: Vec<String> = geo.items().map(|location| location.text.clone()).collect();
+    let country = |code: &String| code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase());
+    if !codes.iter().all(country) {
+        return None;
+    }
+    match (geo.text_of("RestrictionType")?, codes.is_empty()) {
+        ("none", true) => Some(GeoRestriction::Everywhere),
+        ("whitelist", false) => Some(GeoRestriction::Only(codes)),
+        ("blacklist", false) => Some(GeoRestriction::Except(codes)),
+        _ => None,
+    }
+}
+
 /// Refuses a configuration keyfront could not serve as CloudFront would.
 fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result<(), ApiError> {
     for name in ["CallerReference", "Origins", "DefaultCacheBehavior", "Comment", "Enabled"] {
@@ -255,6 +277,11 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
                 format!("no origin access control {oac}"),
             ));
         }
+    }
+    if geo_restriction(config).is_none() {
+        return Err(ApiError::invalid(
+            "GeoRestriction: RestrictionType must be none (with no Location) or whitelist or blacklist with at least one Location, each an ISO 3166-1 alpha-2 country code such as US",
+        ));
     }
     for behavior in behaviors(config) {
         if allowed_methods(behavior).is_none() {

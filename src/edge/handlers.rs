@@ -10,8 +10,8 @@ use pingora::prelude::*;
 
 use super::cors;
 use super::respond::{
-    self, BAD_REQUEST, CONTROL_PREFIX_REFUSED, CORS_REFUSED, DISTRIBUTION_DISABLED, FLEET_REFUSED, HEADERS_TOO_LARGE, METHOD_NOT_ALLOWED,
-    NOT_FOUND,
+    self, BAD_REQUEST, CONTROL_PREFIX_REFUSED, CORS_REFUSED, DISTRIBUTION_DISABLED, FLEET_REFUSED, GEO_RESTRICTED, HEADERS_TOO_LARGE,
+    METHOD_NOT_ALLOWED, NOT_FOUND,
 };
 use super::{CacheStatus, EdgeState, RequestContext, Viewer};
 use crate::accesslog::{AccessLog, AccessRecord};
@@ -104,6 +104,12 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
         ctx.decision = "distribution_disabled";
         return respond::write_error(viewer, DISTRIBUTION_DISABLED).await.map(|()| None);
     }
+    // The node that serves the viewer knows its country; another node's
+    // request carries none.
+    if !from_node && !distribution.geo_restriction.serves(viewer_country(state, viewer)) {
+        ctx.decision = "geo_restricted";
+        return respond::write_error(viewer, GEO_RESTRICTED).await.map(|()| None);
+    }
     if ctx.path == "/"
         && let Some(root) = &distribution.default_root_object
     {
@@ -142,6 +148,14 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
         return respond::write_error(viewer, CONTROL_PREFIX_REFUSED).await.map(|()| None);
     }
     Ok(Some((distribution, index)))
+}
+
+/// The viewer's country code from `viewer_country_header`; `None` when
+/// none is configured or its value is not two ASCII letters.
+fn viewer_country<'v>(state: &EdgeState, viewer: &'v Viewer<'_>) -> Option<&'v str> {
+    let value = viewer.req_header().headers.get(state.viewer_country_header.as_ref()?)?;
+    let code = value.to_str().ok()?;
+    (code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic())).then_some(code)
 }
 
 fn is_from_node(viewer: &Viewer<'_>) -> bool {

@@ -41,6 +41,11 @@ pub const DISTRIBUTION_DISABLED: EdgeError = EdgeError {
     code: "AccessDenied",
     message: "This distribution is disabled.",
 };
+pub const GEO_RESTRICTED: EdgeError = EdgeError {
+    status: 403,
+    code: "AccessDenied",
+    message: "The Amazon CloudFront distribution is configured to block access from your country.",
+};
 pub const NOT_FOUND: EdgeError = EdgeError {
     status: 404,
     code: "NoSuchKey",

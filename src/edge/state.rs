@@ -58,6 +58,8 @@ pub struct EdgeState {
     pub viewer_idle_seconds: u64,
     /// How long one write may wait for a viewer to read.
     pub viewer_send_timeout: std::time::Duration,
+    /// The header holding the viewer's country, if a trusted proxy sets one.
+    pub viewer_country_header: Option<http::HeaderName>,
     /// This node's fleet, if it is in one: it checks other nodes' requests.
     pub fleet: Option<Arc<Fleet>>,
 }
@@ -75,6 +77,7 @@ pub struct EdgeParts {
     pub access_log: Option<AccessLog>,
     pub viewer_idle_timeout: Duration,
     pub viewer_send_timeout: Duration,
+    pub viewer_country_header: Option<http::HeaderName>,
 }
 
 impl EdgeState {
@@ -101,6 +104,7 @@ impl EdgeState {
             verifier: Verifier::default(),
             viewer_idle_seconds: parts.viewer_idle_timeout.as_secs(),
             viewer_send_timeout: parts.viewer_send_timeout,
+            viewer_country_header: parts.viewer_country_header,
             access_log: parts.access_log,
         });
         if let Some(control) = state.fleet.as_ref().and_then(|fleet| fleet.control.as_ref()) {

@@ -99,6 +99,33 @@ pub struct Distribution {
     /// (the default distribution's `public_base_url`); `None`: the scheme
     /// and Host the viewer used.
     pub public_base_url: Option<String>,
+    /// The viewer countries it serves (`Restrictions`).
+    pub geo_restriction: GeoRestriction,
+}
+
+/// Which viewers' countries a distribution serves (CloudFront's
+/// `GeoRestriction`), by ISO 3166-1 alpha-2 code, upper case.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum GeoRestriction {
+    #[default]
+    Everywhere,
+    /// These countries only: a viewer whose country is unknown is refused.
+    Only(Vec<String>),
+    /// Every country but these: a viewer whose country is unknown is served.
+    Except(Vec<String>),
+}
+
+impl GeoRestriction {
+    /// Whether a viewer in `country` (its code as the edge learnt it; `None`
+    /// when unknown) is served.
+    pub fn serves(&self, country: Option<&str>) -> bool {
+        let listed = |codes: &[String]| country.is_some_and(|country| codes.iter().any(|code| code.eq_ignore_ascii_case(country)));
+        match self {
+            Self::Everywhere => true,
+            Self::Only(codes) => listed(codes),
+            Self::Except(codes) => !listed(codes),
+        }
+    }
 }
 
 /// A page served in place of an origin's error, with its own status.
@@ -204,6 +231,7 @@ fn default_distribution(behaviors: Vec<Behavior>, public_base_url: Option<String
         default_root_object: None,
         error_pages: Vec::new(),
         public_base_url,
+        geo_restriction: GeoRestriction::Everywhere,
     }
 }
 
@@ -294,6 +322,17 @@ pub fn from_published(published: &PublishedGroups) -> KeyGroups {
 mod tests {
     use super::*;
     use crate::auth::{KeyAlgorithm, PrivateKey};
+
+    #[test]
+    fn an_unknown_country_is_refused_by_a_whitelist_and_served_by_a_blacklist() {
+        let only = GeoRestriction::Only(vec!["DE".into(), "FR".into()]);
+        let except = GeoRestriction::Except(vec!["US".into()]);
+        for (country, by_only, by_except) in [(Some("DE"), true, true), (Some("us"), false, false), (None, false, true)] {
+            assert_eq!(only.serves(country), by_only, "{country:?}");
+            assert_eq!(except.serves(country), by_except, "{country:?}");
+            assert!(GeoRestriction::Everywhere.serves(country));
+        }
+    }
 
     #[test]
     fn a_published_group_with_a_key_that_does_not_parse_is_dropped_whole() {
