@@ -121,7 +121,9 @@ pub async fn serve(
                 tracing::info!(path = %ctx.path, "object changed at the origin during a miss; starting over");
             }
             Err(Interrupted::Failed(error)) => return Err(error),
-            Err(Interrupted::ErrorPage(page)) => return serve_error_page(state, session, ctx, page).await,
+            // Boxed: a second `answer` in this future would double its size
+            // (and the bytes every request copies as it starts).
+            Err(Interrupted::ErrorPage(page)) => return Box::pin(serve_error_page(state, session, ctx, page)).await,
         }
     }
     respond::write_error(session, BAD_GATEWAY).await

@@ -78,7 +78,9 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
         }
         return super::cached::serve(state, viewer, ctx, behavior, object).await;
     }
-    super::passthrough::forward(&state.passthrough, viewer, ctx, behavior, &origin_path).await
+    // Boxed: an upload's state is large, and every GET's future would
+    // otherwise carry it.
+    Box::pin(super::passthrough::forward(&state.passthrough, viewer, ctx, behavior, &origin_path)).await
 }
 
 /// Finds the request's distribution (by Host, or the table a node's request

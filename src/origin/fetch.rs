@@ -16,6 +16,8 @@ use pingora::upstreams::peer::Peer;
 
 use super::{S3Origin, pool};
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// How long an idle pooled connection to the origin is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -220,7 +222,25 @@ impl OriginClient {
     /// header (other than by a timeout) is one the peer closed as the request
     /// went out: the request goes once more, on a new connection. Every
     /// request the edge sends on its own is idempotent (GET, HEAD, PUT).
-    async fn exchange(&self, peer: HttpPeer, request: RequestHeader, body: Option<Bytes>) -> Result<OriginResponse<'_>, FetchError> {
+    ///
+    /// Boxed: its state (sessions, the peer, the request) is about 13 KB,
+    /// which every future that may ask the origin would otherwise hold and
+    /// copy as it is created, a cache hit's included.
+    fn exchange(
+        &self,
+        peer: HttpPeer,
+        request: RequestHeader,
+        body: Option<Bytes>,
+    ) -> BoxFuture<'_, Result<OriginResponse<'_>, FetchError>> {
+        Box::pin(self.exchange_unboxed(peer, request, body))
+    }
+
+    async fn exchange_unboxed(
+        &self,
+        peer: HttpPeer,
+        request: RequestHeader,
+        body: Option<Bytes>,
+    ) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut answered = None;
         if let Some(stream) = pool::take(peer.reuse_hash(), IDLE_TIMEOUT) {
