@@ -495,13 +495,11 @@ fn what_the_api_creates_is_served_by_host_and_changes_at_once() {
     let body = format!("{}{foreign}{}", &body[..start], &body[end..]);
     let created = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
     let foreign_domain = field(&text(&created), "DomainName");
+    // The emulator's key is an account's: a bucket it has not created is
+    // not there (a 404); a configured store's bucket another key opens is a
+    // 502 (`tests/serve.rs`).
     let other_bucket = get(emulator.edge, &format!("http://{foreign_domain}/public/a.txt"));
-    assert_eq!(
-        other_bucket.status,
-        502,
-        "a bucket the credentials do not open: {}",
-        other_bucket.text()
-    );
+    assert_eq!(other_bucket.status, 404, "a bucket no one created: {}", other_bucket.text());
     assert!(!other_bucket.text().contains("public"), "and nothing of another bucket's objects");
 
     let (_, other_domain, _) = create_distribution(&setup, "second", "");
@@ -1500,4 +1498,98 @@ fn geo_restrictions_serve_only_the_countries_they_name() {
             "{kind} {codes:?}"
         );
     }
+}
+
+/// A cache policy's `QueryStringsConfig` makes the cache key: the
+/// parameters it names, in any order and spelling, are one object and go
+/// to the origin; others are neither keyed nor forwarded; a signed URL's
+/// own parameters never enter the key (another signature of the same URL is
+/// a hit), while the signature still covers the query; and S3's own
+/// parameters (`response-*`, `versionId`, ...) never reach the bucket, even
+/// under `all`.
+#[test]
+fn a_cache_policys_query_strings_are_the_cache_key() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let call = |method: &str, path: &str, body: &str| api(emulator, method, path, body, None);
+    let policy = |name: &str, query: &str| {
+        let body = cache_policy_body(name, (0, 3600, 3600)).replace("<QueryStringBehavior>none</QueryStringBehavior>", query);
+        let (status, created, _) = call("POST", "cache-policy", &body);
+        assert_eq!(status, 201, "{created}");
+        field(&created, "Id")
+    };
+    let widths = policy(
+        "widths",
+        "<QueryStringBehavior>whitelist</QueryStringBehavior><QueryStrings><Quantity>1</Quantity><Items><Name>w</Name></Items></QueryStrings>",
+    );
+    let everything = policy("everything", "<QueryStringBehavior>all</QueryStringBehavior>");
+    let group = &setup.group_id;
+    let behaviors = format!(
+        "<CacheBehaviors><Quantity>3</Quantity><Items>\
+         <CacheBehavior><PathPattern>img/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><CachePolicyId>{widths}</CachePolicyId></CacheBehavior>\
+         <CacheBehavior><PathPattern>all/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><CachePolicyId>{everything}</CachePolicyId></CacheBehavior>\
+         <CacheBehavior><PathPattern>signed/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><TrustedKeyGroups><Enabled>true</Enabled><Quantity>1</Quantity><Items><KeyGroup>{group}</KeyGroup></Items></TrustedKeyGroups><CachePolicyId>{everything}</CachePolicyId></CacheBehavior>\
+         </Items></CacheBehaviors>"
+    );
+    let plain = distribution_config("queries", &emulator.bucket, group, "");
+    let (start, end) = (
+        plain.find("<CacheBehaviors>").unwrap(),
+        plain.find("</CacheBehaviors>").unwrap() + 17,
+    );
+    let (status, created, _) = call("POST", "distribution", &format!("{}{behaviors}{}", &plain[..start], &plain[end..]));
+    assert_eq!(status, 201, "{created}");
+    let base = format!("http://{}", field(&created, "DomainName"));
+    let fetch = |target: &str| {
+        let answer = get(emulator.edge, &format!("{base}{target}"));
+        assert_eq!(answer.status, 200, "{target}: {}", answer.text());
+        answer
+    };
+
+    put(emulator, "/prefix/img/a.png", b"first");
+    assert_eq!(fetch("/img/a.png?w=100").text(), "first");
+    put(emulator, "/prefix/img/a.png", b"second");
+    for kept in ["/img/a.png?w=100", "/img/a.png?x=9&w=100", "/img/a.png?w=%31%30%30&y"] {
+        let answer = fetch(kept);
+        assert_eq!(answer.text(), "first", "{kept}: the same key");
+        assert_eq!(answer.header("x-cache"), Some("Hit from keyfront"), "{kept}");
+    }
+    for other in ["/img/a.png?w=200", "/img/a.png", "/img/a.png?W=100"] {
+        assert_eq!(fetch(other).text(), "second", "{other}: another key");
+    }
+
+    put(emulator, "/prefix/all/doc.txt", b"one");
+    assert_eq!(fetch("/all/doc.txt?b=2&a=1").text(), "one");
+    put(emulator, "/prefix/all/doc.txt", b"two");
+    for same in [
+        "/all/doc.txt?a=1&b=2",
+        "/all/doc.txt?a=1&b=2&response-content-type=text/html",
+        "/all/doc.txt?versionId=null&a=1&x-id=GetObjectAcl&b=2&acl",
+    ] {
+        let answer = fetch(same);
+        assert_eq!(answer.text(), "one", "{same}: S3's own parameters are not keyed");
+        assert_ne!(answer.header("content-type"), Some("text/html"), "{same}: nor sent to the bucket");
+    }
+    assert_eq!(fetch("/all/doc.txt?a=1").text(), "two");
+
+    put(emulator, "/prefix/signed/page.txt", b"page one");
+    let url = format!("{base}/signed/page.txt?page=1");
+    assert_eq!(get(emulator.edge, &signed(&setup, &url)).text(), "page one");
+    put(emulator, "/prefix/signed/page.txt", b"page two");
+    let resigned = setup.signer.sign_url(&url, &PolicySpec::Canned { expires: now() + 900 });
+    let again = get(emulator.edge, &resigned);
+    assert_eq!(
+        (again.text(), again.header("x-cache")),
+        ("page one".into(), Some("Hit from keyfront")),
+        "signing parameters are not keyed"
+    );
+    let tampered = get(emulator.edge, &signed(&setup, &url).replace("page=1", "page=2"));
+    assert!(
+        tampered.status == 403 && !tampered.text().contains("page"),
+        "the signature covers the query: {}",
+        tampered.text()
+    );
+    assert_eq!(
+        get(emulator.edge, &signed(&setup, &format!("{base}/signed/page.txt?page=2"))).text(),
+        "page two"
+    );
 }

@@ -133,6 +133,25 @@ impl Site {
         }
     }
 
+    /// A GET to the shield as node `site-a` would send it, signed for
+    /// `table` and `(object, path)`, sent for `sent_path` with `host`.
+    fn node_request(&self, table: &str, (object, path): (&str, &str), sent_path: &str, host: &str) -> Response {
+        let headers = self.secret.sign(&FleetRequest {
+            method: "GET",
+            table,
+            object,
+            path,
+            range: "",
+            node: "site-a",
+            time: common::now(),
+            not_before: 0,
+            site_hop: false,
+        });
+        let mut all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        all.push(("Host", host));
+        request(self.nodes[0].edge, "GET", sent_path, &all, b"")
+    }
+
     fn put_other(&self, key: &str, body: &[u8]) {
         let other = S3Origin::embedded(self.stack.store, OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET);
         assert_eq!(put_object(&other, key, &[], body).unwrap(), 200);
@@ -261,22 +280,8 @@ fn a_distribution_made_on_one_node_is_served_by_every_node_as_itself() {
     // Node requests: one made with the fleet secret for the distribution's
     // public object is served; the same, pointed at anything else, is not.
     let object = format!("{id}/o\n/{OTHER_BUCKET}/d/pub/page.txt");
-    let node_request = |table: &str, object: &str, path: &str, sent_path: &str, host: &str| {
-        let headers = site.secret.sign(&FleetRequest {
-            method: "GET",
-            table,
-            object,
-            path,
-            range: "",
-            node: "site-a",
-            time: common::now(),
-            not_before: 0,
-            site_hop: false,
-        });
-        let mut all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        all.push(("Host", host));
-        request(site.nodes[0].edge, "GET", sent_path, &all, b"")
-    };
+    let node_request =
+        |table: &str, object: &str, path: &str, sent_path: &str, host: &str| site.node_request(table, (object, path), sent_path, host);
     let good = node_request(&id, &object, "/pub/page.txt", "/pub/page.txt", "anything");
     assert!(good.status == 200 && good.body == DIST_PUBLIC, "{}", good.status);
     let replays = [
@@ -502,6 +507,70 @@ fn response_headers_policies_apply_to_viewers_not_between_nodes() {
             "{}: kept by the fleet: {:?}",
             node.name,
             answer.header("x-cache")
+        );
+    }
+}
+
+/// A cache policy's query strings travel the fleet: a variant one node
+/// fetched is kept for every node (each serves the copy of before an origin
+/// change), another variant is another object, and a node request signed
+/// for one variant and sent for another is refused with no byte of either.
+#[test]
+fn query_string_variants_are_kept_by_the_fleet_and_bound_by_its_signature() {
+    let site = Site::start();
+    site.put_other("/d/a.bin", b"first");
+    let control = site.nodes[1].control;
+    let policy = format!(
+        "<CachePolicyConfig {NS}><Name>widths</Name><MinTTL>0</MinTTL><DefaultTTL>3600</DefaultTTL><MaxTTL>3600</MaxTTL>\
+         <ParametersInCacheKeyAndForwardedToOrigin><EnableAcceptEncodingGzip>false</EnableAcceptEncodingGzip>\
+         <HeadersConfig><HeaderBehavior>none</HeaderBehavior></HeadersConfig><CookiesConfig><CookieBehavior>none</CookieBehavior></CookiesConfig>\
+         <QueryStringsConfig><QueryStringBehavior>whitelist</QueryStringBehavior><QueryStrings><Quantity>1</Quantity><Items><Name>w</Name></Items></QueryStrings></QueryStringsConfig>\
+         </ParametersInCacheKeyAndForwardedToOrigin></CachePolicyConfig>"
+    );
+    let created = call(control, "POST", "/2020-05-31/cache-policy", policy.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let policy = field(&text(&created), "Id");
+    let (_, group) = key_group(control);
+    let (id, domain) = distribution_with(control, &group, &format!("<CachePolicyId>{policy}</CachePolicyId>"));
+    for node in &site.nodes[1..] {
+        wait_until(&format!("{} serves the distribution", node.name), || {
+            get(node.edge, &domain, "/a.bin?w=1").status == 200
+        });
+    }
+    site.put_other("/d/a.bin", b"second");
+    for node in &site.nodes[1..] {
+        let kept = get(node.edge, &domain, "/a.bin?x=5&w=1");
+        assert_eq!(kept.text(), "first", "{}: the variant the fleet keeps", node.name);
+        let other = get(node.edge, &domain, "/a.bin?w=2");
+        assert_eq!(other.text(), "second", "{}: another variant", node.name);
+    }
+
+    let node_request = |signed_path: &str, signed_object: &str, sent_path: &str| {
+        site.node_request(&id, (signed_object, signed_path), sent_path, "anything")
+    };
+    let object = |query: &str| format!("{id}/o\n/{OTHER_BUCKET}/d/a.bin?{query}");
+    let good = node_request("/a.bin?w=1", &object("w=1"), "/a.bin?w=1");
+    assert_eq!(
+        (good.status, good.text().as_str()),
+        (200, "first"),
+        "a node's request for its variant"
+    );
+    for (what, answer) in [
+        ("another variant sent", node_request("/a.bin?w=1", &object("w=1"), "/a.bin?w=2")),
+        (
+            "the variant's parameter dropped",
+            node_request("/a.bin?w=1", &object("w=1"), "/a.bin"),
+        ),
+        (
+            "signed without the query",
+            node_request("/a.bin", &format!("{id}/o\n/{OTHER_BUCKET}/d/a.bin"), "/a.bin?w=1"),
+        ),
+    ] {
+        assert_eq!(answer.status, 403, "{what}");
+        assert!(
+            !answer.text().contains("first") && !answer.text().contains("second"),
+            "{what}: {}",
+            answer.text()
         );
     }
 }

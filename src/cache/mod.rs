@@ -50,14 +50,16 @@ pub struct SliceKey {
 /// An object as a request names it, with how its behavior caches it.
 #[derive(Clone, Debug)]
 pub struct ObjectRef {
-    /// Origin name and origin path: the cache key (no query, no signature).
+    /// Origin name and origin path, with the query its cache policy keys
+    /// (never a signature): the cache key.
     pub key: Arc<str>,
     /// The routing table the object is served from: a distribution's id,
     /// or `-` for the config file's behaviors. Another node is asked for the
     /// object in that table, never by the viewer's Host.
     pub table: Arc<str>,
-    /// The canonical request path: what a parent keyfront is asked for (it
-    /// maps it to the same origin path through the same behaviors).
+    /// The canonical request path and the key's query: what a parent
+    /// keyfront is asked for (it maps it to the same origin path and key
+    /// query through the same behaviors).
     pub path: String,
     /// Asked by a node of this site as the owner of its slices: never asks
     /// its site peers in turn.
@@ -65,6 +67,7 @@ pub struct ObjectRef {
     /// The origin's name in the config, for metrics.
     pub origin_name: Arc<str>,
     pub origin: Arc<S3Origin>,
+    /// The origin path and the key's query: what the origin is asked for.
     pub origin_path: String,
     pub ttl: Ttl,
     /// Slice size for versions fetched from now on (bytes).

@@ -13,7 +13,7 @@ use super::xml::Element;
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::Ttl;
 use crate::origin::S3Origin;
-use crate::request::{canonical_path, canonical_pattern};
+use crate::request::{QueryKey, canonical_path, canonical_pattern};
 use crate::routing::{Behavior, Distribution, ErrorPage};
 
 /// What serving a distribution takes from the config file.
@@ -149,13 +149,19 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         }
         None => (None, None),
     };
-    let ttl = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
-        Some(id) => policies::ttl(&policies::CACHE_POLICIES.config(state, id)?)?,
-        None => Ttl {
-            min: seconds("MinTTL", 0),
-            default: seconds("DefaultTTL", 86_400),
-            max: seconds("MaxTTL", 31_536_000),
-        },
+    let (ttl, query_key) = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
+        Some(id) => {
+            let policy = policies::CACHE_POLICIES.config(state, id)?;
+            (policies::ttl(&policy)?, policies::query_key(&policy)?)
+        }
+        None => (
+            Ttl {
+                min: seconds("MinTTL", 0),
+                default: seconds("DefaultTTL", 86_400),
+                max: seconds("MaxTTL", 31_536_000),
+            },
+            QueryKey::Nothing,
+        ),
     };
     Some(Behavior {
         path_pattern: canonical_pattern(&pattern),
@@ -168,6 +174,7 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         ttl,
         forward_metadata_headers: false,
         slice_size: defaults.slice_size,
+        query_key,
         cors,
         response_headers,
     })

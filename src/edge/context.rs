@@ -26,6 +26,9 @@ pub struct RequestContext {
     pub started: Option<std::time::Instant>,
     /// The viewer's own query string (signing parameters removed), if any.
     pub query: Option<String>,
+    /// The part of it in the cache key and sent on (the behavior's cache
+    /// policy chooses; see `QueryKey::select`), empty for none.
+    pub key_query: String,
     /// The CloudFront error code when the signature check refused the request.
     pub rejection: Option<&'static str>,
     /// For a request from another node of the fleet: Unix milliseconds

@@ -19,7 +19,7 @@ use crate::auth::{CredentialSource, SignedTarget, ViewerRequest, split_target};
 use crate::cache::ObjectRef;
 use crate::config::CorsPolicy;
 use crate::fleet::{FleetAuthError, SIGNATURE_HEADER, table_named};
-use crate::request::MAX_REQUEST_BYTES;
+use crate::request::{MAX_REQUEST_BYTES, with_query};
 use crate::routing::{Behavior, Distribution, Routing};
 
 /// Serves one request: `route`, `authenticate`, then answer from the cache
@@ -71,7 +71,8 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
         return respond::write_error(viewer, NOT_FOUND).await;
     };
     if matches!(viewer.req_header().method, http::Method::GET | http::Method::HEAD) {
-        let object = super::cached::object_ref(&distribution.id, behavior, ctx.path.clone(), origin_path, ctx.fleet_site_hop);
+        let (path, origin_path) = (with_query(&ctx.path, &ctx.key_query), with_query(&origin_path, &ctx.key_query));
+        let object = super::cached::object_ref(&distribution.id, behavior, path, origin_path, ctx.fleet_site_hop);
         if ctx.fleet_not_before > 0 {
             let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
             let _ = tokio::task::spawn_blocking(move || cache.forget_if_fetched_before(&key, not_before)).await;
@@ -141,6 +142,7 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
         return respond::write_error(viewer, METHOD_NOT_ALLOWED).await.map(|()| None);
     }
     ctx.origin_path = behavior.origin.object_path(&ctx.path);
+    ctx.key_query = behavior.query_key.select(ctx.query.as_deref());
     if let (Some(guard), Some(origin_path)) = (&state.control_guard, &ctx.origin_path)
         && guard.covers(&behavior.origin, origin_path)
     {
@@ -182,13 +184,16 @@ async fn authenticate(
         let header = viewer.req_header();
         let range = header.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let lookup = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+        // The key's query is in the object and the path the asking node
+        // signed: a node's request with another query does not verify.
         let object = ctx
             .origin_path
             .as_deref()
-            .map(|origin_path| ObjectRef::cache_key(&behavior.origin_name, origin_path));
+            .map(|origin_path| ObjectRef::cache_key(&behavior.origin_name, &with_query(origin_path, &ctx.key_query)));
+        let path = with_query(&ctx.path, &ctx.key_query);
         let verified = match (&state.fleet, object) {
             (Some(fleet), Some(object)) => fleet
-                .verify(header.method.as_str(), &object, &ctx.path, range, lookup)
+                .verify(header.method.as_str(), &object, &path, range, lookup)
                 .map(|verified| (verified.not_before, verified.site_hop)),
             _ => Err(FleetAuthError::Malformed),
         };

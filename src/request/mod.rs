@@ -6,8 +6,10 @@
 //! Pure and a leaf: it imports nothing of keyfront's.
 
 mod path;
+mod query;
 
 pub use path::{PathRefusal, canonical_path, canonical_pattern, canonical_resource};
+pub use query::{QueryKey, with_query};
 
 /// CloudFront's URL length limit: longer targets are refused (414) before any
 /// percent-decoding, base64 or signature work.

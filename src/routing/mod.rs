@@ -15,6 +15,7 @@ pub use file::FileTable;
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::config::{AllowedMethods, CorsPolicy, Ttl};
 use crate::origin::S3Origin;
+use crate::request::QueryKey;
 
 /// Key groups by name, each a list of `(key id, public key)`.
 pub type KeyGroups = HashMap<String, Vec<(String, PublicKey)>>;
@@ -38,6 +39,8 @@ pub struct Behavior {
     pub forward_metadata_headers: bool,
     /// Slice size in bytes, between 64 KiB and 64 MiB.
     pub slice_size: u64,
+    /// The query parameters in the cache key and forwarded to the origin.
+    pub query_key: QueryKey,
     pub cors: Option<CorsPolicy>,
     /// Headers laid over every answer of the behavior (a response headers
     /// policy's), besides CORS.

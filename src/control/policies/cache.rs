@@ -9,6 +9,7 @@ use crate::control::api::{ApiError, random_uuid};
 use crate::control::resources::Kind;
 use crate::control::store::State;
 use crate::control::xml::Element;
+use crate::request::QueryKey;
 
 /// What a managed cache policy puts in the cache key: a behavior and the
 /// names it lists, for headers, cookies and query strings.
@@ -155,6 +156,26 @@ pub fn ttl(config: &Element) -> Option<Ttl> {
         None => Duration::from_secs(86_400).max(min).min(max),
     };
     Some(Ttl { min, default, max })
+}
+
+/// The query parameters a cache policy puts in the key; `None` for a
+/// `QueryStringsConfig` the API would have refused.
+pub fn query_key(config: &Element) -> Option<QueryKey> {
+    let part = config.at(&["ParametersInCacheKeyAndForwardedToOrigin", "QueryStringsConfig"])?;
+    let names = || -> Vec<String> {
+        part.child("QueryStrings")
+            .into_iter()
+            .flat_map(Element::items)
+            .map(|name| name.text.clone())
+            .collect()
+    };
+    match part.text_of("QueryStringBehavior")? {
+        "none" => Some(QueryKey::Nothing),
+        "whitelist" => Some(QueryKey::Only(names())).filter(|_| !names().is_empty()),
+        "allExcept" => Some(QueryKey::AllExcept(names())).filter(|_| !names().is_empty()),
+        "all" => Some(QueryKey::All),
+        _ => None,
+    }
 }
 
 /// Refuses a config that is not a cache policy CloudFront would take.

@@ -7,7 +7,7 @@ mod cache;
 mod origin_request;
 mod response_headers;
 
-pub use cache::{CACHE_POLICIES, ttl};
+pub use cache::{CACHE_POLICIES, query_key, ttl};
 pub use origin_request::ORIGIN_REQUEST_POLICIES;
 pub use response_headers::{RESPONSE_HEADERS_POLICIES, compile as response_headers};
 
