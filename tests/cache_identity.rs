@@ -46,6 +46,7 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
             max: Duration::from_secs(3600),
         },
         slice_size,
+        viewer: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (small, large) = runtime.block_on(async {

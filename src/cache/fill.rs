@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use prometheus::IntGauge;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 
 use super::meta::ObjectMeta;
+use super::reserve::ReservedShare;
 use super::slice::Slice;
 
 /// Why a fill did not produce its slice.
@@ -43,7 +44,7 @@ struct FillState {
     error: Option<FillError>,
     /// The share of the cache's fill reserve `chunks` may take, given back
     /// with them.
-    reserved: Option<OwnedSemaphorePermit>,
+    reserved: Option<ReservedShare>,
 }
 
 /// A slice being fetched.
@@ -77,7 +78,7 @@ impl Fill {
     }
 
     /// Holds `reserved` until the chunks are let go.
-    pub fn reserve(&self, reserved: OwnedSemaphorePermit) {
+    pub fn reserve(&self, reserved: ReservedShare) {
         self.state.lock().expect("fill state lock").reserved = Some(reserved);
     }
 

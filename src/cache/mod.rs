@@ -8,12 +8,13 @@ mod fill;
 mod freshness;
 mod meta;
 mod reader;
+mod reserve;
 mod slice;
 mod stats;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub use slice::{PIECE_BYTES, Slice};
 pub use stats::CacheMetrics;
 pub use upstream::ParentTier;
 
+use self::reserve::{FillReserve, ReservedShare};
 use crate::clock::Clock;
 use crate::config::{CacheSettings, Ttl};
 use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
@@ -72,6 +74,9 @@ pub struct ObjectRef {
     pub ttl: Ttl,
     /// Slice size for versions fetched from now on (bytes).
     pub slice_size: u64,
+    /// The viewer the request serves, whose part of the fill reserve its
+    /// fills take (`FillReserve`); `None` for another node's request.
+    pub viewer: Option<IpAddr>,
 }
 
 impl ObjectRef {
@@ -163,50 +168,6 @@ const MAX_PROMOTIONS: usize = 2;
 /// resident. Reads from the page cache take tens of microseconds, so 16
 /// keep 2 cores streaming (bench/RESULTS.md, "Memory").
 const DISK_READS_AT_ONCE: usize = 16;
-
-/// The part of the memory budget that slices arriving from upstream may
-/// hold, in KiB: a fill waits for its slice's share before it asks
-/// upstream (a prefetch that would wait is skipped). A slice larger than a
-/// quarter of the reserve takes a quarter, so four of any size can arrive.
-/// 1,000 viewers warming a tier held 358 MiB in fills over a 512 MiB budget
-/// without it (bench/RESULTS.md, "Memory per viewer").
-struct FillReserve {
-    permits: Arc<tokio::sync::Semaphore>,
-    share_limit: u32,
-}
-
-impl FillReserve {
-    fn new(bytes: u64) -> Self {
-        let kib = u32::try_from(bytes >> 10).unwrap_or(u32::MAX).max(4);
-        Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(kib as usize)),
-            share_limit: kib / 4,
-        }
-    }
-
-    fn share(&self, slice_length: u64) -> u32 {
-        u32::try_from(slice_length.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.share_limit)
-    }
-
-    /// The share of a slice of `slice_length` bytes, if it is free now.
-    fn try_take(&self, slice_length: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_many_owned(self.share(slice_length)).ok()
-    }
-
-    /// Waits up to `patience` for the share of a slice of `slice_length` bytes.
-    async fn take(&self, slice_length: u64, patience: Duration) -> Result<tokio::sync::OwnedSemaphorePermit, FillError> {
-        let share = self.share(slice_length);
-        match tokio::time::timeout(patience, self.permits.clone().acquire_many_owned(share)).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(FillError::Timeout(format!(
-                "{} MiB of slices were arriving from upstream for {patience:?}",
-                (self.share_limit as u64 * 4) >> 10
-            ))),
-        }
-    }
-}
 
 /// Hashes cache keys on every hit: foldhash, several times faster than the
 /// default SipHash over object paths, and seeded per process.
@@ -491,7 +452,7 @@ impl Cache {
         let on_disk = self.disk.as_ref().is_some_and(|disk| disk.contains(&key));
         let unwritten = self.unwritten.lock().expect("unwritten lock").contains_key(&key);
         if !on_disk && !unwritten && !self.slices.contains_key(&key) && !self.borrowed.contains_key(&key) {
-            let Some(reserved) = self.fill_reserve.try_take(meta.slice_length(index)) else {
+            let Some(reserved) = self.fill_reserve.try_take(object.viewer, meta.slice_length(index)) else {
                 return;
             };
             drop(self.join_fill(&mut in_flight, object, Some(meta.clone()), index, Some(reserved)));
@@ -513,7 +474,7 @@ impl Cache {
         object: &ObjectRef,
         expected: Option<Arc<ObjectMeta>>,
         index: u64,
-        reserved: Option<tokio::sync::OwnedSemaphorePermit>,
+        reserved: Option<ReservedShare>,
     ) -> FillReader {
         let slice_size = expected.as_ref().map_or(object.slice_size, |meta| meta.slice_size);
         let slot = FillSlot {
@@ -539,7 +500,16 @@ impl Cache {
             let length = expected.as_ref().map_or(slice_size, |meta| meta.slice_length(index));
             let reserved = match reserved {
                 Some(reserved) => Ok(reserved),
-                None => task.cache.fill_reserve.take(length, object.origin.first_byte_timeout).await,
+                None => {
+                    let patience = object.origin.first_byte_timeout;
+                    let reserve = &task.cache.fill_reserve;
+                    reserve.take(object.viewer, length, patience).await.ok_or_else(|| {
+                        FillError::Timeout(format!(
+                            "{} MiB of slices (or this viewer's half of them) were arriving from upstream for {patience:?}",
+                            reserve.mib()
+                        ))
+                    })
+                }
             };
             match reserved {
                 Ok(reserved) => task.fill.reserve(reserved),
@@ -958,22 +928,5 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(1), reader.next_chunk()).await;
         assert!(matches!(ended, Ok(Err(FillError::Origin(_)))), "{ended:?}");
         assert!(!cache.in_flight.lock().unwrap().contains_key(&slot), "the slot is free");
-    }
-
-    /// A slice's share is its length in KiB, at most a quarter of the
-    /// reserve; a fill that cannot get its share in time fails with a
-    /// timeout (a 504 to its viewers), and a share given back is free again.
-    #[tokio::test]
-    async fn the_fill_reserve_shares_out_its_bytes_and_refuses_after_waiting() {
-        let reserve = FillReserve::new(1 << 20);
-        assert_eq!(reserve.share(1), 1);
-        assert_eq!(reserve.share(100 << 10), 100);
-        assert_eq!(reserve.share(64 << 20), 256, "a large slice takes a quarter");
-        let held: Vec<_> = (0..4).map(|_| reserve.try_take(64 << 20).expect("four quarters")).collect();
-        assert!(reserve.try_take(1).is_none(), "nothing is left for a prefetch");
-        let waited = reserve.take(1, Duration::from_millis(20)).await;
-        assert!(matches!(waited, Err(FillError::Timeout(_))), "{:?}", waited.err());
-        drop(held);
-        assert!(reserve.take(1 << 20, Duration::from_millis(20)).await.is_ok());
     }
 }

@@ -2,6 +2,7 @@
 //! or disk, misses filled slice by slice from the origin and streamed to the
 //! viewer as they arrive.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -123,7 +124,7 @@ pub async fn serve(
             Err(Interrupted::Failed(error)) => return Err(error),
             // Boxed: a second `answer` in this future would double its size
             // (and the bytes every request copies as it starts).
-            Err(Interrupted::ErrorPage(page)) => return Box::pin(serve_error_page(state, session, ctx, page)).await,
+            Err(Interrupted::ErrorPage(page)) => return Box::pin(serve_error_page(state, session, ctx, page, object.viewer)).await,
         }
     }
     respond::write_error(session, BAD_GATEWAY).await
@@ -131,8 +132,14 @@ pub async fn serve(
 
 /// The object a viewer's canonical `path` names under `behavior` of the
 /// routing table `table` (see `ObjectRef::table`), whose origin path is
-/// `origin_path`.
-pub fn object_ref(table: &str, behavior: &Behavior, path: String, origin_path: String, site_hop: bool) -> ObjectRef {
+/// `origin_path`, asked for by `viewer` (`None`: another node).
+pub fn object_ref(
+    table: &str,
+    behavior: &Behavior,
+    (path, origin_path): (String, String),
+    site_hop: bool,
+    viewer: Option<IpAddr>,
+) -> ObjectRef {
     ObjectRef {
         key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
         table: table.into(),
@@ -143,6 +150,7 @@ pub fn object_ref(table: &str, behavior: &Behavior, path: String, origin_path: S
         origin_path,
         ttl: behavior.ttl,
         slice_size: behavior.slice_size,
+        viewer,
     }
 }
 
@@ -157,7 +165,13 @@ fn error_page(ctx: &RequestContext, status: u16) -> Option<ErrorPage> {
 
 /// Answers with `page`, whole, under the status it names; a page that
 /// cannot be served is an error of its own (never another page).
-async fn serve_error_page(state: &EdgeState, session: &mut Viewer<'_>, ctx: &mut RequestContext, page: ErrorPage) -> Result<()> {
+async fn serve_error_page(
+    state: &EdgeState,
+    session: &mut Viewer<'_>,
+    ctx: &mut RequestContext,
+    page: ErrorPage,
+    viewer: Option<IpAddr>,
+) -> Result<()> {
     let distribution = ctx.distribution.clone().expect("pages come from a distribution");
     let found = distribution
         .behaviors
@@ -167,7 +181,7 @@ async fn serve_error_page(state: &EdgeState, session: &mut Viewer<'_>, ctx: &mut
     let Some((behavior, origin_path)) = found else {
         return respond::write_error(session, NOT_FOUND).await;
     };
-    let object = object_ref(&distribution.id, behavior, page.page.clone(), origin_path, false);
+    let object = object_ref(&distribution.id, behavior, (page.page.clone(), origin_path), false, viewer);
     ctx.error_page_status = Some(page.response_code);
     match answer(state, session, ctx, behavior, &object).await {
         Ok(()) => Ok(()),

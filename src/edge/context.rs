@@ -31,6 +31,9 @@ pub struct RequestContext {
     pub key_query: String,
     /// The CloudFront error code when the signature check refused the request.
     pub rejection: Option<&'static str>,
+    /// The request is another node's (it carries the fleet's signature),
+    /// not a viewer's.
+    pub from_node: bool,
     /// For a request from another node of the fleet: Unix milliseconds
     /// before which no cached copy may answer it (0: no bound).
     pub fleet_not_before: u64,

@@ -72,7 +72,9 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
     };
     if matches!(viewer.req_header().method, http::Method::GET | http::Method::HEAD) {
         let (path, origin_path) = (with_query(&ctx.path, &ctx.key_query), with_query(&origin_path, &ctx.key_query));
-        let object = super::cached::object_ref(&distribution.id, behavior, path, origin_path, ctx.fleet_site_hop);
+        // A node's request carries many viewers': no one viewer's share.
+        let asker = if ctx.from_node { None } else { client_ip(viewer) };
+        let object = super::cached::object_ref(&distribution.id, behavior, (path, origin_path), ctx.fleet_site_hop, asker);
         if ctx.fleet_not_before > 0 {
             let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
             let _ = tokio::task::spawn_blocking(move || cache.forget_if_fetched_before(&key, not_before)).await;
@@ -92,6 +94,7 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
 async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestContext) -> Result<Option<(Arc<Distribution>, usize)>> {
     let routing = state.routing();
     let from_node = is_from_node(viewer);
+    ctx.from_node = from_node;
     let distribution = if from_node {
         // Another node's request is served from the table it names and
         // signed for; its Host means nothing.
@@ -180,7 +183,7 @@ async fn authenticate(
     target: &SignedTarget<'_>,
 ) -> Result<bool> {
     ctx.decision = "public";
-    if is_from_node(viewer) {
+    if ctx.from_node {
         let header = viewer.req_header();
         let range = header.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let lookup = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());

@@ -120,6 +120,7 @@ key_groups:
 origins:
   store: {{type: s3, endpoint: "http://{origin_address}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 5s}}
   relayed: {{type: s3, endpoint: "http://{relayed}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 5s}}
+  relayed_impatient: {{type: s3, endpoint: "http://{relayed}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s, first_byte_timeout: 1s}}
   down: {{type: s3, endpoint: "http://{down}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}, connect_timeout: 1s}}
   wrong_credentials: {{type: s3, endpoint: "http://{origin_address}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: not-the-secret}}
   ignores_range: {{type: s3, endpoint: "http://{ignores_range}", bucket: {BUCKET}, path_style: true, access_key_id: {ACCESS_KEY}, secret_access_key: {SECRET}}}
@@ -544,7 +545,23 @@ impl Response {
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to
 /// the end. Bodies are taken as sent: this client never decodes or re-frames.
 pub fn request(address: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(address).unwrap();
+    exchange(TcpStream::connect(address).unwrap(), address, method, target, headers, body)
+}
+
+/// `request`, from the loopback address `source` (such as 127.0.0.2): what
+/// another viewer's request looks like to the edge.
+pub fn request_from(source: std::net::IpAddr, address: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.connect(address).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    exchange(stream, address, method, target, headers, b"")
+}
+
+fn exchange(mut stream: TcpStream, address: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
