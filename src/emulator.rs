@@ -22,7 +22,7 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -66,6 +66,10 @@ pub struct EmulatorOptions {
     /// distributions as their DomainName, so `http://` + DomainName works
     /// without DNS; none when the edge listens on a non-loopback address.
     pub distribution_addresses: u8,
+    /// An HTTPS edge (port 0: a free one) on this address and on the
+    /// distributions' addresses, with a certificate made for them at start;
+    /// behaviors' `ViewerProtocolPolicy` applies when it is on.
+    pub tls: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for EmulatorOptions {
@@ -83,6 +87,7 @@ impl std::fmt::Debug for EmulatorOptions {
             .field("accept_any_credentials", &self.accept_any_credentials)
             .field("deploy_delay", &self.deploy_delay)
             .field("distribution_addresses", &self.distribution_addresses)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -102,6 +107,7 @@ impl Default for EmulatorOptions {
             accept_any_credentials: false,
             deploy_delay: Duration::ZERO,
             distribution_addresses: 32,
+            tls: None,
         }
     }
 }
@@ -119,6 +125,8 @@ pub enum EmulatorError {
     Start(#[from] StartError),
     #[error("{0} did not start listening")]
     NotListening(SocketAddr),
+    #[error("making the HTTPS edge's certificate: {0}")]
+    Certificate(String),
 }
 
 /// A running emulator; dropping it stops the edge, the API and the store.
@@ -132,6 +140,8 @@ pub struct Emulator {
     /// The region clients should sign with (any is accepted).
     pub region: String,
     pub dir: PathBuf,
+    /// The HTTPS edge, if on, and the certificate (PEM) clients trust it by.
+    pub tls: Option<(SocketAddr, PathBuf)>,
     owns_dir: bool,
     stop_edge: Mutex<Option<oneshot::Sender<()>>>,
     stop_store: Option<oneshot::Sender<()>>,
@@ -205,11 +215,31 @@ impl Emulator {
         // name are refused, never served from the bucket.
         let unused_key = dir.join("no-distribution.pem");
         std::fs::write(&unused_key, PrivateKey::generate(KeyAlgorithm::Ecdsa).public_key().to_pem()).map_err(io(&unused_key))?;
-        let pool: Vec<String> = match edge.ip() {
+        let pool: Vec<SocketAddr> = match edge.ip() {
             IpAddr::V4(ip) if ip.is_loopback() => (2..2 + u16::from(options.distribution_addresses))
-                .map(|last| format!("\"127.0.0.{last}:{}\"", edge.port()))
+                .filter_map(|last| u8::try_from(last).ok())
+                .map(|last| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), edge.port()))
                 .collect(),
             _ => Vec::new(),
+        };
+        let tls = match options.tls {
+            Some(address) => Some(edge_certificate(&dir, resolve(address).map_err(io(&dir))?, &pool)?),
+            None => None,
+        };
+        let tls_listen = match &tls {
+            Some((address, _)) => {
+                let listeners: Vec<String> = std::iter::once(address.ip())
+                    .chain(pool.iter().map(|address| address.ip()))
+                    .map(|ip| {
+                        format!(
+                            "  - {{address: \"{}\", certificate: edge-cert.pem, key: edge-key.pem}}\n",
+                            SocketAddr::new(ip, address.port())
+                        )
+                    })
+                    .collect();
+                format!("tls_listen:\n{}", listeners.concat())
+            }
+            None => String::new(),
         };
         let config_path = dir.join("keyfront.yaml");
         let admin = match options.admin {
@@ -220,10 +250,10 @@ impl Emulator {
         // one would die with the emulator, so the state stays in memory.
         let state = if owns_dir { "" } else { "control_state: control\n" };
         let config = format!(
-            "# Written by keyfront's emulator.\nlisten: \"{edge}\"\n{admin}control_listen: \"{control}\"\n{state}control_api:\n  s3_origin: s3\n  accept_any_credentials: {any}\n  credentials: [{{access_key_id: \"{access_key_id}\", secret_access_key: \"{secret_access_key}\"}}]\n  distribution_addresses: [{pool}]\n  deploy_delay: {delay}s\nviewer_country_header: CloudFront-Viewer-Country\nkey_groups:\n  nobody:\n    - id: KNOBODY\n      public_key: no-distribution.pem\norigins:\n  s3:\n    type: s3\n    endpoint: http://{s3}\n    bucket: {bucket}\n    path_style: true\n    access_key_id: \"{access_key_id}\"\n    secret_access_key: \"{secret_access_key}\"\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s3\n    trusted_key_groups: [nobody]\n",
+            "# Written by keyfront's emulator.\nlisten: \"{edge}\"\n{tls_listen}{admin}control_listen: \"{control}\"\n{state}control_api:\n  s3_origin: s3\n  accept_any_credentials: {any}\n  credentials: [{{access_key_id: \"{access_key_id}\", secret_access_key: \"{secret_access_key}\"}}]\n  distribution_addresses: [{pool}]\n  deploy_delay: {delay}s\nviewer_country_header: CloudFront-Viewer-Country\nkey_groups:\n  nobody:\n    - id: KNOBODY\n      public_key: no-distribution.pem\norigins:\n  s3:\n    type: s3\n    endpoint: http://{s3}\n    bucket: {bucket}\n    path_style: true\n    access_key_id: \"{access_key_id}\"\n    secret_access_key: \"{secret_access_key}\"\nbehaviors:\n  - path_pattern: \"*\"\n    origin: s3\n    trusted_key_groups: [nobody]\n",
             any = options.accept_any_credentials,
             delay = options.deploy_delay.as_secs(),
-            pool = pool.join(", "),
+            pool = pool.iter().map(|address| format!("\"{address}\"")).collect::<Vec<_>>().join(", "),
             bucket = options.bucket,
         );
         crate::private_fs::write_private(&config_path, config).map_err(io(&config_path))?;
@@ -253,6 +283,7 @@ impl Emulator {
             secret_access_key,
             region: "us-east-1".to_owned(),
             dir,
+            tls,
             owns_dir,
             stop_edge: Mutex::new(Some(stop_edge)),
             stop_store: Some(stop_store),
@@ -265,7 +296,7 @@ impl Emulator {
 
     /// The environment a test (boto3, the AWS CLI, Terraform) needs.
     pub fn environment(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut environment = vec![
             ("AWS_ENDPOINT_URL_CLOUDFRONT", format!("http://{}", self.control)),
             ("AWS_ENDPOINT_URL_S3", format!("http://{}", self.s3)),
             ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
@@ -274,7 +305,12 @@ impl Emulator {
             ("AWS_REGION", self.region.clone()),
             ("KEYFRONT_BUCKET", self.bucket.clone()),
             ("KEYFRONT_EDGE", format!("http://{}", self.edge)),
-        ]
+        ];
+        if let Some((address, certificate)) = &self.tls {
+            environment.push(("KEYFRONT_EDGE_HTTPS", format!("https://{address}")));
+            environment.push(("KEYFRONT_CA_BUNDLE", certificate.display().to_string()));
+        }
+        environment
     }
 
     /// Calls the control-plane API (`path` with its query, e.g.
@@ -287,6 +323,23 @@ impl Emulator {
         };
         call_api(self.control, &credentials, method, path, body, if_match)
     }
+}
+
+/// Writes a self-signed certificate for `localhost`, `address` and the
+/// distributions' `pool` of addresses (`edge-cert.pem`) and its key
+/// (`edge-key.pem`, private) in `dir`: the HTTPS edge's address and the
+/// certificate's path.
+fn edge_certificate(dir: &Path, address: SocketAddr, pool: &[SocketAddr]) -> Result<(SocketAddr, PathBuf), EmulatorError> {
+    let mut names = vec!["localhost".to_owned(), address.ip().to_string()];
+    names.extend(pool.iter().map(|address| address.ip().to_string()));
+    let made = rcgen::generate_simple_self_signed(names).map_err(|error| EmulatorError::Certificate(error.to_string()))?;
+    let (certificate, key) = (dir.join("edge-cert.pem"), dir.join("edge-key.pem"));
+    std::fs::write(&certificate, made.cert.pem()).map_err(|source| EmulatorError::Io {
+        path: certificate.clone(),
+        source,
+    })?;
+    crate::private_fs::write_private(&key, made.signing_key.serialize_pem()).map_err(|source| EmulatorError::Io { path: key, source })?;
+    Ok((address, certificate))
 }
 
 /// Calls a control-plane API at `control` (any keyfront's `control_listen`)

@@ -98,6 +98,7 @@ pub fn compose(config: Config) -> Result<(Arc<EdgeState>, Listeners), StartError
             viewer.push(*address);
         }
     }
+    let https_port = config.tls_listen.first().map(|tls| tls.address.port());
     let listeners = Listeners {
         viewer,
         tls: config.tls_listen,
@@ -149,6 +150,7 @@ pub fn compose(config: Config) -> Result<(Arc<EdgeState>, Listeners), StartError
         viewer_idle_timeout: config.viewer_idle_timeout,
         viewer_send_timeout: config.viewer_send_timeout,
         viewer_country_header: config.viewer_country_header,
+        https_port,
     });
     Ok((state, listeners))
 }
@@ -321,14 +323,18 @@ pub fn build_server(state: Arc<EdgeState>, listeners: &Listeners, mode: ServerMo
     }
     let edge = Edge::new(state, listeners.header_timeout);
     let mut service = Service::new("keyfront edge".to_owned(), edge);
-    for address in &listeners.viewer {
-        service.add_listener(viewer_listener(&address.to_string(), listeners.send_buffer));
-    }
+    // TLS first: pingora binds a service's listeners in order before it
+    // accepts on any, so once a plain listener takes connections every TLS
+    // one is bound (the emulator waits on its plain edge only: a probe of
+    // a TLS port would log a failed handshake).
     for tls in &listeners.tls {
         let mut settings = TlsSettings::intermediate(&tls.certificate.to_string_lossy(), &tls.key.to_string_lossy())
             .map_err(|e| StartError::Tls(tls.address, e.to_string()))?;
         settings.enable_h2();
         service.add_listener(viewer_listener(&tls.address.to_string(), listeners.send_buffer).tls(settings));
+    }
+    for address in &listeners.viewer {
+        service.add_listener(viewer_listener(&address.to_string(), listeners.send_buffer));
     }
     server.add_service(service);
     Ok(server)

@@ -1593,3 +1593,97 @@ fn a_cache_policys_query_strings_are_the_cache_key() {
         "page two"
     );
 }
+
+/// With an HTTPS edge (`tls`), a behavior's `ViewerProtocolPolicy` applies
+/// to plain-HTTP viewers as CloudFront's: `redirect-to-https` answers 301 to
+/// the same URL on the HTTPS edge (query kept, no byte of the object),
+/// `https-only` 403, `allow-all` serves; over HTTPS each serves, with the
+/// certificate the emulator made for the distributions' addresses. A policy
+/// CloudFront does not know is refused.
+#[test]
+fn viewer_protocol_policies_apply_on_an_https_edge() {
+    let setup = start(EmulatorOptions {
+        tls: Some("127.0.0.1:0".parse().unwrap()),
+        ..EmulatorOptions::default()
+    });
+    let emulator = &setup.emulator;
+    let (https, certificate) = emulator.tls.clone().expect("an HTTPS edge");
+    put(emulator, "/prefix/public/a.txt", b"public bytes");
+    put(emulator, "/prefix/secure/b.txt", b"secure bytes");
+    put(emulator, "/prefix/open/c.txt", b"open bytes");
+    let behavior = |pattern: &str, policy: &str| {
+        format!(
+            "<CacheBehavior><PathPattern>{pattern}</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>{policy}</ViewerProtocolPolicy><MinTTL>0</MinTTL></CacheBehavior>"
+        )
+    };
+    let with_behaviors = |reference: &str, policy: &str| {
+        let plain = distribution_config(reference, &emulator.bucket, &setup.group_id, "");
+        let (start, end) = (
+            plain.find("<CacheBehaviors>").unwrap(),
+            plain.find("</CacheBehaviors>").unwrap() + 17,
+        );
+        let behaviors = format!(
+            "<CacheBehaviors><Quantity>3</Quantity><Items>{}{}{}</Items></CacheBehaviors>",
+            behavior("public/*", policy),
+            behavior("secure/*", "https-only"),
+            behavior("open/*", "allow-all")
+        );
+        format!("{}{behaviors}{}", &plain[..start], &plain[end..])
+    };
+    let refused = emulator
+        .call(
+            "POST",
+            "/2020-05-31/distribution",
+            with_behaviors("bad", "sometimes").as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        (refused.status, field(&text(&refused), "Code")),
+        (400, "InvalidArgument".to_owned())
+    );
+    let created = emulator
+        .call(
+            "POST",
+            "/2020-05-31/distribution",
+            with_behaviors("tls", "redirect-to-https").as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let domain = field(&text(&created), "DomainName");
+    let host = domain.split(':').next().unwrap().to_owned();
+    let over_https = |path: &str| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--cacert", certificate.to_str().unwrap(), "-w", "\n%{http_code}"])
+            .arg(format!("https://{host}:{}{path}", https.port()))
+            .output()
+            .expect("curl (scripts/ensure-deps test installs it)");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "curl {path}: {}", String::from_utf8_lossy(&output.stderr));
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.to_owned(), body.to_owned())
+    };
+
+    for method in ["GET", "HEAD"] {
+        let redirected = request(emulator.edge, method, "/public/a.txt?lang=fr", &[("Host", domain.as_str())], b"");
+        assert_eq!(redirected.status, 301, "{method}");
+        assert_eq!(
+            redirected.header("location"),
+            Some(format!("https://{host}:{}/public/a.txt?lang=fr", https.port()).as_str()),
+            "{method}"
+        );
+        assert!(redirected.body.is_empty(), "{method}: no byte of the object");
+    }
+    assert_eq!(over_https("/public/a.txt?lang=fr"), ("200".into(), "public bytes".into()));
+    let refused = get(emulator.edge, &format!("http://{domain}/secure/b.txt"));
+    assert!(
+        refused.status == 403 && !refused.text().contains("secure bytes"),
+        "{}",
+        refused.text()
+    );
+    assert!(refused.text().contains("HTTPS only"), "{}", refused.text());
+    assert_eq!(over_https("/secure/b.txt"), ("200".into(), "secure bytes".into()));
+    assert_eq!(get(emulator.edge, &format!("http://{domain}/open/c.txt")).text(), "open bytes");
+    assert_eq!(over_https("/open/c.txt"), ("200".into(), "open bytes".into()));
+}

@@ -29,6 +29,10 @@ pub struct EmulateArgs {
     /// The admin listener (health, metrics), if wanted.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// An HTTPS edge too (port 0: a free one), with a certificate made at
+    /// start (KEYFRONT_CA_BUNDLE); behaviors' ViewerProtocolPolicy applies.
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
     /// The bucket the credentials open.
     #[arg(long, default_value = "media")]
     bucket: String,
@@ -67,6 +71,7 @@ impl EmulateArgs {
             secret_access_key: self.secret_access_key.clone(),
             accept_any_credentials: self.accept_any_credentials,
             deploy_delay: std::time::Duration::from_secs(self.deploy_delay),
+            tls: self.tls_listen,
             ..EmulatorOptions::default()
         }
     }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::distributions::{allowed_methods, behaviors, geo_restriction, s3_bucket};
+use super::distributions::{allowed_methods, behaviors, geo_restriction, s3_bucket, viewer_protocol};
 use super::policies;
 use super::store::State;
 use super::xml::Element;
@@ -35,7 +35,14 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
         .iter()
         .map(|(id, record)| {
             let config = &record.resource.config;
-            let mut hosts = vec![record.domain_name.to_ascii_lowercase()];
+            let domain = record.domain_name.to_ascii_lowercase();
+            // A DomainName with the edge's port (the emulator's loopback
+            // addresses) answers on any port of that address too: its HTTPS edge's.
+            let bare = domain
+                .rsplit_once(':')
+                .map(|(host, _)| host.to_owned())
+                .filter(|host| !host.contains(':'));
+            let mut hosts: Vec<String> = std::iter::once(domain).chain(bare).collect();
             hosts.extend(
                 config
                     .child("Aliases")
@@ -138,6 +145,7 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         groups.push(LEGACY_SIGNERS.to_owned());
     }
     let allowed_methods = allowed_methods(behavior)?;
+    let viewer_protocol = viewer_protocol(behavior)?;
     let seconds =
         |name: &str, default: u64| Duration::from_secs(behavior.text_of(name).and_then(|text| text.parse().ok()).unwrap_or(default));
     // A policy that is gone (the API refuses that; a state written before
@@ -175,6 +183,7 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         forward_metadata_headers: false,
         slice_size: defaults.slice_size,
         query_key,
+        viewer_protocol,
         cors,
         response_headers,
     })

@@ -11,7 +11,7 @@ use super::resources;
 use super::store::{DistributionRecord, InvalidationRecord, Resource, State};
 use super::xml::{Element, list};
 use crate::config::AllowedMethods;
-use crate::routing::GeoRestriction;
+use crate::routing::{GeoRestriction, ViewerProtocol};
 
 /// The origin statuses a custom error response may replace.
 const ERROR_CODES: [&str; 11] = ["400", "403", "404", "405", "414", "416", "500", "501", "502", "503", "504"];
@@ -175,6 +175,16 @@ pub fn allowed_methods(behavior: &Element) -> Option<AllowedMethods> {
     }
 }
 
+/// A behavior's `ViewerProtocolPolicy`; `None` for a value CloudFront refuses.
+pub fn viewer_protocol(behavior: &Element) -> Option<ViewerProtocol> {
+    match behavior.text_of("ViewerProtocolPolicy") {
+        None | Some("allow-all") => Some(ViewerProtocol::AllowAll),
+        Some("redirect-to-https") => Some(ViewerProtocol::RedirectToHttps),
+        Some("https-only") => Some(ViewerProtocol::HttpsOnly),
+        Some(_) => None,
+    }
+}
+
 /// The distribution's `Restrictions`; `None` for one CloudFront refuses: a
 /// type other than none, whitelist or blacklist, a location that is not a
 /// two-letter upper-case country code, locations with `none` or none with
@@ -284,6 +294,11 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
         ));
     }
     for behavior in behaviors(config) {
+        if viewer_protocol(behavior).is_none() {
+            return Err(ApiError::invalid(
+                "ViewerProtocolPolicy must be allow-all, https-only or redirect-to-https",
+            ));
+        }
         if allowed_methods(behavior).is_none() {
             return Err(ApiError::invalid(
                 "AllowedMethods must be GET,HEAD or GET,HEAD,OPTIONS or GET,HEAD,OPTIONS,PUT,POST,PATCH,DELETE",

@@ -11,7 +11,7 @@ use pingora::prelude::*;
 use super::cors;
 use super::respond::{
     self, BAD_REQUEST, CONTROL_PREFIX_REFUSED, CORS_REFUSED, DISTRIBUTION_DISABLED, FLEET_REFUSED, GEO_RESTRICTED, HEADERS_TOO_LARGE,
-    METHOD_NOT_ALLOWED, NOT_FOUND,
+    HTTPS_REQUIRED, METHOD_NOT_ALLOWED, NOT_FOUND,
 };
 use super::{CacheStatus, EdgeState, RequestContext, Viewer};
 use crate::accesslog::{AccessLog, AccessRecord};
@@ -20,7 +20,7 @@ use crate::cache::ObjectRef;
 use crate::config::CorsPolicy;
 use crate::fleet::{FleetAuthError, SIGNATURE_HEADER, table_named};
 use crate::request::{MAX_REQUEST_BYTES, with_query};
-use crate::routing::{Behavior, Distribution, Routing};
+use crate::routing::{Behavior, Distribution, Routing, ViewerProtocol};
 
 /// Serves one request: `route`, `authenticate`, then answer from the cache
 /// (GET, HEAD) or pass it through to the origin. Every request is answered
@@ -135,6 +135,9 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
         // meant for browsers would otherwise stop the asking node caching).
         viewer.header_rules.clone_from(&behavior.response_headers);
     }
+    if !from_node && !over_tls(viewer) && !require_https(state, behavior.viewer_protocol, viewer, ctx).await? {
+        return Ok(None);
+    }
     if let Some(policy) = &behavior.cors
         && handle_cors(policy, viewer, ctx).await?
     {
@@ -155,6 +158,49 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
         return respond::write_error(viewer, CONTROL_PREFIX_REFUSED).await.map(|()| None);
     }
     Ok(Some((distribution, index)))
+}
+
+/// A plain-HTTP viewer request under `protocol`, on a node with a TLS
+/// listener: `Ok(true)` to go on (allow-all, or no TLS listener here);
+/// `Ok(false)` when answered, with a 301 to the same URL over HTTPS or a
+/// 403 (https-only, or a Host no URL can be made of).
+async fn require_https(state: &EdgeState, protocol: ViewerProtocol, viewer: &mut Viewer<'_>, ctx: &mut RequestContext) -> Result<bool> {
+    let Some(port) = state.https_port.filter(|_| protocol != ViewerProtocol::AllowAll) else {
+        return Ok(true);
+    };
+    let host = request_host(viewer).and_then(host_name);
+    match (protocol, host) {
+        (ViewerProtocol::RedirectToHttps, Some(host)) => {
+            let authority = if port == 443 { host.to_owned() } else { format!("{host}:{port}") };
+            let location = format!("https://{authority}{}", String::from_utf8_lossy(viewer.req_header().raw_path()));
+            ctx.decision = "redirect_to_https";
+            let mut header = ResponseHeader::build(301, Some(3))?;
+            header.insert_header(http::header::LOCATION, location)?;
+            header.insert_header(http::header::CONTENT_LENGTH, "0")?;
+            viewer.write_response_header(Box::new(header)).await?;
+            viewer.write_response_body(None, true).await?;
+        }
+        _ => {
+            ctx.decision = "https_only";
+            respond::write_error(viewer, HTTPS_REQUIRED).await?;
+        }
+    }
+    Ok(false)
+}
+
+/// The host of a `Host` value without its port, if it is a DNS name, an
+/// IPv4 address or a bracketed IPv6 address (nothing a URL could be bent by).
+fn host_name(host: &str) -> Option<&str> {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => &host[..rest.find(']')? + 2],
+        None => host.split(':').next()?,
+    };
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
+    (!name.is_empty() && name.bytes().all(allowed) && !name.trim_matches(['[', ']']).contains(['[', ']'])).then_some(name)
+}
+
+fn over_tls(viewer: &Viewer<'_>) -> bool {
+    viewer.digest().is_some_and(|digest| digest.ssl_digest.is_some())
 }
 
 /// The viewer's country code from `viewer_country_header`; `None` when
@@ -300,10 +346,9 @@ fn viewer_base_url(public_base_url: Option<&str>, viewer: &Viewer<'_>) -> String
     if let Some(base) = public_base_url {
         return base.to_owned();
     }
-    let tls = viewer.digest().is_some_and(|digest| digest.ssl_digest.is_some());
     format!(
         "{}://{}",
-        if tls { "https" } else { "http" },
+        if over_tls(viewer) { "https" } else { "http" },
         request_host(viewer).unwrap_or_default()
     )
 }
@@ -381,4 +426,36 @@ pub fn write_access_log(log: &AccessLog, viewer: &Viewer<'_>, ctx: &RequestConte
             .as_http1()
             .map(|http1| (http1.get_headers_raw_bytes().len() + viewer.body_bytes_read()) as u64),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn only_a_host_a_url_cannot_be_bent_by_is_redirected_to() {
+        for (host, name) in [
+            ("media.example.com", "media.example.com"),
+            ("media.example.com:8080", "media.example.com"),
+            ("127.0.0.2:8580", "127.0.0.2"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(host_name(host), Some(name), "{host}");
+        }
+        for host in [
+            "",
+            ":80",
+            "evil.com/path",
+            "evil.com@x",
+            "a b",
+            "[::1",
+            "a[b]",
+            "x\\y",
+            "evil.com?x",
+            "evil.com#x",
+        ] {
+            assert_eq!(host_name(host), None, "{host}");
+        }
+    }
 }

@@ -46,6 +46,11 @@ pub const GEO_RESTRICTED: EdgeError = EdgeError {
     code: "AccessDenied",
     message: "The Amazon CloudFront distribution is configured to block access from your country.",
 };
+pub const HTTPS_REQUIRED: EdgeError = EdgeError {
+    status: 403,
+    code: "AccessDenied",
+    message: "This distribution's behavior is configured to serve HTTPS only.",
+};
 pub const NOT_FOUND: EdgeError = EdgeError {
     status: 404,
     code: "NoSuchKey",

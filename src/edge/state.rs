@@ -60,6 +60,10 @@ pub struct EdgeState {
     pub viewer_send_timeout: std::time::Duration,
     /// The header holding the viewer's country, if a trusted proxy sets one.
     pub viewer_country_header: Option<http::HeaderName>,
+    /// The port of this node's TLS listeners, if it has any: where a
+    /// `redirect-to-https` behavior sends a plain-HTTP viewer. Without one,
+    /// TLS ends in front of the node and every behavior allows HTTP.
+    pub https_port: Option<u16>,
     /// This node's fleet, if it is in one: it checks other nodes' requests.
     pub fleet: Option<Arc<Fleet>>,
 }
@@ -78,6 +82,7 @@ pub struct EdgeParts {
     pub viewer_idle_timeout: Duration,
     pub viewer_send_timeout: Duration,
     pub viewer_country_header: Option<http::HeaderName>,
+    pub https_port: Option<u16>,
 }
 
 impl EdgeState {
@@ -105,6 +110,7 @@ impl EdgeState {
             viewer_idle_seconds: parts.viewer_idle_timeout.as_secs(),
             viewer_send_timeout: parts.viewer_send_timeout,
             viewer_country_header: parts.viewer_country_header,
+            https_port: parts.https_port,
             access_log: parts.access_log,
         });
         if let Some(control) = state.fleet.as_ref().and_then(|fleet| fleet.control.as_ref()) {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{Behavior, KeyGroups};
+use super::{Behavior, KeyGroups, ViewerProtocol};
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::{BehaviorSettings, Config, ConfigError, KeyGroupSettings};
 use crate::origin::S3Origin;
@@ -90,6 +90,7 @@ fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<S3Origin
         forward_metadata_headers: settings.forward_metadata_headers,
         slice_size: settings.slice_size,
         query_key: QueryKey::Nothing,
+        viewer_protocol: ViewerProtocol::AllowAll,
         cors: settings.cors.clone(),
         response_headers: None,
     }

@@ -41,10 +41,24 @@ pub struct Behavior {
     pub slice_size: u64,
     /// The query parameters in the cache key and forwarded to the origin.
     pub query_key: QueryKey,
+    /// What a viewer's plain-HTTP request gets (`ViewerProtocolPolicy`).
+    pub viewer_protocol: ViewerProtocol,
     pub cors: Option<CorsPolicy>,
     /// Headers laid over every answer of the behavior (a response headers
     /// policy's), besides CORS.
     pub response_headers: Option<Arc<HeaderRules>>,
+}
+
+/// What a behavior does with a viewer's request over plain HTTP, on a node
+/// that has a TLS listener (CloudFront's `ViewerProtocolPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ViewerProtocol {
+    #[default]
+    AllowAll,
+    /// 301 to the same URL over HTTPS.
+    RedirectToHttps,
+    /// 403.
+    HttpsOnly,
 }
 
 /// Headers to set on an answer, each with whether it replaces the one the
