@@ -532,11 +532,16 @@ fn query_string_variants_are_kept_by_the_fleet_and_bound_by_its_signature() {
     let policy = field(&text(&created), "Id");
     let (_, group) = key_group(control);
     let (id, domain) = distribution_with(control, &group, &format!("<CachePolicyId>{policy}</CachePolicyId>"));
-    for node in &site.nodes[1..] {
+    // Every node, the shield included, serves the distribution before the
+    // variant is first asked for: a node that did not yet would send its
+    // children to the origin.
+    site.put_other("/d/ready.bin", b"ready");
+    for node in &site.nodes {
         wait_until(&format!("{} serves the distribution", node.name), || {
-            get(node.edge, &domain, "/a.bin?w=1").status == 200
+            get(node.edge, &domain, "/ready.bin").status == 200
         });
     }
+    assert_eq!(get(site.nodes[1].edge, &domain, "/a.bin?w=1").text(), "first");
     site.put_other("/d/a.bin", b"second");
     for node in &site.nodes[1..] {
         let kept = get(node.edge, &domain, "/a.bin?x=5&w=1");
