@@ -1687,3 +1687,86 @@ fn viewer_protocol_policies_apply_on_an_https_edge() {
     assert_eq!(get(emulator.edge, &format!("http://{domain}/open/c.txt")).text(), "open bytes");
     assert_eq!(over_https("/open/c.txt"), ("200".into(), "open bytes".into()));
 }
+
+/// A response headers policy's `ServerTimingHeadersConfig` adds the edge's
+/// `Server-Timing` metrics (the cache's result, the time to the first
+/// byte) to the sampled share of its behavior's answers: all at 100, none
+/// at 0; a rate that is no percentage is refused.
+#[test]
+fn server_timing_reaches_the_sampled_share_of_answers() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    let policy = |name: &str, timing: &str| {
+        format!(
+            "<ResponseHeadersPolicyConfig {NS}><Comment>c</Comment><Name>{name}</Name><ServerTimingHeadersConfig>{timing}</ServerTimingHeadersConfig></ResponseHeadersPolicyConfig>"
+        )
+    };
+    for bad in [
+        "<Enabled>true</Enabled><SamplingRate>101</SamplingRate>",
+        "<Enabled>true</Enabled><SamplingRate>1.23456</SamplingRate>",
+        "<Enabled>true</Enabled><SamplingRate>-1</SamplingRate>",
+        "<Enabled>true</Enabled><SamplingRate>all</SamplingRate>",
+        "<Enabled>true</Enabled>",
+    ] {
+        let (status, refused, _) = api(emulator, "POST", "response-headers-policy", &policy("bad", bad), None);
+        assert!(
+            status == 400 && refused.contains("<Code>InvalidArgument</Code>"),
+            "{bad}: {refused}"
+        );
+    }
+    let create = |name: &str, rate: &str| {
+        let body = policy(name, &format!("<Enabled>true</Enabled><SamplingRate>{rate}</SamplingRate>"));
+        let (status, created, _) = api(emulator, "POST", "response-headers-policy", &body, None);
+        assert_eq!(status, 201, "{created}");
+        field(&created, "Id")
+    };
+    let (every, none) = (create("every", "100"), create("none", "0.0"));
+    let body = distribution_config("timed", &emulator.bucket, &setup.group_id, "")
+        .replace(
+            "<MinTTL>0</MinTTL></DefaultCacheBehavior>",
+            &format!("<MinTTL>0</MinTTL><ResponseHeadersPolicyId>{none}</ResponseHeadersPolicyId></DefaultCacheBehavior>"),
+        )
+        .replace(
+            "<MinTTL>0</MinTTL></CacheBehavior>",
+            &format!("<MinTTL>0</MinTTL><ResponseHeadersPolicyId>{every}</ResponseHeadersPolicyId></CacheBehavior>"),
+        );
+    let (status, created, _) = api(emulator, "POST", "distribution", &body, None);
+    assert_eq!(status, 201, "{created}");
+    let domain = field(&created, "DomainName");
+    put(emulator, "/prefix/public/a.txt", b"timed bytes");
+    put(emulator, "/prefix/film.mp4", b"signed bytes");
+
+    let timing = |answer: &common::Response| answer.header("server-timing").map(str::to_owned);
+    let miss = get(emulator.edge, &format!("http://{domain}/public/a.txt"));
+    let miss_timing = timing(&miss).expect("Server-Timing on a miss");
+    assert!(miss_timing.starts_with("cdn-cache-miss,cdn-downstream-fbl;dur="), "{miss_timing}");
+    let hit = get(emulator.edge, &format!("http://{domain}/public/a.txt"));
+    assert_eq!(hit.text(), "timed bytes");
+    assert!(
+        timing(&hit).is_some_and(|t| t.starts_with("cdn-cache-hit,cdn-downstream-fbl;dur=")),
+        "{:?}",
+        timing(&hit)
+    );
+    let ranged = request(
+        emulator.edge,
+        "GET",
+        "/public/a.txt",
+        &[("Host", domain.as_str()), ("Range", "bytes=0-4")],
+        b"",
+    );
+    assert_eq!((ranged.status, ranged.text().as_str()), (206, "timed"));
+    assert!(
+        timing(&ranged).is_some_and(|t| t.starts_with("cdn-cache-hit,")),
+        "{:?}",
+        timing(&ranged)
+    );
+    let missing = get(emulator.edge, &format!("http://{domain}/public/none.txt"));
+    assert!(
+        missing.status == 404 && timing(&missing).is_some(),
+        "errors too: {:?}",
+        timing(&missing)
+    );
+    let unsampled = get(emulator.edge, &signed(&setup, &format!("http://{domain}/film.mp4")));
+    assert_eq!(unsampled.text(), "signed bytes");
+    assert_eq!(timing(&unsampled), None, "a rate of 0 samples nothing");
+}

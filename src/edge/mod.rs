@@ -125,10 +125,12 @@ impl HttpServerApp for Edge {
         if !self.read_request(&mut session, shutdown).await {
             return None;
         }
-        let mut viewer = Viewer::new(&mut session);
-        let mut ctx = RequestContext::default();
         let started = std::time::Instant::now();
-        ctx.started = Some(started);
+        let mut viewer = Viewer::new(&mut session, started);
+        let mut ctx = RequestContext {
+            started: Some(started),
+            ..RequestContext::default()
+        };
         let outcome = handlers::handle_request(&self.state, &mut viewer, &mut ctx).await;
         if *shutdown.borrow() {
             // Draining: this answer is the connection's last.

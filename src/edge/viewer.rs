@@ -4,6 +4,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -24,16 +25,20 @@ pub struct Viewer<'s> {
     /// every answer after `response_headers`.
     pub header_rules: Option<Arc<HeaderRules>>,
     /// When the response header was written, for the access log.
-    pub answered_at: Option<std::time::Instant>,
+    pub answered_at: Option<Instant>,
+    /// When the request's header was read.
+    started: Instant,
 }
 
 impl<'s> Viewer<'s> {
-    pub fn new(session: &'s mut ServerSession) -> Self {
+    /// The viewer of the request `session` read at `started`.
+    pub fn new(session: &'s mut ServerSession, started: Instant) -> Self {
         Self {
             session,
             response_headers: Vec::new(),
             header_rules: None,
             answered_at: None,
+            started,
         }
     }
 
@@ -56,8 +61,12 @@ impl<'s> Viewer<'s> {
                     header.insert_header(name.clone(), value.clone())?;
                 }
             }
+            if rules.server_timing_per_million > rand::random::<u32>() % 1_000_000 {
+                let timing = server_timing(&header, self.started);
+                header.append_header(SERVER_TIMING, timing)?;
+            }
         }
-        self.answered_at = Some(std::time::Instant::now());
+        self.answered_at = Some(Instant::now());
         self.session.write_response_header(header).await
     }
 
@@ -68,6 +77,23 @@ impl<'s> Viewer<'s> {
         }
         self.session.write_response_body(body.unwrap_or_default(), end_of_stream).await
     }
+}
+
+const SERVER_TIMING: &str = "server-timing";
+
+/// The edge's `Server-Timing` metrics for an answer with `header` to a
+/// request read at `started`, named as CloudFront names them: how the cache
+/// answered (from `X-Cache`) and the time to this header. Appended to the
+/// origin's own, as CloudFront does.
+fn server_timing(header: &ResponseHeader, started: Instant) -> String {
+    let result = header.headers.get("x-cache").and_then(|value| value.to_str().ok());
+    let cache = match result.and_then(|value| value.split(' ').next()) {
+        Some("Hit") => "cdn-cache-hit,",
+        Some("RefreshHit") => "cdn-cache-refresh,",
+        Some("Miss") => "cdn-cache-miss,",
+        _ => "",
+    };
+    format!("{cache}cdn-downstream-fbl;dur={}", started.elapsed().as_millis())
 }
 
 impl Deref for Viewer<'_> {

@@ -68,6 +68,9 @@ pub enum ViewerProtocol {
 pub struct HeaderRules {
     pub set: Vec<(http::HeaderName, http::HeaderValue, bool)>,
     pub remove: Vec<http::HeaderName>,
+    /// The share of answers (per million) that carry the edge's
+    /// `Server-Timing` metrics (`ServerTimingHeadersConfig`); 0: none.
+    pub server_timing_per_million: u32,
 }
 
 impl Behavior {

@@ -203,8 +203,44 @@ pub fn compile(config: &Element) -> Result<(Option<CorsPolicy>, HeaderRules), Ap
         }
         rules.remove.push(name);
     }
+    if let Some(timing) = config.child("ServerTimingHeadersConfig") {
+        rules.server_timing_per_million = server_timing(timing)?;
+    }
     let cors = config.child("CorsConfig").map(cors).transpose()?;
     Ok((cors, rules))
+}
+
+/// A `ServerTimingHeadersConfig`'s share of answers, per million: its
+/// `SamplingRate` (a percentage, 0 to 100, at most four decimals) when
+/// enabled.
+fn server_timing(config: &Element) -> Result<u32, ApiError> {
+    let rate = config.text_of("SamplingRate");
+    let per_million = match rate {
+        None => None,
+        Some(rate) => {
+            let (whole, decimals) = rate.split_once('.').unwrap_or((rate, ""));
+            let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+            let parsed = (!whole.is_empty() && digits(whole) && digits(decimals) && decimals.len() <= 4 && whole.len() <= 3)
+                .then(|| {
+                    whole
+                        .parse::<u32>()
+                        .ok()
+                        .map(|whole| whole * 10_000 + format!("{decimals:0<4}").parse::<u32>().unwrap_or(0))
+                })
+                .flatten()
+                .filter(|per_million| *per_million <= 1_000_000);
+            Some(parsed.ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "SamplingRate {rate:?} is not a percentage from 0 to 100 with at most four decimals"
+                ))
+            })?)
+        }
+    };
+    match (boolean(config, "Enabled"), per_million) {
+        (true, Some(per_million)) => Ok(per_million),
+        (true, None) => Err(ApiError::invalid("ServerTimingHeadersConfig needs a SamplingRate when Enabled")),
+        (false, _) => Ok(0),
+    }
 }
 
 fn cors(config: &Element) -> Result<CorsPolicy, ApiError> {
