@@ -71,7 +71,10 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
         return respond::write_error(viewer, NOT_FOUND).await;
     };
     if matches!(viewer.req_header().method, http::Method::GET | http::Method::HEAD) {
-        let (path, origin_path) = (with_query(&ctx.path, &ctx.key_query), with_query(&origin_path, &ctx.key_query));
+        let (path, origin_path) = (
+            with_query(ctx.path.clone(), &ctx.key_query),
+            with_query(origin_path, &ctx.key_query),
+        );
         // A node's request carries many viewers': no one viewer's share.
         let asker = if ctx.from_node { None } else { client_ip(viewer) };
         let object = super::cached::object_ref(&distribution.id, behavior, (path, origin_path), ctx.fleet_site_hop, asker);
@@ -238,8 +241,8 @@ async fn authenticate(
         let object = ctx
             .origin_path
             .as_deref()
-            .map(|origin_path| ObjectRef::cache_key(&behavior.origin_name, &with_query(origin_path, &ctx.key_query)));
-        let path = with_query(&ctx.path, &ctx.key_query);
+            .map(|origin_path| ObjectRef::cache_key(&behavior.origin_name, &with_query(origin_path.to_owned(), &ctx.key_query)));
+        let path = with_query(ctx.path.clone(), &ctx.key_query);
         let verified = match (&state.fleet, object) {
             (Some(fleet), Some(object)) => fleet
                 .verify(header.method.as_str(), &object, &path, range, lookup)

@@ -89,13 +89,13 @@ impl QueryKey {
     }
 }
 
-/// `path` with the key's query string, if it has one.
-pub fn with_query(path: &str, key_query: &str) -> String {
-    if key_query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{key_query}")
+/// `path` with the key's query string, if it has one (no copy when not).
+pub fn with_query(mut path: String, key_query: &str) -> String {
+    if !key_query.is_empty() {
+        path.push('?');
+        path.push_str(key_query);
     }
+    path
 }
 
 #[cfg(test)]
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_path_takes_the_query_only_when_there_is_one() {
-        assert_eq!(with_query("/a.png", ""), "/a.png");
-        assert_eq!(with_query("/a.png", "w=1"), "/a.png?w=1");
+        assert_eq!(with_query("/a.png".into(), ""), "/a.png");
+        assert_eq!(with_query("/a.png".into(), "w=1"), "/a.png?w=1");
     }
 }

@@ -162,17 +162,17 @@ pub fn ttl(config: &Element) -> Option<Ttl> {
 /// `QueryStringsConfig` the API would have refused.
 pub fn query_key(config: &Element) -> Option<QueryKey> {
     let part = config.at(&["ParametersInCacheKeyAndForwardedToOrigin", "QueryStringsConfig"])?;
-    let names = || -> Vec<String> {
-        part.child("QueryStrings")
-            .into_iter()
-            .flat_map(Element::items)
-            .map(|name| name.text.clone())
-            .collect()
-    };
+    let names: Vec<String> = part
+        .child("QueryStrings")
+        .into_iter()
+        .flat_map(Element::items)
+        .map(|name| name.text.clone())
+        .collect();
+    let listed = !names.is_empty();
     match part.text_of("QueryStringBehavior")? {
         "none" => Some(QueryKey::Nothing),
-        "whitelist" => Some(QueryKey::Only(names())).filter(|_| !names().is_empty()),
-        "allExcept" => Some(QueryKey::AllExcept(names())).filter(|_| !names().is_empty()),
+        "whitelist" if listed => Some(QueryKey::Only(names)),
+        "allExcept" if listed => Some(QueryKey::AllExcept(names)),
         "all" => Some(QueryKey::All),
         _ => None,
     }
