@@ -23,7 +23,7 @@ use crate::control::{ApiCredentials, ApiSettings, ControlApp, ServingDefaults};
 use crate::edge::{Edge, EdgeParts, EdgeState};
 use crate::fleet::{ControlLog, Fleet, FleetSecret};
 use crate::metrics::ScrapeFigures;
-use crate::origin::S3Origin;
+use crate::origin::Origin;
 use crate::routing::{FileTable, KeyGroups, Routing};
 
 /// Why the edge could not start.
@@ -72,7 +72,7 @@ pub struct Listeners {
     pub upgrade_socket: PathBuf,
     /// CloudFront's control-plane API, when it is on, and the origin its
     /// distributions' S3 origins are served from.
-    pub control_plane: Option<(ControlPlaneSettings, Arc<S3Origin>)>,
+    pub control_plane: Option<(ControlPlaneSettings, Arc<Origin>)>,
 }
 
 impl Listeners {
@@ -156,7 +156,8 @@ pub fn compose(config: Config) -> Result<(Arc<EdgeState>, Listeners), StartError
 }
 
 /// The control-plane app for `settings`, serving into `state`.
-fn control_app(settings: &ControlPlaneSettings, s3: Arc<S3Origin>, state: Arc<EdgeState>) -> Result<ControlApp, StartError> {
+fn control_app(settings: &ControlPlaneSettings, s3: Arc<Origin>, state: Arc<EdgeState>) -> Result<ControlApp, StartError> {
+    let custom_origin_networks: Arc<[ipnet::IpNet]> = Arc::from(settings.custom_origin_networks.clone());
     let api = ApiSettings {
         domain_pool: settings
             .distribution_addresses
@@ -168,6 +169,7 @@ fn control_app(settings: &ControlPlaneSettings, s3: Arc<S3Origin>, state: Arc<Ed
             .collect(),
         domain_suffix: settings.domain_suffix.clone(),
         deploy_delay_ms: settings.deploy_delay.as_millis() as u64,
+        custom_origin_networks: custom_origin_networks.clone(),
     };
     let credentials = match settings.accept_any_credentials {
         true => ApiCredentials::AcceptAny,
@@ -182,6 +184,7 @@ fn control_app(settings: &ControlPlaneSettings, s3: Arc<S3Origin>, state: Arc<Ed
     let defaults = ServingDefaults {
         s3,
         slice_size: settings.slice_size,
+        custom_origin_networks: custom_origin_networks.clone(),
     };
     let app = ControlApp::start(settings.state_dir.clone(), api, credentials, defaults, state.clone())?;
     state.attach_control_plane(app.plane());

@@ -7,7 +7,7 @@ mod common;
 
 use common::{OTHER_BUCKET, Response, Stack, request, store_request};
 use keyfront::auth::PolicyTerms;
-use keyfront::origin::{S3Origin, put_object};
+use keyfront::origin::{Origin, put_object};
 use keyfront::s3store::{self, BucketAccess, PortSharing};
 use proptest::prelude::*;
 
@@ -361,9 +361,9 @@ fn an_account_creates_buckets_of_its_own_and_no_more() {
         buckets,
     )
     .unwrap();
-    let account = S3Origin::embedded(store, "home", "AKIAACCOUNT", "AKIAACCOUNT-secret");
-    let other = S3Origin::embedded(store, "other", "AKIAOTHER", "AKIAOTHER-secret");
-    let call = |origin: &S3Origin, method: &str, path: &str, body: &[u8]| store_request(origin, store, method, path, &[], body);
+    let account = Origin::embedded(store, "home", "AKIAACCOUNT", "AKIAACCOUNT-secret");
+    let other = Origin::embedded(store, "other", "AKIAOTHER", "AKIAOTHER-secret");
+    let call = |origin: &Origin, method: &str, path: &str, body: &[u8]| store_request(origin, store, method, path, &[], body);
     let code = |response: &Response| {
         let text = response.text();
         let code = text

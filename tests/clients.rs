@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use keyfront::origin::{S3Origin, put_object};
+use keyfront::origin::{Origin, put_object};
 
 /// `keyfront emulate` on free loopback ports, its state in a directory of
 /// its own; the environment it printed.
@@ -69,7 +69,7 @@ impl Emulate {
 
     fn put(&self, key: &str, body: &[u8]) {
         let address = self.env["AWS_ENDPOINT_URL_S3"].trim_start_matches("http://").parse().unwrap();
-        let origin = S3Origin::embedded(
+        let origin = Origin::embedded(
             address,
             &self.env["KEYFRONT_BUCKET"],
             &self.env["AWS_ACCESS_KEY_ID"],
@@ -119,7 +119,7 @@ fn boto3_and_botocore_signer_pass_the_example_suite() {
         .expect("python3 (scripts/ensure-deps test installs it)");
     let report = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "examples/boto3 failed:\n{report}");
-    assert!(report.contains("Ran 7 tests") && report.contains("OK"), "{report}");
+    assert!(report.contains("Ran 8 tests") && report.contains("OK"), "{report}");
 }
 
 #[test]

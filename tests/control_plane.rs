@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use common::{now, request};
 use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
 use keyfront::emulator::{Emulator, EmulatorOptions};
-use keyfront::origin::{S3Origin, put_object};
+use keyfront::origin::{Origin, put_object};
 use keyfront::plain_http::Answer;
 
 const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
@@ -35,7 +35,7 @@ struct Setup {
 }
 
 fn put(emulator: &Emulator, key: &str, body: &[u8]) {
-    let origin = S3Origin::embedded(emulator.s3, &emulator.bucket, &emulator.access_key_id, &emulator.secret_access_key);
+    let origin = Origin::embedded(emulator.s3, &emulator.bucket, &emulator.access_key_id, &emulator.secret_access_key);
     assert_eq!(put_object(&origin, key, &[], body).unwrap(), 200);
 }
 

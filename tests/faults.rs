@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ACCESS_KEY, BUCKET, SECRET, Stack, free_address, patterned, request, wait_for, wait_until};
-use keyfront::origin::{S3Origin, put_object};
+use keyfront::origin::{Origin, put_object};
 
 /// `keyfront origin` as a child process, killed by its own handle.
 struct OriginProcess(Child);
@@ -55,7 +55,7 @@ fn an_origin_killed_while_a_viewer_streams_then_restarted() {
     );
     stack.route_to_origin("process", &process, "/proc/*");
     let data = patterned(32 << 20);
-    let client = S3Origin::embedded(address, BUCKET, ACCESS_KEY, SECRET);
+    let client = Origin::embedded(address, BUCKET, ACCESS_KEY, SECRET);
     assert_eq!(
         put_object(&client, "/proc/film.mp4", &[("content-type", "video/mp4")], &data).unwrap(),
         200

@@ -16,7 +16,7 @@ use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer
 use keyfront::edge::EdgeState;
 use keyfront::emulator::call_api;
 use keyfront::fleet::{FleetRequest, FleetSecret};
-use keyfront::origin::{Credentials, S3Origin, put_object};
+use keyfront::origin::{Credentials, Origin, put_object};
 use keyfront::plain_http::Answer;
 
 const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
@@ -153,7 +153,7 @@ impl Site {
     }
 
     fn put_other(&self, key: &str, body: &[u8]) {
-        let other = S3Origin::embedded(self.stack.store, OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET);
+        let other = Origin::embedded(self.stack.store, OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET);
         assert_eq!(put_object(&other, key, &[], body).unwrap(), 200);
     }
 }
@@ -455,7 +455,7 @@ fn no_viewer_reads_or_writes_the_control_log() {
     }
     let written = request(node.edge, "PUT", "/uploads/ok.txt", &[], b"after");
     assert_eq!(written.status, 200, "the behavior does write elsewhere: {}", written.text());
-    let log = S3Origin::embedded(stack.store, BUCKET, common::ACCESS_KEY, common::SECRET);
+    let log = Origin::embedded(stack.store, BUCKET, common::ACCESS_KEY, common::SECRET);
     for key in [
         entry_key.as_str(),
         "/_keyfront/control/x",

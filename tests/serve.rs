@@ -141,7 +141,7 @@ fn serve_with_an_embedded_origin_logs_no_secret_at_debug() {
     )
     .unwrap();
     let mut served = Served::start(&config, edge, Some("debug"));
-    let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-embedded-secret");
+    let origin = keyfront::origin::Origin::embedded(store, "media", "edge-key", "edge-embedded-secret");
     assert_eq!(keyfront::origin::put_object(&origin, "/a.txt", &[], b"hello").unwrap(), 200);
     let (target, signature, cookie) = signed_with_secret_cookie(edge, "/a.txt");
     let target = target.as_str();
@@ -151,7 +151,7 @@ fn serve_with_an_embedded_origin_logs_no_secret_at_debug() {
     // with the signature the right secret gives, which must not be logged.
     let time = std::time::SystemTime::now();
     let sigv4 = |secret: &str| {
-        let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", secret);
+        let origin = keyfront::origin::Origin::embedded(store, "media", "edge-key", secret);
         origin.sign("GET", "/media/a.txt", &[], time).unwrap()
     };
     let authorization = |headers: &[(String, String)]| headers.iter().find(|(n, _)| n == "authorization").unwrap().1.clone();
@@ -185,7 +185,7 @@ struct EmbeddedServe {
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
     edge: std::net::SocketAddr,
-    origin: keyfront::origin::S3Origin,
+    origin: keyfront::origin::Origin,
     served: Served,
 }
 
@@ -203,7 +203,7 @@ impl EmbeddedServe {
         )
         .unwrap();
         let served = Served::start(&config, edge, None);
-        let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-secret");
+        let origin = keyfront::origin::Origin::embedded(store, "media", "edge-key", "edge-secret");
         EmbeddedServe {
             dir,
             config,
@@ -578,7 +578,7 @@ fn tls_listeners_serve_http2_and_http1() {
     // Bytes over HTTP/2: a signed object whole and a range of it, two
     // streams on one connection, each exactly the object's bytes.
     let data = common::patterned(300_000);
-    let origin = keyfront::origin::S3Origin::embedded(store, "media", "edge-key", "edge-secret");
+    let origin = keyfront::origin::Origin::embedded(store, "media", "edge-key", "edge-secret");
     assert_eq!(keyfront::origin::put_object(&origin, "/private/film.mp4", &[], &data).unwrap(), 200);
     let signed = signer.sign_url(&format!("{base}/private/film.mp4"), &expires);
     let resolve = format!("localhost:{}:{}", tls.port(), tls.ip());
@@ -663,7 +663,7 @@ fn origin_public_read_opens_object_reads_and_nothing_else() {
     };
     common::wait_for(address);
     for (bucket, key, secret) in [("open", "open-key", "open-secret"), ("closed", "closed-key", "closed-secret")] {
-        let origin = keyfront::origin::S3Origin::embedded(address, bucket, key, secret);
+        let origin = keyfront::origin::Origin::embedded(address, bucket, key, secret);
         let status = keyfront::origin::put_object(&origin, "/a.txt", &[], b"public bytes").unwrap();
         assert_eq!(status, 200, "seeding {bucket}");
     }
@@ -708,7 +708,7 @@ fn two_threads_reuse_their_origin_connections() {
         ),
     )
     .unwrap();
-    let origin = keyfront::origin::S3Origin::embedded(store, BUCKET, ACCESS_KEY, SECRET);
+    let origin = keyfront::origin::Origin::embedded(store, BUCKET, ACCESS_KEY, SECRET);
     let body = |index: usize| format!("object {index} ").repeat(40 + index).into_bytes();
     for index in 0..440 {
         assert_eq!(

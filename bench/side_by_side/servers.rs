@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
-use keyfront::origin::{S3Origin, put_object};
+use keyfront::origin::{Origin, put_object};
 
 use crate::Failure;
 use crate::relay::CountingRelay;
@@ -130,13 +130,13 @@ pub fn start_origin_at(keyfront: &Path, dir: &Path, address: SocketAddr) -> Resu
 /// through `origin` (an address in front of the embedded origin): the
 /// origin's own first byte is measured for the request keyfront has to make.
 pub fn origin_signature(origin: SocketAddr, key: &str) -> Result<Vec<(String, String)>, Failure> {
-    let store = S3Origin::embedded(origin, BUCKET, ACCESS_KEY, SECRET);
+    let store = Origin::embedded(origin, BUCKET, ACCESS_KEY, SECRET);
     Ok(store.sign("GET", &format!("/{BUCKET}{key}"), &[], SystemTime::now())?)
 }
 
 /// Uploads `body` as `key` to the origin, signed as any S3 client would.
 pub fn seed(origin: SocketAddr, key: &str, body: &[u8]) -> Result<(), Failure> {
-    let store = S3Origin::embedded(origin, BUCKET, ACCESS_KEY, SECRET);
+    let store = Origin::embedded(origin, BUCKET, ACCESS_KEY, SECRET);
     match put_object(&store, key, &[("content-type", "application/octet-stream")], body)? {
         200 => Ok(()),
         status => Err(format!("seeding {key}: the origin answered {status}").into()),

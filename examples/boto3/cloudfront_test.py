@@ -4,7 +4,9 @@ by the environment `keyfront emulate` prints. Run: python3 cloudfront_test.py
 """
 
 import datetime
+import http.server
 import os
+import threading
 import time
 import unittest
 import urllib.error
@@ -220,6 +222,54 @@ class CloudFrontInTests(unittest.TestCase):
         s3.delete_bucket(Bucket=bucket)
         self.assertNotIn(bucket, [listed["Name"] for listed in s3.list_buckets()["Buckets"]])
         self.assertEqual(error_code(s3.delete_bucket, Bucket=BUCKET), "AccessDenied", "the emulator's own bucket stays")
+
+    def test_an_application_on_loopback_is_a_custom_origin(self):
+        seen = []
+
+        class Application(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, self.headers))
+                body = b'{"hello": "from the application"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "max-age=60")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Application)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        config = public_distribution("app-" + self.prefix, BUCKET, "")
+        config["Origins"]["Items"] = [{
+            "Id": "app",
+            "DomainName": "127.0.0.1",
+            "OriginPath": "/api",
+            "CustomHeaders": {"Quantity": 1, "Items": [{"HeaderName": "X-Origin-Verify", "HeaderValue": "from-cdn"}]},
+            "CustomOriginConfig": {"HTTPPort": server.server_address[1], "HTTPSPort": 443,
+                                   "OriginProtocolPolicy": "http-only"},
+        }]
+        config["DefaultCacheBehavior"]["TargetOriginId"] = "app"
+        created = self.cloudfront.create_distribution(DistributionConfig=config)["Distribution"]
+        url = "http://" + created["DomainName"] + "/v1/hello"
+        status, headers, body = fetch(url, headers={"Authorization": "Bearer viewer"})
+        self.assertEqual((status, body), (200, b'{"hello": "from the application"}'))
+        path, sent = seen[0]
+        self.assertEqual((path, sent.get("X-Origin-Verify")), ("/api/v1/hello", "from-cdn"))
+        self.assertNotIn("Authorization", sent, "the viewer's credentials stay at the edge")
+        for _ in range(50):
+            if fetch(url)[1]["X-Cache"] == "Hit from keyfront":
+                break
+            time.sleep(0.1)
+        asked = len(seen)
+        self.assertEqual(fetch(url)[2], b'{"hello": "from the application"}')
+        self.assertEqual(len(seen), asked, "a hit asks the application nothing")
+        config["Origins"]["Items"][0]["CustomOriginConfig"]["OriginProtocolPolicy"] = "sometimes"
+        config["CallerReference"] = "bad-app-" + self.prefix
+        self.assertEqual(error_code(self.cloudfront.create_distribution, DistributionConfig=config), "InvalidArgument")
 
     def key_group_etag(self):
         return self.cloudfront.get_key_group(Id=self.key_group["Id"])["ETag"]

@@ -27,6 +27,10 @@ pub enum FillError {
     /// The origin could not be reached, timed out, or broke off.
     #[error("origin request failed: {0}")]
     Origin(String),
+    /// The origin answered 200 without a Content-Length where the size was
+    /// needed from the header alone (a HEAD): the object is to be fetched.
+    #[error("the origin gave no Content-Length")]
+    LengthUnknown,
     /// The origin took longer than the first-byte timeout.
     #[error("origin request timed out: {0}")]
     Timeout(String),

@@ -66,6 +66,17 @@ impl PartialEq for PreparedHeaders {
 
 impl Eq for PreparedHeaders {}
 
+/// A version tag for an object whose origin sent no ETag (a custom origin
+/// may not): its `Last-Modified` and size, or, with no `Last-Modified`,
+/// the time it was fetched, so that no two fetches whose versions cannot
+/// be told apart share slices. Never sent to viewers or to the origin.
+fn unvalidated_version(headers: &[(String, String)], size: u64, now: u64) -> String {
+    match headers.iter().find(|(name, _)| name == "last-modified") {
+        Some((_, date)) => format!("keyfront:{size}:{date}"),
+        None => format!("keyfront:{size}:fetched:{now}"),
+    }
+}
+
 /// Unix seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -80,10 +91,10 @@ impl ObjectMeta {
             .filter(|(name, _)| KEPT_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-amz-meta-"))
             .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
             .collect();
-        let etag = headers
-            .iter()
-            .find(|(n, _)| n == "etag")
-            .map_or_else(|| Arc::from(""), |(_, v)| Arc::from(v.as_str()));
+        let etag = match headers.iter().find(|(n, _)| n == "etag") {
+            Some((_, etag)) => Arc::from(etag.as_str()),
+            None => Arc::from(unvalidated_version(&headers, size, now)),
+        };
         Self {
             status: 200,
             size,
@@ -130,6 +141,17 @@ impl ObjectMeta {
         self.headers
             .iter()
             .filter_map(|(name, value)| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?)))
+    }
+
+    /// Whether `other` is this version: the same size and ETag.
+    pub fn same_version(&self, other: &ObjectMeta) -> bool {
+        self.etag == other.etag && self.size == other.size
+    }
+
+    /// The ETag the origin sent, for conditional requests to it (`etag` is
+    /// made up when it sent none).
+    pub fn origin_etag(&self) -> Option<&str> {
+        self.header("etag")
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -33,7 +33,7 @@ pub use upstream::ParentTier;
 use self::reserve::{FillReserve, ReservedShare};
 use crate::clock::Clock;
 use crate::config::{CacheSettings, Ttl};
-use crate::origin::{FetchError, OriginClient, OriginResponse, S3Origin};
+use crate::origin::{FetchError, Origin, OriginClient, OriginResponse};
 use crate::range::{ByteRange, parse_content_range};
 
 /// One slice of one version of one object.
@@ -68,7 +68,7 @@ pub struct ObjectRef {
     pub site_hop: bool,
     /// The origin's name in the config, for metrics.
     pub origin_name: Arc<str>,
-    pub origin: Arc<S3Origin>,
+    pub origin: Arc<Origin>,
     /// The origin path and the key's query: what the origin is asked for.
     pub origin_path: String,
     pub ttl: Ttl,
@@ -578,8 +578,8 @@ impl Cache {
         let start = index * slice_size;
         let range = format!("bytes={start}-{}", start + slice_size - 1);
         let mut headers = vec![("range", range.as_str())];
-        if let Some(meta) = &expected {
-            headers.push(("if-match", &*meta.etag));
+        if let Some(etag) = expected.as_ref().and_then(|meta| meta.origin_etag()) {
+            headers.push(("if-match", etag));
         }
         let mut response = self.send(object, "GET", &headers).await.map_err(fill_error)?;
         let now = self.clock.unix_seconds();
@@ -598,10 +598,11 @@ impl Cache {
             }
             200 => {
                 // The origin ignores Range: the slice is cut out of the whole body.
-                let total = response
-                    .header_value("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| FillError::Origin("a 200 without Content-Length".into()))?;
+                let Some(total) = content_length(&response) else {
+                    return self
+                        .fill_unsized(object, expected.as_deref(), response, index, slice_size, fill)
+                        .await;
+                };
                 if start >= total {
                     return Err(FillError::Unsatisfiable);
                 }
@@ -617,7 +618,7 @@ impl Cache {
             }
         };
         if let Some(expected) = &expected
-            && (meta.etag != expected.etag || meta.size != expected.size)
+            && !expected.same_version(&meta)
         {
             return Err(FillError::Changed(format!(
                 "ETag {} / {} bytes, expected {} / {}",
@@ -677,6 +678,47 @@ impl Cache {
         Ok((meta, borrowed))
     }
 
+    /// Fills from a 200 of unknown length (chunked, or ended by closing: a
+    /// custom origin's dynamic page). It is read whole, up to one slice, as
+    /// the object then fits in slice 0; a longer one is refused, never held.
+    async fn fill_unsized(
+        &self,
+        object: &ObjectRef,
+        expected: Option<&ObjectMeta>,
+        mut response: OriginResponse<'_>,
+        index: u64,
+        slice_size: u64,
+        fill: &Fill,
+    ) -> Result<(Arc<ObjectMeta>, bool), FillError> {
+        let mut chunks = Vec::new();
+        let mut total = 0;
+        while let Some(chunk) = response.next_chunk().await.map_err(fill_error)? {
+            total += chunk.len() as u64;
+            if total > slice_size {
+                return Err(FillError::Origin(format!(
+                    "a body of unknown length longer than one slice ({slice_size} bytes)"
+                )));
+            }
+            chunks.push(chunk);
+        }
+        if index * slice_size >= total {
+            return Err(FillError::Unsatisfiable);
+        }
+        let meta = self.meta_from(object, &response, total, slice_size, self.clock.unix_seconds());
+        if expected.is_some_and(|expected| !expected.same_version(&meta)) {
+            return Err(FillError::Changed("the object changed at the origin".into()));
+        }
+        let meta = Arc::new(meta);
+        if expected.is_none() && meta.storable {
+            self.store_meta(object, meta.clone());
+        }
+        fill.publish_meta(meta.clone());
+        for chunk in chunks {
+            fill.publish_chunk(chunk);
+        }
+        Ok((meta, response.borrowed))
+    }
+
     /// Asks for bytes `from..=to` of `meta`'s version (and no other) from
     /// the next source upstream, none of the `failed` nodes.
     async fn resume(
@@ -688,13 +730,14 @@ impl Cache {
         failed: &[SocketAddr],
     ) -> Result<OriginResponse<'_>, FillError> {
         let range = format!("bytes={from}-{to}");
-        let headers = [("range", range.as_str()), ("if-match", &*meta.etag)];
+        let etag = meta
+            .origin_etag()
+            .ok_or_else(|| FillError::Changed(format!("resuming {range}: the version has no ETag to ask for")))?;
+        let headers = [("range", range.as_str()), ("if-match", etag)];
         let response = self.send_avoiding(object, "GET", &headers, failed).await.map_err(fill_error)?;
         let expected = format!("bytes {from}-{to}/{}", meta.size);
         match response.status() {
-            206 if response.header_value("content-range") == Some(&expected) && response.header_value("etag") == Some(&*meta.etag) => {
-                Ok(response)
-            }
+            206 if response.header_value("content-range") == Some(&expected) && response.header_value("etag") == Some(etag) => Ok(response),
             206 | 412 => Err(FillError::Changed(format!("resuming {range}: another version answered"))),
             status => Err(FillError::Origin(format!("resuming {range}: the answer was {status}"))),
         }
@@ -746,7 +789,7 @@ impl Cache {
         let now = self.clock.unix_seconds();
         match response.status() {
             200 => {
-                let size = response.header_value("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let size = content_length(&response).ok_or(FillError::LengthUnknown)?;
                 let meta = Arc::new(self.meta_from(object, &response, size, object.slice_size, now));
                 if meta.storable {
                     self.store_meta(object, meta.clone());
@@ -779,10 +822,8 @@ impl Cache {
     /// Asks the origin whether `stale` is still current (HEAD with
     /// `If-None-Match`). A 304 refreshes it and keeps its slices.
     pub async fn revalidate(&self, object: &ObjectRef, stale: &ObjectMeta) -> Result<Revalidation, FillError> {
-        let response = self
-            .send(object, "HEAD", &[("if-none-match", &*stale.etag)])
-            .await
-            .map_err(fill_error)?;
+        let validator = stale.origin_etag().map(|etag| ("if-none-match", etag));
+        let response = self.send(object, "HEAD", validator.as_slice()).await.map_err(fill_error)?;
         let now = self.clock.unix_seconds();
         match response.status() {
             304 => {
@@ -801,11 +842,11 @@ impl Cache {
                 Ok(Revalidation::Unchanged(refreshed))
             }
             200 => {
-                let size = response.header_value("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let size = content_length(&response).ok_or(FillError::LengthUnknown)?;
                 let current = self.meta_from(object, &response, size, stale.slice_size, now);
                 // Origins that ignore If-None-Match on HEAD answer 200 for an
-                // unchanged object: the same ETag and size keep the slices.
-                let unchanged = current.etag == stale.etag && current.size == stale.size;
+                // unchanged object: the same version keeps the slices.
+                let unchanged = stale.same_version(&current);
                 let meta = Arc::new(current);
                 self.store_meta(object, meta.clone());
                 Ok(if unchanged {
@@ -888,6 +929,11 @@ impl Cache {
             self.disk.as_ref().map(|d| d.usage()),
         )
     }
+}
+
+/// The response's body length from its `Content-Length`, if it has one.
+fn content_length(response: &OriginResponse<'_>) -> Option<u64> {
+    response.header_value("content-length").and_then(|value| value.parse().ok())
 }
 
 #[cfg(test)]

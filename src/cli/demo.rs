@@ -11,7 +11,7 @@ use clap::Args;
 use super::CliError;
 use super::serve::{load_config, run_edge};
 use crate::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
-use crate::origin::{S3Origin, put_object};
+use crate::origin::{Origin, put_object};
 use crate::s3store::{self, BucketAccess, PortSharing};
 use crate::server::ensure_free;
 
@@ -134,7 +134,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     };
     let origin_address =
         s3store::spawn(dir.join("store"), args.origin_listen, PortSharing::Exclusive, vec![access]).map_err(CliError::Store)?;
-    let origin = S3Origin::embedded(origin_address, BUCKET, ACCESS_KEY, &secret);
+    let origin = Origin::embedded(origin_address, BUCKET, ACCESS_KEY, &secret);
     for (key, content_type, body) in samples() {
         let status = put_object(&origin, key, &[("content-type", content_type)], &body).map_err(io(dir))?;
         if status != 200 {

@@ -134,6 +134,10 @@ pub struct ControlApiFile {
     /// How long reads say `InProgress` after a change (default 0s).
     #[serde(default)]
     pub deploy_delay: Option<String>,
+    /// The networks (CIDR) custom origins may resolve to; none (the
+    /// default) refuses custom origins.
+    #[serde(default)]
+    pub custom_origin_networks: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

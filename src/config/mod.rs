@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, FleetFile, OneOrMany, OriginFile};
 
 /// A viewer's kernel send buffer unless configured: with the kernel's
@@ -110,6 +112,8 @@ pub struct ControlPlaneSettings {
     pub deploy_delay: Duration,
     /// The slice size of distributions' behaviors (`cache.slice_size`).
     pub slice_size: u64,
+    /// Where custom origins may be; none refuses them.
+    pub custom_origin_networks: Vec<IpNet>,
 }
 
 /// Why a configuration was refused.
@@ -789,8 +793,23 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         if domain_suffix.is_empty() || !domain_suffix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
             return Err(self.invalid("control_api.domain_suffix", &domain_suffix, "expected a DNS name"));
         }
+        let custom_origin_networks = api
+            .custom_origin_networks
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse::<IpNet>().map_err(|_| {
+                    self.invalid(
+                        format!("control_api.custom_origin_networks[{i}]"),
+                        text,
+                        "expected a network in CIDR notation, such as 127.0.0.0/8 or 10.1.0.0/16",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(ControlPlaneSettings {
             listen,
+            custom_origin_networks,
             state_dir: file.control_state.as_ref().map(|dir| self.base_dir.join(dir)),
             credentials,
             accept_any_credentials: api.accept_any_credentials,

@@ -223,6 +223,10 @@ control_api: {s3_origin: store, accept_any_credentials: true, accept_any_credent
     assert_eq!(control.distribution_addresses, vec!["127.0.0.2:8080".parse().unwrap()]);
     assert_eq!((control.deploy_delay, control.state_dir.is_none()), (Duration::from_secs(5), true));
     assert_eq!(control.domain_suffix, "cloudfront.localhost");
+    assert!(
+        control.custom_origin_networks.is_empty(),
+        "custom origins are refused unless networks are named"
+    );
     for (control, expected) in [
         (
             "control_api: {s3_origin: store}\n",
@@ -255,6 +259,10 @@ control_api: {s3_origin: store, accept_any_credentials: true, accept_any_credent
         (
             "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true, distribution_addresses: [here]}\n",
             "control_api.distribution_addresses[0]: \"here\"",
+        ),
+        (
+            "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true, custom_origin_networks: [\"127.0.0.0/8\", \"10.0.0.0/33\"]}\n",
+            "control_api.custom_origin_networks[1]: \"10.0.0.0/33\": expected a network in CIDR notation",
         ),
     ] {
         let error = error_text(&with(control));

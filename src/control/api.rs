@@ -5,6 +5,9 @@
 //! invalidations are in `distributions`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use super::policies::{self, PolicyType};
 use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, ORIGIN_ACCESS_IDENTITY, PUBLIC_KEY};
@@ -151,6 +154,8 @@ pub struct ApiSettings {
     pub domain_suffix: String,
     /// How long reads say `InProgress` after a change.
     pub deploy_delay_ms: u64,
+    /// Where custom origins may be (none: custom origins are refused).
+    pub custom_origin_networks: Arc<[IpNet]>,
 }
 
 /// The account in every ARN (the emulator has no accounts).

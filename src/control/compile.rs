@@ -1,26 +1,32 @@
 //! The control plane's state compiled into the routing table's
 //! distributions: each S3 origin mapped to its bucket on the configured S3
 //! endpoint (signed with its credentials, as origin access control would),
-//! each behavior's key groups resolved to the public keys they hold.
+//! each custom origin to its server (`origins`), each behavior's key groups
+//! resolved to the public keys they hold.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::distributions::{allowed_methods, behaviors, geo_restriction, s3_bucket, viewer_protocol};
+use ipnet::IpNet;
+
+use super::distributions::{allowed_methods, behaviors, geo_restriction, viewer_protocol};
+use super::origins;
 use super::policies;
 use super::store::State;
 use super::xml::Element;
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::Ttl;
-use crate::origin::S3Origin;
+use crate::origin::Origin;
 use crate::request::{QueryKey, canonical_path, canonical_pattern};
 use crate::routing::{Behavior, Distribution, ErrorPage};
 
 /// What serving a distribution takes from the config file.
 pub struct ServingDefaults {
     /// The endpoint, credentials and timeouts every S3 origin uses.
-    pub s3: Arc<S3Origin>,
+    pub s3: Arc<Origin>,
     pub slice_size: u64,
+    /// Where custom origins may be (none: they are not served).
+    pub custom_origin_networks: Arc<[IpNet]>,
 }
 
 /// Names a behavior that trusts the legacy `TrustedSigners` (AWS account
@@ -111,7 +117,6 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         .into_iter()
         .flat_map(Element::items)
         .find(|origin| origin.text_of("Id") == Some(target))?;
-    let bucket = s3_bucket(origin.text_of("DomainName")?)?;
     let origin_path = origin.text_of("OriginPath").unwrap_or("");
     let key_prefix = if origin_path.is_empty() {
         String::new()
@@ -171,11 +176,12 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
             QueryKey::Nothing,
         ),
     };
+    let origin = origins::compile(origin, &key_prefix, &defaults.s3, &defaults.custom_origin_networks)?;
     Some(Behavior {
         path_pattern: canonical_pattern(&pattern),
         // Each distribution's origins are their own cache namespace.
         origin_name: format!("{id}/{target}").into(),
-        origin: Arc::new(defaults.s3.for_bucket(bucket, &key_prefix)),
+        origin: Arc::new(origin),
         trusted_keys: TrustedKeys::new(keys),
         trusted_key_groups: groups,
         allowed_methods,

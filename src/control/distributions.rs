@@ -3,9 +3,10 @@
 //! the checks that keep what is stored servable.
 
 use super::api::{
-    ACCOUNT, Api, ApiError, ApiReply, ApiRequest, Created, VERSION_PREFIX, check_if_match, check_well_formed, iso_time, new_etag, ordered,
-    page, random_id,
+    ACCOUNT, Api, ApiError, ApiReply, ApiRequest, ApiSettings, Created, VERSION_PREFIX, check_if_match, check_well_formed, iso_time,
+    new_etag, ordered, page, random_id,
 };
+use super::origins;
 use super::policies;
 use super::resources;
 use super::store::{DistributionRecord, InvalidationRecord, Resource, State};
@@ -207,7 +208,7 @@ pub fn geo_restriction(config: &Element) -> Option<GeoRestriction> {
 }
 
 /// Refuses a configuration keyfront could not serve as CloudFront would.
-fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result<(), ApiError> {
+fn check_config(config: &Element, state: &State, own_id: Option<&str>, settings: &ApiSettings) -> Result<(), ApiError> {
     for name in ["CallerReference", "Origins", "DefaultCacheBehavior", "Comment", "Enabled"] {
         if config.child(name).is_none() {
             return Err(ApiError::invalid(format!("DistributionConfig needs {name}")));
@@ -251,14 +252,7 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>) -> Result
         ));
     }
     for origin in &origins {
-        let domain = origin.text_of("DomainName").unwrap_or("");
-        if s3_bucket(domain).is_none() {
-            // CloudFront's words; keyfront serves S3 origins only
-            // (BUCKET.s3[.REGION].amazonaws.com) for now.
-            return Err(ApiError::invalid(
-                "The parameter Origin DomainName does not refer to a valid S3 bucket.",
-            ));
-        }
+        origins::check(origin, &settings.custom_origin_networks)?;
         let origin_path = origin.text_of("OriginPath").unwrap_or("");
         if !origin_path.is_empty() && !canonical_prefix(origin_path) {
             return Err(ApiError::invalid(format!(
@@ -613,7 +607,7 @@ fn create(api: &Api, request: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
                 ))
             };
         }
-        check_config(&config, state, None)?;
+        check_config(&config, state, None, &api.settings)?;
         if state.distributions.len() >= MAX_DISTRIBUTIONS {
             return Err(ApiError::new(
                 400,
@@ -662,7 +656,7 @@ fn update(api: &Api, id: &str, request: &ApiRequest<'_>) -> Result<ApiReply, Api
                 "the CallerReference of a distribution cannot change",
             ));
         }
-        check_config(&config, state, Some(id))?;
+        check_config(&config, state, Some(id), &api.settings)?;
         let record = state.distributions.get_mut(id).expect("found above");
         record.resource.config = config;
         record.resource.etag = new_etag();

@@ -9,6 +9,7 @@ mod api;
 mod compile;
 mod distributions;
 mod monitoring;
+mod origins;
 mod policies;
 mod resources;
 mod sigv4;
@@ -269,7 +270,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::origin::S3Origin;
+    use crate::origin::Origin;
 
     /// The edge's side, recording how many distributions each table it was
     /// handed holds; every other table is slow to store, as a busy edge's
@@ -301,10 +302,12 @@ mod tests {
             domain_pool: Vec::new(),
             domain_suffix: "cloudfront.test".into(),
             deploy_delay_ms: 0,
+            custom_origin_networks: Arc::from(Vec::new()),
         };
         let defaults = ServingDefaults {
-            s3: Arc::new(S3Origin::embedded("127.0.0.1:9".parse().unwrap(), "media", "k", "secret")),
+            s3: Arc::new(Origin::embedded("127.0.0.1:9".parse().unwrap(), "media", "k", "secret")),
             slice_size: 1 << 20,
+            custom_origin_networks: Arc::from(Vec::new()),
         };
         let app = ControlApp::start(None, settings, ApiCredentials::AcceptAny, defaults, recorder.clone()).unwrap();
         std::thread::scope(|scope| {

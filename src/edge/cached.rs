@@ -241,46 +241,74 @@ async fn current_meta<'a>(
         Some(stale) => match cache.revalidate(object, &stale).await {
             Ok(Revalidation::Unchanged(meta)) => Ok((meta, None, CacheStatus::RefreshHit)),
             Ok(Revalidation::Replaced(meta)) => Ok((meta, None, CacheStatus::Miss)),
+            // A HEAD that gives no size (a custom origin's chunked page) says
+            // nothing of the version: the object is fetched again.
+            Err(FillError::LengthUnknown) => first_meta(state, session, object).await,
             Err(error) if stale.status == 200 && stale.usable_on_error(now) => {
                 tracing::warn!(path = %ctx.path, %error, "origin failed; serving a stale copy (stale-if-error)");
                 Ok((stale, None, CacheStatus::Hit))
             }
             Err(error) => Err(error),
         },
-        None => {
-            let header = session.req_header();
-            let offset = first_offset(header.headers.get(RANGE).and_then(|v| v.to_str().ok()));
-            // An offset past the largest object S3 stores cannot be served: the
-            // size comes first (a HEAD), and the answer is a 416, not whatever
-            // the origin makes of a range it cannot represent.
-            let servable = |offset: &u64| *offset < MAX_OBJECT_BYTES && header.method == http::Method::GET;
-            let Some(offset) = offset.filter(servable) else {
-                return cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss));
-            };
-            let index = offset / object.slice_size;
-            let slice_end = (index + 1) * object.slice_size - 1;
-            let seek = plain_single_range(header).filter(|(first, _)| first % object.slice_size >= DIRECT_SEEK_BYTES);
-            if let Some((start, last)) = seek
-                && let Some((meta, response)) = state
-                    .cache
-                    .seek_cold(object, start, last.map_or(slice_end, |l| l.min(slice_end)))
-                    .await
-            {
-                let response = Box::new(response);
-                return Ok((meta, Some(EarlyBytes::Direct { start, response }), CacheStatus::Miss));
-            }
-            let reader = state.cache.start_fill(object, None, index);
-            match reader.meta().await {
-                Ok(meta) => Ok((meta, Some(EarlyBytes::Fill { index, reader }), CacheStatus::Miss)),
-                Err(FillError::Unsatisfiable) => cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss)),
-                Err(FillError::OriginStatus(status)) => Ok((
-                    Arc::new(ObjectMeta::error(status, std::time::Duration::ZERO, now)),
-                    None,
-                    CacheStatus::Miss,
-                )),
-                Err(error) => Err(error),
-            }
-        }
+        None => first_meta(state, session, object).await,
+    }
+}
+
+/// The metadata of an object not cached (or whose cached copy cannot be
+/// revalidated by its header alone), from its first fill or a HEAD.
+async fn first_meta<'a>(
+    state: &'a EdgeState,
+    session: &Viewer<'_>,
+    object: &ObjectRef,
+) -> Result<(Arc<ObjectMeta>, Option<EarlyBytes<'a>>, CacheStatus), FillError> {
+    let cache = &state.cache;
+    let header = session.req_header();
+    let offset = first_offset(header.headers.get(RANGE).and_then(|v| v.to_str().ok()));
+    // An offset past the largest object S3 stores cannot be served: the
+    // size comes first (a HEAD), and the answer is a 416, not whatever
+    // the origin makes of a range it cannot represent.
+    let servable = |offset: &u64| *offset < MAX_OBJECT_BYTES && header.method == http::Method::GET;
+    let Some(offset) = offset.filter(servable) else {
+        return match cache.fetch_meta(object).await {
+            // A HEAD that gives no size (a custom origin's chunked page):
+            // the object's first slice tells it.
+            Err(FillError::LengthUnknown) => filled_meta(state, object, 0).await.map(|(meta, _, status)| (meta, None, status)),
+            other => other.map(|meta| (meta, None, CacheStatus::Miss)),
+        };
+    };
+    let index = offset / object.slice_size;
+    let slice_end = (index + 1) * object.slice_size - 1;
+    let seek = plain_single_range(header).filter(|(first, _)| first % object.slice_size >= DIRECT_SEEK_BYTES);
+    if let Some((start, last)) = seek
+        && let Some((meta, response)) = state
+            .cache
+            .seek_cold(object, start, last.map_or(slice_end, |l| l.min(slice_end)))
+            .await
+    {
+        let response = Box::new(response);
+        return Ok((meta, Some(EarlyBytes::Direct { start, response }), CacheStatus::Miss));
+    }
+    filled_meta(state, object, index).await
+}
+
+/// The metadata a fill of slice `index` of an object not cached finds,
+/// with the fill to read its bytes from.
+async fn filled_meta<'a>(
+    state: &'a EdgeState,
+    object: &ObjectRef,
+    index: u64,
+) -> Result<(Arc<ObjectMeta>, Option<EarlyBytes<'a>>, CacheStatus), FillError> {
+    let cache = &state.cache;
+    let reader = cache.start_fill(object, None, index);
+    match reader.meta().await {
+        Ok(meta) => Ok((meta, Some(EarlyBytes::Fill { index, reader }), CacheStatus::Miss)),
+        Err(FillError::Unsatisfiable) => cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss)),
+        Err(FillError::OriginStatus(status)) => Ok((
+            Arc::new(ObjectMeta::error(status, std::time::Duration::ZERO, cache.clock.unix_seconds())),
+            None,
+            CacheStatus::Miss,
+        )),
+        Err(error) => Err(error),
     }
 }
 
@@ -474,17 +502,18 @@ enum FirstBytes<'a> {
 }
 
 /// Asks the origin for the bytes of `range` within its first slice, of this
-/// version only (`If-Match`). `None` if the origin answers anything else; the
-/// caller then reads the fill.
+/// version only (`If-Match`). `None` if the origin answers anything else,
+/// or gave the version no ETag to ask by; the caller then reads the fill.
 async fn direct_fetch<'a>(state: &'a EdgeState, object: &ObjectRef, meta: &ObjectMeta, range: ByteRange) -> Option<OriginResponse<'a>> {
+    let etag = meta.origin_etag()?;
     let slice_end = (range.start / meta.slice_size + 1) * meta.slice_size - 1;
     let end = range.end.min(slice_end).min(meta.size - 1);
     let asked = format!("bytes={}-{end}", range.start);
-    let headers = [("range", asked.as_str()), ("if-match", &*meta.etag)];
+    let headers = [("range", asked.as_str()), ("if-match", etag)];
     let response = state.cache.send(object, "GET", &headers).await.ok()?;
     let expected = format!("bytes {}-{end}/{}", range.start, meta.size);
     let right = response.status() == 206 && response.header_value("content-range") == Some(expected.as_str());
-    (right && response.header_value("etag") == Some(&*meta.etag)).then_some(response)
+    (right && response.header_value("etag") == Some(etag)).then_some(response)
 }
 
 /// Writes up to `length` bytes of a direct response; how many it wrote

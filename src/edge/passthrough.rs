@@ -14,7 +14,7 @@ use pingora::protocols::http::v1::common::is_expect_continue_req;
 
 use super::respond::{self, BAD_GATEWAY, CREDENTIALS_REFUSED, EdgeError, GATEWAY_TIMEOUT};
 use super::{RequestContext, Viewer};
-use crate::origin::{FetchError, OriginClient, S3Origin};
+use crate::origin::{FetchError, Origin, OriginClient};
 use crate::routing::Behavior;
 
 /// Viewer headers that go on to S3; everything else (cookies, viewer
@@ -102,10 +102,11 @@ async fn exchange(
     viewer.write_response_body(None, true).await.map_err(Failure::Viewer)
 }
 
-/// The viewer's request as S3 takes it: the origin path (S3 calls such as
-/// `?uploads`, `?uploadId=` and `?partNumber=` live in the query), the
-/// origin's `Host`, only `FORWARDED_HEADERS`, and a fresh SigV4 signature.
-fn origin_request(origin: &S3Origin, viewer: &RequestHeader, origin_path: &str, query: Option<&str>) -> Result<RequestHeader> {
+/// The viewer's request as the origin takes it: the origin path (S3 calls
+/// such as `?uploads`, `?uploadId=` and `?partNumber=` live in the query),
+/// the origin's `Host`, only `FORWARDED_HEADERS`, the origin's custom
+/// headers, and for an S3 origin a fresh SigV4 signature.
+fn origin_request(origin: &Origin, viewer: &RequestHeader, origin_path: &str, query: Option<&str>) -> Result<RequestHeader> {
     let path = match query {
         Some(query) => Cow::Owned(format!("{origin_path}?{query}")),
         None => Cow::Borrowed(origin_path),
@@ -117,6 +118,9 @@ fn origin_request(origin: &S3Origin, viewer: &RequestHeader, origin_path: &str, 
         }
     }
     request.insert_header("host", &origin.host)?;
+    for (name, value) in &origin.custom_headers {
+        request.insert_header(name.clone(), value.as_str())?;
+    }
     let signed = origin
         .sign(viewer.method.as_str(), &path, &[], SystemTime::now())
         .or_err(ErrorType::InternalError, "signing the origin request")?;

@@ -25,7 +25,7 @@ use ring::hmac;
 use super::auth::FleetSecret;
 use crate::cache::unix_millis;
 use crate::control::ResourceChange;
-use crate::origin::{FetchError, OriginClient, S3Origin, SmallObject};
+use crate::origin::{FetchError, Origin, OriginClient, SmallObject};
 
 /// How far back a node starting up applies the log: entries older than this
 /// were applied by the nodes running then, and a node's disk tier rarely
@@ -110,7 +110,7 @@ pub struct ControlGuard {
 impl ControlGuard {
     /// Whether `origin_path`, a path sent to `origin`, names an object of
     /// the control log's bucket under its prefix.
-    pub fn covers(&self, origin: &S3Origin, origin_path: &str) -> bool {
+    pub fn covers(&self, origin: &Origin, origin_path: &str) -> bool {
         if origin.bucket != self.bucket {
             return false;
         }
@@ -129,7 +129,7 @@ impl ControlGuard {
 pub struct ControlLog {
     node: String,
     secret: FleetSecret,
-    origin: Arc<S3Origin>,
+    origin: Arc<Origin>,
     /// Bucket-relative key prefix, ending in `/`.
     prefix: String,
     poll: Duration,
@@ -151,7 +151,7 @@ struct Applied {
 }
 
 impl ControlLog {
-    pub fn new(node: String, secret: FleetSecret, origin: Arc<S3Origin>, prefix: String, poll: Duration) -> Self {
+    pub fn new(node: String, secret: FleetSecret, origin: Arc<Origin>, prefix: String, poll: Duration) -> Self {
         // Keys start with 16 digits of Unix milliseconds: starting a day ago
         // replays the last day.
         let applied = Applied {

@@ -14,7 +14,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::upstreams::peer::Peer;
 
-use super::{S3Origin, pool};
+use super::{Origin, pool};
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -134,11 +134,12 @@ impl OriginResponse<'_> {
 }
 
 impl OriginClient {
-    /// Sends a body-less, SigV4-signed request for `path` with `headers`
-    /// (such as `range`, `if-none-match`) and reads the response header.
+    /// Sends a body-less request for `path` with `headers` (such as `range`,
+    /// `if-none-match`) and the origin's custom headers, SigV4-signed for an
+    /// S3 origin, and reads the response header.
     pub async fn send(
         &self,
-        origin: &S3Origin,
+        origin: &Origin,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
@@ -146,6 +147,9 @@ impl OriginClient {
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         let peer = *super::peer(origin).await.map_err(failed)?;
         let mut request = request_header(method, path, &origin.host, headers)?;
+        for (name, value) in &origin.custom_headers {
+            request.insert_header(name.clone(), value.as_str()).map_err(failed)?;
+        }
         let signature = origin
             .sign(method, path, &[], SystemTime::now())
             .map_err(|e| FetchError::Failed(e.to_string()))?;
@@ -156,13 +160,7 @@ impl OriginClient {
     }
 
     /// PUTs `body` at `path` on `origin`, SigV4-signed.
-    pub async fn put(
-        &self,
-        origin: &S3Origin,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<OriginResponse<'_>, FetchError> {
+    pub async fn put(&self, origin: &Origin, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<OriginResponse<'_>, FetchError> {
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         let peer = *super::peer(origin).await.map_err(failed)?;
         let length = body.len().to_string();
@@ -185,7 +183,7 @@ impl OriginClient {
     pub async fn send_to_parent(
         &self,
         parent: SocketAddr,
-        origin: &S3Origin,
+        origin: &Origin,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
@@ -203,7 +201,7 @@ impl OriginClient {
     /// on a new connection to `origin`, for the caller to stream its body
     /// through the returned `OriginUpload`. Never on a kept connection nor
     /// sent twice: a viewer's POST or DELETE is not idempotent.
-    pub async fn open(&self, origin: &S3Origin, request: RequestHeader) -> Result<OriginUpload<'_>, FetchError> {
+    pub async fn open(&self, origin: &Origin, request: RequestHeader) -> Result<OriginUpload<'_>, FetchError> {
         let failed = |error: Box<Error>| FetchError::from_pingora(&error);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let peer = *super::peer(origin).await.map_err(failed)?;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use quick_xml::events::Event;
 
-use super::{FetchError, OriginClient, OriginResponse, S3Origin};
+use super::{FetchError, Origin, OriginClient, OriginResponse};
 
 /// The largest listing or control object read (a listing of 1,000 keys is
 /// about 300 KB).
@@ -51,7 +51,7 @@ impl OriginClient {
     /// A page (up to 1,000) of the keys under the bucket-relative `prefix`
     /// that sort after `after`, in order; `continuation` is the previous
     /// page's `next`.
-    pub async fn list_keys(&self, origin: &S3Origin, prefix: &str, after: &str, continuation: Option<&str>) -> Result<KeyPage, FetchError> {
+    pub async fn list_keys(&self, origin: &Origin, prefix: &str, after: &str, continuation: Option<&str>) -> Result<KeyPage, FetchError> {
         let root = if origin.path_style {
             format!("/{}", origin.bucket)
         } else {
@@ -75,7 +75,7 @@ impl OriginClient {
     }
 
     /// The object at bucket-relative `key`, if it is there and small.
-    pub async fn get_small(&self, origin: &S3Origin, key: &str) -> Result<SmallObject, FetchError> {
+    pub async fn get_small(&self, origin: &Origin, key: &str) -> Result<SmallObject, FetchError> {
         let path = object_path(origin, key)?;
         let mut response = self.send(origin, "GET", &path, &[]).await?;
         let body = response.read_small_body(MAX_SMALL_BODY_BYTES).await?;
@@ -88,7 +88,7 @@ impl OriginClient {
     }
 
     /// Writes `body` as the object at bucket-relative `key`.
-    pub async fn put_small(&self, origin: &S3Origin, key: &str, content_type: &str, body: Bytes) -> Result<(), FetchError> {
+    pub async fn put_small(&self, origin: &Origin, key: &str, content_type: &str, body: Bytes) -> Result<(), FetchError> {
         let path = object_path(origin, key)?;
         let mut response = self.put(origin, &path, &[("content-type", content_type)], body).await?;
         let _ = response.read_small_body(MAX_SMALL_BODY_BYTES).await;
@@ -99,7 +99,7 @@ impl OriginClient {
     }
 }
 
-fn object_path(origin: &S3Origin, key: &str) -> Result<String, FetchError> {
+fn object_path(origin: &Origin, key: &str) -> Result<String, FetchError> {
     origin
         .key_path(&format!("/{key}"))
         .ok_or_else(|| FetchError::Failed(format!("{key:?} is not an object key")))

@@ -1,13 +1,18 @@
-//! The private S3-compatible origin: where objects live, how requests to it
-//! are addressed, and their SigV4 signatures (aws-sigv4, never hand-written).
+//! Origins: where objects live, how requests to them are addressed, and,
+//! for S3 buckets, their SigV4 signatures (aws-sigv4, never hand-written).
+//! A custom origin (an HTTP server of the user's) is addressed like a
+//! virtual-hosted bucket and never signed.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
+
+use ipnet::IpNet;
 
 use crate::config::OriginSettings;
 
@@ -33,9 +38,9 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// An S3 bucket behind an endpoint.
+/// An S3 bucket behind an endpoint, or a custom origin (an HTTP server).
 #[derive(Clone, Debug)]
-pub struct S3Origin {
+pub struct Origin {
     /// `host:port` to connect to.
     pub address: String,
     /// Whether the connection uses TLS.
@@ -49,7 +54,15 @@ pub struct S3Origin {
     pub key_prefix: String,
     pub region: String,
     pub path_style: bool,
-    credentials: Credentials,
+    /// What signs its requests: `None` for a custom origin, which must
+    /// never see a signature made with the node's S3 credentials.
+    credentials: Option<Credentials>,
+    /// Headers added to every request (a distribution's `CustomHeaders`).
+    pub custom_headers: Vec<(String, String)>,
+    /// The networks its host may resolve to (`None`: any). Checked on every
+    /// connection, after resolution, so a name that changes its address
+    /// cannot lead the node anywhere else.
+    pub reachable: Option<Arc<[IpNet]>>,
     /// Limit on establishing a connection.
     pub connect_timeout: Duration,
     /// Limit on waiting for the response to start (and between reads).
@@ -61,7 +74,7 @@ pub struct S3Origin {
 #[error("signing the origin request: {0}")]
 pub struct SignError(String);
 
-impl S3Origin {
+impl Origin {
     /// The bucket `settings` describe (checked by the config already).
     pub fn from_settings(settings: &OriginSettings) -> Self {
         let credentials = Credentials {
@@ -91,7 +104,9 @@ impl S3Origin {
             key_prefix: String::new(),
             region: settings.region.clone(),
             path_style,
-            credentials,
+            credentials: Some(credentials),
+            custom_headers: Vec::new(),
+            reachable: None,
             connect_timeout: settings.connect_timeout,
             first_byte_timeout: settings.first_byte_timeout,
         }
@@ -103,14 +118,45 @@ impl S3Origin {
         Self::from_settings(&OriginSettings::embedded(address, bucket, access_key_id, secret_access_key))
     }
 
+    /// An HTTP server at `host` (a DNS name or an IP address) and `port`,
+    /// every path under `key_prefix` (canonical, `/dir` or empty): asked
+    /// unsigned, with `Host: host`, as CloudFront asks a custom origin.
+    pub fn custom(host: &str, port: u16, tls: bool, key_prefix: &str, reachable: Arc<[IpNet]>) -> Self {
+        let bracketed = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+        let default_port = if tls { 443 } else { 80 };
+        Self {
+            address: format!("{bracketed}:{port}"),
+            tls,
+            host: if port == default_port {
+                bracketed
+            } else {
+                format!("{bracketed}:{port}")
+            },
+            bucket: String::new(),
+            key_prefix: key_prefix.trim_end_matches('/').to_owned(),
+            region: String::new(),
+            path_style: false,
+            credentials: None,
+            custom_headers: Vec::new(),
+            reachable: Some(reachable),
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Whether requests to it are signed (an S3 bucket) or not (a custom origin).
+    pub fn is_signed(&self) -> bool {
+        self.credentials.is_some()
+    }
+
     /// The same endpoint, credentials and timeouts for `bucket`, every key
     /// under `key_prefix` (canonical, `/dir` or empty).
-    pub fn for_bucket(&self, bucket: &str, key_prefix: &str) -> S3Origin {
+    pub fn for_bucket(&self, bucket: &str, key_prefix: &str) -> Origin {
         let rebased = |name: &str| match name.strip_prefix(&format!("{}.", self.bucket)) {
             Some(endpoint) if !self.path_style => format!("{bucket}.{endpoint}"),
             _ => name.to_owned(),
         };
-        S3Origin {
+        Origin {
             address: rebased(&self.address),
             host: rebased(&self.host),
             bucket: bucket.to_owned(),
@@ -121,7 +167,11 @@ impl S3Origin {
 
     /// The host name for TLS SNI: `host` without its port.
     pub fn server_name(&self) -> &str {
-        self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name)
+        let name = match self.host.rsplit_once(':') {
+            Some((name, port)) if port.parse::<u16>().is_ok() => name,
+            _ => self.host.as_str(),
+        };
+        name.trim_start_matches('[').trim_end_matches(']')
     }
 
     /// The origin path for a canonical viewer path
@@ -159,8 +209,12 @@ impl S3Origin {
 
     /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-content-sha256`,
     /// `x-amz-security-token`) for a request with an unsigned payload. `headers`
-    /// are the other headers to sign; `host` is always signed.
+    /// are the other headers to sign; `host` is always signed. None for a
+    /// custom origin.
     pub fn sign(&self, method: &str, path: &str, headers: &[(&str, &str)], time: SystemTime) -> Result<Vec<(String, String)>, SignError> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(Vec::new());
+        };
         let mut settings = SigningSettings::default();
         // S3 paths are encoded once and never normalised (unlike other AWS services).
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -168,7 +222,7 @@ impl S3Origin {
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         let scheme = if self.tls { "https" } else { "http" };
         let request = SigV4Request {
-            credentials: &self.credentials,
+            credentials,
             region: &self.region,
             service: "s3",
             settings,
@@ -229,7 +283,7 @@ impl SigV4Request<'_> {
 /// The pingora peer for `origin`, with its connect and first-byte timeouts.
 /// Host names are resolved here, asynchronously, so that DNS changes (S3
 /// rotates addresses) are followed.
-pub async fn peer(origin: &S3Origin) -> pingora::Result<Box<pingora::upstreams::peer::HttpPeer>> {
+pub async fn peer(origin: &Origin) -> pingora::Result<Box<pingora::upstreams::peer::HttpPeer>> {
     use pingora::prelude::*;
     let address = match origin.address.parse::<std::net::SocketAddr>() {
         Ok(address) => address,
@@ -239,6 +293,18 @@ pub async fn peer(origin: &S3Origin) -> pingora::Result<Box<pingora::upstreams::
             .and_then(|mut addresses| addresses.next())
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, format!("cannot resolve origin {}", origin.address)))?,
     };
+    if let Some(networks) = &origin.reachable
+        && !networks.iter().any(|network| network.contains(&address.ip()))
+    {
+        return Err(Error::explain(
+            ErrorType::ConnectNoRoute,
+            format!(
+                "origin {} resolves to {}, outside the networks custom origins may reach",
+                origin.address,
+                address.ip()
+            ),
+        ));
+    }
     let mut peer = HttpPeer::new(address, origin.tls, origin.server_name().to_owned());
     peer.options.connection_timeout = Some(origin.connect_timeout);
     peer.options.read_timeout = Some(origin.first_byte_timeout);
@@ -250,8 +316,8 @@ mod tests {
     use super::*;
     use crate::config::{Endpoint, Secret};
 
-    fn origin(endpoint: &str, path_style: bool) -> S3Origin {
-        S3Origin::from_settings(&OriginSettings {
+    fn origin(endpoint: &str, path_style: bool) -> Origin {
+        Origin::from_settings(&OriginSettings {
             endpoint: Endpoint::parse(endpoint).unwrap(),
             bucket: "media".into(),
             region: "eu-west-1".into(),

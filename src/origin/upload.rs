@@ -3,12 +3,12 @@
 
 use std::time::SystemTime;
 
-use super::S3Origin;
+use super::Origin;
 
 /// Uploads `body` as `key` (a viewer path such as `/videos/a.mp4`) with
 /// `headers` (such as `content-type`, `cache-control`) over plain HTTP, and
 /// returns the status code.
-pub fn put_object(origin: &S3Origin, key: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<u16> {
+pub fn put_object(origin: &Origin, key: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<u16> {
     let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
     if origin.tls {
         return Err(invalid("put_object speaks plain HTTP only".to_owned()));

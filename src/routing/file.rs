@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Behavior, KeyGroups, ViewerProtocol};
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::{BehaviorSettings, Config, ConfigError, KeyGroupSettings};
-use crate::origin::S3Origin;
+use crate::origin::Origin;
 use crate::request::{QueryKey, canonical_pattern};
 
 /// The config file's part of the routing table, and the origins it names.
@@ -18,7 +18,7 @@ pub struct FileTable {
     pub behaviors: Vec<Behavior>,
     pub key_groups: KeyGroups,
     /// Every origin the file defines, by name.
-    pub origins: BTreeMap<String, Arc<S3Origin>>,
+    pub origins: BTreeMap<String, Arc<Origin>>,
 }
 
 impl FileTable {
@@ -31,10 +31,10 @@ impl FileTable {
             reason,
         };
         let key_groups = key_groups(&config.key_groups, invalid)?;
-        let origins: BTreeMap<String, Arc<S3Origin>> = config
+        let origins: BTreeMap<String, Arc<Origin>> = config
             .origins
             .iter()
-            .map(|(name, settings)| (name.clone(), Arc::new(S3Origin::from_settings(settings))))
+            .map(|(name, settings)| (name.clone(), Arc::new(Origin::from_settings(settings))))
             .collect();
         let behaviors = config
             .behaviors
@@ -71,7 +71,7 @@ fn key_groups(groups: &KeyGroupSettings, invalid: impl Fn(String, &str, String) 
 }
 
 /// `settings` bound to their origin and keys (the config checked both exist).
-fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<S3Origin>>, key_groups: &KeyGroups) -> Behavior {
+fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<Origin>>, key_groups: &KeyGroups) -> Behavior {
     let trusted = settings
         .trusted_key_groups
         .iter()

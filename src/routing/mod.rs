@@ -14,7 +14,7 @@ pub use file::FileTable;
 
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::config::{AllowedMethods, CorsPolicy, Ttl};
-use crate::origin::S3Origin;
+use crate::origin::Origin;
 use crate::request::QueryKey;
 
 /// Key groups by name, each a list of `(key id, public key)`.
@@ -28,7 +28,7 @@ pub struct Behavior {
     /// canonical spelling ([`crate::request::canonical_pattern`]).
     pub path_pattern: String,
     pub origin_name: Arc<str>,
-    pub origin: Arc<S3Origin>,
+    pub origin: Arc<Origin>,
     /// Keys whose signatures are accepted; empty means the behavior is
     /// public (unless `trusted_key_groups` names any: then nothing verifies).
     pub trusted_keys: TrustedKeys,

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 
-use keyfront::origin::{S3Origin, put_object};
+use keyfront::origin::{Origin, put_object};
 
 use super::served::Served;
 use super::{ACCESS_KEY, BUCKET, SECRET, request, spawn_store, wait_for, wait_until};
@@ -46,7 +46,7 @@ impl Node {
 
 pub struct Fleet {
     _dir: tempfile::TempDir,
-    pub origin: S3Origin,
+    pub origin: Origin,
     pub shield: Node,
     pub sites: [Vec<Node>; 2],
 }
@@ -78,7 +78,7 @@ impl Fleet {
         // Random per fleet: fleets of tests running side by side never trust each other.
         std::fs::write(dir.path().join("fleet.secret"), format!("{:032x}", rand::random::<u128>())).unwrap();
         let store = spawn_store(&dir.path().join("store"));
-        let origin = S3Origin::embedded(store, BUCKET, ACCESS_KEY, SECRET);
+        let origin = Origin::embedded(store, BUCKET, ACCESS_KEY, SECRET);
         let start = |name: &str, ip: [u8; 4], fleet: &str, edge: SocketAddr| {
             let admin = free_address_on(ip);
             let config = write_config(dir.path(), name, edge, admin, store, in_fleet.then_some(fleet));

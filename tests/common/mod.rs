@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use keyfront::auth::{HashAlgorithm, PolicySpec, PolicyTerms, PrivateKey, Signer};
 use keyfront::config::Config;
 use keyfront::edge::EdgeState;
-use keyfront::origin::{S3Origin, put_object};
+use keyfront::origin::{Origin, put_object};
 use keyfront::s3store::{self, BucketAccess, PortSharing};
 use keyfront::server::{ServerMode, build_server, compose};
 
@@ -71,9 +71,9 @@ pub struct Stack {
     pub admin: SocketAddr,
     /// The edge's shared state: its cache and the cache's origin counters.
     pub state: std::sync::Arc<EdgeState>,
-    pub origin: S3Origin,
+    pub origin: Origin,
     /// `OTHER_BUCKET` on the same store, with its own credentials.
-    pub other: S3Origin,
+    pub other: Origin,
     /// The store itself (not through the relay).
     pub store: SocketAddr,
     pub signer: Signer,
@@ -139,8 +139,8 @@ behaviors:
             silent = silent_origin(),
             ignores_range = range_ignoring_origin(),
         );
-        let origin = S3Origin::embedded(origin_address, BUCKET, ACCESS_KEY, SECRET);
-        let other = S3Origin::embedded(origin_address, OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET);
+        let origin = Origin::embedded(origin_address, BUCKET, ACCESS_KEY, SECRET);
+        let other = Origin::embedded(origin_address, OTHER_BUCKET, OTHER_ACCESS_KEY, OTHER_SECRET);
         let key = PrivateKey::from_pem(&std::fs::read_to_string(fixture("rsa_pkcs1.pem")).unwrap()).unwrap();
         let (edge, admin, state) = start_edge(&config_template, config_dir.path());
         Stack {
@@ -294,7 +294,7 @@ pub fn spawn_store(root: &Path) -> SocketAddr {
 
 /// A request to the store at `path` exactly as written (no normalising, no
 /// encoding), SigV4-signed with `origin`'s credentials.
-pub fn store_request(origin: &S3Origin, store: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn store_request(origin: &Origin, store: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let length = body.len().to_string();
     let mut signed_headers = headers.to_vec();
     if !body.is_empty() {

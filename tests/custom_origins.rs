@@ -1,0 +1,293 @@
+//! Custom origins (`CustomOriginConfig`) made through the control-plane
+//! API and served by the emulator's edge from a real HTTP application on
+//! loopback: what reaches the application (never a signature made with the
+//! node's S3 credentials, never the viewer's credentials, always the
+//! origin's custom headers), what is cached, and where the node refuses to
+//! go.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{now, request, wait_until};
+use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
+use keyfront::emulator::{Emulator, EmulatorOptions};
+
+const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
+
+/// A small HTTP/1.1 application that keeps every request head it reads.
+struct App {
+    address: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    pages: Arc<AtomicU64>,
+}
+
+impl App {
+    fn start() -> App {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let app = App {
+            address: listener.local_addr().unwrap(),
+            heads: Arc::default(),
+            pages: Arc::default(),
+        };
+        let (heads, pages) = (app.heads.clone(), app.pages.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (heads, pages) = (heads.clone(), pages.clone());
+                std::thread::spawn(move || serve_connection(stream, &heads, &pages));
+            }
+        });
+        app
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// Answers the requests of one connection until it closes: `/site/page.html`
+/// with a length and an ETag; any `.json` chunked, with no length and no
+/// validator, counting the GETs it answers; `/site/big` chunked and
+/// longer than a slice; anything else 404.
+fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &AtomicU64) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        heads.lock().unwrap().push(head.clone());
+        let (method, path) = {
+            let mut words = head.split_whitespace();
+            (words.next().unwrap().to_owned(), words.next().unwrap().to_owned())
+        };
+        let body_of = |text: &[u8]| if method == "HEAD" { Vec::new() } else { text.to_vec() };
+        let answer = match path.as_str() {
+            "/site/page.html" => {
+                let page = b"<h1>a page of the application</h1>";
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n",
+                    page.len()
+                )
+                .into_bytes();
+                answer.extend(body_of(page));
+                answer
+            }
+            _ if path.ends_with(".json") || path == "/site/big" => {
+                let text = match path.as_str() {
+                    "/site/big" => "x".repeat(3 << 20),
+                    _ if method == "GET" => format!("{{\"count\":{}}}", pages.fetch_add(1, Ordering::SeqCst) + 1),
+                    _ => String::new(),
+                };
+                let mut answer =
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        .to_vec();
+                if method == "GET" {
+                    for chunk in text.as_bytes().chunks(7000) {
+                        answer.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
+                        answer.extend(chunk);
+                        answer.extend(b"\r\n");
+                    }
+                    answer.extend(b"0\r\n\r\n");
+                }
+                answer
+            }
+            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        if stream.write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+fn text(answer: &keyfront::plain_http::Answer) -> String {
+    String::from_utf8_lossy(&answer.body).into_owned()
+}
+
+fn field(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{name}> in {xml}")) + open.len();
+    xml[start..start + xml[start..].find('<').unwrap()].to_owned()
+}
+
+/// A distribution whose origin is the custom origin at `domain:port`
+/// (under `/site`, with one custom header): public by default, signed
+/// under `/private/*` by `group`.
+fn distribution(reference: &str, domain: &str, port: u16, group: &str) -> String {
+    format!(
+        "<DistributionConfig {NS}><CallerReference>{reference}</CallerReference><Comment>c</Comment><Enabled>true</Enabled>\
+         <Origins><Quantity>1</Quantity><Items><Origin><Id>app</Id><DomainName>{domain}</DomainName><OriginPath>/site</OriginPath>\
+         <CustomHeaders><Quantity>1</Quantity><Items><OriginCustomHeader><HeaderName>X-Origin-Verify</HeaderName><HeaderValue>s3cr3t</HeaderValue></OriginCustomHeader></Items></CustomHeaders>\
+         <CustomOriginConfig><HTTPPort>{port}</HTTPPort><HTTPSPort>443</HTTPSPort><OriginProtocolPolicy>http-only</OriginProtocolPolicy><OriginReadTimeout>5</OriginReadTimeout></CustomOriginConfig></Origin></Items></Origins>\
+         <DefaultCacheBehavior><TargetOriginId>app</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><MinTTL>0</MinTTL></DefaultCacheBehavior>\
+         <CacheBehaviors><Quantity>1</Quantity><Items><CacheBehavior><PathPattern>/private/*</PathPattern><TargetOriginId>app</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy>\
+         <TrustedKeyGroups><Enabled>true</Enabled><Quantity>1</Quantity><Items><KeyGroup>{group}</KeyGroup></Items></TrustedKeyGroups><MinTTL>0</MinTTL></CacheBehavior></Items></CacheBehaviors></DistributionConfig>"
+    )
+}
+
+/// A key group of one new key, and the signer of that key.
+fn key_group(emulator: &Emulator) -> (String, Signer) {
+    let key = PrivateKey::generate(KeyAlgorithm::Ecdsa);
+    let body = format!(
+        "<PublicKeyConfig {NS}><CallerReference>k</CallerReference><Name>k</Name><EncodedKey>{}</EncodedKey></PublicKeyConfig>",
+        key.public_key().to_pem()
+    );
+    let created = emulator.call("POST", "/2020-05-31/public-key", body.as_bytes(), None).unwrap();
+    let key_id = field(&text(&created), "Id");
+    let group = format!("<KeyGroupConfig {NS}><Name>g</Name><Items><PublicKey>{key_id}</PublicKey></Items></KeyGroupConfig>");
+    let created = emulator.call("POST", "/2020-05-31/key-group", group.as_bytes(), None).unwrap();
+    (field(&text(&created), "Id"), Signer::new(key_id, key, HashAlgorithm::Sha1))
+}
+
+fn create(emulator: &Emulator, body: &str) -> String {
+    let created = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    field(&text(&created), "DomainName")
+}
+
+#[test]
+fn a_custom_origin_is_served_unsigned_with_its_headers_and_cached() {
+    let app = App::start();
+    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let (group, signer) = key_group(&emulator);
+    let domain = create(&emulator, &distribution("app", "127.0.0.1", app.address.port(), &group));
+    let get = |target: &str, headers: &[(&str, &str)]| {
+        let mut all = vec![("Host", domain.as_str())];
+        all.extend_from_slice(headers);
+        request(emulator.edge, "GET", target, &all, b"")
+    };
+
+    // The viewer's own credentials are for the edge, never the origin's.
+    let page = get(
+        "/page.html",
+        &[("Authorization", "Bearer viewer-token"), ("Cookie", "session=viewer")],
+    );
+    assert_eq!((page.status, page.text().as_str()), (200, "<h1>a page of the application</h1>"));
+    assert_eq!(page.header("content-type"), Some("text/html"));
+    let heads = app.heads();
+    let asked = heads
+        .iter()
+        .find(|head| head.starts_with("GET /site/page.html "))
+        .expect("the page was asked for");
+    let lower = asked.to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!("\r\nhost: 127.0.0.1:{}\r\n", app.address.port())),
+        "{asked}"
+    );
+    assert!(lower.contains("\r\nx-origin-verify: s3cr3t\r\n"), "{asked}");
+    for never in ["authorization", "x-amz-", "cookie", "viewer-token", "session=viewer"] {
+        assert!(!lower.contains(never), "{never} reached the custom origin: {asked}");
+    }
+    wait_until("the page is cached", || {
+        get("/page.html", &[]).header("x-cache") == Some("Hit from keyfront")
+    });
+    let before = app.heads().len();
+    assert_eq!(get("/page.html", &[]).text(), "<h1>a page of the application</h1>");
+    assert_eq!(app.heads().len(), before, "a hit asks the application nothing");
+
+    // A chunked answer with no length and no validator is cached whole
+    // (it fits a slice), and a HEAD of it gets its length, never 0.
+    let first = get("/count.json", &[]);
+    assert_eq!((first.status, first.text().as_str()), (200, "{\"count\":1}"));
+    wait_until("the count is cached", || {
+        get("/count.json", &[]).header("x-cache") == Some("Hit from keyfront")
+    });
+    assert_eq!(
+        get("/count.json", &[]).text(),
+        "{\"count\":1}",
+        "a hit serves the bytes first fetched"
+    );
+    let head = request(emulator.edge, "HEAD", "/count.json", &[("Host", domain.as_str())], b"");
+    assert_eq!((head.status, head.header("content-length")), (200, Some("11")));
+    let cold_head = request(emulator.edge, "HEAD", "/other.json", &[("Host", domain.as_str())], b"");
+    assert_eq!(
+        (cold_head.status, cold_head.header("content-length")),
+        (200, Some("11")),
+        "a HEAD first"
+    );
+    assert!(cold_head.body.is_empty());
+    assert_eq!(get("/missing.html", &[]).status, 404, "the application's own 404");
+
+    // Longer than a slice with no length: refused, never held whole.
+    let big = get("/big", &[]);
+    assert_eq!(big.status, 502);
+    assert!(!big.text().contains("xxxx"), "no byte of a refused answer");
+
+    // A signed behavior over a custom origin: nothing reaches the
+    // application unsigned, and the signature never does.
+    let before = app.heads().len();
+    let unsigned = get("/private/page.html", &[]);
+    assert_eq!(unsigned.status, 403);
+    assert!(!unsigned.text().contains("application"));
+    assert_eq!(app.heads().len(), before, "an unsigned request asks the origin nothing");
+    let url = signer.sign_url(
+        &format!("http://{domain}/private/page.html"),
+        &PolicySpec::Canned { expires: now() + 600 },
+    );
+    let target = &url[url.find("/private").unwrap()..];
+    let signed = get(target, &[]);
+    assert_eq!(
+        signed.status,
+        404,
+        "the application has no /site/private/page.html: {}",
+        signed.text()
+    );
+    let asked = app
+        .heads()
+        .into_iter()
+        .find(|head| head.contains("/site/private/page.html"))
+        .unwrap();
+    for never in ["Signature", "Key-Pair-Id", "Expires", "Policy"] {
+        assert!(!asked.contains(never), "{never} reached the custom origin: {asked}");
+    }
+}
+
+#[test]
+fn a_custom_origin_outside_the_allowed_networks_is_never_connected_to() {
+    // A listener the node could reach, on an address the emulator's
+    // networks (loopback) do not cover for a name that is not loopback.
+    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let (group, _) = key_group(&emulator);
+    let domain = create(&emulator, &distribution("far", "192.0.2.10", 8080, &group));
+    let started = std::time::Instant::now();
+    let refused = request(emulator.edge, "GET", "/page.html", &[("Host", domain.as_str())], b"");
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "refused before any connection attempt (192.0.2.10 never answers), took {:?}",
+        started.elapsed()
+    );
+
+    // Names the API refuses outright, each with CloudFront's code.
+    for (domain, port) in [
+        ("app.internal/x", 8080),
+        ("user@127.0.0.1", 8080),
+        ("127.0.0.1:8080", 8080),
+        ("127.0.0.1", 22),
+    ] {
+        let refused = emulator
+            .call(
+                "POST",
+                "/2020-05-31/distribution",
+                distribution("bad", domain, port, &group).as_bytes(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            (refused.status, field(&text(&refused), "Code")),
+            (400, "InvalidArgument".to_owned()),
+            "{domain} {port}"
+        );
+    }
+}
