@@ -239,6 +239,8 @@ fn terraform_applies_plans_no_change_and_destroys() {
         .output()
         .unwrap();
     succeeded("keyfront keygen", keygen);
+    let app = common::app::App::start();
+    std::fs::write(work.join("terraform.tfvars"), format!("app_port = {}\n", app.address.port())).unwrap();
     succeeded("terraform init", terraform(&emulate, work, &["init", "-input=false", "-no-color"]));
     succeeded("terraform apply", terraform(&emulate, work, &["apply", "-auto-approve"]));
 
@@ -270,6 +272,22 @@ fn terraform_applies_plans_no_change_and_destroys() {
     assert!(
         headers.contains("strict-transport-security: max-age=31536000"),
         "the managed security headers policy looked up by name:\n{headers}"
+    );
+
+    // The custom origin: its path under /site, its custom header, no signature.
+    assert_eq!(
+        curl(&format!("http://{domain}/api/page.html")),
+        ("200".into(), "<h1>a page of the application</h1>".into())
+    );
+    let asked = app
+        .heads()
+        .into_iter()
+        .find(|head| head.starts_with("GET /site/api/page.html "))
+        .unwrap();
+    let asked = asked.to_ascii_lowercase();
+    assert!(
+        asked.contains("x-origin-verify: from-terraform") && !asked.contains("authorization"),
+        "{asked}"
     );
 
     let plan = terraform(&emulate, work, &["plan", "-detailed-exitcode"]);

@@ -7,109 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
+use common::app::App;
 use common::{now, request, wait_until};
 use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
 use keyfront::emulator::{Emulator, EmulatorOptions};
 
 const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
-
-/// A small HTTP/1.1 application that keeps every request head it reads.
-struct App {
-    address: SocketAddr,
-    heads: Arc<Mutex<Vec<String>>>,
-    pages: Arc<AtomicU64>,
-}
-
-impl App {
-    fn start() -> App {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let app = App {
-            address: listener.local_addr().unwrap(),
-            heads: Arc::default(),
-            pages: Arc::default(),
-        };
-        let (heads, pages) = (app.heads.clone(), app.pages.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (heads, pages) = (heads.clone(), pages.clone());
-                std::thread::spawn(move || serve_connection(stream, &heads, &pages));
-            }
-        });
-        app
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-}
-
-/// Answers the requests of one connection until it closes: `/site/page.html`
-/// with a length and an ETag; any `.json` chunked, with no length and no
-/// validator, counting the GETs it answers; `/site/big` chunked and
-/// longer than a slice; anything else 404.
-fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &AtomicU64) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut stream = stream;
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        heads.lock().unwrap().push(head.clone());
-        let (method, path) = {
-            let mut words = head.split_whitespace();
-            (words.next().unwrap().to_owned(), words.next().unwrap().to_owned())
-        };
-        let body_of = |text: &[u8]| if method == "HEAD" { Vec::new() } else { text.to_vec() };
-        let answer = match path.as_str() {
-            "/site/page.html" => {
-                let page = b"<h1>a page of the application</h1>";
-                let mut answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n",
-                    page.len()
-                )
-                .into_bytes();
-                answer.extend(body_of(page));
-                answer
-            }
-            _ if path.ends_with(".json") || path == "/site/big" => {
-                let text = match path.as_str() {
-                    "/site/big" => "x".repeat(3 << 20),
-                    _ if method == "GET" => format!("{{\"count\":{}}}", pages.fetch_add(1, Ordering::SeqCst) + 1),
-                    _ => String::new(),
-                };
-                let mut answer =
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        .to_vec();
-                if method == "GET" {
-                    for chunk in text.as_bytes().chunks(7000) {
-                        answer.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
-                        answer.extend(chunk);
-                        answer.extend(b"\r\n");
-                    }
-                    answer.extend(b"0\r\n\r\n");
-                }
-                answer
-            }
-            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
-        };
-        if stream.write_all(&answer).is_err() {
-            return;
-        }
-    }
-}
 
 fn text(answer: &keyfront::plain_http::Answer) -> String {
     String::from_utf8_lossy(&answer.body).into_owned()
@@ -227,12 +130,12 @@ fn a_custom_origin_is_served_unsigned_with_its_headers_and_cached() {
     // A signed behavior over a custom origin: nothing reaches the
     // application unsigned, and the signature never does.
     let before = app.heads().len();
-    let unsigned = get("/private/page.html", &[]);
+    let unsigned = get("/private/report.pdf", &[]);
     assert_eq!(unsigned.status, 403);
     assert!(!unsigned.text().contains("application"));
     assert_eq!(app.heads().len(), before, "an unsigned request asks the origin nothing");
     let url = signer.sign_url(
-        &format!("http://{domain}/private/page.html"),
+        &format!("http://{domain}/private/report.pdf"),
         &PolicySpec::Canned { expires: now() + 600 },
     );
     let target = &url[url.find("/private").unwrap()..];
@@ -240,13 +143,13 @@ fn a_custom_origin_is_served_unsigned_with_its_headers_and_cached() {
     assert_eq!(
         signed.status,
         404,
-        "the application has no /site/private/page.html: {}",
+        "the application has no /site/private/report.pdf: {}",
         signed.text()
     );
     let asked = app
         .heads()
         .into_iter()
-        .find(|head| head.contains("/site/private/page.html"))
+        .find(|head| head.contains("/site/private/report.pdf"))
         .unwrap();
     for never in ["Signature", "Key-Pair-Id", "Expires", "Policy"] {
         assert!(!asked.contains(never), "{never} reached the custom origin: {asked}");

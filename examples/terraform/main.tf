@@ -21,6 +21,11 @@ variable "public_key_pem" {
   type = string
 }
 
+# An HTTP application on loopback, served under /api/* as a custom origin.
+variable "app_port" {
+  type = number
+}
+
 variable "comment" {
   type    = string
   default = "keyfront example"
@@ -105,6 +110,24 @@ resource "aws_cloudfront_distribution" "media" {
     origin_access_control_id = aws_cloudfront_origin_access_control.bucket.id
   }
 
+  origin {
+    origin_id   = "app"
+    domain_name = "127.0.0.1"
+    origin_path = "/site"
+
+    custom_origin_config {
+      http_port              = var.app_port
+      https_port             = 443
+      origin_protocol_policy = "http-only"
+      origin_ssl_protocols   = ["TLSv1.2"]
+    }
+
+    custom_header {
+      name  = "X-Origin-Verify"
+      value = "from-terraform"
+    }
+  }
+
   default_cache_behavior {
     target_origin_id       = "bucket"
     viewer_protocol_policy = "allow-all"
@@ -123,6 +146,15 @@ resource "aws_cloudfront_distribution" "media" {
     cache_policy_id            = aws_cloudfront_cache_policy.public.id
     origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.cors.id
     response_headers_policy_id = data.aws_cloudfront_response_headers_policy.security.id
+  }
+
+  ordered_cache_behavior {
+    path_pattern           = "/api/*"
+    target_origin_id       = "app"
+    viewer_protocol_policy = "allow-all"
+    allowed_methods        = ["GET", "HEAD"]
+    cached_methods         = ["GET", "HEAD"]
+    cache_policy_id        = data.aws_cloudfront_cache_policy.optimized.id
   }
 
   restrictions {

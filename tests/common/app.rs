@@ -1,0 +1,100 @@
+//! A small HTTP application on loopback, for a custom origin to be: it
+//! keeps every request head it reads.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A small HTTP/1.1 application that keeps every request head it reads.
+pub struct App {
+    pub address: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    pages: Arc<AtomicU64>,
+}
+
+impl App {
+    pub fn start() -> App {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let app = App {
+            address: listener.local_addr().unwrap(),
+            heads: Arc::default(),
+            pages: Arc::default(),
+        };
+        let (heads, pages) = (app.heads.clone(), app.pages.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (heads, pages) = (heads.clone(), pages.clone());
+                std::thread::spawn(move || serve_connection(stream, &heads, &pages));
+            }
+        });
+        app
+    }
+
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// Answers the requests of one connection until it closes: any `page.html`
+/// with a length and an ETag; any `.json` chunked, with no length and no
+/// validator, counting the GETs it answers; `/site/big` chunked and
+/// longer than a slice; anything else 404.
+fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &AtomicU64) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        heads.lock().unwrap().push(head.clone());
+        let (method, path) = {
+            let mut words = head.split_whitespace();
+            (words.next().unwrap().to_owned(), words.next().unwrap().to_owned())
+        };
+        let body_of = |text: &[u8]| if method == "HEAD" { Vec::new() } else { text.to_vec() };
+        let answer = match path.as_str() {
+            _ if path.ends_with("/page.html") => {
+                let page = b"<h1>a page of the application</h1>";
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n",
+                    page.len()
+                )
+                .into_bytes();
+                answer.extend(body_of(page));
+                answer
+            }
+            _ if path.ends_with(".json") || path == "/site/big" => {
+                let text = match path.as_str() {
+                    "/site/big" => "x".repeat(3 << 20),
+                    _ if method == "GET" => format!("{{\"count\":{}}}", pages.fetch_add(1, Ordering::SeqCst) + 1),
+                    _ => String::new(),
+                };
+                let mut answer =
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        .to_vec();
+                if method == "GET" {
+                    for chunk in text.as_bytes().chunks(7000) {
+                        answer.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
+                        answer.extend(chunk);
+                        answer.extend(b"\r\n");
+                    }
+                    answer.extend(b"0\r\n\r\n");
+                }
+                answer
+            }
+            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        if stream.write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
