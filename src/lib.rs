@@ -9,6 +9,7 @@ pub mod control;
 pub mod edge;
 pub mod emulator;
 pub mod fleet;
+pub mod functions;
 pub mod metrics;
 pub mod origin;
 pub mod plain_http;

@@ -119,7 +119,7 @@ fn boto3_and_botocore_signer_pass_the_example_suite() {
         .expect("python3 (scripts/ensure-deps test installs it)");
     let report = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "examples/boto3 failed:\n{report}");
-    assert!(report.contains("Ran 8 tests") && report.contains("OK"), "{report}");
+    assert!(report.contains("Ran 9 tests") && report.contains("OK"), "{report}");
 }
 
 #[test]

@@ -7,24 +7,12 @@ mod common;
 
 use std::net::SocketAddr;
 
+use common::api::{NS, field, text};
 use common::{now, request};
 use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
 use keyfront::emulator::{Emulator, EmulatorOptions};
 use keyfront::origin::{Origin, put_object};
 use keyfront::plain_http::Answer;
-
-const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
-
-fn text(answer: &Answer) -> String {
-    String::from_utf8_lossy(&answer.body).into_owned()
-}
-
-/// The text of the first `<name>` in `xml`.
-fn field(xml: &str, name: &str) -> String {
-    let open = format!("<{name}>");
-    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{name}> in {xml}")) + open.len();
-    xml[start..start + xml[start..].find('<').unwrap()].to_owned()
-}
 
 struct Setup {
     emulator: Emulator,

@@ -7,22 +7,11 @@
 
 mod common;
 
+use common::api::{NS, field, key_group, text};
 use common::app::App;
 use common::{now, request, wait_until};
-use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
+use keyfront::auth::PolicySpec;
 use keyfront::emulator::{Emulator, EmulatorOptions};
-
-const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
-
-fn text(answer: &keyfront::plain_http::Answer) -> String {
-    String::from_utf8_lossy(&answer.body).into_owned()
-}
-
-fn field(xml: &str, name: &str) -> String {
-    let open = format!("<{name}>");
-    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{name}> in {xml}")) + open.len();
-    xml[start..start + xml[start..].find('<').unwrap()].to_owned()
-}
 
 /// A distribution whose origin is the custom origin at `domain:port`
 /// (under `/site`, with one custom header): public by default, signed
@@ -37,20 +26,6 @@ fn distribution(reference: &str, domain: &str, port: u16, group: &str) -> String
          <CacheBehaviors><Quantity>1</Quantity><Items><CacheBehavior><PathPattern>/private/*</PathPattern><TargetOriginId>app</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy>\
          <TrustedKeyGroups><Enabled>true</Enabled><Quantity>1</Quantity><Items><KeyGroup>{group}</KeyGroup></Items></TrustedKeyGroups><MinTTL>0</MinTTL></CacheBehavior></Items></CacheBehaviors></DistributionConfig>"
     )
-}
-
-/// A key group of one new key, and the signer of that key.
-fn key_group(emulator: &Emulator) -> (String, Signer) {
-    let key = PrivateKey::generate(KeyAlgorithm::Ecdsa);
-    let body = format!(
-        "<PublicKeyConfig {NS}><CallerReference>k</CallerReference><Name>k</Name><EncodedKey>{}</EncodedKey></PublicKeyConfig>",
-        key.public_key().to_pem()
-    );
-    let created = emulator.call("POST", "/2020-05-31/public-key", body.as_bytes(), None).unwrap();
-    let key_id = field(&text(&created), "Id");
-    let group = format!("<KeyGroupConfig {NS}><Name>g</Name><Items><PublicKey>{key_id}</PublicKey></Items></KeyGroupConfig>");
-    let created = emulator.call("POST", "/2020-05-31/key-group", group.as_bytes(), None).unwrap();
-    (field(&text(&created), "Id"), Signer::new(key_id, key, HashAlgorithm::Sha1))
 }
 
 fn create(emulator: &Emulator, body: &str) -> String {

@@ -6,7 +6,8 @@
 //! errors), never because of a ratio.
 //!
 //! With the argument `soak` (`bench/soak`) it runs `soak.rs` instead, with
-//! `fleet` (`bench/fleet`) `fleet.rs`.
+//! `fleet` (`bench/fleet`) `fleet.rs`, with `functions` (`bench/functions`)
+//! `functions.rs`.
 //!
 //! COMPARE_ROUNDS (default 7, at least 3) and COMPARE_SECONDS (default 5)
 //! set the rounds and each wrk run's length; COMPARE_ONLY picks scenarios
@@ -18,6 +19,7 @@ mod ceiling;
 mod common;
 mod first_byte;
 mod fleet;
+mod functions;
 mod load;
 mod objects;
 mod rejections;
@@ -96,6 +98,8 @@ fn main() -> ExitCode {
         Some(("soak", soak::run))
     } else if args.iter().any(|arg| arg == "fleet") {
         Some(("fleet", fleet::run))
+    } else if args.iter().any(|arg| arg == "functions") {
+        Some(("functions", functions::run))
     } else {
         None
     };

@@ -5,6 +5,7 @@ by the environment `keyfront emulate` prints. Run: python3 cloudfront_test.py
 
 import datetime
 import http.server
+import json
 import os
 import threading
 import time
@@ -270,6 +271,41 @@ class CloudFrontInTests(unittest.TestCase):
         config["Origins"]["Items"][0]["CustomOriginConfig"]["OriginProtocolPolicy"] = "sometimes"
         config["CallerReference"] = "bad-app-" + self.prefix
         self.assertEqual(error_code(self.cloudfront.create_distribution, DistributionConfig=config), "InvalidArgument")
+
+    def test_a_function_serves_directory_urls_from_their_index(self):
+        cloudfront, name = self.cloudfront, "index-" + self.prefix
+        config = {"Comment": "directory URLs", "Runtime": "cloudfront-js-2.0"}
+        code = (b"function handler(event) { var r = event.request;"
+                b" if (r.uri.endsWith('/')) { r.uri += 'index.html'; } return r; }")
+        created = cloudfront.create_function(Name=name, FunctionConfig=config, FunctionCode=code)
+        self.assertEqual(created["FunctionSummary"]["FunctionMetadata"]["Stage"], "DEVELOPMENT")
+        got = cloudfront.get_function(Name=name)["FunctionCode"]
+        self.assertEqual(got.read() if hasattr(got, "read") else got, code)
+        event = {"version": "1.0", "context": {"eventType": "viewer-request"}, "viewer": {"ip": "192.0.2.1"},
+                 "request": {"method": "GET", "uri": "/guide/", "querystring": {}, "headers": {}, "cookies": {}}}
+        tested = cloudfront.test_function(Name=name, IfMatch=created["ETag"], Stage="DEVELOPMENT",
+                                          EventObject=json.dumps(event).encode())["TestResult"]
+        self.assertEqual(json.loads(tested["FunctionOutput"])["uri"], "/guide/index.html")
+        updated = cloudfront.update_function(Name=name, IfMatch=created["ETag"], FunctionConfig=config, FunctionCode=code)
+        self.assertNotEqual(updated["ETag"], created["ETag"])
+        published = cloudfront.publish_function(Name=name, IfMatch=updated["ETag"])["FunctionSummary"]
+        self.assertEqual(published["FunctionMetadata"]["Stage"], "LIVE")
+        self.assertIn(name, [f["Name"] for f in cloudfront.list_functions(Stage="LIVE")["FunctionList"]["Items"]])
+
+        self.put("guide/index.html", b"<h1>the guide</h1>")
+        distribution = public_distribution("function-" + self.prefix, BUCKET, "/" + self.prefix)
+        distribution["DefaultCacheBehavior"]["FunctionAssociations"] = {
+            "Quantity": 1,
+            "Items": [{"FunctionARN": published["FunctionMetadata"]["FunctionARN"], "EventType": "viewer-request"}],
+        }
+        created_distribution = cloudfront.create_distribution(DistributionConfig=distribution)["Distribution"]
+        status, _, body = fetch("http://" + created_distribution["DomainName"] + "/guide/")
+        self.assertEqual((status, body), (200, b"<h1>the guide</h1>"))
+        etag = cloudfront.describe_function(Name=name)["ETag"]
+        self.assertEqual(error_code(cloudfront.delete_function, Name=name, IfMatch=etag), "FunctionInUse")
+        self.assertEqual(error_code(cloudfront.create_function, Name="big-" + self.prefix, FunctionConfig=config,
+                                    FunctionCode=b"function handler(e) { return e.request; }" + b" " * 10240),
+                         "FunctionSizeLimitExceeded")
 
     def key_group_etag(self):
         return self.cloudfront.get_key_group(Id=self.key_group["Id"])["ETag"]

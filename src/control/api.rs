@@ -13,7 +13,7 @@ use super::policies::{self, PolicyType};
 use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, ORIGIN_ACCESS_IDENTITY, PUBLIC_KEY};
 use super::store::{Resource, State, Store, StoreError};
 use super::xml::{Element, XmlError, list};
-use super::{distributions, monitoring};
+use super::{distributions, functions, monitoring};
 
 /// The path every operation starts with.
 pub const VERSION_PREFIX: &str = "/2020-05-31/";
@@ -40,16 +40,37 @@ pub struct ApiReply {
     pub etag: Option<String>,
     pub location: Option<String>,
     pub body: Option<Element>,
+    /// A body that is no XML document (a function's code), and its type.
+    pub blob: Option<(Vec<u8>, &'static str)>,
+    /// Further response headers.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiReply {
     pub fn ok(body: Element) -> ApiReply {
         ApiReply {
-            status: 200,
-            etag: None,
-            location: None,
             body: Some(body),
+            ..ApiReply::no_content()
         }
+        .with_status(200)
+    }
+
+    pub fn blob(bytes: Vec<u8>, content_type: &'static str) -> ApiReply {
+        ApiReply {
+            blob: Some((bytes, content_type)),
+            ..ApiReply::no_content()
+        }
+        .with_status(200)
+    }
+
+    fn with_status(mut self, status: u16) -> ApiReply {
+        self.status = status;
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &str) -> ApiReply {
+        self.headers.push((name, value.to_owned()));
+        self
     }
 
     pub fn with_etag(mut self, etag: &str) -> ApiReply {
@@ -63,6 +84,7 @@ impl ApiReply {
             etag: etag.map(str::to_owned),
             location: Some(location),
             body: Some(body),
+            ..ApiReply::no_content()
         }
     }
 
@@ -72,6 +94,8 @@ impl ApiReply {
             etag: None,
             location: None,
             body: None,
+            blob: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -211,6 +235,7 @@ impl Api {
                 })
             }
             (_, ["distribution", ..]) => distributions::handle(self, request, &segments),
+            (_, ["function", rest @ ..]) => functions::handle(self, request, rest),
             _ => Err(ApiError::invalid(format!(
                 "keyfront's control plane has no operation {} /2020-05-31/{}",
                 request.method,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::distributions::{allowed_methods, behaviors, geo_restriction, viewer_protocol};
+use super::functions;
 use super::origins;
 use super::policies;
 use super::store::State;
@@ -177,6 +178,9 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         ),
     };
     let origin = origins::compile(origin, &key_prefix, &defaults.s3, &defaults.custom_origin_networks)?;
+    // A function gone or unpublished (the API refuses both) leaves the
+    // behavior unserved rather than served without it.
+    let functions = functions::viewer_functions(behavior, state).ok()?;
     Some(Behavior {
         path_pattern: canonical_pattern(&pattern),
         // Each distribution's origins are their own cache namespace.
@@ -192,5 +196,6 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         viewer_protocol,
         cors,
         response_headers,
+        functions,
     })
 }

@@ -6,6 +6,7 @@ use super::api::{
     ACCOUNT, Api, ApiError, ApiReply, ApiRequest, ApiSettings, Created, VERSION_PREFIX, check_if_match, check_well_formed, iso_time,
     new_etag, ordered, page, random_id,
 };
+use super::functions;
 use super::origins;
 use super::policies;
 use super::resources;
@@ -305,6 +306,7 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>, settings:
         ] {
             policy.check_named(state, behavior)?;
         }
+        functions::viewer_functions(behavior, state)?;
         let target = behavior.text_of("TargetOriginId").unwrap_or("");
         if !origins.iter().any(|origin| origin.text_of("Id") == Some(target)) {
             return Err(ApiError::new(

@@ -8,6 +8,7 @@
 mod api;
 mod compile;
 mod distributions;
+mod functions;
 mod monitoring;
 mod origins;
 mod policies;
@@ -243,23 +244,34 @@ impl ServeHttp for ControlApp {
                 if let Some(location) = &reply.location {
                     builder = builder.header("location", location);
                 }
+                for (name, value) in &reply.headers {
+                    builder = builder.header(*name, value);
+                }
                 tracing::info!(request = %summary, status = reply.status, "control plane");
-                let body = reply.body.map(|element| element.to_document()).unwrap_or_default();
+                let body = match (reply.body, reply.blob) {
+                    (Some(element), _) => (element.to_document().into_bytes(), "text/xml"),
+                    (None, Some(blob)) => blob,
+                    (None, None) => (Vec::new(), "text/xml"),
+                };
                 (builder, body)
             }
             Err(error) => {
                 tracing::info!(request = %summary, status = error.status, code = error.code, "control plane refused");
-                (builder.status(error.status), error.to_document(&request_id))
+                (
+                    builder.status(error.status),
+                    (error.to_document(&request_id).into_bytes(), "text/xml"),
+                )
             }
         };
+        let (body, content_type) = body;
         let builder = if body.is_empty() {
             builder
         } else {
-            builder.header("content-type", "text/xml")
+            builder.header("content-type", content_type)
         };
         builder
             .header("content-length", body.len())
-            .body(body.into_bytes())
+            .body(body)
             .expect("a response from valid parts")
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::functions::FunctionRecord;
 use super::xml::Element;
 
 /// A public key, key group or origin access control.
@@ -69,6 +70,9 @@ pub struct State {
     /// By distribution id.
     #[serde(default)]
     pub monitoring_subscriptions: BTreeMap<String, Element>,
+    /// CloudFront Functions, by name.
+    #[serde(default)]
+    pub functions: BTreeMap<String, FunctionRecord>,
     /// The version of each resource's last change (see the module's doc),
     /// by `<collection>/<id>`: deleted ones keep theirs, so an older change
     /// read late does not bring them back.
@@ -93,9 +97,10 @@ pub enum Collection {
     /// A resource's tags, by its ARN.
     Tags,
     MonitoringSubscriptions,
+    Functions,
 }
 
-const COLLECTIONS: [Collection; 11] = [
+const COLLECTIONS: [Collection; 12] = [
     Collection::PublicKeys,
     Collection::KeyGroups,
     Collection::OriginAccessControls,
@@ -107,6 +112,7 @@ const COLLECTIONS: [Collection; 11] = [
     Collection::Invalidations,
     Collection::Tags,
     Collection::MonitoringSubscriptions,
+    Collection::Functions,
 ];
 
 /// A resource created, changed or deleted through one node's API, as the
@@ -136,6 +142,7 @@ impl Collection {
             Collection::Invalidations => "invalidations",
             Collection::Tags => "tags",
             Collection::MonitoringSubscriptions => "monitoring-subscription",
+            Collection::Functions => "function",
         }
     }
 
@@ -158,6 +165,7 @@ impl Collection {
             Collection::Invalidations => json(&state.invalidations),
             Collection::Tags => json(&state.tags),
             Collection::MonitoringSubscriptions => json(&state.monitoring_subscriptions),
+            Collection::Functions => json(&state.functions),
         }
     }
 
@@ -189,6 +197,7 @@ impl Collection {
             Collection::Invalidations => set(&mut state.invalidations, id, record),
             Collection::Tags => set(&mut state.tags, id, record),
             Collection::MonitoringSubscriptions => set(&mut state.monitoring_subscriptions, id, record),
+            Collection::Functions => set(&mut state.functions, id, record),
         }
     }
 }

@@ -9,9 +9,10 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
 use super::cors;
+use super::function_hooks::Next;
 use super::respond::{
-    self, BAD_REQUEST, CONTROL_PREFIX_REFUSED, CORS_REFUSED, DISTRIBUTION_DISABLED, FLEET_REFUSED, GEO_RESTRICTED, HEADERS_TOO_LARGE,
-    HTTPS_REQUIRED, METHOD_NOT_ALLOWED, NOT_FOUND,
+    self, BAD_REQUEST, CONTROL_PREFIX_REFUSED, CORS_REFUSED, DISTRIBUTION_DISABLED, FLEET_REFUSED, FOLDER_PATH, GEO_RESTRICTED,
+    HEADERS_TOO_LARGE, HTTPS_REQUIRED, METHOD_NOT_ALLOWED, NOT_FOUND,
 };
 use super::{CacheStatus, EdgeState, RequestContext, Viewer};
 use crate::accesslog::{AccessLog, AccessRecord};
@@ -66,6 +67,24 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
     let behavior = &distribution.behaviors[index];
     if !authenticate(state, viewer, ctx, &distribution, behavior, &target).await? {
         return Ok(());
+    }
+    // Another node's request runs no function: the node that served the
+    // viewer ran them. Boxed: most behaviors have none, and their requests'
+    // futures should not carry a function's state.
+    if !ctx.from_node && !behavior.functions.is_empty() {
+        match Box::pin(super::function_hooks::viewer_request(viewer, ctx, &distribution, behavior)).await? {
+            Next::Answered => return Ok(()),
+            // The behavior stays the one the viewer's path chose, as CloudFront's does.
+            Next::Continue(true) if !resolve_origin(state, viewer, ctx, behavior).await? => return Ok(()),
+            Next::Continue(_) => {}
+        }
+    }
+    // A folder path (`/docs/`) is for a viewer-request function to rewrite.
+    // Left as it is, it names no object here: some origins answer it with
+    // the object without its slash, which another behavior's rules cover.
+    if ctx.path.len() > 1 && ctx.path.ends_with('/') {
+        ctx.decision = "folder_path";
+        return respond::write_error(viewer, FOLDER_PATH).await;
     }
     let Some(origin_path) = ctx.origin_path.clone() else {
         return respond::write_error(viewer, NOT_FOUND).await;
@@ -150,6 +169,16 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
         ctx.decision = "method_not_allowed";
         return respond::write_error(viewer, METHOD_NOT_ALLOWED).await.map(|()| None);
     }
+    if !resolve_origin(state, viewer, ctx, behavior).await? {
+        return Ok(None);
+    }
+    Ok(Some((distribution, index)))
+}
+
+/// Sets where the request's path goes at `behavior`'s origin and what of
+/// its query is keyed; `Ok(false)` when it names the fleet's control log,
+/// which is refused (answered).
+async fn resolve_origin(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestContext, behavior: &Behavior) -> Result<bool> {
     ctx.origin_path = behavior.origin.object_path(&ctx.path);
     ctx.key_query = behavior.query_key.select(ctx.query.as_deref());
     if let (Some(guard), Some(origin_path)) = (&state.control_guard, &ctx.origin_path)
@@ -158,9 +187,9 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
         // The fleet's control log grants keys and names distributions: no
         // viewer reads or writes it through any behavior, whatever its methods.
         ctx.decision = "control_prefix";
-        return respond::write_error(viewer, CONTROL_PREFIX_REFUSED).await.map(|()| None);
+        return respond::write_error(viewer, CONTROL_PREFIX_REFUSED).await.map(|()| false);
     }
-    Ok(Some((distribution, index)))
+    Ok(true)
 }
 
 /// A plain-HTTP viewer request under `protocol`, on a node with a TLS

@@ -6,6 +6,7 @@
 mod cached;
 mod context;
 mod cors;
+mod function_hooks;
 mod handlers;
 mod passthrough;
 mod plan;

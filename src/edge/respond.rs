@@ -51,6 +51,11 @@ pub const HTTPS_REQUIRED: EdgeError = EdgeError {
     code: "AccessDenied",
     message: "This distribution's behavior is configured to serve HTTPS only.",
 };
+pub const FOLDER_PATH: EdgeError = EdgeError {
+    status: 400,
+    code: "InvalidURI",
+    message: "Couldn't parse the specified URI: a path ending in / names no object unless a viewer-request function rewrites it.",
+};
 pub const NOT_FOUND: EdgeError = EdgeError {
     status: 404,
     code: "NoSuchKey",

@@ -12,6 +12,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
+use super::function_hooks::ResponseHook;
 use crate::routing::HeaderRules;
 
 pub struct Viewer<'s> {
@@ -24,6 +25,11 @@ pub struct Viewer<'s> {
     /// The behavior's response headers policy, once routed: applied to
     /// every answer after `response_headers`.
     pub header_rules: Option<Arc<HeaderRules>>,
+    /// The behavior's viewer-response function, run on the response header.
+    pub response_hook: Option<ResponseHook>,
+    /// The response header was replaced (a failed viewer-response function):
+    /// the body written after it is not sent.
+    discard_body: bool,
     /// When the response header was written, for the access log.
     pub answered_at: Option<Instant>,
     /// When the request's header was read.
@@ -37,6 +43,8 @@ impl<'s> Viewer<'s> {
             session,
             response_headers: Vec::new(),
             header_rules: None,
+            response_hook: None,
+            discard_body: false,
             answered_at: None,
             started,
         }
@@ -66,16 +74,24 @@ impl<'s> Viewer<'s> {
                 header.append_header(SERVER_TIMING, timing)?;
             }
         }
+        if let Some(hook) = self.response_hook.take() {
+            self.discard_body = !hook.apply(&mut header);
+        }
         self.answered_at = Some(Instant::now());
         self.session.write_response_header(header).await
     }
 
     /// Writes a part of the body (`None`: nothing more than the end mark).
     pub async fn write_response_body(&mut self, body: Option<Bytes>, end_of_stream: bool) -> Result<()> {
-        if body.is_none() && !end_of_stream {
+        if (body.is_none() || self.discard_body) && !end_of_stream {
             return Ok(());
         }
-        self.session.write_response_body(body.unwrap_or_default(), end_of_stream).await
+        let body = if self.discard_body {
+            Bytes::new()
+        } else {
+            body.unwrap_or_default()
+        };
+        self.session.write_response_body(body, end_of_stream).await
     }
 }
 

@@ -9,7 +9,7 @@
 //! two spellings of one key give one canonical path, and two keys never
 //! share one. Whatever cannot be made canonical without guessing (dot
 //! segments, encoded slashes, backslashes, control bytes, broken escapes,
-//! empty segments, bytes that are not UTF-8) is refused.
+//! empty segments but a trailing `/`, bytes that are not UTF-8) is refused.
 
 use std::borrow::Cow;
 
@@ -20,7 +20,7 @@ pub enum PathRefusal {
     NotAbsolute,
     #[error("the path holds a . or .. segment")]
     DotSegment,
-    #[error("the path holds an empty segment (// or a trailing /)")]
+    #[error("the path holds an empty segment (//)")]
     EmptySegment,
     #[error("the path holds an encoded slash (%2F)")]
     EncodedSlash,
@@ -110,13 +110,15 @@ fn decode(raw: &[u8]) -> Result<Vec<u8>, PathRefusal> {
     Ok(decoded)
 }
 
-/// Refuses `.`, `..` and empty segments; `/` alone is the one path allowed
-/// to end in `/` (it names no object and gets a 404).
+/// Refuses `.`, `..` and empty segments but a last one: a path may end in
+/// `/` (`/docs/`, the key `docs/`, which S3 tells apart from `docs`, and
+/// which viewer-request functions rewrite to an index page).
 fn check_segments(path: &str) -> Result<(), PathRefusal> {
     if path == "/" {
         return Ok(());
     }
-    for segment in path[1..].split('/') {
+    let segments = path[1..].strip_suffix('/').unwrap_or(&path[1..]);
+    for segment in segments.split('/') {
         match segment {
             "" => return Err(PathRefusal::EmptySegment),
             "." | ".." => return Err(PathRefusal::DotSegment),
@@ -228,7 +230,8 @@ mod tests {
             ("/a/%2e", PathRefusal::DotSegment),
             ("//priv/x", PathRefusal::EmptySegment),
             ("/priv//x", PathRefusal::EmptySegment),
-            ("/priv/", PathRefusal::EmptySegment),
+            ("/priv//", PathRefusal::EmptySegment),
+            ("//", PathRefusal::EmptySegment),
             ("/priv%2Fx", PathRefusal::EncodedSlash),
             ("/priv%2fx", PathRefusal::EncodedSlash),
             ("/priv\\x", PathRefusal::Backslash),
@@ -251,7 +254,7 @@ mod tests {
 
     #[test]
     fn canonical_paths_are_fixed_points() {
-        for raw in ["/%70riv/x", "/a+b", "/caf%c3%a9", "/a%20b/%7e", "/x*y"] {
+        for raw in ["/%70riv/x", "/a+b", "/caf%c3%a9", "/a%20b/%7e", "/x*y", "/docs/"] {
             let once = ok(raw);
             assert_eq!(ok(&once), once);
         }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{Behavior, KeyGroups, ViewerProtocol};
+use super::{Behavior, KeyGroups, ViewerFunctions, ViewerProtocol};
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::{BehaviorSettings, Config, ConfigError, KeyGroupSettings};
 use crate::origin::Origin;
@@ -93,6 +93,7 @@ fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<Origin>>
         viewer_protocol: ViewerProtocol::AllowAll,
         cors: settings.cors.clone(),
         response_headers: None,
+        functions: ViewerFunctions::default(),
     }
 }
 

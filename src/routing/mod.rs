@@ -14,6 +14,7 @@ pub use file::FileTable;
 
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::config::{AllowedMethods, CorsPolicy, Ttl};
+use crate::functions::FunctionCode;
 use crate::origin::Origin;
 use crate::request::QueryKey;
 
@@ -47,6 +48,21 @@ pub struct Behavior {
     /// Headers laid over every answer of the behavior (a response headers
     /// policy's), besides CORS.
     pub response_headers: Option<Arc<HeaderRules>>,
+    /// CloudFront Functions run on its viewer requests and responses.
+    pub functions: ViewerFunctions,
+}
+
+/// A behavior's CloudFront Functions (their LIVE stage).
+#[derive(Clone, Debug, Default)]
+pub struct ViewerFunctions {
+    pub request: Option<Arc<FunctionCode>>,
+    pub response: Option<Arc<FunctionCode>>,
+}
+
+impl ViewerFunctions {
+    pub fn is_empty(&self) -> bool {
+        self.request.is_none() && self.response.is_none()
+    }
 }
 
 /// What a behavior does with a viewer's request over plain HTTP, on a node

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod api;
 pub mod app;
 pub mod fleet;
 pub mod served;

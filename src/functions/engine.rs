@@ -1,0 +1,170 @@
+//! One QuickJS realm per thread: built once, frozen, shared by every
+//! function version that thread runs (each compiled once into a factory).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use rquickjs::context::intrinsic::{Date, Eval, Json, MapSet, Promise, RegExp, RegExpCompiler, TypedArrays};
+use rquickjs::{Context, Ctx, Function, Persistent, Runtime, Value};
+
+use super::{COMPUTE_BUDGET, FunctionCode, FunctionError, Invocation};
+
+/// The realm's memory: enough for any function CloudFront accepts (its
+/// limit is 2 MB per invocation), little enough that a hostile one cannot
+/// grow the node.
+const MEMORY_LIMIT: usize = 16 << 20;
+const STACK_LIMIT: usize = 256 << 10;
+/// Compiled versions one thread keeps; past it all are compiled again.
+const KEPT_VERSIONS: usize = 256;
+/// `console.log` lines kept per invocation, and bytes per line.
+const LOG_LINES: usize = 64;
+const LOG_LINE_BYTES: usize = 1024;
+
+/// What the realm offers beside the language: `console.log`, `require`
+/// for CloudFront's modules; then everything reachable from the global
+/// object is frozen.
+const PRELUDE: &str = include_str!("prelude.js");
+
+pub struct Engine {
+    // Dropped in this order: the persistent functions, the context, then the runtime.
+    factories: HashMap<(String, String), Persistent<Function<'static>>>,
+    context: Context,
+    runtime: Runtime,
+    deadline: Rc<Cell<Option<Instant>>>,
+    logs: Rc<RefCell<Vec<String>>>,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` with this thread's engine, made on first use.
+pub fn with_engine<T>(work: impl FnOnce(&mut Engine) -> Result<T, FunctionError>) -> Result<T, FunctionError> {
+    ENGINE.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(Engine::new().map_err(|error| FunctionError::Thrown(format!("the JavaScript engine did not start: {error}")))?);
+        }
+        work(slot.as_mut().expect("made above"))
+    })
+}
+
+impl Engine {
+    fn new() -> rquickjs::Result<Engine> {
+        let runtime = Runtime::new()?;
+        runtime.set_memory_limit(MEMORY_LIMIT);
+        runtime.set_max_stack_size(STACK_LIMIT);
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::default();
+        let watched = deadline.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            watched.get().is_some_and(|deadline| Instant::now() > deadline)
+        })));
+        let context = Context::custom::<(Date, Eval, RegExpCompiler, RegExp, Json, MapSet, TypedArrays, Promise)>(&runtime)?;
+        let logs: Rc<RefCell<Vec<String>>> = Rc::default();
+        let kept = logs.clone();
+        context.with(|ctx| {
+            let log = Function::new(ctx.clone(), move |line: String| {
+                let mut logs = kept.borrow_mut();
+                if logs.len() < LOG_LINES {
+                    logs.push(line.chars().take(LOG_LINE_BYTES).collect());
+                }
+            })?;
+            ctx.globals().set("__log", log)?;
+            let hash = Function::new(ctx.clone(), super::event::hash)?;
+            ctx.globals().set("__hash", hash)?;
+            ctx.eval::<(), _>(PRELUDE)
+        })?;
+        Ok(Engine {
+            factories: HashMap::new(),
+            context,
+            runtime,
+            deadline,
+            logs,
+        })
+    }
+
+    /// The factory of `code`'s version, compiled on first use: each call
+    /// runs the code's top level afresh and returns its `handler`.
+    fn factory(&mut self, code: &FunctionCode) -> Result<Persistent<Function<'static>>, FunctionError> {
+        let key = (code.name.clone(), code.version.clone());
+        if let Some(factory) = self.factories.get(&key) {
+            return Ok(factory.clone());
+        }
+        if self.factories.len() >= KEPT_VERSIONS {
+            self.factories.clear();
+        }
+        let wrapped = format!(
+            "(function () {{ \"use strict\";\n{}\n;return typeof handler === \"function\" ? handler : undefined; }})",
+            code.source
+        );
+        let factory = self.context.with(|ctx| match ctx.eval::<Function, _>(wrapped) {
+            Ok(factory) => Ok(Persistent::save(&ctx, factory)),
+            Err(error) => Err(FunctionError::Syntax(exception_text(&ctx, error))),
+        })?;
+        self.factories.insert(key, factory.clone());
+        Ok(factory)
+    }
+
+    /// Runs `code`'s handler on `event`; with no event, only its top level
+    /// (to learn that it defines a handler).
+    pub fn invoke(&mut self, code: &FunctionCode, event: Option<&serde_json::Value>) -> Result<Invocation, FunctionError> {
+        let factory = self.factory(code)?;
+        self.logs.borrow_mut().clear();
+        let started = Instant::now();
+        self.deadline.set(Some(started + COMPUTE_BUDGET));
+        let result = self.context.with(|ctx| -> Result<serde_json::Value, FunctionError> {
+            let factory = factory.restore(&ctx).map_err(|error| FunctionError::Thrown(error.to_string()))?;
+            let thrown = |error| FunctionError::Thrown(exception_text(&ctx, error));
+            let handler: Value = factory.call(()).map_err(thrown)?;
+            let Some(handler) = handler.into_function() else {
+                return Err(FunctionError::NoHandler);
+            };
+            let Some(event) = event else {
+                return Ok(serde_json::Value::Null);
+            };
+            let event = ctx.json_parse(event.to_string()).map_err(thrown)?;
+            let output: Value = handler.call((event,)).map_err(thrown)?;
+            let text = ctx
+                .json_stringify(output)
+                .map_err(thrown)?
+                .ok_or_else(|| FunctionError::InvalidOutput("the handler returned nothing".into()))?
+                .to_string()
+                .map_err(thrown)?;
+            serde_json::from_str(&text).map_err(|error| FunctionError::InvalidOutput(error.to_string()))
+        });
+        self.deadline.set(None);
+        let elapsed = started.elapsed();
+        let result = match result {
+            Err(FunctionError::Thrown(_)) if elapsed > COMPUTE_BUDGET => Err(FunctionError::OverBudget),
+            other => other,
+        };
+        // Whatever the function left behind goes before the next one runs.
+        self.runtime.run_gc();
+        let utilization = (elapsed.as_micros() * 100 / COMPUTE_BUDGET.as_micros()).min(100) as u32;
+        result.map(|output| Invocation {
+            output,
+            logs: self.logs.take(),
+            utilization,
+        })
+    }
+}
+
+/// The message of the exception `error` stands for.
+fn exception_text(ctx: &Ctx<'_>, error: rquickjs::Error) -> String {
+    if !matches!(error, rquickjs::Error::Exception) {
+        return error.to_string();
+    }
+    let caught = ctx.catch();
+    if let Some(object) = caught.as_object() {
+        let name: Option<String> = object.get("name").ok();
+        let message: Option<String> = object.get("message").ok();
+        if let Some(message) = message {
+            return format!("{}: {message}", name.unwrap_or_else(|| "Error".into()));
+        }
+    }
+    caught
+        .as_string()
+        .and_then(|text| text.to_string().ok())
+        .unwrap_or_else(|| "an exception".into())
+}
