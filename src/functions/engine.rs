@@ -28,10 +28,10 @@ const LOG_LINE_BYTES: usize = 1024;
 const PRELUDE: &str = include_str!("prelude.js");
 
 pub struct Engine {
-    // Dropped in this order: the persistent functions, the context, then the runtime.
+    // The persistent functions are dropped before the context (which keeps
+    // its runtime alive, limits and interrupt handler included).
     factories: HashMap<(String, String), Persistent<Function<'static>>>,
     context: Context,
-    runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
     logs: Rc<RefCell<Vec<String>>>,
 }
@@ -78,7 +78,6 @@ impl Engine {
         Ok(Engine {
             factories: HashMap::new(),
             context,
-            runtime,
             deadline,
             logs,
         })
@@ -139,8 +138,6 @@ impl Engine {
             Err(FunctionError::Thrown(_)) if elapsed > COMPUTE_BUDGET => Err(FunctionError::OverBudget),
             other => other,
         };
-        // Whatever the function left behind goes before the next one runs.
-        self.runtime.run_gc();
         let utilization = (elapsed.as_micros() * 100 / COMPUTE_BUDGET.as_micros()).min(100) as u32;
         result.map(|output| Invocation {
             output,
