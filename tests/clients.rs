@@ -264,11 +264,18 @@ fn terraform_applies_plans_no_change_and_destroys() {
     );
     assert_eq!(curl(&format!("http://{domain}/")).0, "403", "unsigned");
     assert_eq!(curl(&format!("http://{domain}/public/hello.txt")), ("200".into(), "hello".into()));
+    emulate.put("/site/public/docs/index.html", b"<h1>docs</h1>");
+    assert_eq!(
+        curl(&format!("http://{domain}/public/docs/")),
+        ("200".into(), "<h1>docs</h1>".into()),
+        "the viewer-request function's rewrite"
+    );
     let headers = Command::new("curl")
         .args(["-s", "-D", "-", "-o", "/dev/null", &format!("http://{domain}/public/hello.txt")])
         .output()
         .unwrap();
     let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
+    assert!(headers.contains("x-served-by: keyfront"), "the viewer-response function:\n{headers}");
     assert!(
         headers.contains("strict-transport-security: max-age=31536000"),
         "the managed security headers policy looked up by name:\n{headers}"
@@ -308,7 +315,7 @@ fn terraform_applies_plans_no_change_and_destroys() {
     );
     let destroyed = terraform(&emulate, work, &["destroy", "-auto-approve", "-var=comment=changed"]);
     let report = succeeded("terraform destroy", destroyed);
-    assert!(report.contains("Destroy complete! Resources: 7 destroyed."), "{report}");
+    assert!(report.contains("Destroy complete! Resources: 9 destroyed."), "{report}");
     assert_eq!(
         curl(&format!("http://{domain}/public/hello.txt")).0,
         "403",

@@ -1,8 +1,9 @@
 # A distribution with a signed default behavior and a public one, its key
 # group, public key, origin access control and policies (managed ones looked
-# up by name, and a cache policy of its own): applied, planned and
-# destroyed against `keyfront emulate` by tests/clients.rs. The provider
-# finds the emulator through AWS_ENDPOINT_URL_CLOUDFRONT.
+# up by name, and a cache policy of its own), a custom origin (an
+# application on loopback) and two CloudFront Functions: applied, planned
+# and destroyed against `keyfront emulate` by tests/clients.rs. The
+# provider finds the emulator through AWS_ENDPOINT_URL_CLOUDFRONT.
 
 terraform {
   required_providers {
@@ -97,6 +98,35 @@ resource "aws_cloudfront_origin_access_identity" "legacy" {
   comment = "keyfront example (legacy identity)"
 }
 
+# Directory URLs (/docs/) served from their index page, and a header on
+# every answer: CloudFront Functions, published and run by the edge.
+resource "aws_cloudfront_function" "index" {
+  name    = "index-rewrite"
+  runtime = "cloudfront-js-2.0"
+  comment = "keyfront example"
+  publish = true
+  code    = <<-EOT
+    function handler(event) {
+      var request = event.request;
+      if (request.uri.endsWith('/')) { request.uri += 'index.html'; }
+      return request;
+    }
+  EOT
+}
+
+resource "aws_cloudfront_function" "stamp" {
+  name    = "stamp"
+  runtime = "cloudfront-js-2.0"
+  publish = true
+  code    = <<-EOT
+    function handler(event) {
+      var response = event.response;
+      response.headers['x-served-by'] = { value: 'keyfront' };
+      return response;
+    }
+  EOT
+}
+
 resource "aws_cloudfront_distribution" "media" {
   enabled             = true
   comment             = var.comment
@@ -143,6 +173,17 @@ resource "aws_cloudfront_distribution" "media" {
     viewer_protocol_policy = "allow-all"
     allowed_methods        = ["GET", "HEAD", "OPTIONS"]
     cached_methods         = ["GET", "HEAD"]
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.index.arn
+    }
+
+    function_association {
+      event_type   = "viewer-response"
+      function_arn = aws_cloudfront_function.stamp.arn
+    }
+
     cache_policy_id            = aws_cloudfront_cache_policy.public.id
     origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.cors.id
     response_headers_policy_id = data.aws_cloudfront_response_headers_policy.security.id
