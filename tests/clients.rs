@@ -275,7 +275,10 @@ fn terraform_applies_plans_no_change_and_destroys() {
         .output()
         .unwrap();
     let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
-    assert!(headers.contains("x-served-by: keyfront"), "the viewer-response function:\n{headers}");
+    assert!(
+        headers.contains("x-served-by: keyfront"),
+        "the viewer-response function:\n{headers}"
+    );
     assert!(
         headers.contains("strict-transport-security: max-age=31536000"),
         "the managed security headers policy looked up by name:\n{headers}"

@@ -579,3 +579,84 @@ fn query_string_variants_are_kept_by_the_fleet_and_bound_by_its_signature() {
         );
     }
 }
+
+/// A function created and published through one node's API, and a
+/// distribution running it made through another's, run on every node;
+/// its next version, published through a third, too. A node's request to
+/// another runs no function a second time: the rewritten path is asked
+/// for as it is, and the viewer-response header is added once.
+#[test]
+fn a_function_published_on_one_node_runs_on_every_node() {
+    use base64::Engine as _;
+    let site = Site::start();
+    site.put_other("/d/pub/index.html", DIST_PUBLIC);
+    let (_, group) = key_group(site.nodes[1].control);
+    let code = |stamp: &str| {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "function handler(event) {{ if (event.response) {{ var r = event.response; r.headers['x-stamp'] = {{ value: (r.headers['x-stamp'] ? r.headers['x-stamp'].value + ',' : '') + '{stamp}' }}; return r; }}\n\
+             var q = event.request; if (q.uri.endsWith('/')) {{ q.uri += 'index.html'; }} return q; }}"
+        ))
+    };
+    let body = |root: &str, stamp: &str| {
+        format!(
+            "<{root} {NS}><Name>site</Name><FunctionConfig><Comment/><Runtime>cloudfront-js-2.0</Runtime></FunctionConfig><FunctionCode>{}</FunctionCode></{root}>",
+            code(stamp)
+        )
+    };
+    let created = call(
+        site.nodes[0].control,
+        "POST",
+        "/2020-05-31/function",
+        body("CreateFunctionRequest", "v1").as_bytes(),
+        None,
+    );
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let etag = created.header("etag").unwrap().to_owned();
+    let published = call(site.nodes[0].control, "POST", "/2020-05-31/function/site/publish", b"", Some(&etag));
+    assert_eq!(published.status, 200, "{}", text(&published));
+    let arn = field(&text(&published), "FunctionARN");
+    let functions = format!(
+        "<FunctionAssociations><Quantity>2</Quantity><Items><FunctionAssociation><FunctionARN>{arn}</FunctionARN><EventType>viewer-request</EventType></FunctionAssociation><FunctionAssociation><FunctionARN>{arn}</FunctionARN><EventType>viewer-response</EventType></FunctionAssociation></Items></FunctionAssociations>"
+    );
+    // The node whose API makes the distribution learns the function first.
+    wait_until("node 1 knows the published function", || {
+        call(
+            site.nodes[1].control,
+            "GET",
+            "/2020-05-31/function/site/describe?Stage=LIVE",
+            b"",
+            None,
+        )
+        .status
+            == 200
+    });
+    let (_, domain) = distribution_with(site.nodes[1].control, &group, &functions);
+    for node in &site.nodes {
+        wait_until(&format!("{} runs the function", node.name), || {
+            let answer = get(node.edge, &domain, "/pub/");
+            answer.body == DIST_PUBLIC && answer.header("x-stamp") == Some("v1")
+        });
+    }
+
+    let described = call(site.nodes[2].control, "GET", "/2020-05-31/function/site/describe", b"", None);
+    let etag = described.header("etag").unwrap().to_owned();
+    let updated = call(
+        site.nodes[2].control,
+        "PUT",
+        "/2020-05-31/function/site",
+        body("UpdateFunctionRequest", "v2").as_bytes(),
+        Some(&etag),
+    );
+    assert_eq!(updated.status, 200, "{}", text(&updated));
+    let etag = updated.header("etag").unwrap().to_owned();
+    wait_until("node 3 knows the new version", || {
+        call(site.nodes[3].control, "GET", "/2020-05-31/function/site/describe", b"", None).header("etag") == Some(etag.as_str())
+    });
+    let published = call(site.nodes[3].control, "POST", "/2020-05-31/function/site/publish", b"", Some(&etag));
+    assert_eq!(published.status, 200, "{}", text(&published));
+    for node in &site.nodes {
+        wait_until(&format!("{} runs the new version", node.name), || {
+            get(node.edge, &domain, "/pub/").header("x-stamp") == Some("v2")
+        });
+    }
+}
