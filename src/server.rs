@@ -170,6 +170,7 @@ fn control_app(settings: &ControlPlaneSettings, s3: Arc<Origin>, state: Arc<Edge
         domain_suffix: settings.domain_suffix.clone(),
         deploy_delay_ms: settings.deploy_delay.as_millis() as u64,
         custom_origin_networks: custom_origin_networks.clone(),
+        reset_endpoint: settings.reset_endpoint,
     };
     let credentials = match settings.accept_any_credentials {
         true => ApiCredentials::AcceptAny,

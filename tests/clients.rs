@@ -1,6 +1,7 @@
 //! The clients a test suite has, against `keyfront emulate` run as its
 //! users run it: boto3 with botocore's CloudFrontSigner and urllib
-//! (examples/boto3), the AWS CLI with curl, and Terraform's AWS provider
+//! (examples/boto3), moto's own CloudFront tests in its server mode
+//! (examples/moto), the AWS CLI with curl, and Terraform's AWS provider
 //! 5.100.0 (examples/terraform) applied, planned with `-detailed-exitcode`
 //! and destroyed.
 
@@ -106,6 +107,24 @@ fn curl(url: &str) -> (String, String) {
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// moto's own CloudFront tests in its server mode against the emulator:
+/// every failure is a deviation of moto's from CloudFront listed in
+/// examples/moto/deviations.txt with why, and every listed one still fails.
+#[test]
+fn motos_cloudfront_tests_fail_only_where_moto_is_not_cloudfront() {
+    let output = Command::new(repository().join("examples/moto/run"))
+        .arg(env!("CARGO_BIN_EXE_keyfront"))
+        .output()
+        .expect("examples/moto/run (scripts/ensure-deps test installs moto, pytest and pip)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "examples/moto/run failed:\n{report}");
+    assert!(report.contains("every failure is a listed deviation"), "{report}");
 }
 
 #[test]

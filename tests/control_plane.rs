@@ -1768,3 +1768,46 @@ fn server_timing_reaches_the_sampled_share_of_answers() {
     assert_eq!(unsampled.text(), "signed bytes");
     assert_eq!(timing(&unsampled), None, "a rate of 0 samples nothing");
 }
+
+/// moto's server mode resets the server between tests: the emulator
+/// answers its `POST /moto-api/reset` by deleting every resource, but only
+/// for a caller the API authenticates (unsigned only with
+/// `--accept-any-credentials`, as moto sends it); nothing else is reset.
+#[test]
+fn a_reset_deletes_every_resource_for_an_authenticated_caller_only() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    put(emulator, "/prefix/public/kept.txt", b"the bucket is not the API's");
+    let (_, domain, _) = create_distribution(&setup, "before-reset", "");
+    let count = |resource: &str| {
+        let listed = emulator.call("GET", &format!("/2020-05-31/{resource}"), b"", None).unwrap();
+        field(&text(&listed), "Quantity")
+    };
+    assert_eq!((count("distribution"), count("key-group")), ("1".to_owned(), "1".to_owned()));
+    let unsigned = request(emulator.control, "POST", "/moto-api/reset", &[], b"");
+    assert_eq!(unsigned.status, 403, "{}", unsigned.text());
+    assert_eq!(count("distribution"), "1", "an unsigned reset changes nothing");
+
+    let reset = emulator.call("POST", "/moto-api/reset", b"", None).unwrap();
+    assert_eq!(reset.status, 200, "{}", text(&reset));
+    for resource in ["distribution", "key-group", "public-key", "function"] {
+        assert_eq!(count(resource), "0", "{resource}");
+    }
+    let gone = get(emulator.edge, &format!("http://{domain}/public/kept.txt"));
+    assert_eq!(gone.status, 403, "a deleted distribution serves nothing");
+    let key_id = field(&text(&create_public_key(emulator, "after", "after")), "Id");
+    let group = format!("<KeyGroupConfig {NS}><Name>g2</Name><Items><PublicKey>{key_id}</PublicKey></Items></KeyGroupConfig>");
+    let group_id = field(
+        &text(&emulator.call("POST", "/2020-05-31/key-group", group.as_bytes(), None).unwrap()),
+        "Id",
+    );
+    let body = distribution_config("before-reset", &emulator.bucket, &group_id, "");
+    let created = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let domain = field(&text(&created), "DomainName");
+    assert_eq!(
+        get(emulator.edge, &format!("http://{domain}/public/kept.txt")).text(),
+        "the bucket is not the API's",
+        "the same CallerReference makes a new distribution over the bucket, untouched"
+    );
+}

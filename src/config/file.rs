@@ -138,6 +138,10 @@ pub struct ControlApiFile {
     /// default) refuses custom origins.
     #[serde(default)]
     pub custom_origin_networks: Vec<String>,
+    /// Answer `POST /moto-api/reset` (moto's server mode, between tests) by
+    /// deleting every resource; refused in a fleet with a control log.
+    #[serde(default)]
+    pub reset_endpoint: bool,
 }
 
 #[derive(Debug, Deserialize)]

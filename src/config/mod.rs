@@ -114,6 +114,8 @@ pub struct ControlPlaneSettings {
     pub slice_size: u64,
     /// Where custom origins may be; none refuses them.
     pub custom_origin_networks: Vec<IpNet>,
+    /// `POST /moto-api/reset` deletes every resource (test suites).
+    pub reset_endpoint: bool,
 }
 
 /// Why a configuration was refused.
@@ -541,6 +543,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         let default_slice = self.slice_size("cache.slice_size".into(), file.cache.slice_size.as_deref(), 1 << 20)?;
         let fleet = file.fleet.as_ref().map(|fleet| self.fleet(fleet, &origins, &listen)).transpose()?;
         let control_plane = self.control_plane(&file, &origins, default_slice)?;
+        if control_plane.as_ref().is_some_and(|plane| plane.reset_endpoint) && fleet.as_ref().is_some_and(|fleet| fleet.control.is_some()) {
+            // Through the control log, one reset would delete every
+            // resource on every node of the fleet.
+            return Err(self.invalid(
+                "control_api.reset_endpoint",
+                "true",
+                "not allowed in a fleet with a control log (fleet.control)",
+            ));
+        }
         let behaviors = file
             .behaviors
             .iter()
@@ -810,6 +821,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         Ok(Some(ControlPlaneSettings {
             listen,
             custom_origin_networks,
+            reset_endpoint: api.reset_endpoint,
             state_dir: file.control_state.as_ref().map(|dir| self.base_dir.join(dir)),
             credentials,
             accept_any_credentials: api.accept_any_credentials,

@@ -261,6 +261,10 @@ control_api: {s3_origin: store, accept_any_credentials: true, accept_any_credent
             "control_api.distribution_addresses[0]: \"here\"",
         ),
         (
+            "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true, reset_endpoint: true}\nfleet: {node: fra-1, secret_file: public.pem, control: {origin: store}}\n",
+            "control_api.reset_endpoint: \"true\": not allowed in a fleet with a control log",
+        ),
+        (
             "control_listen: 127.0.0.1:9581\ncontrol_api: {s3_origin: store, accept_any_credentials: true, custom_origin_networks: [\"127.0.0.0/8\", \"10.0.0.0/33\"]}\n",
             "control_api.custom_origin_networks[1]: \"10.0.0.0/33\": expected a network in CIDR notation",
         ),

@@ -63,7 +63,7 @@ impl ApiReply {
         .with_status(200)
     }
 
-    fn with_status(mut self, status: u16) -> ApiReply {
+    pub fn with_status(mut self, status: u16) -> ApiReply {
         self.status = status;
         self
     }
@@ -180,6 +180,8 @@ pub struct ApiSettings {
     pub deploy_delay_ms: u64,
     /// Where custom origins may be (none: custom origins are refused).
     pub custom_origin_networks: Arc<[IpNet]>,
+    /// Whether `POST /moto-api/reset` deletes every resource.
+    pub reset_endpoint: bool,
 }
 
 /// The account in every ARN (the emulator has no accounts).

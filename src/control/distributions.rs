@@ -121,6 +121,10 @@ fn fill_containers(config: &mut Element) {
             origin.ensure(Element::leaf("ConnectionTimeout", "10"));
             origin.ensure(Element::new("OriginShield").with(Element::leaf("Enabled", "false")));
             origin.ensure(Element::leaf("OriginAccessControlId", ""));
+            if let Some(custom) = origin.child_mut("CustomOriginConfig") {
+                custom.ensure(Element::leaf("OriginReadTimeout", "30"));
+                custom.ensure(Element::leaf("OriginKeepaliveTimeout", "5"));
+            }
         }
     }
     config.ensure(Element::new("Restrictions")).ensure(

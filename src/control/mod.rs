@@ -27,6 +27,10 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 pub use api::{ApiSettings, VERSION_PREFIX, random_name};
+
+/// moto's reset of its server's state (`TEST_SERVER_MODE`), answered when
+/// `control_api.reset_endpoint` is on.
+const MOTO_RESET: &str = "/moto-api/reset";
 pub use compile::ServingDefaults;
 pub use store::{Collection, ResourceChange, StoreError};
 
@@ -159,6 +163,25 @@ impl ControlApp {
             .map_err(|refusal| ApiError::new(403, refusal.code(), refusal.to_string()))
     }
 
+    /// Deletes every resource (moto's server mode asks between tests), as
+    /// authenticated as any call: with `accept_any_credentials` only can it
+    /// come unsigned, as moto sends it.
+    async fn reset(&self) -> Result<api::ApiReply, ApiError> {
+        let plane = self.plane.clone();
+        let reset = tokio::task::spawn_blocking(move || {
+            let reply = plane.api.store.update(|state| {
+                *state = store::State::default();
+                Ok(api::ApiReply::no_content().with_status(200))
+            });
+            plane.serve_state();
+            reply
+        })
+        .await
+        .map_err(|_| ApiError::new(500, "InternalError", "the reset failed"))?;
+        self.plane.serving.publish_resources(self.plane.api.store.take_changes());
+        reset
+    }
+
     async fn answer(&self, session: &mut ServerSession) -> Result<api::ApiReply, ApiError> {
         let header = session.req_header();
         let method = header.method.as_str().to_owned();
@@ -181,6 +204,9 @@ impl ControlApp {
             body.extend_from_slice(&chunk);
         }
         self.authenticate(&method, &path, &query, &headers, &body)?;
+        if path == MOTO_RESET && method == "POST" && self.plane.api.settings.reset_endpoint {
+            return self.reset().await;
+        }
         let Some(rest) = path.strip_prefix(VERSION_PREFIX) else {
             return Err(ApiError::invalid(format!("API paths start with {VERSION_PREFIX}")));
         };
@@ -315,6 +341,7 @@ mod tests {
             domain_suffix: "cloudfront.test".into(),
             deploy_delay_ms: 0,
             custom_origin_networks: Arc::from(Vec::new()),
+            reset_endpoint: false,
         };
         let defaults = ServingDefaults {
             s3: Arc::new(Origin::embedded("127.0.0.1:9".parse().unwrap(), "media", "k", "secret")),
