@@ -47,6 +47,7 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
         },
         slice_size,
         viewer: None,
+        failover: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (small, large) = runtime.block_on(async {

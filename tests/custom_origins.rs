@@ -8,10 +8,13 @@
 mod common;
 
 use common::api::{NS, field, key_group, text};
+use std::net::SocketAddr;
+
 use common::app::App;
 use common::{now, request, wait_until};
 use keyfront::auth::PolicySpec;
 use keyfront::emulator::{Emulator, EmulatorOptions};
+use keyfront::origin::{Origin, put_object};
 
 /// A distribution whose origin is the custom origin at `domain:port`
 /// (under `/site`, with one custom header): public by default, signed
@@ -167,5 +170,90 @@ fn a_custom_origin_outside_the_allowed_networks_is_never_connected_to() {
             (400, "InvalidArgument".to_owned()),
             "{domain} {port}"
         );
+    }
+}
+
+/// A distribution whose default behavior targets an origin group of
+/// `first` then the emulator's bucket, failing over on `statuses`.
+fn grouped(emulator: &Emulator, reference: &str, first: SocketAddr, statuses: &[u16]) -> String {
+    let codes: String = statuses.iter().map(|status| format!("<StatusCode>{status}</StatusCode>")).collect();
+    format!(
+        "<DistributionConfig {NS}><CallerReference>{reference}</CallerReference><Comment>c</Comment><Enabled>true</Enabled>\
+         <Origins><Quantity>2</Quantity><Items>\
+         <Origin><Id>app</Id><DomainName>{}</DomainName><OriginPath>/site</OriginPath><CustomOriginConfig><HTTPPort>{}</HTTPPort><HTTPSPort>443</HTTPSPort><OriginProtocolPolicy>http-only</OriginProtocolPolicy></CustomOriginConfig></Origin>\
+         <Origin><Id>bucket</Id><DomainName>{}.s3.amazonaws.com</DomainName><S3OriginConfig><OriginAccessIdentity></OriginAccessIdentity></S3OriginConfig></Origin>\
+         </Items></Origins>\
+         <OriginGroups><Quantity>1</Quantity><Items><OriginGroup><Id>group</Id><FailoverCriteria><StatusCodes><Quantity>{}</Quantity><Items>{codes}</Items></StatusCodes></FailoverCriteria>\
+         <Members><Quantity>2</Quantity><Items><OriginGroupMember><OriginId>app</OriginId></OriginGroupMember><OriginGroupMember><OriginId>bucket</OriginId></OriginGroupMember></Items></Members></OriginGroup></Items></OriginGroups>\
+         <DefaultCacheBehavior><TargetOriginId>group</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><MinTTL>0</MinTTL></DefaultCacheBehavior></DistributionConfig>",
+        first.ip(),
+        first.port(),
+        emulator.bucket,
+        statuses.len()
+    )
+}
+
+#[test]
+fn an_origin_group_fails_over_to_its_second_origin_as_its_criteria_say() {
+    let app = App::start();
+    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let bucket = Origin::embedded(emulator.s3, &emulator.bucket, &emulator.access_key_id, &emulator.secret_access_key);
+    assert_eq!(put_object(&bucket, "/hello.txt", &[], b"hello from the bucket").unwrap(), 200);
+    let get = |domain: &str, target: &str| request(emulator.edge, "GET", target, &[("Host", domain)], b"");
+
+    let on_404 = create(&emulator, &grouped(&emulator, "on-404", app.address, &[404]));
+    assert_eq!(
+        get(&on_404, "/page.html").text(),
+        "<h1>a page of the application</h1>",
+        "the first origin answers"
+    );
+    let hello = get(&on_404, "/hello.txt");
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello from the bucket"));
+    assert!(
+        app.heads().iter().any(|head| head.starts_with("GET /site/hello.txt ")),
+        "the first origin was asked first"
+    );
+
+    let on_500 = create(&emulator, &grouped(&emulator, "on-500", app.address, &[500, 503]));
+    assert_eq!(get(&on_500, "/hello.txt").status, 404, "a 404 is not among its criteria");
+
+    let dead = create(&emulator, &grouped(&emulator, "dead", common::free_address(), &[503]));
+    let hello = get(&dead, "/hello.txt");
+    assert_eq!(
+        (hello.status, hello.text().as_str()),
+        (200, "hello from the bucket"),
+        "a first origin not reached"
+    );
+
+    // Groups CloudFront refuses.
+    let body = grouped(&emulator, "bad", app.address, &[404]);
+    for (what, broken, code) in [
+        (
+            "one member",
+            body.replace(
+                "<Quantity>2</Quantity><Items><OriginGroupMember><OriginId>app</OriginId></OriginGroupMember>",
+                "<Quantity>1</Quantity><Items>",
+            ),
+            "InvalidArgument",
+        ),
+        (
+            "an unknown member",
+            body.replace("<OriginId>bucket</OriginId>", "<OriginId>nowhere</OriginId>"),
+            "NoSuchOrigin",
+        ),
+        (
+            "a status CloudFront does not fail over on",
+            body.replace("<StatusCode>404</StatusCode>", "<StatusCode>200</StatusCode>"),
+            "InvalidArgument",
+        ),
+        (
+            "an origin's id",
+            body.replace("<Id>group</Id>", "<Id>app</Id>")
+                .replace("<TargetOriginId>group", "<TargetOriginId>app"),
+            "InvalidArgument",
+        ),
+    ] {
+        let refused = emulator.call("POST", "/2020-05-31/distribution", broken.as_bytes(), None).unwrap();
+        assert_eq!(field(&text(&refused), "Code"), code, "{what}: {}", text(&refused));
     }
 }

@@ -33,7 +33,7 @@ pub use upstream::ParentTier;
 use self::reserve::{FillReserve, ReservedShare};
 use crate::clock::Clock;
 use crate::config::{CacheSettings, Ttl};
-use crate::origin::{FetchError, Origin, OriginClient, OriginResponse};
+use crate::origin::{Failover, FetchError, Origin, OriginClient, OriginResponse};
 use crate::range::{ByteRange, parse_content_range};
 
 /// One slice of one version of one object.
@@ -77,6 +77,8 @@ pub struct ObjectRef {
     /// The viewer the request serves, whose part of the fill reserve its
     /// fills take (`FillReserve`); `None` for another node's request.
     pub viewer: Option<IpAddr>,
+    /// An origin group's second origin, and the object's path there.
+    pub failover: Option<(Arc<Failover>, String)>,
 }
 
 impl ObjectRef {

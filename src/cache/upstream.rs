@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Cache, ObjectRef};
-use crate::origin::{FetchError, OriginResponse};
+use crate::origin::{FetchError, Origin, OriginResponse};
 
 /// The other nodes this cache asks, as the fleet configures them.
 pub trait ParentTier: Send + Sync {
@@ -22,6 +22,15 @@ pub trait ParentTier: Send + Sync {
     fn authenticate(&self, method: &str, object: &ObjectRef, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)>;
     /// Whether the origin may be asked when no parent answers (`go_direct`).
     fn go_direct(&self) -> bool;
+}
+
+/// Whether an origin group's first origin failed as its failover criteria
+/// say: not reached, timed out, or one of `statuses`.
+fn fails_over(result: &Result<OriginResponse<'_>, FetchError>, statuses: &[u16]) -> bool {
+    match result {
+        Ok(response) => statuses.contains(&response.status()),
+        Err(_) => true,
+    }
 }
 
 /// A metric label for how a request ended.
@@ -42,8 +51,9 @@ impl Cache {
     /// Sends a request for `object` upstream: to the node of this site that
     /// keeps it (its answer marked borrowed), else to its parents in ring
     /// order (the first answer below 500 other than a refusal wins), then, unless the fleet forbids it,
-    /// to its origin; each counted by destination and outcome and timed to
-    /// the response header.
+    /// to its origin (and, for a GET or HEAD its origin group's criteria
+    /// fail, to the group's second origin); each counted by destination and
+    /// outcome and timed to the response header.
     pub async fn send(&self, object: &ObjectRef, method: &str, headers: &[(&str, &str)]) -> Result<OriginResponse<'_>, FetchError> {
         self.send_avoiding(object, method, headers, &[]).await
     }
@@ -90,10 +100,32 @@ impl Cache {
                 return last;
             }
         }
+        let result = self
+            .ask_origin(&object.origin_name, &object.origin, &object.origin_path, method, headers)
+            .await;
+        match &object.failover {
+            Some((failover, path)) if matches!(method, "GET" | "HEAD") && fails_over(&result, &failover.statuses) => {
+                drop(result);
+                self.ask_origin(&failover.origin_name, &failover.origin, path, method, headers)
+                    .await
+            }
+            _ => result,
+        }
+    }
+
+    /// Asks `origin` for `path`, counted by origin and outcome and timed.
+    async fn ask_origin(
+        &self,
+        name: &str,
+        origin: &Origin,
+        path: &str,
+        method: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<OriginResponse<'_>, FetchError> {
         let started = Instant::now();
-        let result = self.client.send(&object.origin, method, &object.origin_path, headers).await;
+        let result = self.client.send(origin, method, path, headers).await;
         self.metrics
-            .origin_answered(&object.origin_name, outcome(&result), started.elapsed().as_secs_f64());
+            .origin_answered(name, outcome(&result), started.elapsed().as_secs_f64());
         result
     }
 

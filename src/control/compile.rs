@@ -17,7 +17,7 @@ use super::store::State;
 use super::xml::Element;
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::Ttl;
-use crate::origin::Origin;
+use crate::origin::{Failover, Origin};
 use crate::request::{QueryKey, canonical_path, canonical_pattern};
 use crate::routing::{Behavior, Distribution, ErrorPage};
 
@@ -113,16 +113,26 @@ fn error_pages(config: &Element) -> Vec<ErrorPage> {
 
 fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &State, defaults: &ServingDefaults) -> Option<Behavior> {
     let target = behavior.text_of("TargetOriginId")?;
-    let origin = config
-        .child("Origins")
-        .into_iter()
-        .flat_map(Element::items)
-        .find(|origin| origin.text_of("Id") == Some(target))?;
-    let origin_path = origin.text_of("OriginPath").unwrap_or("");
-    let key_prefix = if origin_path.is_empty() {
-        String::new()
-    } else {
-        canonical_path(origin_path).ok()?.into_owned()
+    let origin_named = |name: &str| {
+        let origin = config
+            .child("Origins")
+            .into_iter()
+            .flat_map(Element::items)
+            .find(|origin| origin.text_of("Id") == Some(name))?;
+        compile_origin(origin, defaults)
+    };
+    // A target naming an origin group is served by its first member, and
+    // its second when the first fails as the group's criteria say.
+    let (origin, failover) = match origins::group(config, target) {
+        Some(group) => {
+            let failover = Failover {
+                origin_name: format!("{id}/{}", group.second).into(),
+                origin: Arc::new(origin_named(group.second)?),
+                statuses: group.statuses,
+            };
+            (origin_named(group.first)?, Some(Arc::new(failover)))
+        }
+        None => (origin_named(target)?, None),
     };
     let pattern = behavior.text_of("PathPattern").unwrap_or("*");
     let pattern = if pattern.starts_with('/') || pattern == "*" {
@@ -177,7 +187,6 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
             QueryKey::Nothing,
         ),
     };
-    let origin = origins::compile(origin, &key_prefix, &defaults.s3, &defaults.custom_origin_networks)?;
     // A function gone or unpublished (the API refuses both) leaves the
     // behavior unserved rather than served without it.
     let functions = functions::viewer_functions(behavior, state).ok()?;
@@ -197,5 +206,18 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         cors,
         response_headers,
         functions,
+        failover,
     })
+}
+
+/// The origin the edge asks for a distribution's `origin` element, under
+/// its `OriginPath`.
+fn compile_origin(origin: &Element, defaults: &ServingDefaults) -> Option<Origin> {
+    let origin_path = origin.text_of("OriginPath").unwrap_or("");
+    let key_prefix = if origin_path.is_empty() {
+        String::new()
+    } else {
+        canonical_path(origin_path).ok()?.into_owned()
+    };
+    origins::compile(origin, &key_prefix, &defaults.s3, &defaults.custom_origin_networks)
 }

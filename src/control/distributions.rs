@@ -287,6 +287,7 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>, settings:
             ));
         }
     }
+    origins::check_groups(config)?;
     if geo_restriction(config).is_none() {
         return Err(ApiError::invalid(
             "GeoRestriction: RestrictionType must be none (with no Location) or whitelist or blacklist with at least one Location, each an ISO 3166-1 alpha-2 country code such as US",
@@ -312,7 +313,7 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>, settings:
         }
         functions::viewer_functions(behavior, state)?;
         let target = behavior.text_of("TargetOriginId").unwrap_or("");
-        if !origins.iter().any(|origin| origin.text_of("Id") == Some(target)) {
+        if !origins.iter().any(|origin| origin.text_of("Id") == Some(target)) && origins::group(config, target).is_none() {
             return Err(ApiError::new(
                 404,
                 "NoSuchOrigin",

@@ -53,6 +53,87 @@ const RESERVED_HEADERS: [&str; 23] = [
     "x-forwarded-proto",
 ];
 
+/// The statuses an origin group may fail over on (`FailoverCriteria`).
+const FAILOVER_STATUSES: [u16; 8] = [400, 403, 404, 416, 500, 502, 503, 504];
+
+/// An origin group: its two members' origin ids, first asked first, and
+/// the statuses of the first that send a request to the second.
+pub struct OriginGroup<'a> {
+    pub first: &'a str,
+    pub second: &'a str,
+    pub statuses: Vec<u16>,
+}
+
+/// The origin group `id` names in `config`, if one does (checked by `check_groups`).
+pub fn group<'a>(config: &'a Element, id: &str) -> Option<OriginGroup<'a>> {
+    let group = config
+        .child("OriginGroups")
+        .into_iter()
+        .flat_map(Element::items)
+        .find(|group| group.text_of("Id") == Some(id))?;
+    let members: Vec<&str> = group
+        .child("Members")
+        .into_iter()
+        .flat_map(Element::items)
+        .filter_map(|member| member.text_of("OriginId"))
+        .collect();
+    let statuses = group
+        .at(&["FailoverCriteria", "StatusCodes"])
+        .into_iter()
+        .flat_map(Element::items)
+        .map(|status| status.text.parse().ok())
+        .collect::<Option<Vec<u16>>>()?;
+    match members[..] {
+        [first, second] => Some(OriginGroup { first, second, statuses }),
+        _ => None,
+    }
+}
+
+/// Refuses origin groups CloudFront refuses: each of two members naming
+/// an origin of the distribution, a failover status CloudFront allows, an
+/// id no origin has.
+pub fn check_groups(config: &Element) -> Result<(), ApiError> {
+    let origin_ids: Vec<&str> = config
+        .child("Origins")
+        .into_iter()
+        .flat_map(Element::items)
+        .filter_map(|origin| origin.text_of("Id"))
+        .collect();
+    for element in config.child("OriginGroups").into_iter().flat_map(Element::items) {
+        let id = element.text_of("Id").unwrap_or("");
+        let invalid = |what: String| ApiError::invalid(format!("origin group {id:?}: {what}"));
+        if origin_ids.contains(&id) {
+            return Err(invalid("an origin has the same Id".into()));
+        }
+        let group = group(config, id).ok_or_else(|| {
+            invalid(format!(
+                "needs two Members and FailoverCriteria StatusCodes among {FAILOVER_STATUSES:?}"
+            ))
+        })?;
+        if let Some(status) = group.statuses.iter().find(|status| !FAILOVER_STATUSES.contains(status)) {
+            return Err(invalid(format!(
+                "FailoverCriteria status {status} is not one of {FAILOVER_STATUSES:?}"
+            )));
+        }
+        if group.statuses.is_empty() {
+            return Err(invalid("FailoverCriteria needs at least one status".into()));
+        }
+        for member in [group.first, group.second] {
+            if !origin_ids.contains(&member) {
+                return Err(ApiError::new(
+                    404,
+                    "NoSuchOrigin",
+                    format!("origin group {id:?}: no origin {member:?}"),
+                ));
+            }
+        }
+        if group.first == group.second {
+            return Err(invalid("its two Members are one origin".into()));
+        }
+    }
+    Ok(())
+}
+
 /// How a custom origin is asked, from its `CustomOriginConfig`.
 struct CustomOrigin<'a> {
     host: &'a str,

@@ -181,9 +181,17 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
 async fn resolve_origin(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestContext, behavior: &Behavior) -> Result<bool> {
     ctx.origin_path = behavior.origin.object_path(&ctx.path);
     ctx.key_query = behavior.query_key.select(ctx.query.as_deref());
-    if let (Some(guard), Some(origin_path)) = (&state.control_guard, &ctx.origin_path)
-        && guard.covers(&behavior.origin, origin_path)
-    {
+    // An origin group's second origin is asked for the same path: it is
+    // guarded as the first is.
+    let failover_path = behavior
+        .failover
+        .as_ref()
+        .and_then(|failover| Some((&failover.origin, failover.origin.object_path(&ctx.path)?)));
+    let guarded = |guard: &crate::fleet::ControlGuard| {
+        ctx.origin_path.as_ref().is_some_and(|path| guard.covers(&behavior.origin, path))
+            || failover_path.as_ref().is_some_and(|(origin, path)| guard.covers(origin, path))
+    };
+    if state.control_guard.as_ref().is_some_and(guarded) {
         // The fleet's control log grants keys and names distributions: no
         // viewer reads or writes it through any behavior, whatever its methods.
         ctx.decision = "control_prefix";

@@ -69,6 +69,16 @@ pub struct Origin {
     pub first_byte_timeout: Duration,
 }
 
+/// An origin group's second member: asked for a GET or HEAD when the first
+/// cannot be reached or answers one of `statuses` (`FailoverCriteria`).
+#[derive(Debug)]
+pub struct Failover {
+    /// Its name, for metrics.
+    pub origin_name: Arc<str>,
+    pub origin: Arc<Origin>,
+    pub statuses: Vec<u16>,
+}
+
 /// Why a request to the origin could not be signed.
 #[derive(Debug, thiserror::Error)]
 #[error("signing the origin request: {0}")]

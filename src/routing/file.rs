@@ -94,6 +94,7 @@ fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<Origin>>
         cors: settings.cors.clone(),
         response_headers: None,
         functions: ViewerFunctions::default(),
+        failover: None,
     }
 }
 

@@ -15,7 +15,7 @@ pub use file::FileTable;
 use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::config::{AllowedMethods, CorsPolicy, Ttl};
 use crate::functions::FunctionCode;
-use crate::origin::Origin;
+use crate::origin::{Failover, Origin};
 use crate::request::QueryKey;
 
 /// Key groups by name, each a list of `(key id, public key)`.
@@ -50,6 +50,8 @@ pub struct Behavior {
     pub response_headers: Option<Arc<HeaderRules>>,
     /// CloudFront Functions run on its viewer requests and responses.
     pub functions: ViewerFunctions,
+    /// The second origin of an origin group, asked when `origin` fails.
+    pub failover: Option<Arc<Failover>>,
 }
 
 /// A behavior's CloudFront Functions (their LIVE stage).
