@@ -95,7 +95,7 @@ impl Engine {
         }
         let wrapped = format!(
             "(function () {{ \"use strict\";\n{}\n;return typeof handler === \"function\" ? handler : undefined; }})",
-            code.source
+            imports_as_requires(&code.source)
         );
         let factory = self.context.with(|ctx| match ctx.eval::<Function, _>(wrapped) {
             Ok(factory) => Ok(Persistent::save(&ctx, factory)),
@@ -124,6 +124,14 @@ impl Engine {
             };
             let event = ctx.json_parse(event.to_string()).map_err(thrown)?;
             let output: Value = handler.call((event,)).map_err(thrown)?;
+            // An async handler's promise is driven to its end here: there
+            // are no timers or I/O, so one still pending then never ends.
+            let output = match output.as_promise() {
+                Some(promise) => promise.finish::<Value>().map_err(thrown)?,
+                None => output,
+            };
+            // Nothing this invocation scheduled runs in the next one's time.
+            while ctx.execute_pending_job() {}
             let text = ctx
                 .json_stringify(output)
                 .map_err(thrown)?
@@ -145,6 +153,33 @@ impl Engine {
             utilization,
         })
     }
+}
+
+/// `source` with its top-level `import NAME from 'MODULE'` (and `import
+/// {A, B} from 'MODULE'`) lines written as `require` calls: cloudfront-js-2.0
+/// code imports CloudFront's modules so, and runs here inside a function,
+/// where `import` is no statement.
+fn imports_as_requires(source: &str) -> String {
+    source
+        .lines()
+        .map(|line| {
+            let Some(rest) = line.trim_start().strip_prefix("import ") else {
+                return line.to_owned();
+            };
+            let (statement, after) = rest.split_once(';').unwrap_or((rest, ""));
+            let Some((binding, module)) = statement.rsplit_once(" from ") else {
+                return line.to_owned();
+            };
+            let module = module.trim();
+            let quoted = module.len() > 2
+                && ((module.starts_with('\'') && module.ends_with('\'')) || (module.starts_with('"') && module.ends_with('"')));
+            match quoted {
+                true => format!("const {} = require({module});{after}", binding.trim()),
+                false => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The message of the exception `error` stands for.

@@ -65,7 +65,13 @@
         },
     };
 
-    const modules = { querystring: querystring, crypto: crypto };
+    const cloudfront = {
+        kvs: function () {
+            throw new Error("no key value store is associated with this function (keyfront has no key value stores yet)");
+        },
+    };
+
+    const modules = { querystring: querystring, crypto: crypto, cloudfront: cloudfront };
     globalThis.require = function (name) {
         if (Object.prototype.hasOwnProperty.call(modules, name)) {
             return modules[name];

@@ -197,3 +197,50 @@ fn the_helper_modules_are_cloudfronts() {
     assert_eq!(invocation.logs, ["hashing {\"n\":1}"]);
     assert!(invocation.utilization <= 100);
 }
+
+#[test]
+fn async_handlers_and_imports_of_cloudfronts_modules_run_as_at_cloudfront() {
+    let source = r#"import crypto from 'crypto';
+import cf from 'cloudfront';
+async function digest(text) { return crypto.createHash('sha1').update(text).digest('hex'); }
+async function handler(event) {
+    var request = event.request;
+    request.headers['x-digest'] = { value: await digest(request.uri) };
+    request.headers['x-kvs'] = { value: typeof cf.kvs };
+    return request;
+}"#;
+    let output = invoke(&code("async", source), &request_event(&view("/a", None, vec![])))
+        .unwrap()
+        .output;
+    assert_eq!(output["headers"]["x-digest"]["value"], sha1_hex("/a"));
+    assert_eq!(output["headers"]["x-kvs"]["value"], "function");
+    let rejected = invoke(
+        &code("rejects", "async function handler(e) { throw new Error('later'); }"),
+        &request_event(&view("/a", None, vec![])),
+    );
+    assert_eq!(rejected.unwrap_err(), FunctionError::Thrown("Error: later".into()));
+    let never = invoke(
+        &code("never", "function handler(e) { return new Promise(function () {}); }"),
+        &request_event(&view("/a", None, vec![])),
+    );
+    assert!(
+        matches!(never, Err(FunctionError::Thrown(_))),
+        "a promise nothing can settle: {never:?}"
+    );
+    let kvs = invoke(
+        &code(
+            "kvs",
+            "import cf from 'cloudfront'; async function handler(e) { await cf.kvs().get('k'); return e.request; }",
+        ),
+        &request_event(&view("/a", None, vec![])),
+    );
+    assert!(
+        matches!(&kvs, Err(FunctionError::Thrown(text)) if text.contains("key value store")),
+        "{kvs:?}"
+    );
+}
+
+fn sha1_hex(text: &str) -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(text.as_bytes()))
+}
