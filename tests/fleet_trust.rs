@@ -77,6 +77,12 @@ impl Site {
     /// A shield and three site nodes under it (a ring of one copy per
     /// site), each with a control plane whose S3 origin is the other bucket.
     fn start() -> Site {
+        Site::serving_distributions_from("other")
+    }
+
+    /// `start`, the control plane's distributions served through the
+    /// origin `s3_origin` (its endpoint and credentials).
+    fn serving_distributions_from(s3_origin: &str) -> Site {
         let stack = Stack::start("  - path_pattern: /open/*\n    origin: store\n");
         let secrets = tempfile::tempdir().unwrap();
         let text = format!("{:064x}", rand::random::<u128>());
@@ -104,7 +110,7 @@ impl Site {
                 ),
             };
             let settings = format!(
-                "fleet: {{node: {name}, secret_file: \"{}\", control: {{origin: store, poll: 1s}}{topology}}}\ncontrol_listen: \"{control}\"\ncontrol_api: {{s3_origin: other, credentials: [{{access_key_id: {API_KEY}, secret_access_key: {API_SECRET}}}], domain_suffix: cloudfront.test}}\nkey_groups:",
+                "fleet: {{node: {name}, secret_file: \"{}\", control: {{origin: store, poll: 1s}}{topology}}}\ncontrol_listen: \"{control}\"\ncontrol_api: {{s3_origin: {s3_origin}, credentials: [{{access_key_id: {API_KEY}, secret_access_key: {API_SECRET}}}], domain_suffix: cloudfront.test}}\nkey_groups:",
                 secret_file.display()
             );
             let store = stack.store;
@@ -658,5 +664,45 @@ fn a_function_published_on_one_node_runs_on_every_node() {
         wait_until(&format!("{} runs the new version", node.name), || {
             get(node.edge, &domain, "/pub/").header("x-stamp") == Some("v2")
         });
+    }
+}
+
+/// An origin group's second member is guarded as its first: with the
+/// control plane serving through the control log's own bucket and
+/// credentials, a group whose first member misses (404) and whose second
+/// maps the viewer's path onto the log's prefix never reaches the log.
+#[test]
+fn an_origin_groups_second_member_never_reaches_the_control_log() {
+    let site = Site::serving_distributions_from("store");
+    let stack = &site.stack;
+    let entry = "/_keyfront/control/0000000000000001-real-00000000.json";
+    stack.put(entry, "application/json", b"an entry's own bytes");
+    stack.put("/public.txt", "text/plain", b"the bucket's public page");
+    let body = format!(
+        "<DistributionConfig {NS}><CallerReference>group</CallerReference><Comment/><Enabled>true</Enabled>\
+         <Origins><Quantity>2</Quantity><Items>\
+         <Origin><Id>first</Id><DomainName>{BUCKET}.s3.amazonaws.com</DomainName><OriginPath>/elsewhere</OriginPath></Origin>\
+         <Origin><Id>second</Id><DomainName>{BUCKET}.s3.amazonaws.com</DomainName></Origin></Items></Origins>\
+         <OriginGroups><Quantity>1</Quantity><Items><OriginGroup><Id>group</Id><FailoverCriteria><StatusCodes><Quantity>2</Quantity><Items><StatusCode>403</StatusCode><StatusCode>404</StatusCode></Items></StatusCodes></FailoverCriteria>\
+         <Members><Quantity>2</Quantity><Items><OriginGroupMember><OriginId>first</OriginId></OriginGroupMember><OriginGroupMember><OriginId>second</OriginId></OriginGroupMember></Items></Members></OriginGroup></Items></OriginGroups>\
+         <DefaultCacheBehavior><TargetOriginId>group</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy></DefaultCacheBehavior></DistributionConfig>"
+    );
+    let created = call(site.nodes[1].control, "POST", "/2020-05-31/distribution", body.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let domain = field(&text(&created), "DomainName");
+    let node = &site.nodes[1];
+    let public = get(node.edge, &domain, "/public.txt");
+    assert_eq!(
+        public.body, b"the bucket's public page",
+        "the group fails over to its second member"
+    );
+    for path in [entry, "/_keyfront/%63ontrol/0000000000000001-real-00000000.json"] {
+        let answer = get(node.edge, &domain, path);
+        assert!(
+            answer.status == 403 && !answer.text().contains("an entry's own bytes"),
+            "GET {path}: {} {}",
+            answer.status,
+            answer.text()
+        );
     }
 }
