@@ -706,3 +706,42 @@ fn an_origin_groups_second_member_never_reaches_the_control_log() {
         );
     }
 }
+
+/// A viewer-request function that rewrites a path onto the control log's
+/// prefix is refused as a viewer naming it would be: the origin path is
+/// found, and guarded, again after every rewrite.
+#[test]
+fn a_function_never_rewrites_a_path_into_the_control_log() {
+    use base64::Engine as _;
+    let site = Site::serving_distributions_from("store");
+    let entry = "/_keyfront/control/0000000000000001-real-00000000.json";
+    site.stack.put(entry, "application/json", b"an entry's own bytes");
+    let code = base64::engine::general_purpose::STANDARD.encode(format!(
+        "function handler(event) {{ event.request.uri = '{entry}'; return event.request; }}"
+    ));
+    let control = site.nodes[1].control;
+    let body = format!(
+        "<CreateFunctionRequest {NS}><Name>into-log</Name><FunctionConfig><Comment/><Runtime>cloudfront-js-2.0</Runtime></FunctionConfig><FunctionCode>{code}</FunctionCode></CreateFunctionRequest>"
+    );
+    let created = call(control, "POST", "/2020-05-31/function", body.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let etag = created.header("etag").unwrap().to_owned();
+    let published = call(control, "POST", "/2020-05-31/function/into-log/publish", b"", Some(&etag));
+    let arn = field(&text(&published), "FunctionARN");
+    let body = format!(
+        "<DistributionConfig {NS}><CallerReference>rewrite</CallerReference><Comment/><Enabled>true</Enabled>\
+         <Origins><Quantity>1</Quantity><Items><Origin><Id>o</Id><DomainName>{BUCKET}.s3.amazonaws.com</DomainName></Origin></Items></Origins>\
+         <DefaultCacheBehavior><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy>\
+         <FunctionAssociations><Quantity>1</Quantity><Items><FunctionAssociation><FunctionARN>{arn}</FunctionARN><EventType>viewer-request</EventType></FunctionAssociation></Items></FunctionAssociations></DefaultCacheBehavior></DistributionConfig>"
+    );
+    let created = call(control, "POST", "/2020-05-31/distribution", body.as_bytes(), None);
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let domain = field(&text(&created), "DomainName");
+    let answer = get(site.nodes[1].edge, &domain, "/anything.txt");
+    assert!(
+        answer.status == 403 && !answer.text().contains("an entry's own bytes"),
+        "{} {}",
+        answer.status,
+        answer.text()
+    );
+}
