@@ -93,6 +93,55 @@ fn push_field(line: &mut String, value: Option<&str>) {
     }
 }
 
+/// Appends `number` in decimal.
+fn push_number(line: &mut String, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    line.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
+/// Appends `millis` as seconds with three decimals (`12.345`).
+fn push_seconds(line: &mut String, millis: u64) {
+    push_number(line, millis / 1000);
+    let fraction = millis % 1000;
+    line.push('.');
+    line.push_str(if fraction < 10 { "00" } else if fraction < 100 { "0" } else { "" });
+    push_number(line, fraction);
+}
+
+/// Appends `value` as 16 lower-case hex digits.
+fn push_hex16(line: &mut String, value: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        line.push(HEX[((value >> (shift * 4)) & 0xf) as usize] as char);
+    }
+}
+
+/// Appends an address as `Display` writes it; IPv4 (most) without `fmt`.
+fn push_ip(line: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    line.push('.');
+                }
+                push_number(line, u64::from(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(line, "{v6}");
+        }
+    }
+}
+
 thread_local! {
     /// The date and time fields of the last second this thread logged in:
     /// formatted once per second, not once per line.
@@ -159,54 +208,84 @@ impl AccessLog {
         format!("#Version: 1.0\n#Fields: {FIELDS}\n")
     }
 
-    /// The standard line for `record` from the node `location`, newline included.
+    /// The standard line for `record` from the node `location`, newline
+    /// included. Numbers are written digit by digit, not through
+    /// `fmt`: the line is made on every request's path.
     pub fn line(record: &AccessRecord<'_>, location: &str) -> String {
         let mut line = String::with_capacity(320);
         push_date_time(&mut line, record.unix_seconds);
         line.push('\t');
         push_field(&mut line, Some(location));
-        let _ = write!(line, "\t{}\t", record.body_bytes);
+        line.push('\t');
+        push_number(&mut line, record.body_bytes);
+        line.push('\t');
         match record.client {
-            Some(client) => write!(line, "{}", client.ip()).unwrap_or_default(),
+            Some(client) => push_ip(&mut line, client.ip()),
             None => line.push('-'),
         }
-        let _ = write!(line, "\t{}\t", record.method);
+        line.push('\t');
+        line.push_str(record.method);
+        line.push('\t');
         push_field(&mut line, record.host);
         line.push('\t');
         push_field(&mut line, Some(record.path));
-        let _ = write!(line, "\t{}\t", record.status);
+        line.push('\t');
+        push_number(&mut line, u64::from(record.status));
+        line.push('\t');
         push_field(&mut line, record.referer);
         line.push('\t');
         push_field(&mut line, record.user_agent);
         line.push('\t');
         push_field(&mut line, record.query);
-        let _ = write!(line, "\t-\t{}\t{:016x}\t", record.result, record.request_id);
+        line.push_str("\t-\t");
+        line.push_str(record.result);
+        line.push('\t');
+        push_hex16(&mut line, record.request_id);
+        line.push('\t');
         push_field(&mut line, record.host);
-        let millis = record.time_taken.as_millis();
-        let scheme = if record.tls.is_some() { "https" } else { "http" };
-        let _ = match record.request_bytes {
-            Some(bytes) => write!(line, "\t{scheme}\t{bytes}\t{}.{:03}\t", millis / 1000, millis % 1000),
-            None => write!(line, "\t{scheme}\t-\t{}.{:03}\t", millis / 1000, millis % 1000),
-        };
+        line.push_str(if record.tls.is_some() { "\thttps\t" } else { "\thttp\t" });
+        match record.request_bytes {
+            Some(bytes) => push_number(&mut line, bytes),
+            None => line.push('-'),
+        }
+        line.push('\t');
+        // Milliseconds, cut as CloudFront's time-taken is.
+        push_seconds(&mut line, u64::try_from(record.time_taken.as_millis()).unwrap_or(u64::MAX));
+        line.push('\t');
         push_field(&mut line, record.forwarded_for);
         line.push('\t');
         push_field(&mut line, record.tls.map(|(version, _)| version));
         line.push('\t');
         push_field(&mut line, record.tls.map(|(_, cipher)| cipher));
-        let _ = write!(line, "\t{}\t{}\t-\t-\t", record.result, record.protocol_version);
+        line.push('\t');
+        line.push_str(record.result);
+        line.push('\t');
+        line.push_str(record.protocol_version);
+        line.push_str("\t-\t-\t");
         match record.client {
-            Some(client) => write!(line, "{}", client.port()).unwrap_or_default(),
+            Some(client) => push_number(&mut line, u64::from(client.port())),
             None => line.push('-'),
         }
+        line.push('\t');
         match record.time_to_first_byte {
-            Some(first_byte) => write!(line, "\t{:.3}\t{}\t", first_byte.as_secs_f64(), record.detailed_result).unwrap_or_default(),
-            None => write!(line, "\t-\t{}\t", record.detailed_result).unwrap_or_default(),
+            // Rounded to the millisecond.
+            Some(first_byte) => push_seconds(&mut line, u64::try_from((first_byte.as_micros() + 500) / 1000).unwrap_or(u64::MAX)),
+            None => line.push('-'),
         }
+        line.push('\t');
+        line.push_str(record.detailed_result);
+        line.push('\t');
         push_field(&mut line, record.content_type);
         line.push('\t');
         push_field(&mut line, record.content_length);
         match record.range {
-            Some((start, end)) => writeln!(line, "\t{start}\t{end}").unwrap_or_default(),
+            Some((start, end)) => {
+                line.push('\t');
+                push_number(&mut line, start);
+                line.push('\t');
+                push_number(&mut line, end);
+                line.push('\n');
+            }
             None => line.push_str("\t-\t-\n"),
         }
         line
@@ -303,6 +382,21 @@ mod tests {
         assert_eq!((fields[16], fields[17]), ("https", "412"));
         assert_eq!(&fields[20..22], ["TLSv1.3", "TLS13_AES_128_GCM_SHA256"]);
         assert_eq!((fields[26], fields[27]), ("51000", "0.005"));
+        assert_eq!((fields[5], fields[8], fields[13], fields[22], fields[23]), ("GET", "206", "Hit", "Hit", "HTTP/1.1"));
+        assert_eq!((fields[24], fields[25], fields[28], fields[29], fields[30]), ("-", "-", "hit", "video/mp4", "1000"));
+
+        let mut numbers = String::new();
+        for value in [0, 7, 10, 999, 1_000, u64::MAX] {
+            push_number(&mut numbers, value);
+            numbers.push(' ');
+            push_seconds(&mut numbers, value.min(99_999));
+            numbers.push(' ');
+        }
+        assert_eq!(numbers, "0 0.000 7 0.007 10 0.010 999 0.999 1000 1.000 18446744073709551615 99.999 ");
+        let mut ips = String::new();
+        push_ip(&mut ips, "10.0.255.1".parse().unwrap());
+        push_ip(&mut ips, "::1".parse().unwrap());
+        assert_eq!(ips, "10.0.255.1::1");
 
         let json: serde_json::Value = serde_json::from_str(&json_line(&line)).unwrap();
         let object = json.as_object().unwrap();
