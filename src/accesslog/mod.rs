@@ -113,7 +113,13 @@ fn push_seconds(line: &mut String, millis: u64) {
     push_number(line, millis / 1000);
     let fraction = millis % 1000;
     line.push('.');
-    line.push_str(if fraction < 10 { "00" } else if fraction < 100 { "0" } else { "" });
+    line.push_str(if fraction < 10 {
+        "00"
+    } else if fraction < 100 {
+        "0"
+    } else {
+        ""
+    });
     push_number(line, fraction);
 }
 
@@ -382,8 +388,14 @@ mod tests {
         assert_eq!((fields[16], fields[17]), ("https", "412"));
         assert_eq!(&fields[20..22], ["TLSv1.3", "TLS13_AES_128_GCM_SHA256"]);
         assert_eq!((fields[26], fields[27]), ("51000", "0.005"));
-        assert_eq!((fields[5], fields[8], fields[13], fields[22], fields[23]), ("GET", "206", "Hit", "Hit", "HTTP/1.1"));
-        assert_eq!((fields[24], fields[25], fields[28], fields[29], fields[30]), ("-", "-", "hit", "video/mp4", "1000"));
+        assert_eq!(
+            (fields[5], fields[8], fields[13], fields[22], fields[23]),
+            ("GET", "206", "Hit", "Hit", "HTTP/1.1")
+        );
+        assert_eq!(
+            (fields[24], fields[25], fields[28], fields[29], fields[30]),
+            ("-", "-", "hit", "video/mp4", "1000")
+        );
 
         let mut numbers = String::new();
         for value in [0, 7, 10, 999, 1_000, u64::MAX] {
@@ -392,7 +404,10 @@ mod tests {
             push_seconds(&mut numbers, value.min(99_999));
             numbers.push(' ');
         }
-        assert_eq!(numbers, "0 0.000 7 0.007 10 0.010 999 0.999 1000 1.000 18446744073709551615 99.999 ");
+        assert_eq!(
+            numbers,
+            "0 0.000 7 0.007 10 0.010 999 0.999 1000 1.000 18446744073709551615 99.999 "
+        );
         let mut ips = String::new();
         push_ip(&mut ips, "10.0.255.1".parse().unwrap());
         push_ip(&mut ips, "::1".parse().unwrap());

@@ -131,9 +131,9 @@ impl Verifier {
         let (source, credentials) = choose_credentials(request.target.url_credentials.clone(), request.cookie_headers);
         // A Resource is judged on the canonical URL; a canned signature covers
         // the URL as the viewer sent it (which canonicalises to the same).
-        let url = format!("{}{}", request.base_url, request.target.canonical);
-        let sent_url =
-            (request.target.stripped != request.target.canonical).then(|| format!("{}{}", request.base_url, request.target.stripped));
+        let joined = |path: &str| [request.base_url, path].concat();
+        let url = joined(&request.target.canonical);
+        let sent_url = (request.target.stripped != request.target.canonical).then(|| joined(&request.target.stripped));
 
         let key_pair_id = credentials
             .key_pair_id

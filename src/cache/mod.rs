@@ -84,7 +84,11 @@ pub struct ObjectRef {
 impl ObjectRef {
     /// The cache key of an object: its origin's name and its origin path.
     pub fn cache_key(origin_name: &str, origin_path: &str) -> Arc<str> {
-        format!("{origin_name}\n{origin_path}").into()
+        let mut key = String::with_capacity(origin_name.len() + 1 + origin_path.len());
+        key.push_str(origin_name);
+        key.push('\n');
+        key.push_str(origin_path);
+        key.into()
     }
 }
 

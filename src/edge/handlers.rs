@@ -386,11 +386,8 @@ fn viewer_base_url(public_base_url: Option<&str>, viewer: &Viewer<'_>) -> String
     if let Some(base) = public_base_url {
         return base.to_owned();
     }
-    format!(
-        "{}://{}",
-        if over_tls(viewer) { "https" } else { "http" },
-        request_host(viewer).unwrap_or_default()
-    )
+    let scheme = if over_tls(viewer) { "https://" } else { "http://" };
+    [scheme, request_host(viewer).unwrap_or_default()].concat()
 }
 
 /// The host the viewer asked for: `Host`, or the authority of an absolute
