@@ -122,7 +122,7 @@ impl Engine {
             let Some(event) = event else {
                 return Ok(serde_json::Value::Null);
             };
-            let event = ctx.json_parse(event.to_string()).map_err(thrown)?;
+            let event = to_js(&ctx, event).map_err(thrown)?;
             let output: Value = handler.call((event,)).map_err(thrown)?;
             // An async handler's promise is driven to its end here: there
             // are no timers or I/O, so one still pending then never ends.
@@ -132,13 +132,9 @@ impl Engine {
             };
             // Nothing this invocation scheduled runs in the next one's time.
             while ctx.execute_pending_job() {}
-            let text = ctx
-                .json_stringify(output)
-                .map_err(thrown)?
-                .ok_or_else(|| FunctionError::InvalidOutput("the handler returned nothing".into()))?
-                .to_string()
-                .map_err(thrown)?;
-            serde_json::from_str(&text).map_err(|error| FunctionError::InvalidOutput(error.to_string()))
+            from_js(&output, 0)
+                .map_err(FunctionError::InvalidOutput)?
+                .ok_or_else(|| FunctionError::InvalidOutput("the handler returned nothing".into()))
         });
         self.deadline.set(None);
         let elapsed = started.elapsed();
@@ -153,6 +149,89 @@ impl Engine {
             utilization,
         })
     }
+}
+
+/// The deepest output a handler may return (CloudFront's objects are
+/// three levels deep); deeper, or cyclic, is an invalid output.
+const MAX_OUTPUT_DEPTH: usize = 16;
+
+/// `value` as a JavaScript value of this realm: built directly, not
+/// through JSON text (half of an invocation's cost went to JSON).
+fn to_js<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> rquickjs::Result<Value<'js>> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        Json::Null => Value::new_null(ctx.clone()),
+        Json::Bool(flag) => Value::new_bool(ctx.clone(), *flag),
+        Json::Number(number) => match number.as_i64().and_then(|n| i32::try_from(n).ok()) {
+            Some(small) => Value::new_int(ctx.clone(), small),
+            None => Value::new_number(ctx.clone(), number.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(text) => rquickjs::String::from_str(ctx.clone(), text)?.into_value(),
+        Json::Array(items) => {
+            let array = rquickjs::Array::new(ctx.clone())?;
+            for (index, item) in items.iter().enumerate() {
+                array.set(index, to_js(ctx, item)?)?;
+            }
+            array.into_value()
+        }
+        Json::Object(entries) => {
+            let object = rquickjs::Object::new(ctx.clone())?;
+            for (name, item) in entries {
+                object.set(name.as_str(), to_js(ctx, item)?)?;
+            }
+            object.into_value()
+        }
+    })
+}
+
+/// What a handler returned, read as `JSON.stringify` reads it: `None` for
+/// what JSON has no value for (undefined, functions, symbols).
+fn from_js(value: &Value<'_>, depth: usize) -> Result<Option<serde_json::Value>, String> {
+    use serde_json::Value as Json;
+    if depth > MAX_OUTPUT_DEPTH {
+        return Err(format!(
+            "the output is nested deeper than {MAX_OUTPUT_DEPTH} levels (or refers to itself)"
+        ));
+    }
+    let unreadable = |error: rquickjs::Error| error.to_string();
+    if value.is_null() {
+        return Ok(Some(Json::Null));
+    }
+    if let Some(flag) = value.as_bool() {
+        return Ok(Some(Json::Bool(flag)));
+    }
+    if let Some(number) = value.as_number() {
+        // As JSON.stringify writes it: a whole number without a fraction.
+        let whole = number.fract() == 0.0 && number.abs() < 9.0e15;
+        return Ok(Some(match whole {
+            true => Json::from(number as i64),
+            false => serde_json::Number::from_f64(number).map_or(Json::Null, Json::Number),
+        }));
+    }
+    if let Some(text) = value.as_string() {
+        return Ok(Some(Json::String(text.to_string().map_err(unreadable)?)));
+    }
+    if value.is_function() || value.is_undefined() || value.is_symbol() {
+        return Ok(None);
+    }
+    if let Some(array) = value.as_array() {
+        let mut items = Vec::with_capacity(array.len());
+        for item in array.iter::<Value>() {
+            items.push(from_js(&item.map_err(unreadable)?, depth + 1)?.unwrap_or(Json::Null));
+        }
+        return Ok(Some(Json::Array(items)));
+    }
+    let Some(object) = value.as_object() else {
+        return Ok(None);
+    };
+    let mut entries = serde_json::Map::new();
+    for entry in object.props::<String, Value>() {
+        let (name, item) = entry.map_err(unreadable)?;
+        if let Some(item) = from_js(&item, depth + 1)? {
+            entries.insert(name, item);
+        }
+    }
+    Ok(Some(Json::Object(entries)))
 }
 
 /// `source` with its top-level `import NAME from 'MODULE'` (and `import
