@@ -151,14 +151,10 @@ fn percent_decode(value: &str) -> Cow<'_, str> {
 /// path first; quoted values are unquoted.
 pub fn cookie_credentials<'a>(cookie_headers: &[&'a str]) -> Credentials<'a> {
     let mut credentials = Credentials::default();
-    for pair in cookie_headers.iter().flat_map(|header| header.split(';')) {
-        let Some((name, value)) = pair.trim().split_once('=') else {
-            continue;
-        };
+    for (name, value) in crate::request::cookie_pairs(cookie_headers.iter().copied()) {
         if !name.starts_with("CloudFront-") {
             continue;
         }
-        let value = value.trim();
         let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
         if let Some((_, slot)) = credentials.slot(name)
             && slot.is_none()

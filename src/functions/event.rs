@@ -6,6 +6,8 @@
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use crate::request::cookie_pairs;
+
 /// The viewer's request as a function sees it.
 pub struct RequestView<'a> {
     pub method: &'a str,
@@ -78,11 +80,7 @@ fn values_by_name<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Value 
 }
 
 fn cookies_of<'a>(headers: &[(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, &'a str)> {
-    headers
-        .iter()
-        .filter(|(name, _)| *name == "cookie")
-        .flat_map(|(_, value)| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
+    cookie_pairs(headers.iter().filter(|(name, _)| *name == "cookie").map(|(_, value)| *value))
 }
 
 fn request_object(request: &RequestView<'_>) -> Value {

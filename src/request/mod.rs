@@ -11,6 +11,16 @@ mod query;
 pub use path::{PathRefusal, canonical_path, canonical_pattern, canonical_resource};
 pub use query::{QueryKey, with_query};
 
+/// The `name=value` pairs of `Cookie` header values, in order, trimmed;
+/// pairs with no `=` are skipped.
+pub fn cookie_pairs<'a>(cookie_headers: impl IntoIterator<Item = &'a str>) -> impl Iterator<Item = (&'a str, &'a str)> {
+    cookie_headers
+        .into_iter()
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(name, value)| (name.trim(), value.trim()))
+}
+
 /// CloudFront's URL length limit: longer targets are refused (414) before any
 /// percent-decoding, base64 or signature work.
 pub const MAX_URL_BYTES: usize = 8192;
