@@ -77,8 +77,8 @@ pub struct ObjectRef {
     /// The viewer the request serves, whose part of the fill reserve its
     /// fills take (`FillReserve`); `None` for another node's request.
     pub viewer: Option<IpAddr>,
-    /// An origin group's second origin, and the object's path there.
-    pub failover: Option<(Arc<Failover>, String)>,
+    /// An origin group's second origin, asked for `path` mapped there.
+    pub failover: Option<Arc<Failover>>,
 }
 
 impl ObjectRef {

@@ -104,9 +104,12 @@ impl Cache {
             .ask_origin(&object.origin_name, &object.origin, &object.origin_path, method, headers)
             .await;
         match &object.failover {
-            Some((failover, path)) if matches!(method, "GET" | "HEAD") && fails_over(&result, &failover.statuses) => {
+            Some(failover) if matches!(method, "GET" | "HEAD") && fails_over(&result, &failover.statuses) => {
+                let Some(path) = failover.path_for(&object.path) else {
+                    return result;
+                };
                 drop(result);
-                self.ask_origin(&failover.origin_name, &failover.origin, path, method, headers)
+                self.ask_origin(&failover.origin_name, &failover.origin, &path, method, headers)
                     .await
             }
             _ => result,

@@ -21,7 +21,6 @@ use crate::auth::error_xml;
 use crate::cache::{FillError, FillReader, ObjectMeta, ObjectRef, Revalidation, SliceReader, SliceSource};
 use crate::origin::OriginResponse;
 use crate::range::ByteRange;
-use crate::request::with_query;
 use crate::routing::Behavior;
 use crate::routing::ErrorPage;
 
@@ -141,15 +140,8 @@ pub fn object_ref(
     site_hop: bool,
     viewer: Option<IpAddr>,
 ) -> ObjectRef {
-    // The same object at the second origin: the path without its key
-    // query mapped there, the query kept.
-    let failover = behavior.failover.as_ref().and_then(|failover| {
-        let (canonical, query) = path.split_once('?').unwrap_or((&path, ""));
-        let there = failover.origin.object_path(canonical)?;
-        Some((failover.clone(), with_query(there, query)))
-    });
     ObjectRef {
-        failover,
+        failover: behavior.failover.clone(),
         key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
         table: table.into(),
         path,

@@ -79,6 +79,21 @@ pub struct Failover {
     pub statuses: Vec<u16>,
 }
 
+impl Failover {
+    /// Where the second origin keeps the object of `request_path` (a
+    /// canonical path, with the key's query after `?` if any): the path
+    /// mapped there, the query kept.
+    pub fn path_for(&self, request_path: &str) -> Option<String> {
+        let (canonical, query) = request_path.split_once('?').unwrap_or((request_path, ""));
+        let mut path = self.origin.object_path(canonical)?;
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(query);
+        }
+        Some(path)
+    }
+}
+
 /// Why a request to the origin could not be signed.
 #[derive(Debug, thiserror::Error)]
 #[error("signing the origin request: {0}")]
