@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::api::{NS, field, text};
 use common::{BUCKET, OTHER_ACCESS_KEY, OTHER_BUCKET, OTHER_SECRET, Response, Stack, free_address, request, wait_for, wait_until};
 use keyfront::auth::{HashAlgorithm, KeyAlgorithm, PolicySpec, PrivateKey, Signer};
 use keyfront::edge::EdgeState;
@@ -19,7 +20,6 @@ use keyfront::fleet::{FleetRequest, FleetSecret};
 use keyfront::origin::{Credentials, Origin, put_object};
 use keyfront::plain_http::Answer;
 
-const NS: &str = "xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\"";
 const API_KEY: &str = "AKFLEETTEST";
 const API_SECRET: &str = "fleet-api-secret";
 
@@ -31,13 +31,6 @@ const DIST_SECRET: &[u8] = b"the distribution's signed object";
 const DIST_PUBLIC: &[u8] = b"the distribution's public page";
 const YAML_PUBLIC: &[u8] = b"the config file's page at the same path";
 
-/// The text of the first `<name>` in `xml`.
-fn field(xml: &str, name: &str) -> String {
-    let open = format!("<{name}>");
-    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{name}> in {xml}")) + open.len();
-    xml[start..start + xml[start..].find('<').unwrap()].to_owned()
-}
-
 /// A CloudFront API call to `control`, SigV4-signed as the SDKs sign.
 fn call(control: SocketAddr, method: &str, path: &str, body: &[u8], if_match: Option<&str>) -> Answer {
     let credentials = Credentials {
@@ -46,10 +39,6 @@ fn call(control: SocketAddr, method: &str, path: &str, body: &[u8], if_match: Op
         session_token: None,
     };
     call_api(control, &credentials, method, path, body, if_match).unwrap()
-}
-
-fn text(answer: &Answer) -> String {
-    String::from_utf8_lossy(&answer.body).into_owned()
 }
 
 /// Whether `body` holds any of the signed objects' bytes.
