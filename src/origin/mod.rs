@@ -169,11 +169,6 @@ impl Origin {
         }
     }
 
-    /// Whether requests to it are signed (an S3 bucket) or not (a custom origin).
-    pub fn is_signed(&self) -> bool {
-        self.credentials.is_some()
-    }
-
     /// The same endpoint, credentials and timeouts for `bucket`, every key
     /// under `key_prefix` (canonical, `/dir` or empty).
     pub fn for_bucket(&self, bucket: &str, key_prefix: &str) -> Origin {
