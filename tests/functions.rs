@@ -251,6 +251,40 @@ fn hostile_functions_fail_closed_and_the_api_refuses_what_cloudfront_refuses() {
         assert!(!answer.text().contains("bytes a failed function"), "{reference}: no object byte");
     }
 
+    // A query a function writes is keyed and forwarded as the viewer's
+    // would be: S3's own parameters (`response-content-type`, `versionId`)
+    // never reach the bucket, even under a policy that keys every parameter.
+    let policy = format!(
+        "<CachePolicyConfig {NS}><Comment>c</Comment><Name>all-query</Name><MinTTL>0</MinTTL><DefaultTTL>60</DefaultTTL><MaxTTL>60</MaxTTL>\
+         <ParametersInCacheKeyAndForwardedToOrigin><EnableAcceptEncodingGzip>false</EnableAcceptEncodingGzip><EnableAcceptEncodingBrotli>false</EnableAcceptEncodingBrotli>\
+         <HeadersConfig><HeaderBehavior>none</HeaderBehavior></HeadersConfig><CookiesConfig><CookieBehavior>none</CookieBehavior></CookiesConfig>\
+         <QueryStringsConfig><QueryStringBehavior>all</QueryStringBehavior></QueryStringsConfig></ParametersInCacheKeyAndForwardedToOrigin></CachePolicyConfig>"
+    );
+    let created = emulator.call("POST", "/2020-05-31/cache-policy", policy.as_bytes(), None).unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let policy_id = field(&text(&created), "Id");
+    let s3_query = published(
+        &emulator,
+        "s3-query",
+        "function handler(e) { e.request.querystring = { 'response-content-type': { value: 'text/html' }, versionId: { value: 'old' }, lang: { value: 'de' } }; return e.request; }",
+    );
+    let functions = format!(
+        "<CachePolicyId>{policy_id}</CachePolicyId>{}",
+        associations(&[("viewer-request", &s3_query)])
+    );
+    let body = distribution(&emulator, "s3-query", &group, &functions, "");
+    let created = emulator.call("POST", "/2020-05-31/distribution", body.as_bytes(), None).unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let domain = field(&text(&created), "DomainName");
+    put(&emulator, "/page.txt", b"plain text, never html");
+    let answer = request(emulator.edge, "GET", "/page.txt", &[("Host", domain.as_str())], b"");
+    assert_eq!((answer.status, answer.text().as_str()), (200, "plain text, never html"));
+    assert_ne!(
+        answer.header("content-type"),
+        Some("text/html"),
+        "S3's response-* override never reaches it"
+    );
+
     // TestFunction answers with the function's failure, never a 5xx of its own.
     let event = base64::engine::general_purpose::STANDARD.encode(
         r#"{"version":"1.0","context":{"eventType":"viewer-request"},"viewer":{"ip":"1.2.3.4"},"request":{"method":"GET","uri":"/a/","querystring":{},"headers":{},"cookies":{}}}"#,
