@@ -630,7 +630,19 @@ fn state_kept_in_a_directory_survives_a_restart() {
     let edge = setup.emulator.edge;
     let url = signed(&setup, &format!("http://{domain}/kept.txt"));
     drop(setup);
-    let emulator = Emulator::start(EmulatorOptions { edge, ..options.clone() }).unwrap();
+    // The stopped emulator's listeners close as its threads end, which may
+    // be just after the drop: its address is taken again once free.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let emulator = loop {
+        match Emulator::start(EmulatorOptions { edge, ..options.clone() }) {
+            Ok(emulator) => break emulator,
+            Err(error) if std::time::Instant::now() < deadline => {
+                eprintln!("restarting on {edge}: {error}; again");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(error) => panic!("the emulator did not restart on {edge}: {error}"),
+        }
+    };
     let read = emulator.call("GET", &format!("/2020-05-31/distribution/{id}"), b"", None).unwrap();
     assert_eq!((read.status, read.header("etag")), (200, Some(etag.as_str())), "{}", text(&read));
     assert_eq!(field(&text(&read), "DomainName"), domain);
