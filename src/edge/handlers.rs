@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
+use super::access::{self, Access, Presented, request_host};
 use super::cors;
 use super::function_hooks::Next;
 use super::respond::{
@@ -16,8 +17,7 @@ use super::respond::{
 };
 use super::{CacheStatus, EdgeState, RequestContext, Viewer};
 use crate::accesslog::{AccessLog, AccessRecord};
-use crate::auth::{CredentialSource, SignedTarget, ViewerRequest, split_target};
-use crate::cache::ObjectRef;
+use crate::auth::{SignedTarget, split_target};
 use crate::config::CorsPolicy;
 use crate::fleet::{FleetAuthError, SIGNATURE_HEADER, table_named};
 use crate::request::{MAX_REQUEST_BYTES, with_query};
@@ -125,7 +125,9 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
             Err(refusal) => return refuse_node(viewer, ctx, refusal).await.map(|()| None),
         }
     } else {
-        routing.distribution_for(request_host(viewer).unwrap_or_default()).clone()
+        routing
+            .distribution_for(request_host(viewer.req_header()).unwrap_or_default())
+            .clone()
     };
     drop(routing);
     if !distribution.enabled {
@@ -208,7 +210,7 @@ async fn require_https(state: &EdgeState, protocol: ViewerProtocol, viewer: &mut
     let Some(port) = state.https_port.filter(|_| protocol != ViewerProtocol::AllowAll) else {
         return Ok(true);
     };
-    let host = request_host(viewer).and_then(host_name);
+    let host = request_host(viewer.req_header()).and_then(host_name);
     match (protocol, host) {
         (ViewerProtocol::RedirectToHttps, Some(host)) => {
             let authority = if port == 443 { host.to_owned() } else { format!("{host}:{port}") };
@@ -255,11 +257,9 @@ fn is_from_node(viewer: &Viewer<'_>) -> bool {
     viewer.req_header().headers.contains_key(SIGNATURE_HEADER)
 }
 
-/// Checks that the request may have what it asks for: another node's
-/// request by the fleet MAC over exactly this object, a viewer's by a
-/// signature of the behavior's key groups unless the behavior is public.
-/// Sets `ctx.decision`. `Ok(true)`: go on; `Ok(false)`: the refusal (403)
-/// was written.
+/// Checks that the request may have what it asks for (`access::decide`)
+/// and sets `ctx.decision`. `Ok(true)`: go on; `Ok(false)`: the refusal
+/// (403) was written.
 async fn authenticate(
     state: &EdgeState,
     viewer: &mut Viewer<'_>,
@@ -268,61 +268,31 @@ async fn authenticate(
     behavior: &Behavior,
     target: &SignedTarget<'_>,
 ) -> Result<bool> {
-    ctx.decision = "public";
-    if ctx.from_node {
-        let header = viewer.req_header();
-        let range = header.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let lookup = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
-        // The key's query is in the object and the path the asking node
-        // signed: a node's request with another query does not verify.
-        let object = ctx
-            .origin_path
-            .as_deref()
-            .map(|origin_path| ObjectRef::cache_key(&behavior.origin_name, &with_query(origin_path.to_owned(), &ctx.key_query)));
-        let path = with_query(ctx.path.clone(), &ctx.key_query);
-        let verified = match (&state.fleet, object) {
-            (Some(fleet), Some(object)) => fleet
-                .verify(header.method.as_str(), &object, &path, range, lookup)
-                .map(|verified| (verified.not_before, verified.site_hop)),
-            _ => Err(FleetAuthError::Malformed),
-        };
-        match verified {
-            Ok((not_before, site_hop)) => (ctx.fleet_not_before, ctx.fleet_site_hop) = (not_before, site_hop),
-            Err(refusal) => return refuse_node(viewer, ctx, refusal).await.map(|()| false),
-        }
-        ctx.decision = "fleet";
-        return Ok(true);
-    }
-    if behavior.trusted_key_groups.is_empty() {
-        return Ok(true);
-    }
-    // A behavior naming key groups is signed even if its groups hold no
-    // key (then nothing verifies): emptiness never opens it.
-    let base_url = viewer_base_url(distribution.public_base_url.as_deref(), viewer);
-    let cookies: Vec<&str> = viewer
-        .req_header()
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let request = ViewerRequest {
-        base_url: &base_url,
-        target,
-        cookie_headers: &cookies,
+    let presented = Presented {
+        header: viewer.req_header(),
+        from_node: ctx.from_node,
+        over_tls: over_tls(viewer),
         client_ip: client_ip(viewer),
         now: state.cache.clock.unix_seconds(),
     };
-    match state.verifier.verify(&request, &behavior.trusted_keys) {
-        Ok(grant) => {
-            ctx.decision = match grant.source {
-                CredentialSource::SignedCookies => "signed_cookies",
-                _ => "signed_url",
-            };
+    let access = access::decide(
+        state.fleet.as_deref(),
+        &state.verifier,
+        &presented,
+        ctx,
+        distribution.public_base_url.as_deref(),
+        behavior,
+        target,
+    );
+    ctx.decision = access.label();
+    match access {
+        Access::Public | Access::Signed(_) => Ok(true),
+        Access::Node { not_before, site_hop } => {
+            (ctx.fleet_not_before, ctx.fleet_site_hop) = (not_before, site_hop);
             Ok(true)
         }
-        Err(rejection) => {
-            ctx.decision = rejection.reason.label();
+        Access::NodeRefused(refusal) => refuse_node(viewer, ctx, refusal).await.map(|()| false),
+        Access::Refused(rejection) => {
             ctx.rejection = Some(rejection.reason.error_code().code());
             respond::write_xml(viewer, rejection.reason.status(), rejection.reason.xml_body()).await?;
             Ok(false)
@@ -378,27 +348,6 @@ async fn handle_cors(policy: &CorsPolicy, viewer: &mut Viewer<'_>, ctx: &mut Req
         None => respond::write_error(viewer, CORS_REFUSED).await?,
     }
     Ok(true)
-}
-
-/// `public_base_url` if configured, else the scheme the viewer used (`https`
-/// on a TLS listener) and its `Host` (the `:authority` on HTTP/2).
-fn viewer_base_url(public_base_url: Option<&str>, viewer: &Viewer<'_>) -> String {
-    if let Some(base) = public_base_url {
-        return base.to_owned();
-    }
-    let scheme = if over_tls(viewer) { "https://" } else { "http://" };
-    [scheme, request_host(viewer).unwrap_or_default()].concat()
-}
-
-/// The host the viewer asked for: `Host`, or the authority of an absolute
-/// target (HTTP/2's `:authority`).
-fn request_host<'v>(viewer: &'v Viewer<'_>) -> Option<&'v str> {
-    let header = viewer.req_header();
-    header
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| header.uri.authority().map(|a| a.as_str()))
 }
 
 fn client_ip(viewer: &Viewer<'_>) -> Option<IpAddr> {

@@ -3,6 +3,7 @@
 //! runs the phases in `handlers` itself; there is no proxy framework
 //! around them and one serving path for every method.
 
+mod access;
 mod cached;
 mod context;
 mod cors;
