@@ -33,7 +33,7 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
         .origin
         .clone();
     let object = |slice_size: u64| ObjectRef {
-        key: ObjectRef::cache_key("store", "/media/sizes/clip.bin"),
+        key: ObjectRef::cache_key("store", "/media/sizes/clip.bin", ""),
         table: "-".into(),
         path: "/sizes/clip.bin".into(),
         site_hop: false,
@@ -48,6 +48,7 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
         slice_size,
         viewer: None,
         failover: None,
+        sent: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (small, large) = runtime.block_on(async {

@@ -257,3 +257,149 @@ fn an_origin_group_fails_over_to_its_second_origin_as_its_criteria_say() {
         assert_eq!(field(&text(&refused), "Code"), code, "{what}: {}", text(&refused));
     }
 }
+
+/// Makes a cache policy keying the header `Accept-Language`, the cookie
+/// `session` and the parameter `v`, and an origin request policy sending
+/// `X-Tenant`, the cookie `theme` and every parameter besides; returns their ids.
+fn keyed_and_sent_policies(emulator: &Emulator) -> (String, String) {
+    let names = |item: &str, names: &[&str]| {
+        let items: String = names.iter().map(|name| format!("<{item}>{name}</{item}>")).collect();
+        format!("<Quantity>{}</Quantity><Items>{items}</Items>", names.len())
+    };
+    let cache = format!(
+        "<CachePolicyConfig {NS}><Comment>c</Comment><Name>by-language</Name><MinTTL>0</MinTTL><DefaultTTL>3600</DefaultTTL><MaxTTL>3600</MaxTTL>\
+         <ParametersInCacheKeyAndForwardedToOrigin><EnableAcceptEncodingGzip>false</EnableAcceptEncodingGzip>\
+         <HeadersConfig><HeaderBehavior>whitelist</HeaderBehavior><Headers>{}</Headers></HeadersConfig>\
+         <CookiesConfig><CookieBehavior>whitelist</CookieBehavior><Cookies>{}</Cookies></CookiesConfig>\
+         <QueryStringsConfig><QueryStringBehavior>whitelist</QueryStringBehavior><QueryStrings>{}</QueryStrings></QueryStringsConfig>\
+         </ParametersInCacheKeyAndForwardedToOrigin></CachePolicyConfig>",
+        names("Name", &["Accept-Language"]),
+        names("Name", &["session"]),
+        names("Name", &["v"]),
+    );
+    let origin_request = format!(
+        "<OriginRequestPolicyConfig {NS}><Comment>c</Comment><Name>tenant</Name>\
+         <HeadersConfig><HeaderBehavior>whitelist</HeaderBehavior><Headers>{}</Headers></HeadersConfig>\
+         <CookiesConfig><CookieBehavior>whitelist</CookieBehavior><Cookies>{}</Cookies></CookiesConfig>\
+         <QueryStringsConfig><QueryStringBehavior>all</QueryStringBehavior></QueryStringsConfig></OriginRequestPolicyConfig>",
+        names("Name", &["X-Tenant"]),
+        names("Name", &["theme"]),
+    );
+    let make = |path: &str, body: &str| {
+        let created = emulator.call("POST", path, body.as_bytes(), None).unwrap();
+        assert_eq!(created.status, 201, "{}", text(&created));
+        field(&text(&created), "Id")
+    };
+    (
+        make("/2020-05-31/cache-policy", &cache),
+        make("/2020-05-31/origin-request-policy", &origin_request),
+    )
+}
+
+/// A cache policy's headers and cookies are the cache key as its query
+/// strings are, and go to the origin; an origin request policy's go too but
+/// are not keyed (one viewer's unkeyed values are what a shared copy was
+/// made with, as on CloudFront); nothing else of the viewer's does, a
+/// signature's cookies never; an invalidation of the path removes every
+/// variant.
+#[test]
+fn a_policys_headers_and_cookies_key_the_cache_and_reach_the_origin() {
+    let app = App::start();
+    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let (group, _) = key_group(&emulator);
+    let (cache_policy, origin_request_policy) = keyed_and_sent_policies(&emulator);
+    let config = distribution("variants", "127.0.0.1", app.address.port(), &group).replacen(
+        "<MinTTL>0</MinTTL></DefaultCacheBehavior>",
+        &format!(
+            "<AllowedMethods><Quantity>7</Quantity><Items><Method>GET</Method><Method>HEAD</Method><Method>OPTIONS</Method><Method>PUT</Method><Method>POST</Method><Method>PATCH</Method><Method>DELETE</Method></Items></AllowedMethods>\
+             <CachePolicyId>{cache_policy}</CachePolicyId><OriginRequestPolicyId>{origin_request_policy}</OriginRequestPolicyId></DefaultCacheBehavior>"
+        ),
+        1,
+    );
+    let domain = create(&emulator, &config);
+    let get = |target: &str, headers: &[(&str, &str)]| {
+        let mut all = vec![("Host", domain.as_str())];
+        all.extend_from_slice(headers);
+        let answer = request(emulator.edge, "GET", target, &all, b"");
+        assert_eq!(answer.status, 200, "{target}: {}", answer.text());
+        answer
+    };
+    let french = [
+        ("Accept-Language", "fr"),
+        ("X-Tenant", "t1"),
+        ("Authorization", "Bearer viewer-token"),
+        (
+            "Cookie",
+            "session=s1; theme=dark; tracking=x; CloudFront-Signature=sig; CloudFront-Key-Pair-Id=K",
+        ),
+    ];
+    let first = get("/echo/a?utm=z&v=1", &french).text();
+    assert_eq!(
+        first, "/site/echo/a?utm=z&v=1 lang=fr tenant=t1 cookie=session=s1; theme=dark authorization=- n=1",
+        "the keyed and the sent values, in one spelling; nothing else"
+    );
+    wait_until("the French copy is kept", || {
+        get("/echo/a?v=1&utm=z", &french).header("x-cache") == Some("Hit from keyfront")
+    });
+    let hit = |headers: &[(&str, &str)], target: &str| {
+        let answer = get(target, headers);
+        (answer.header("x-cache") == Some("Hit from keyfront"), answer.text())
+    };
+    // Unkeyed values, sent or not, change nothing: the copy is shared.
+    let shared = [("Accept-Language", "fr"), ("X-Tenant", "t2"), ("Cookie", "theme=light; session=s1")];
+    assert_eq!(hit(&shared, "/echo/a?v=1&utm=other"), (true, first.clone()));
+    // Each keyed value is an object of its own.
+    let english = hit(&[("Accept-Language", "en"), ("Cookie", "session=s1")], "/echo/a?v=1");
+    assert!(
+        !english.0 && english.1.contains("lang=en") && english.1.ends_with("n=2"),
+        "{english:?}"
+    );
+    let other_session = hit(&[("Accept-Language", "fr"), ("Cookie", "session=s2")], "/echo/a?v=1");
+    assert!(
+        !other_session.0 && other_session.1.contains("cookie=session=s2"),
+        "{other_session:?}"
+    );
+    let no_language = hit(&[("Cookie", "session=s1")], "/echo/a?v=1");
+    assert!(!no_language.0 && no_language.1.contains("lang=-"), "{no_language:?}");
+    let other_version = hit(&french, "/echo/a?v=2");
+    assert!(!other_version.0, "{other_version:?}");
+    // A value spelling another variant's separators is its own object (a
+    // raw line break never arrives: the request is refused before).
+    let forged = hit(&[("Accept-Language", "fr%0Asession=s1")], "/echo/a?v=1");
+    assert!(!forged.0 && forged.1.contains("lang=fr%0Asession=s1"), "{forged:?}");
+
+    // An invalidation of a path removes every header and cookie variant
+    // of it (a query is named in the path, as on CloudFront).
+    let english = [("Accept-Language", "en"), ("Cookie", "session=s1")];
+    for variant in [&french[..], &english[..]] {
+        get("/echo/b", variant);
+        wait_until("the variant is kept", || hit(variant, "/echo/b").0);
+    }
+    let invalidation = format!(
+        "<InvalidationBatch {NS}><Paths><Quantity>1</Quantity><Items><Path>/echo/b</Path></Items></Paths><CallerReference>variants</CallerReference></InvalidationBatch>"
+    );
+    let id = field(&text(&emulator.call("GET", "/2020-05-31/distribution", b"", None).unwrap()), "Id");
+    let created = emulator
+        .call(
+            "POST",
+            &format!("/2020-05-31/distribution/{id}/invalidation"),
+            invalidation.as_bytes(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", text(&created));
+    let (french_after, english_after) = (hit(&french, "/echo/b"), hit(&english, "/echo/b"));
+    assert!(!french_after.0 && !english_after.0, "{french_after:?} {english_after:?}");
+    assert!(hit(&french, "/echo/a?v=1").0, "another path stays");
+
+    // A method passed through to the origin sends what the policies send.
+    let mut all = vec![("Host", domain.as_str())];
+    all.extend_from_slice(&french);
+    let deleted = request(emulator.edge, "DELETE", "/echo/c?v=1", &all, b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let echoed = deleted.text();
+    assert!(
+        echoed.contains("lang=fr tenant=t1 cookie=session=s1; theme=dark authorization=-"),
+        "{echoed}"
+    );
+}

@@ -53,7 +53,8 @@ pub struct SliceKey {
 #[derive(Clone, Debug)]
 pub struct ObjectRef {
     /// Origin name and origin path, with the query its cache policy keys
-    /// (never a signature): the cache key.
+    /// (never a signature) and the headers and cookies it keys (its
+    /// variant): the cache key.
     pub key: Arc<str>,
     /// The routing table the object is served from: a distribution's id,
     /// or `-` for the config file's behaviors. Another node is asked for the
@@ -69,7 +70,8 @@ pub struct ObjectRef {
     /// The origin's name in the config, for metrics.
     pub origin_name: Arc<str>,
     pub origin: Arc<Origin>,
-    /// The origin path and the key's query: what the origin is asked for.
+    /// The origin path and the query sent (the key's, and what an origin
+    /// request policy adds): what the origin is asked for.
     pub origin_path: String,
     pub ttl: Ttl,
     /// Slice size for versions fetched from now on (bytes).
@@ -79,17 +81,41 @@ pub struct ObjectRef {
     pub viewer: Option<IpAddr>,
     /// An origin group's second origin, asked for `path` mapped there.
     pub failover: Option<Arc<Failover>>,
+    /// What the behavior's policies send upstream beyond the key, if anything.
+    pub sent: Option<Arc<Sent>>,
+}
+
+/// What a behavior's policies send upstream beyond the cache key.
+#[derive(Debug)]
+pub struct Sent {
+    /// The canonical path and the query sent: what a parent is asked for
+    /// (it keys it, and sends it on, by the same behavior).
+    pub target: String,
+    /// The viewer's headers sent, a `Cookie` of the cookies sent among them.
+    pub headers: Vec<(String, String)>,
 }
 
 impl ObjectRef {
-    /// The cache key of an object: its origin's name and its origin path.
-    pub fn cache_key(origin_name: &str, origin_path: &str) -> Arc<str> {
-        let mut key = String::with_capacity(origin_name.len() + 1 + origin_path.len());
+    /// The cache key of an object: its origin's name, its origin path (and
+    /// keyed query), and its variant if any (see [`variant_prefix`]).
+    pub fn cache_key(origin_name: &str, origin_path: &str, variant: &str) -> Arc<str> {
+        let mut key = String::with_capacity(origin_name.len() + 2 + origin_path.len() + variant.len());
         key.push_str(origin_name);
         key.push('\n');
         key.push_str(origin_path);
+        if !variant.is_empty() {
+            key.push('\n');
+            key.push_str(variant);
+        }
         key.into()
     }
+}
+
+/// What every variant of `key` (a key without one) starts with: an
+/// invalidation of a path removes the object under every header and
+/// cookie value, as CloudFront's does.
+pub fn variant_prefix(key: &str) -> String {
+    [key, "\n"].concat()
 }
 
 /// Where a slice was found.

@@ -101,7 +101,13 @@ impl Cache {
             }
         }
         let result = self
-            .ask_origin(&object.origin_name, &object.origin, &object.origin_path, method, headers)
+            .ask_origin(
+                &object.origin_name,
+                &object.origin,
+                &object.origin_path,
+                method,
+                &with_sent(object, &object.origin, headers),
+            )
             .await;
         match &object.failover {
             Some(failover) if matches!(method, "GET" | "HEAD") && fails_over(&result, &failover.statuses) => {
@@ -109,7 +115,8 @@ impl Cache {
                     return result;
                 };
                 drop(result);
-                self.ask_origin(&failover.origin_name, &failover.origin, &path, method, headers)
+                let headers = with_sent(object, &failover.origin, headers);
+                self.ask_origin(&failover.origin_name, &failover.origin, &path, method, &headers)
                     .await
             }
             _ => result,
@@ -145,8 +152,17 @@ impl Cache {
     ) -> Option<OriginResponse<'_>> {
         let mut all = headers.to_vec();
         all.extend(authentication.iter().map(|(name, value)| (*name, value.as_str())));
+        // A parent is sent all the viewer's values the behavior sends: it
+        // keys them and sends them on by the same behavior.
+        let target = match &object.sent {
+            Some(sent) => {
+                all.extend(sent.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+                &sent.target
+            }
+            None => &object.path,
+        };
         let started = Instant::now();
-        let result = self.client.send_to_parent(node, &object.origin, method, &object.path, &all).await;
+        let result = self.client.send_to_parent(node, &object.origin, method, target, &all).await;
         self.metrics
             .parent_answered(&node.to_string(), outcome(&result), started.elapsed().as_secs_f64());
         match result {
@@ -158,6 +174,17 @@ impl Cache {
             _ => None,
         }
     }
+}
+
+/// `headers` and the viewer's headers `object`'s behavior sends that
+/// `origin` takes.
+fn with_sent<'h>(object: &'h ObjectRef, origin: &Origin, headers: &[(&'h str, &'h str)]) -> Vec<(&'h str, &'h str)> {
+    let mut all = headers.to_vec();
+    if let Some(sent) = &object.sent {
+        let taken = sent.headers.iter().filter(|(name, _)| origin.takes_viewer_header(name));
+        all.extend(taken.map(|(name, value)| (name.as_str(), value.as_str())));
+    }
+    all
 }
 
 /// Where on the parents' ring a request falls: its object and slice, so a

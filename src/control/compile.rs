@@ -18,7 +18,7 @@ use super::xml::Element;
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::Ttl;
 use crate::origin::{Failover, Origin};
-use crate::request::{QueryKey, canonical_path, canonical_pattern};
+use crate::request::{RequestValues, canonical_path, canonical_pattern};
 use crate::routing::{Behavior, Distribution, ErrorPage};
 
 /// What serving a distribution takes from the config file.
@@ -173,10 +173,10 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         }
         None => (None, None),
     };
-    let (ttl, query_key) = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
+    let (ttl, keyed) = match behavior.text_of("CachePolicyId").filter(|id| !id.is_empty()) {
         Some(id) => {
             let policy = policies::CACHE_POLICIES.config(state, id)?;
-            (policies::ttl(&policy)?, policies::query_key(&policy)?)
+            (policies::ttl(&policy)?, policies::key_values(&policy)?)
         }
         None => (
             Ttl {
@@ -184,8 +184,12 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
                 default: seconds("DefaultTTL", 86_400),
                 max: seconds("MaxTTL", 31_536_000),
             },
-            QueryKey::Nothing,
+            RequestValues::default(),
         ),
+    };
+    let values = match behavior.text_of("OriginRequestPolicyId").filter(|id| !id.is_empty()) {
+        Some(id) => policies::with_sent_values(keyed, &policies::ORIGIN_REQUEST_POLICIES.config(state, id)?)?,
+        None => keyed,
     };
     // A function gone or unpublished (the API refuses both) leaves the
     // behavior unserved rather than served without it.
@@ -201,7 +205,7 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         ttl,
         forward_metadata_headers: false,
         slice_size: defaults.slice_size,
-        query_key,
+        values,
         viewer_protocol,
         cors,
         response_headers,

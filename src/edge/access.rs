@@ -78,10 +78,13 @@ pub fn decide(
         let lookup = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
         // The key's query is in the object and the path the asking node
         // signed: a node's request with another query does not verify.
-        let object = ctx
-            .origin_path
-            .as_deref()
-            .map(|origin_path| ObjectRef::cache_key(&behavior.origin_name, &with_query(origin_path.to_owned(), &ctx.key_query)));
+        let object = ctx.origin_path.as_deref().map(|origin_path| {
+            ObjectRef::cache_key(
+                &behavior.origin_name,
+                &with_query(origin_path.to_owned(), &ctx.key_query),
+                &ctx.variant,
+            )
+        });
         let path = with_query(ctx.path.clone(), &ctx.key_query);
         return match (fleet, object) {
             (Some(fleet), Some(object)) => match fleet.verify(header.method.as_str(), &object, &path, range, lookup) {

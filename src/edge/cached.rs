@@ -136,13 +136,14 @@ pub async fn serve(
 pub fn object_ref(
     table: &str,
     behavior: &Behavior,
-    (path, origin_path): (String, String),
+    (path, origin_path, variant): (String, String, &str),
     site_hop: bool,
     viewer: Option<IpAddr>,
 ) -> ObjectRef {
     ObjectRef {
         failover: behavior.failover.clone(),
-        key: ObjectRef::cache_key(&behavior.origin_name, &origin_path),
+        sent: None,
+        key: ObjectRef::cache_key(&behavior.origin_name, &origin_path, variant),
         table: table.into(),
         path,
         site_hop,
@@ -182,7 +183,7 @@ async fn serve_error_page(
     let Some((behavior, origin_path)) = found else {
         return respond::write_error(session, NOT_FOUND).await;
     };
-    let object = object_ref(&distribution.id, behavior, (page.page.clone(), origin_path), false, viewer);
+    let object = object_ref(&distribution.id, behavior, (page.page.clone(), origin_path, ""), false, viewer);
     ctx.error_page_status = Some(page.response_code);
     match answer(state, session, ctx, behavior, &object).await {
         Ok(()) => Ok(()),

@@ -27,8 +27,11 @@ pub struct RequestContext {
     /// The viewer's own query string (signing parameters removed), if any.
     pub query: Option<String>,
     /// The part of it in the cache key and sent on (the behavior's cache
-    /// policy chooses; see `QueryKey::select`), empty for none.
+    /// policy chooses; see `NameChoice::select`), empty for none.
     pub key_query: String,
+    /// The keyed headers' and cookies' values in one spelling
+    /// (`RequestValues::variant`), empty when the behavior keys neither.
+    pub variant: String,
     /// The CloudFront error code when the signature check refused the request.
     pub rejection: Option<&'static str>,
     /// The request is another node's (it carries the fleet's signature),

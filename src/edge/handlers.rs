@@ -18,6 +18,7 @@ use super::respond::{
 use super::{CacheStatus, EdgeState, RequestContext, Viewer};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{SignedTarget, split_target};
+use crate::cache::{ObjectRef, Sent};
 use crate::config::CorsPolicy;
 use crate::fleet::{FleetAuthError, SIGNATURE_HEADER, table_named};
 use crate::request::{MAX_REQUEST_BYTES, with_query};
@@ -96,7 +97,16 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
         );
         // A node's request carries many viewers': no one viewer's share.
         let asker = if ctx.from_node { None } else { client_ip(viewer) };
-        let object = super::cached::object_ref(&distribution.id, behavior, (path, origin_path), ctx.fleet_site_hop, asker);
+        let mut object = super::cached::object_ref(
+            &distribution.id,
+            behavior,
+            (path, origin_path, &ctx.variant),
+            ctx.fleet_site_hop,
+            asker,
+        );
+        if behavior.values.sends_more_than_the_key() {
+            send_values(&mut object, behavior, ctx, viewer);
+        }
         if ctx.fleet_not_before > 0 {
             let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
             let _ = tokio::task::spawn_blocking(move || cache.forget_if_fetched_before(&key, not_before)).await;
@@ -106,6 +116,20 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
     // Boxed: an upload's state is large, and every GET's future would
     // otherwise carry it.
     Box::pin(super::passthrough::forward(&state.passthrough, viewer, ctx, behavior, &origin_path)).await
+}
+
+/// Makes `object` send upstream what `behavior`'s policies send beyond its
+/// key: the query they name in place of the keyed one, and the viewer's
+/// headers and cookies they name.
+fn send_values(object: &mut ObjectRef, behavior: &Behavior, ctx: &RequestContext, viewer: &Viewer<'_>) {
+    let sent_query = behavior.values.sent_query.select_query(ctx.query.as_deref());
+    if let Some(origin_path) = &ctx.origin_path {
+        object.origin_path = with_query(origin_path.clone(), &sent_query);
+    }
+    object.sent = Some(Arc::new(Sent {
+        target: with_query(ctx.path.clone(), &sent_query),
+        headers: behavior.values.sent(&viewer.req_header().headers),
+    }));
 }
 
 /// Finds the request's distribution (by Host, or the table a node's request
@@ -182,7 +206,8 @@ async fn route(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestCont
 /// which is refused (answered).
 async fn resolve_origin(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mut RequestContext, behavior: &Behavior) -> Result<bool> {
     ctx.origin_path = behavior.origin.object_path(&ctx.path);
-    ctx.key_query = behavior.query_key.select(ctx.query.as_deref());
+    ctx.key_query = behavior.values.key_query.select_query(ctx.query.as_deref());
+    ctx.variant = behavior.values.variant(&viewer.req_header().headers);
     // An origin group's second origin is asked for the same path: it is
     // guarded as the first is.
     let failover_path = behavior

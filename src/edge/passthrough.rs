@@ -14,7 +14,7 @@ use pingora::protocols::http::v1::common::is_expect_continue_req;
 
 use super::respond::{self, BAD_GATEWAY, CREDENTIALS_REFUSED, EdgeError, GATEWAY_TIMEOUT};
 use super::{RequestContext, Viewer};
-use crate::origin::{FetchError, Origin, OriginClient};
+use crate::origin::{FetchError, OriginClient};
 use crate::routing::Behavior;
 
 /// Viewer headers that go on to S3; everything else (cookies, viewer
@@ -72,7 +72,7 @@ async fn exchange(
     behavior: &Behavior,
     origin_path: &str,
 ) -> Result<(), Failure> {
-    let request = origin_request(&behavior.origin, viewer.req_header(), origin_path, ctx.query.as_deref())
+    let request = origin_request(behavior, viewer.req_header(), origin_path, ctx.query.as_deref())
         .map_err(|e| Failure::Origin(BAD_GATEWAY, e.to_string()))?;
     let from_origin = |error: FetchError| match error {
         FetchError::Timeout(cause) => Failure::Origin(GATEWAY_TIMEOUT, cause),
@@ -106,7 +106,8 @@ async fn exchange(
 /// such as `?uploads`, `?uploadId=` and `?partNumber=` live in the query),
 /// the origin's `Host`, only `FORWARDED_HEADERS`, the origin's custom
 /// headers, and for an S3 origin a fresh SigV4 signature.
-fn origin_request(origin: &Origin, viewer: &RequestHeader, origin_path: &str, query: Option<&str>) -> Result<RequestHeader> {
+fn origin_request(behavior: &Behavior, viewer: &RequestHeader, origin_path: &str, query: Option<&str>) -> Result<RequestHeader> {
+    let origin = &behavior.origin;
     let path = match query {
         Some(query) => Cow::Owned(format!("{origin_path}?{query}")),
         None => Cow::Borrowed(origin_path),
@@ -115,6 +116,15 @@ fn origin_request(origin: &Origin, viewer: &RequestHeader, origin_path: &str, qu
     for name in FORWARDED_HEADERS {
         for value in viewer.headers.get_all(name) {
             request.append_header(name, value.clone())?;
+        }
+    }
+    // What the behavior's policies send (an API behind an origin request
+    // policy gets its `Authorization`, cookies, `Accept`, ...), beside the
+    // headers every upload needs.
+    let sent = behavior.values.sent(&viewer.headers);
+    for (name, value) in sent.iter().filter(|(name, _)| !FORWARDED_HEADERS.contains(&name.as_str())) {
+        if origin.takes_viewer_header(name) {
+            request.append_header(name.clone(), value.as_str())?;
         }
     }
     request.insert_header("host", &origin.host)?;

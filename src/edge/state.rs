@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::accesslog::AccessLog;
 use crate::auth::Verifier;
-use crate::cache::{Cache, ObjectRef};
+use crate::cache::{Cache, ObjectRef, variant_prefix};
 use crate::config::{Config, ConfigError};
 use crate::control::{ControlPlane, ResourceChange, ServingHandle};
 use crate::fleet::{ControlEntry, ControlGuard, ControlLog, Fleet};
@@ -218,8 +218,13 @@ impl EdgeState {
             };
             for behavior in &distribution.behaviors {
                 let origin_path = behavior.origin.origin_path_for(&canonical_pattern(viewer_path));
-                self.cache
-                    .invalidate(&ObjectRef::cache_key(&behavior.origin_name, &origin_path), prefix);
+                let key = ObjectRef::cache_key(&behavior.origin_name, &origin_path, "");
+                self.cache.invalidate(&key, prefix);
+                // A prefix covers the variants already; an exact path
+                // removes the object under every header and cookie value.
+                if !prefix && behavior.values.varies() {
+                    self.cache.invalidate(&variant_prefix(&key), true);
+                }
             }
         }
     }

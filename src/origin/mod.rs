@@ -232,6 +232,16 @@ impl Origin {
         self.key_prefix.len() + if self.path_style { self.bucket.len() + 1 } else { 0 }
     }
 
+    /// Whether a viewer's header `name` (lower case) that a behavior's
+    /// policies send may reach this origin: an origin signed with the
+    /// node's credentials never gets the viewer's `Authorization`, and an
+    /// origin custom header is the origin's own.
+    pub fn takes_viewer_header(&self, name: &str) -> bool {
+        let signed_by_the_node = self.credentials.is_some() && name == "authorization";
+        let own = self.custom_headers.iter().any(|(custom, _)| custom.as_str() == name);
+        !signed_by_the_node && !own
+    }
+
     /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-content-sha256`,
     /// `x-amz-security-token`) for a request with an unsigned payload. `headers`
     /// are the other headers to sign; `host` is always signed. None for a

@@ -7,9 +7,11 @@
 
 mod path;
 mod query;
+mod values;
 
 pub use path::{PathRefusal, canonical_path, canonical_pattern, canonical_resource};
-pub use query::{QueryKey, with_query};
+pub use query::{NameChoice, with_query};
+pub use values::RequestValues;
 
 /// The `name=value` pairs of `Cookie` header values, in order, trimmed;
 /// pairs with no `=` are skipped.

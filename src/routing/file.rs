@@ -10,7 +10,7 @@ use super::{Behavior, KeyGroups, ViewerFunctions, ViewerProtocol};
 use crate::auth::{PublicKey, TrustedKeys};
 use crate::config::{BehaviorSettings, Config, ConfigError, KeyGroupSettings};
 use crate::origin::Origin;
-use crate::request::{QueryKey, canonical_pattern};
+use crate::request::{RequestValues, canonical_pattern};
 
 /// The config file's part of the routing table, and the origins it names.
 pub struct FileTable {
@@ -89,7 +89,7 @@ fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<Origin>>
         ttl: settings.ttl,
         forward_metadata_headers: settings.forward_metadata_headers,
         slice_size: settings.slice_size,
-        query_key: QueryKey::Nothing,
+        values: RequestValues::default(),
         viewer_protocol: ViewerProtocol::AllowAll,
         cors: settings.cors.clone(),
         response_headers: None,

@@ -16,7 +16,7 @@ use crate::auth::{PublicKey, TrustedKeys, wildcard_matches};
 use crate::config::{AllowedMethods, CorsPolicy, Ttl};
 use crate::functions::FunctionCode;
 use crate::origin::{Failover, Origin};
-use crate::request::QueryKey;
+use crate::request::RequestValues;
 
 /// Key groups by name, each a list of `(key id, public key)`.
 pub type KeyGroups = HashMap<String, Vec<(String, PublicKey)>>;
@@ -40,8 +40,9 @@ pub struct Behavior {
     pub forward_metadata_headers: bool,
     /// Slice size in bytes, between 64 KiB and 64 MiB.
     pub slice_size: u64,
-    /// The query parameters in the cache key and forwarded to the origin.
-    pub query_key: QueryKey,
+    /// The query parameters, headers and cookies in the cache key and sent
+    /// to the origin (its cache and origin request policies).
+    pub values: RequestValues,
     /// What a viewer's plain-HTTP request gets (`ViewerProtocolPolicy`).
     pub viewer_protocol: ViewerProtocol,
     pub cors: Option<CorsPolicy>,

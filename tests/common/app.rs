@@ -36,7 +36,9 @@ impl App {
     }
 }
 
-/// Answers the requests of one connection until it closes: any `page.html`
+/// Answers the requests of one connection until it closes: `/site/echo/*`
+/// with what it was sent (target, `Accept-Language`, `X-Tenant`, `Cookie`,
+/// `Authorization`) and a count of the echoes, cacheable; any `page.html`
 /// with a length and an ETag; any `.json` chunked, with no length and no
 /// validator, counting the GETs it answers; `/site/big` chunked and
 /// longer than a slice; anything else 404.
@@ -61,7 +63,30 @@ fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &Atomi
             (words.next().unwrap().to_owned(), words.next().unwrap().to_owned())
         };
         let body_of = |text: &[u8]| if method == "HEAD" { Vec::new() } else { text.to_vec() };
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(found, _)| found.eq_ignore_ascii_case(name))
+                .map_or("-", |(_, value)| value.trim())
+        };
         let answer = match path.as_str() {
+            _ if path.starts_with("/site/echo/") => {
+                let echo = format!(
+                    "{path} lang={} tenant={} cookie={} authorization={} n={}",
+                    header("accept-language"),
+                    header("x-tenant"),
+                    header("cookie"),
+                    header("authorization"),
+                    pages.fetch_add(1, Ordering::SeqCst) + 1
+                );
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n",
+                    echo.len()
+                )
+                .into_bytes();
+                answer.extend(body_of(echo.as_bytes()));
+                answer
+            }
             _ if path.ends_with("/page.html") => {
                 let page = b"<h1>a page of the application</h1>";
                 let mut answer = format!(

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use super::{PolicyType, check_name, check_names_config, names_config};
+use super::{PolicyType, check_name, check_names_config, name_choice, names_config};
 use crate::config::Ttl;
 use crate::control::api::{ApiError, random_uuid};
 use crate::control::resources::Kind;
 use crate::control::store::State;
 use crate::control::xml::Element;
-use crate::request::QueryKey;
+use crate::request::{NameChoice, RequestValues};
 
 /// What a managed cache policy puts in the cache key: a behavior and the
 /// names it lists, for headers, cookies and query strings.
@@ -158,24 +158,30 @@ pub fn ttl(config: &Element) -> Option<Ttl> {
     Some(Ttl { min, default, max })
 }
 
-/// The query parameters a cache policy puts in the key; `None` for a
-/// `QueryStringsConfig` the API would have refused.
-pub fn query_key(config: &Element) -> Option<QueryKey> {
-    let part = config.at(&["ParametersInCacheKeyAndForwardedToOrigin", "QueryStringsConfig"])?;
-    let names: Vec<String> = part
-        .child("QueryStrings")
-        .into_iter()
-        .flat_map(Element::items)
-        .map(|name| name.text.clone())
-        .collect();
-    let listed = !names.is_empty();
-    match part.text_of("QueryStringBehavior")? {
-        "none" => Some(QueryKey::Nothing),
-        "whitelist" if listed => Some(QueryKey::Only(names)),
-        "allExcept" if listed => Some(QueryKey::AllExcept(names)),
-        "all" => Some(QueryKey::All),
-        _ => None,
-    }
+/// What a cache policy puts in the key (and sends to the origin): query
+/// parameters, headers (names sorted) and cookies; `None` for a config the
+/// API would have refused.
+pub fn key_values(config: &Element) -> Option<RequestValues> {
+    let parameters = config.child("ParametersInCacheKeyAndForwardedToOrigin")?;
+    let key_query = name_choice(parameters, "QueryStringsConfig")?;
+    let key_cookies = name_choice(parameters, "CookiesConfig")?;
+    let key_headers = match name_choice(parameters, "HeadersConfig")? {
+        NameChoice::Nothing => Vec::new(),
+        NameChoice::Only(mut names) => {
+            names.sort_unstable();
+            names.dedup();
+            names
+        }
+        _ => return None,
+    };
+    Some(RequestValues {
+        sent_query: key_query.clone(),
+        sent_cookies: key_cookies.clone(),
+        sent_headers: NameChoice::Nothing,
+        key_query,
+        key_headers,
+        key_cookies,
+    })
 }
 
 /// Refuses a config that is not a cache policy CloudFront would take.

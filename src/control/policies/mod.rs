@@ -7,8 +7,8 @@ mod cache;
 mod origin_request;
 mod response_headers;
 
-pub use cache::{CACHE_POLICIES, query_key, ttl};
-pub use origin_request::ORIGIN_REQUEST_POLICIES;
+pub use cache::{CACHE_POLICIES, key_values, ttl};
+pub use origin_request::{ORIGIN_REQUEST_POLICIES, with_sent_values};
 pub use response_headers::{RESPONSE_HEADERS_POLICIES, compile as response_headers};
 
 use super::api::{ApiError, ApiReply, ApiRequest, ordered, page};
@@ -16,6 +16,7 @@ use super::distributions;
 use super::resources::Kind;
 use super::store::{Resource, State};
 use super::xml::{Element, list};
+use crate::request::NameChoice;
 
 /// One policy type: its resource rules and its managed policies.
 pub struct PolicyType {
@@ -140,6 +141,32 @@ fn names_of(container: &str) -> (&'static str, &'static str) {
         "HeadersConfig" => ("HeaderBehavior", "Headers"),
         "CookiesConfig" => ("CookieBehavior", "Cookies"),
         _ => ("QueryStringBehavior", "QueryStrings"),
+    }
+}
+
+/// What `parent`'s `HeadersConfig`, `CookiesConfig` or `QueryStringsConfig`
+/// names (header names lower case); `None` when it is absent or one the
+/// API refuses. The `CloudFront-*` headers CloudFront itself adds are not
+/// made here, so `allViewerAndWhitelistCloudFront` sends the viewer's.
+fn name_choice(parent: &Element, container: &str) -> Option<NameChoice> {
+    let (behavior_name, list_name) = names_of(container);
+    let part = parent.child(container)?;
+    let mut names: Vec<String> = part
+        .child(list_name)
+        .into_iter()
+        .flat_map(Element::items)
+        .map(|name| name.text.clone())
+        .collect();
+    if container == "HeadersConfig" {
+        names.iter_mut().for_each(|name| name.make_ascii_lowercase());
+    }
+    let listed = !names.is_empty();
+    match part.text_of(behavior_name)? {
+        "none" => Some(NameChoice::Nothing),
+        "whitelist" if listed => Some(NameChoice::Only(names)),
+        "allExcept" if listed => Some(NameChoice::AllExcept(names)),
+        "all" | "allViewer" | "allViewerAndWhitelistCloudFront" => Some(NameChoice::All),
+        _ => None,
     }
 }
 

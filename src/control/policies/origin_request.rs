@@ -1,13 +1,14 @@
-//! Origin request policies: the managed ones and what a policy may hold.
-//! keyfront keeps them and their names on behaviors; its S3 origins are
-//! sent no viewer header, cookie or query string whatever the policy says
-//! (an origin signed with OAC must never get the viewer's `Authorization`).
+//! Origin request policies: the managed ones, what a policy may hold, and
+//! what it adds to what a behavior sends its origin (an S3 origin, signed
+//! with the node's credentials, never gets the viewer's `Authorization`:
+//! see `Origin::takes_viewer_header`).
 
-use super::{PolicyType, check_name, check_names_config, names_config};
+use super::{PolicyType, check_name, check_names_config, name_choice, names_config};
 use crate::control::api::{ApiError, random_uuid};
 use crate::control::resources::Kind;
 use crate::control::store::State;
 use crate::control::xml::Element;
+use crate::request::RequestValues;
 
 /// A managed origin request policy: id, name, comment, and what it sends
 /// of headers, cookies and query strings (a behavior and names).
@@ -92,6 +93,17 @@ fn managed() -> Vec<(&'static str, Element)> {
             (*id, config)
         })
         .collect()
+}
+
+/// `keyed` (a cache policy's values) with what the origin request policy
+/// `config` sends besides; `None` for a config the API would have refused.
+pub fn with_sent_values(keyed: RequestValues, config: &Element) -> Option<RequestValues> {
+    Some(RequestValues {
+        sent_headers: name_choice(config, "HeadersConfig")?,
+        sent_cookies: keyed.sent_cookies.union(&name_choice(config, "CookiesConfig")?),
+        sent_query: keyed.sent_query.union(&name_choice(config, "QueryStringsConfig")?),
+        ..keyed
+    })
 }
 
 /// Refuses a config that is not an origin request policy CloudFront would take.

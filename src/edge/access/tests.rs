@@ -45,7 +45,7 @@ fn routed(target: &SignedTarget<'_>, behavior: &Behavior) -> RequestContext {
     let path = target.path().to_owned();
     RequestContext {
         origin_path: behavior.origin.object_path(&path),
-        key_query: behavior.query_key.select(target.query()),
+        key_query: behavior.values.key_query.select_query(target.query()),
         path,
         ..RequestContext::default()
     }
@@ -181,7 +181,7 @@ fn fleet(secret: u8) -> Arc<Fleet> {
 /// The headers the asking node sends for `path` on `behavior`.
 fn node_headers(fleet: &Fleet, behavior: &Behavior, path: &str, site_hop: bool) -> Vec<(&'static str, String)> {
     let origin_path = behavior.origin.object_path(path).unwrap();
-    let object = crate::edge::cached::object_ref("default", behavior, (path.to_owned(), origin_path), site_hop, None);
+    let object = crate::edge::cached::object_ref("default", behavior, (path.to_owned(), origin_path, ""), site_hop, None);
     fleet.authenticate("GET", &object, "", 0, site_hop)
 }
 
@@ -209,7 +209,7 @@ fn a_node_request_is_refused_without_a_fleet_or_with_another_fleets_mac_or_for_a
     ));
     // A query the MAC did not cover (a keyed query is part of the object).
     let mut keyed = behavior.clone();
-    keyed.query_key = crate::request::QueryKey::All;
+    keyed.values.key_query = crate::request::NameChoice::All;
     assert!(matches!(
         node_access(Some(&ours), &keyed, "/a.mp4?v=2", &borrowed),
         Access::NodeRefused(_)
