@@ -129,9 +129,9 @@ impl Site {
     }
 
     /// A GET to the shield as node `site-a` would send it, signed for
-    /// `table` and `(object, path)`, sent for `sent_path` with `host`.
-    fn node_request(&self, table: &str, (object, path): (&str, &str), sent_path: &str, host: &str) -> Response {
-        let headers = self.secret.sign(&FleetRequest {
+    /// `table` and `(object, path)`, sent for `sent_path` with `headers`.
+    fn node_request(&self, table: &str, (object, path): (&str, &str), sent_path: &str, headers: &[(&str, &str)]) -> Response {
+        let signature = self.secret.sign(&FleetRequest {
             method: "GET",
             table,
             object,
@@ -142,9 +142,35 @@ impl Site {
             not_before: 0,
             site_hop: false,
         });
-        let mut all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        all.push(("Host", host));
+        let mut all: Vec<(&str, &str)> = signature.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        all.extend_from_slice(headers);
         request(self.nodes[0].edge, "GET", sent_path, &all, b"")
+    }
+
+    /// A distribution (see `distribution`) whose default behavior's cache
+    /// policy keys `parts` (its headers, cookies and query strings configs),
+    /// made through the second node's API and served by every node, the
+    /// shield included (a node that did not serve it yet would send its
+    /// children to the origin). Its id and DomainName.
+    fn keyed_distribution(&self, parts: &str) -> (String, String) {
+        let control = self.nodes[1].control;
+        let policy = format!(
+            "<CachePolicyConfig {NS}><Name>keyed</Name><MinTTL>0</MinTTL><DefaultTTL>3600</DefaultTTL><MaxTTL>3600</MaxTTL>\
+             <ParametersInCacheKeyAndForwardedToOrigin><EnableAcceptEncodingGzip>false</EnableAcceptEncodingGzip>{parts}\
+             </ParametersInCacheKeyAndForwardedToOrigin></CachePolicyConfig>"
+        );
+        let created = call(control, "POST", "/2020-05-31/cache-policy", policy.as_bytes(), None);
+        assert_eq!(created.status, 201, "{}", text(&created));
+        let policy = field(&text(&created), "Id");
+        let (_, group) = key_group(control);
+        let (id, domain) = distribution_with(control, &group, &format!("<CachePolicyId>{policy}</CachePolicyId>"));
+        self.put_other("/d/ready.bin", b"ready");
+        for node in &self.nodes {
+            wait_until(&format!("{} serves the distribution", node.name), || {
+                get(node.edge, &domain, "/ready.bin").status == 200
+            });
+        }
+        (id, domain)
     }
 
     fn put_other(&self, key: &str, body: &[u8]) {
@@ -275,8 +301,9 @@ fn a_distribution_made_on_one_node_is_served_by_every_node_as_itself() {
     // Node requests: one made with the fleet secret for the distribution's
     // public object is served; the same, pointed at anything else, is not.
     let object = format!("{id}/o\n/{OTHER_BUCKET}/d/pub/page.txt");
-    let node_request =
-        |table: &str, object: &str, path: &str, sent_path: &str, host: &str| site.node_request(table, (object, path), sent_path, host);
+    let node_request = |table: &str, object: &str, path: &str, sent_path: &str, host: &str| {
+        site.node_request(table, (object, path), sent_path, &[("Host", host)])
+    };
     let good = node_request(&id, &object, "/pub/page.txt", "/pub/page.txt", "anything");
     assert!(good.status == 200 && good.body == DIST_PUBLIC, "{}", good.status);
     let replays = [
@@ -514,28 +541,10 @@ fn response_headers_policies_apply_to_viewers_not_between_nodes() {
 fn query_string_variants_are_kept_by_the_fleet_and_bound_by_its_signature() {
     let site = Site::start();
     site.put_other("/d/a.bin", b"first");
-    let control = site.nodes[1].control;
-    let policy = format!(
-        "<CachePolicyConfig {NS}><Name>widths</Name><MinTTL>0</MinTTL><DefaultTTL>3600</DefaultTTL><MaxTTL>3600</MaxTTL>\
-         <ParametersInCacheKeyAndForwardedToOrigin><EnableAcceptEncodingGzip>false</EnableAcceptEncodingGzip>\
-         <HeadersConfig><HeaderBehavior>none</HeaderBehavior></HeadersConfig><CookiesConfig><CookieBehavior>none</CookieBehavior></CookiesConfig>\
-         <QueryStringsConfig><QueryStringBehavior>whitelist</QueryStringBehavior><QueryStrings><Quantity>1</Quantity><Items><Name>w</Name></Items></QueryStrings></QueryStringsConfig>\
-         </ParametersInCacheKeyAndForwardedToOrigin></CachePolicyConfig>"
+    let (id, domain) = site.keyed_distribution(
+        "<HeadersConfig><HeaderBehavior>none</HeaderBehavior></HeadersConfig><CookiesConfig><CookieBehavior>none</CookieBehavior></CookiesConfig>\
+         <QueryStringsConfig><QueryStringBehavior>whitelist</QueryStringBehavior><QueryStrings><Quantity>1</Quantity><Items><Name>w</Name></Items></QueryStrings></QueryStringsConfig>",
     );
-    let created = call(control, "POST", "/2020-05-31/cache-policy", policy.as_bytes(), None);
-    assert_eq!(created.status, 201, "{}", text(&created));
-    let policy = field(&text(&created), "Id");
-    let (_, group) = key_group(control);
-    let (id, domain) = distribution_with(control, &group, &format!("<CachePolicyId>{policy}</CachePolicyId>"));
-    // Every node, the shield included, serves the distribution before the
-    // variant is first asked for: a node that did not yet would send its
-    // children to the origin.
-    site.put_other("/d/ready.bin", b"ready");
-    for node in &site.nodes {
-        wait_until(&format!("{} serves the distribution", node.name), || {
-            get(node.edge, &domain, "/ready.bin").status == 200
-        });
-    }
     assert_eq!(get(site.nodes[1].edge, &domain, "/a.bin?w=1").text(), "first");
     site.put_other("/d/a.bin", b"second");
     for node in &site.nodes[1..] {
@@ -546,7 +555,7 @@ fn query_string_variants_are_kept_by_the_fleet_and_bound_by_its_signature() {
     }
 
     let node_request = |signed_path: &str, signed_object: &str, sent_path: &str| {
-        site.node_request(&id, (signed_object, signed_path), sent_path, "anything")
+        site.node_request(&id, (signed_object, signed_path), sent_path, &[("Host", "anything")])
     };
     let object = |query: &str| format!("{id}/o\n/{OTHER_BUCKET}/d/a.bin?{query}");
     let good = node_request("/a.bin?w=1", &object("w=1"), "/a.bin?w=1");
@@ -566,6 +575,66 @@ fn query_string_variants_are_kept_by_the_fleet_and_bound_by_its_signature() {
             node_request("/a.bin", &format!("{id}/o\n/{OTHER_BUCKET}/d/a.bin"), "/a.bin?w=1"),
         ),
     ] {
+        assert_eq!(answer.status, 403, "{what}");
+        assert!(
+            !answer.text().contains("first") && !answer.text().contains("second"),
+            "{what}: {}",
+            answer.text()
+        );
+    }
+}
+
+/// A cache policy's headers and cookies travel the fleet as its query
+/// strings do: a node's parent keys what the node sends it by the same
+/// behavior, so each variant is one object fleet-wide, and a node request
+/// signed for one variant and sent with another's values is refused.
+#[test]
+fn header_and_cookie_variants_are_kept_by_the_fleet_and_bound_by_its_signature() {
+    let site = Site::start();
+    site.put_other("/d/v.bin", b"first");
+    let (id, domain) = site.keyed_distribution(
+        "<HeadersConfig><HeaderBehavior>whitelist</HeaderBehavior><Headers><Quantity>1</Quantity><Items><Name>X-Tenant</Name></Items></Headers></HeadersConfig>\
+         <CookiesConfig><CookieBehavior>whitelist</CookieBehavior><Cookies><Quantity>1</Quantity><Items><Name>plan</Name></Items></Cookies></CookiesConfig>\
+         <QueryStringsConfig><QueryStringBehavior>none</QueryStringBehavior></QueryStringsConfig>",
+    );
+    let get_as = |node: SocketAddr, tenant: &str, cookie: &str| {
+        request(
+            node,
+            "GET",
+            "/v.bin",
+            &[("Host", &domain), ("X-Tenant", tenant), ("Cookie", cookie)],
+            b"",
+        )
+    };
+    assert_eq!(get_as(site.nodes[1].edge, "t1", "plan=gold; other=1").text(), "first");
+    site.put_other("/d/v.bin", b"second");
+    for node in &site.nodes[1..] {
+        let kept = get_as(node.edge, "t1", "plan=gold");
+        assert_eq!(kept.text(), "first", "{}: the variant the fleet keeps", node.name);
+        let tenant = get_as(node.edge, "t2", "plan=gold");
+        assert_eq!(tenant.text(), "second", "{}: another tenant", node.name);
+        let plan = get_as(node.edge, "t1", "plan=free");
+        assert_eq!(plan.text(), "second", "{}: another plan", node.name);
+    }
+
+    let object = format!("{id}/o\n/{OTHER_BUCKET}/d/v.bin\nx-tenant:t1\nplan=gold");
+    let node_request = |headers: &[(&str, &str)]| {
+        let mut all = vec![("Host", "anything")];
+        all.extend_from_slice(headers);
+        site.node_request(&id, (&object, "/v.bin"), "/v.bin", &all)
+    };
+    let good = node_request(&[("X-Tenant", "t1"), ("Cookie", "plan=gold")]);
+    assert_eq!(
+        (good.status, good.text().as_str()),
+        (200, "first"),
+        "a node's request for its variant"
+    );
+    for (what, headers) in [
+        ("another tenant sent", &[("X-Tenant", "t2"), ("Cookie", "plan=gold")][..]),
+        ("the cookie dropped", &[("X-Tenant", "t1")][..]),
+        ("no values", &[][..]),
+    ] {
+        let answer = node_request(headers);
         assert_eq!(answer.status, 403, "{what}");
         assert!(
             !answer.text().contains("first") && !answer.text().contains("second"),
