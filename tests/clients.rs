@@ -141,6 +141,26 @@ fn boto3_and_botocore_signer_pass_the_example_suite() {
     assert!(report.contains("Ran 9 tests") && report.contains("OK"), "{report}");
 }
 
+/// Key value stores from boto3: the store and key operations (the data
+/// plane signed with SigV4A by awscrt, an implementation independent of
+/// keyfront's) and a function reading its store while the edge serves.
+#[test]
+fn boto3_manages_key_value_stores_that_functions_read() {
+    let python = Command::new(repository().join("scripts/python-env"))
+        .output()
+        .expect("scripts/python-env (scripts/ensure-deps test installs python3-venv)");
+    let python = succeeded("scripts/python-env", python);
+    let emulate = Emulate::start();
+    let output = emulate
+        .command(python.trim())
+        .arg(repository().join("examples/boto3/key_value_store_test.py"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "examples/boto3/key_value_store_test.py failed:\n{report}");
+    assert!(report.contains("Ran 3 tests") && report.contains("OK"), "{report}");
+}
+
 #[test]
 fn the_aws_cli_creates_waits_invalidates_and_curl_fetches() {
     let emulate = Emulate::start();

@@ -33,6 +33,7 @@ fn per_invocation() -> Result<(), Failure> {
         version: "E1".into(),
         source: Arc::from(SOURCE),
         runtime: JsRuntime::V2,
+        store: None,
     };
     let event = functions::request_event(&RequestView {
         method: "GET",

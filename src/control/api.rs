@@ -13,7 +13,7 @@ use super::policies::{self, PolicyType};
 use super::resources::{KEY_GROUP, Kind, ORIGIN_ACCESS_CONTROL, ORIGIN_ACCESS_IDENTITY, PUBLIC_KEY};
 use super::store::{Resource, State, Store, StoreError};
 use super::xml::{Element, XmlError, list};
-use super::{distributions, functions, monitoring};
+use super::{distributions, functions, kvs, monitoring};
 
 /// The path every operation starts with.
 pub const VERSION_PREFIX: &str = "/2020-05-31/";
@@ -238,6 +238,7 @@ impl Api {
             }
             (_, ["distribution", ..]) => distributions::handle(self, request, &segments),
             (_, ["function", rest @ ..]) => functions::handle(self, request, rest),
+            (_, ["key-value-store", rest @ ..]) => kvs::handle(self, request, rest),
             _ => Err(ApiError::invalid(format!(
                 "keyfront's control plane has no operation {} /2020-05-31/{}",
                 request.method,

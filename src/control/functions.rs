@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{ACCOUNT, ApiError, ApiReply, ApiRequest, Created, check_if_match, iso_time, new_etag, ordered, page};
 use super::distributions::behaviors;
+use super::kvs;
 use super::store::State;
 use super::xml::Element;
 use crate::functions::{self, FunctionCode, FunctionError, JsRuntime, MAX_CODE_BYTES};
@@ -55,7 +56,7 @@ fn name_of(function_arn: &str) -> Option<&str> {
 fn live_code(state: &State, function_arn: &str) -> Option<Arc<FunctionCode>> {
     let name = name_of(function_arn)?;
     let live = state.functions.get(name)?.live.as_ref()?;
-    Some(Arc::new(code_of(name, live)?))
+    Some(Arc::new(code_of(name, live, state)?))
 }
 
 /// A behavior's `FunctionAssociations`: at most one per viewer event, each
@@ -86,12 +87,20 @@ pub fn viewer_functions(behavior: &Element, state: &State) -> Result<ViewerFunct
     Ok(functions)
 }
 
-fn code_of(name: &str, stage: &FunctionStage) -> Option<FunctionCode> {
+/// A stage's code as it runs, with its key value store's keys now; `None`
+/// when its runtime or its store is gone (the API refuses both; a state
+/// written before it did may hold one): the behavior is then unserved.
+fn code_of(name: &str, stage: &FunctionStage, state: &State) -> Option<FunctionCode> {
+    let store = match kvs::associations(&stage.config).next() {
+        Some(kvs_arn) => Some(kvs::key_values(state, kvs_arn)?),
+        None => None,
+    };
     Some(FunctionCode {
         name: name.to_owned(),
         version: stage.etag.clone(),
         source: Arc::from(stage.code.as_str()),
         runtime: JsRuntime::parse(stage.config.text_of("Runtime")?)?,
+        store,
     })
 }
 
@@ -154,22 +163,21 @@ fn stage<'a>(
     }
 }
 
-/// The `FunctionConfig` and code of a create or update body, checked: a
-/// runtime CloudFront has, code within 10 KB that compiles and defines
-/// `handler`.
-fn config_and_code(body: &Element, name: &str) -> Result<(Element, String), ApiError> {
+/// The `FunctionConfig` and code of a create or update body: a runtime
+/// CloudFront has, at most one key value store, code within 10 KB.
+fn config_and_code(body: &Element) -> Result<(Element, String), ApiError> {
     let config = body
         .child("FunctionConfig")
         .cloned()
         .ok_or_else(|| ApiError::invalid("FunctionConfig is required"))?;
     let runtime = config.text_of("Runtime").unwrap_or("");
-    let runtime = JsRuntime::parse(runtime)
-        .ok_or_else(|| ApiError::invalid(format!("Runtime {runtime:?} must be cloudfront-js-1.0 or cloudfront-js-2.0")))?;
-    if config
-        .child("KeyValueStoreAssociations")
-        .is_some_and(|stores| stores.items().next().is_some())
-    {
-        return Err(ApiError::new(400, "UnsupportedOperation", "keyfront has no key value stores yet"));
+    if JsRuntime::parse(runtime).is_none() {
+        return Err(ApiError::invalid(format!(
+            "Runtime {runtime:?} must be cloudfront-js-1.0 or cloudfront-js-2.0"
+        )));
+    }
+    if kvs::associations(&config).count() > 1 {
+        return Err(ApiError::invalid("a function is associated with at most one key value store"));
     }
     let encoded = body
         .text_of("FunctionCode")
@@ -185,14 +193,33 @@ fn config_and_code(body: &Element, name: &str) -> Result<(Element, String), ApiE
         ));
     }
     let code = String::from_utf8(bytes).map_err(|_| ApiError::invalid("FunctionCode is not UTF-8 text"))?;
-    let candidate = FunctionCode {
-        name: name.to_owned(),
-        version: format!("check-{}", new_etag()),
-        source: Arc::from(code.as_str()),
-        runtime,
-    };
-    functions::check(&candidate).map_err(|error| ApiError::invalid(error.to_string()))?;
     Ok((config, code))
+}
+
+/// A new development stage of `config` and `code`, checked against
+/// `state`: its key value store exists, and the code compiles and defines
+/// `handler` (its top level run once, its store at hand).
+fn development_stage(name: &str, config: Element, code: String, now: &str, state: &State) -> Result<FunctionStage, ApiError> {
+    if let Some(kvs_arn) = kvs::associations(&config).next()
+        && kvs::by_arn(state, kvs_arn).is_none()
+    {
+        return Err(ApiError::new(
+            404,
+            "EntityNotFound",
+            format!("The key value store {kvs_arn} does not exist."),
+        ));
+    }
+    let stage = FunctionStage {
+        etag: new_etag(),
+        modified: now.to_owned(),
+        config,
+        code,
+    };
+    let mut candidate =
+        code_of(name, &stage, state).ok_or_else(|| ApiError::invalid("the function's Runtime or store is not one CloudFront has"))?;
+    candidate.version = format!("check-{}", new_etag());
+    functions::check(&candidate).map_err(|error| ApiError::invalid(error.to_string()))?;
+    Ok(stage)
 }
 
 /// Answers the function operations (`segments` after `function`).
@@ -207,7 +234,7 @@ pub fn handle(api: &super::api::Api, request: &ApiRequest<'_>, segments: &[&str]
                     "Name {name:?} must be 1 to 64 of a-z, A-Z, 0-9, - and _"
                 )));
             }
-            let (config, code) = config_and_code(&body, &name)?;
+            let (config, code) = config_and_code(&body)?;
             api.store.update(|state| {
                 if state.functions.contains_key(&name) {
                     return Err(ApiError::new(
@@ -223,12 +250,7 @@ pub fn handle(api: &super::api::Api, request: &ApiRequest<'_>, segments: &[&str]
                         format!("an account holds at most {MAX_FUNCTIONS} functions"),
                     ));
                 }
-                let development = FunctionStage {
-                    etag: new_etag(),
-                    modified: now.clone(),
-                    config,
-                    code,
-                };
+                let development = development_stage(&name, config, code, &now, state)?;
                 let record = FunctionRecord {
                     etag: development.etag.clone(),
                     created: now.clone(),
@@ -268,16 +290,13 @@ pub fn handle(api: &super::api::Api, request: &ApiRequest<'_>, segments: &[&str]
         }),
         ("PUT", [name]) => {
             let body = Element::parse(request.body, "UpdateFunctionRequest")?;
-            let (config, code) = config_and_code(&body, name)?;
+            let (config, code) = config_and_code(&body)?;
             api.store.update(|state| {
-                let record = state.functions.get_mut(*name).ok_or_else(|| no_such_function(name))?;
-                check_if_match(request.if_match, &record.development.etag)?;
-                record.development = FunctionStage {
-                    etag: new_etag(),
-                    modified: now.clone(),
-                    config,
-                    code,
-                };
+                let etag = &state.functions.get(*name).ok_or_else(|| no_such_function(name))?.development.etag;
+                check_if_match(request.if_match, etag)?;
+                let development = development_stage(name, config, code, &now, state)?;
+                let record = state.functions.get_mut(*name).expect("found above");
+                record.development = development;
                 record.etag = record.development.etag.clone();
                 let record = record.clone();
                 let element = summary(name, &record, &record.development, "DEVELOPMENT", state);
@@ -332,7 +351,8 @@ fn test(api: &super::api::Api, request: &ApiRequest<'_>, name: &str) -> Result<A
         let record = state.functions.get(name).ok_or_else(|| no_such_function(name))?;
         let (stage, stage_name) = stage(record, request, name, body.text_of("Stage"))?;
         check_if_match(request.if_match, &stage.etag)?;
-        let code = code_of(name, stage).ok_or_else(|| ApiError::invalid("the stage's Runtime is not one CloudFront has"))?;
+        let code =
+            code_of(name, stage, state).ok_or_else(|| ApiError::invalid("the stage's Runtime or store is not one CloudFront has"))?;
         Ok::<_, ApiError>((record.clone(), code, summary(name, record, stage, stage_name, state)))
     })?;
     drop(record);

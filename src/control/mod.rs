@@ -9,6 +9,7 @@ mod api;
 mod compile;
 mod distributions;
 mod functions;
+mod kvs;
 mod monitoring;
 mod origins;
 mod policies;
@@ -158,7 +159,12 @@ impl ControlApp {
             body,
             now,
         };
-        sigv4::verify(&request, |key| keys.get(key).cloned())
+        let service = if path.starts_with(kvs::data::DATA_PLANE_PREFIX) {
+            kvs::data::SERVICE
+        } else {
+            "cloudfront"
+        };
+        sigv4::verify(&request, service, |key| keys.get(key).cloned())
             .map(|_| ())
             .map_err(|refusal| ApiError::new(403, refusal.code(), refusal.to_string()))
     }
@@ -203,11 +209,17 @@ impl ControlApp {
             }
             body.extend_from_slice(&chunk);
         }
-        self.authenticate(&method, &path, &query, &headers, &body)?;
+        let data_plane = path.strip_prefix(kvs::data::DATA_PLANE_PREFIX).map(str::to_owned);
+        if let Err(refusal) = self.authenticate(&method, &path, &query, &headers, &body) {
+            return match data_plane {
+                Some(_) => Ok(kvs::data::error_reply(&refusal)),
+                None => Err(refusal),
+            };
+        }
         if path == MOTO_RESET && method == "POST" && self.plane.api.settings.reset_endpoint {
             return self.reset().await;
         }
-        let Some(rest) = path.strip_prefix(VERSION_PREFIX) else {
+        let Some(rest) = data_plane.as_deref().or_else(|| path.strip_prefix(VERSION_PREFIX)) else {
             return Err(ApiError::invalid(format!("API paths start with {VERSION_PREFIX}")));
         };
         let segments = rest
@@ -223,7 +235,7 @@ impl ControlApp {
         let plane = self.plane.clone();
         // The store writes and syncs a file: off the runtime's threads.
         let outcome = tokio::task::spawn_blocking(move || {
-            plane.api.handle(&ApiRequest {
+            let request = ApiRequest {
                 method: &method,
                 segments,
                 query,
@@ -231,7 +243,18 @@ impl ControlApp {
                 body: &body,
                 base_url,
                 now,
-            })
+            };
+            match data_plane {
+                Some(_) => {
+                    let (reply, changed) = kvs::data::handle(&plane.api, &request);
+                    api::Outcome {
+                        reply: Ok(reply),
+                        changed,
+                        purge: None,
+                    }
+                }
+                None => plane.api.handle(&request),
+            }
         })
         .await
         .map_err(|_| ApiError::new(500, "InternalError", "the request failed"))?;

@@ -1,8 +1,10 @@
-//! Checks the SigV4 signature of a control-plane request, as CloudFront
-//! does: service `cloudfront`, any region in the credential scope (clients
-//! pointed at a custom endpoint sign with their own region), the signed
-//! headers the client chose, the body's SHA-256, a clock within 15 minutes.
-//! aws-sigv4 only signs; this is its other half.
+//! Checks the signature of a control-plane request, as CloudFront does:
+//! SigV4 (HMAC) for the CloudFront API, any region in the credential scope
+//! (clients pointed at a custom endpoint sign with their own region);
+//! SigV4A (ECDSA P-256, a key derived from the secret) for the key value
+//! stores' data plane, as its SDKs sign; the service the path belongs to,
+//! the signed headers the client chose, the body's SHA-256, a clock within
+//! 15 minutes. aws-sigv4 only signs; this is its other half.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use ring::hmac;
@@ -60,20 +62,27 @@ impl SignatureError {
     }
 }
 
-/// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
+const SIGV4: &str = "AWS4-HMAC-SHA256";
+const SIGV4A: &str = "AWS4-ECDSA-P256-SHA256";
+
+/// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` (or
+/// `AWS4-ECDSA-P256-SHA256 ...`) header.
 struct Authorization<'a> {
+    algorithm: &'static str,
     access_key: &'a str,
     date: &'a str,
-    region: &'a str,
+    /// SigV4's scope names a region; SigV4A's a region set, in a header.
+    region: Option<&'a str>,
     service: &'a str,
     signed_headers: &'a str,
     signature: &'a str,
 }
 
 fn parse_authorization(value: &str) -> Result<Authorization<'_>, SignatureError> {
-    let rest = value
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or(SignatureError::Incomplete("expected AWS4-HMAC-SHA256"))?;
+    let (algorithm, rest) = [SIGV4, SIGV4A]
+        .into_iter()
+        .find_map(|algorithm| Some((algorithm, value.strip_prefix(algorithm)?.strip_prefix(' ')?)))
+        .ok_or(SignatureError::Incomplete("expected AWS4-HMAC-SHA256 or AWS4-ECDSA-P256-SHA256"))?;
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     for part in rest.split(',') {
         match part.trim().split_once('=') {
@@ -84,13 +93,18 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, SignatureError>
         }
     }
     let credential = credential.ok_or(SignatureError::Incomplete("no Credential"))?;
-    let mut scope = credential.split('/');
-    let (Some(access_key), Some(date), Some(region), Some(service), Some("aws4_request"), None) =
-        (scope.next(), scope.next(), scope.next(), scope.next(), scope.next(), scope.next())
-    else {
-        return Err(SignatureError::Incomplete("Credential is not KEY/DATE/REGION/SERVICE/aws4_request"));
+    let scope: Vec<&str> = credential.split('/').collect();
+    let (access_key, date, region, service) = match (algorithm, scope.as_slice()) {
+        (SIGV4, [key, date, region, service, "aws4_request"]) => (*key, *date, Some(*region), *service),
+        (SIGV4A, [key, date, service, "aws4_request"]) => (*key, *date, None, *service),
+        _ => {
+            return Err(SignatureError::Incomplete(
+                "Credential is not KEY/DATE/(REGION/)SERVICE/aws4_request",
+            ));
+        }
     };
     Ok(Authorization {
+        algorithm,
         access_key,
         date,
         region,
@@ -133,13 +147,14 @@ fn parse_amz_date(text: &str) -> Option<i64> {
         .map(|moment| moment.assume_utc().unix_timestamp())
 }
 
-/// Checks `request` against the secret `secret_for` gives its access key
-/// (`None`: unknown key). `Ok` with the access key when it verifies.
-pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<String>) -> Result<String, SignatureError> {
+/// Checks `request`, for `service`, against the secret `secret_for` gives
+/// its access key (`None`: unknown key). `Ok` with the access key when it
+/// verifies.
+pub fn verify(request: &SignedRequest<'_>, service: &str, secret_for: impl Fn(&str) -> Option<String>) -> Result<String, SignatureError> {
     let authorization = request.header("authorization").ok_or(SignatureError::Missing)?;
     let parsed = parse_authorization(authorization)?;
-    if parsed.service != "cloudfront" {
-        return Err(SignatureError::Incomplete("the credential scope's service must be cloudfront"));
+    if parsed.service != service {
+        return Err(SignatureError::Incomplete("the credential scope's service is not this API's"));
     }
     let amz_date = request
         .header("x-amz-date")
@@ -156,6 +171,9 @@ pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<S
     let signed: Vec<&str> = parsed.signed_headers.split(';').collect();
     if !signed.contains(&"host") || !signed.contains(&"x-amz-date") {
         return Err(SignatureError::Incomplete("SignedHeaders must include host and x-amz-date"));
+    }
+    if parsed.algorithm == SIGV4A && !signed.contains(&"x-amz-region-set") {
+        return Err(SignatureError::Incomplete("SignedHeaders must include x-amz-region-set"));
     }
     let secret = secret_for(parsed.access_key).ok_or(SignatureError::UnknownKey)?;
     let mut canonical_headers = String::new();
@@ -184,13 +202,21 @@ pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<S
         canonical_query(request.query),
         parsed.signed_headers
     );
-    let scope = format!("{}/{}/cloudfront/aws4_request", parsed.date, parsed.region);
+    let scope = match parsed.region {
+        Some(region) => format!("{}/{region}/{service}/aws4_request", parsed.date),
+        None => format!("{}/{service}/aws4_request", parsed.date),
+    };
     let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        "{}\n{amz_date}\n{scope}\n{}",
+        parsed.algorithm,
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
+    let Some(region) = parsed.region else {
+        return verify_ecdsa(parsed.access_key, &secret, string_to_sign.as_bytes(), parsed.signature)
+            .map(|()| parsed.access_key.to_owned());
+    };
     let mut key = format!("AWS4{secret}").into_bytes();
-    for part in [parsed.date, parsed.region, "cloudfront", "aws4_request"] {
+    for part in [parsed.date, region, service, "aws4_request"] {
         key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), part.as_bytes())
             .as_ref()
             .to_vec();
@@ -202,6 +228,71 @@ pub fn verify(request: &SignedRequest<'_>, secret_for: impl Fn(&str) -> Option<S
     // ring compares in constant time.
     hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &key), string_to_sign.as_bytes(), &given).map_err(|_| SignatureError::Mismatch)?;
     Ok(parsed.access_key.to_owned())
+}
+
+/// The order of P-256, less 2: a derived key candidate must not exceed it.
+const P256_ORDER_MINUS_TWO: [u8; 32] = hex_literal(*b"ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc63254f");
+
+const fn hex_literal(text: [u8; 64]) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            _ => c - b'a' + 10,
+        }
+    }
+    let mut bytes = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        bytes[i] = (nibble(text[2 * i]) << 4) | nibble(text[2 * i + 1]);
+        i += 1;
+    }
+    bytes
+}
+
+/// SigV4A's private key for `access_key` and `secret`: NIST SP 800-108's
+/// counter-mode KDF over HMAC-SHA256, the first candidate that is at most
+/// the curve's order less 2, plus one (as aws-sigv4 and the CRT derive it).
+fn sigv4a_private_key(access_key: &str, secret: &str) -> Option<[u8; 32]> {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, format!("AWS4A{secret}").as_bytes());
+    for counter in 1..=254u8 {
+        let mut input = Vec::with_capacity(4 + SIGV4A.len() + 1 + access_key.len() + 1 + 4);
+        input.extend_from_slice(&1u32.to_be_bytes());
+        input.extend_from_slice(SIGV4A.as_bytes());
+        input.push(0);
+        input.extend_from_slice(access_key.as_bytes());
+        input.push(counter);
+        input.extend_from_slice(&256u32.to_be_bytes());
+        let mut candidate = [0u8; 32];
+        candidate.copy_from_slice(hmac::sign(&key, &input).as_ref());
+        // Big-endian arrays of one length compare as the numbers they are.
+        if candidate <= P256_ORDER_MINUS_TWO {
+            for byte in candidate.iter_mut().rev() {
+                let (sum, carry) = byte.overflowing_add(1);
+                *byte = sum;
+                if !carry {
+                    break;
+                }
+            }
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// Checks a SigV4A signature (hex DER ECDSA over SHA-256) of `message`
+/// with the public half of the key `access_key` and `secret` derive.
+fn verify_ecdsa(access_key: &str, secret: &str, message: &[u8], signature: &str) -> Result<(), SignatureError> {
+    use p256::ecdsa::signature::Verifier as _;
+    let private = sigv4a_private_key(access_key, secret).ok_or(SignatureError::Mismatch)?;
+    let signing = p256::ecdsa::SigningKey::from_bytes(&private.into()).map_err(|_| SignatureError::Mismatch)?;
+    let signature = hex::decode(signature)
+        .ok()
+        .and_then(|der| p256::ecdsa::Signature::from_der(&der).ok())
+        .ok_or(SignatureError::Mismatch)?;
+    signing
+        .verifying_key()
+        .verify(message, &signature)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 #[cfg(test)]
@@ -253,7 +344,81 @@ mod tests {
             body,
             now,
         };
-        verify(&request, |key| (key == "AKCONTROL").then(|| SECRET.to_owned()))
+        verify(&request, "cloudfront", |key| (key == "AKCONTROL").then(|| SECRET.to_owned()))
+    }
+
+    /// A request aws-sigv4's own SigV4A signer (its `sigv4a` feature) signed
+    /// at Unix time 1,800,000,000, as boto3 signs the key value stores' data
+    /// plane: the derived key, then the signature, verify; nothing else does.
+    #[test]
+    fn what_the_sdk_signs_with_sigv4a_verifies_and_nothing_else_does() {
+        const ACCESS_KEY: &str = "AKIDEXAMPLE";
+        const KVS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        assert_eq!(
+            hex::encode(sigv4a_private_key(ACCESS_KEY, KVS_SECRET).unwrap()),
+            "7efc8c0e65a324242818c5a50c891c6060b6a00717b7ba3cbe3c5d765be9259c",
+            "the key aws-sigv4's generate_signing_key derives"
+        );
+        let authorization = "AWS4-ECDSA-P256-SHA256 Credential=AKIDEXAMPLE/20270115/cloudfront-keyvaluestore/aws4_request, \
+             SignedHeaders=content-type;host;if-match;x-amz-date;x-amz-region-set, \
+             Signature=30450221008ba35cceb0fe29815ff5fac54e81d5e8e30f1c1f887f9ab7aa8cec0a64b9bffe022059c8134b2b94f9611df6704869307758aef92f62c1e9590207f153bfd4f28a81";
+        let headers = |authorization: &str, if_match: &str| -> Vec<(String, String)> {
+            [
+                ("host", "127.0.0.1:9100"),
+                ("if-match", if_match),
+                ("content-type", "application/json"),
+                ("x-amz-date", "20270115T080000Z"),
+                ("x-amz-region-set", "*"),
+                ("authorization", authorization),
+            ]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+        };
+        let path = "/key-value-stores/arn%3Aaws%3Acloudfront%3A%3A123456789012%3Akey-value-store%2Fabc/keys/greeting";
+        let check = |path: &str, headers: &[(String, String)], body: &[u8], service: &str| {
+            let request = SignedRequest {
+                method: "PUT",
+                path,
+                query: "",
+                headers,
+                body,
+                now: 1_800_000_000,
+            };
+            verify(&request, service, |key| (key == ACCESS_KEY).then(|| KVS_SECRET.to_owned()))
+        };
+        let body = b"{\"Value\":\"hello\"}";
+        let good = headers(authorization, "ETVPDKIKX0DER");
+        assert_eq!(check(path, &good, body, "cloudfront-keyvaluestore").as_deref(), Ok(ACCESS_KEY));
+        assert_eq!(
+            check(path, &good, b"{\"Value\":\"hellO\"}", "cloudfront-keyvaluestore"),
+            Err(SignatureError::Mismatch),
+            "another value"
+        );
+        assert_eq!(
+            check(&path.replace("greeting", "greetings"), &good, body, "cloudfront-keyvaluestore"),
+            Err(SignatureError::Mismatch),
+            "another key"
+        );
+        assert_eq!(
+            check(path, &headers(authorization, "EOTHER"), body, "cloudfront-keyvaluestore"),
+            Err(SignatureError::Mismatch),
+            "another If-Match"
+        );
+        assert!(
+            matches!(check(path, &good, body, "cloudfront"), Err(SignatureError::Incomplete(_))),
+            "another service's API"
+        );
+        let tampered = authorization.replace("Signature=3045022100", "Signature=3045022101");
+        assert_eq!(
+            check(path, &headers(&tampered, "ETVPDKIKX0DER"), body, "cloudfront-keyvaluestore"),
+            Err(SignatureError::Mismatch)
+        );
+        let unset = authorization.replace(";x-amz-region-set", "");
+        assert!(matches!(
+            check(path, &headers(&unset, "ETVPDKIKX0DER"), body, "cloudfront-keyvaluestore"),
+            Err(SignatureError::Incomplete(_))
+        ));
     }
 
     #[test]

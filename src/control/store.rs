@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::functions::FunctionRecord;
+use super::kvs::KvsRecord;
 use super::xml::Element;
 
 /// A public key, key group or origin access control.
@@ -73,6 +74,9 @@ pub struct State {
     /// CloudFront Functions, by name.
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionRecord>,
+    /// Key value stores, by name.
+    #[serde(default)]
+    pub key_value_stores: BTreeMap<String, KvsRecord>,
     /// The version of each resource's last change (see the module's doc),
     /// by `<collection>/<id>`: deleted ones keep theirs, so an older change
     /// read late does not bring them back.
@@ -98,9 +102,10 @@ pub enum Collection {
     Tags,
     MonitoringSubscriptions,
     Functions,
+    KeyValueStores,
 }
 
-const COLLECTIONS: [Collection; 12] = [
+const COLLECTIONS: [Collection; 13] = [
     Collection::PublicKeys,
     Collection::KeyGroups,
     Collection::OriginAccessControls,
@@ -113,6 +118,7 @@ const COLLECTIONS: [Collection; 12] = [
     Collection::Tags,
     Collection::MonitoringSubscriptions,
     Collection::Functions,
+    Collection::KeyValueStores,
 ];
 
 /// A resource created, changed or deleted through one node's API, as the
@@ -143,6 +149,7 @@ impl Collection {
             Collection::Tags => "tags",
             Collection::MonitoringSubscriptions => "monitoring-subscription",
             Collection::Functions => "function",
+            Collection::KeyValueStores => "key-value-store",
         }
     }
 
@@ -166,6 +173,7 @@ impl Collection {
             Collection::Tags => json(&state.tags),
             Collection::MonitoringSubscriptions => json(&state.monitoring_subscriptions),
             Collection::Functions => json(&state.functions),
+            Collection::KeyValueStores => json(&state.key_value_stores),
         }
     }
 
@@ -198,6 +206,7 @@ impl Collection {
             Collection::Tags => set(&mut state.tags, id, record),
             Collection::MonitoringSubscriptions => set(&mut state.monitoring_subscriptions, id, record),
             Collection::Functions => set(&mut state.functions, id, record),
+            Collection::KeyValueStores => set(&mut state.key_value_stores, id, record),
         }
     }
 }

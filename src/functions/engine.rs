@@ -9,7 +9,9 @@ use std::time::Instant;
 use rquickjs::context::intrinsic::{Date, Eval, Json, MapSet, Promise, RegExp, RegExpCompiler, TypedArrays};
 use rquickjs::{Context, Ctx, Function, Persistent, Runtime, Value};
 
-use super::{COMPUTE_BUDGET, FunctionCode, FunctionError, Invocation};
+use std::sync::Arc;
+
+use super::{COMPUTE_BUDGET, FunctionCode, FunctionError, Invocation, KeyValues};
 
 /// The realm's memory: enough for any function CloudFront accepts (its
 /// limit is 2 MB per invocation), little enough that a hostile one cannot
@@ -34,6 +36,8 @@ pub struct Engine {
     context: Context,
     deadline: Rc<Cell<Option<Instant>>>,
     logs: Rc<RefCell<Vec<String>>>,
+    /// The running function's key value store, for `cloudfront.kvs()`.
+    store: Rc<RefCell<Option<Arc<KeyValues>>>>,
 }
 
 thread_local! {
@@ -62,6 +66,7 @@ impl Engine {
         })));
         let context = Context::custom::<(Date, Eval, RegExpCompiler, RegExp, Json, MapSet, TypedArrays, Promise)>(&runtime)?;
         let logs: Rc<RefCell<Vec<String>>> = Rc::default();
+        let store: Rc<RefCell<Option<Arc<KeyValues>>>> = Rc::default();
         let kept = logs.clone();
         context.with(|ctx| {
             let log = Function::new(ctx.clone(), move |line: String| {
@@ -73,6 +78,7 @@ impl Engine {
             ctx.globals().set("__log", log)?;
             let hash = Function::new(ctx.clone(), super::event::hash)?;
             ctx.globals().set("__hash", hash)?;
+            install_store(&ctx, &store)?;
             ctx.eval::<(), _>(PRELUDE)
         })?;
         Ok(Engine {
@@ -80,6 +86,7 @@ impl Engine {
             context,
             deadline,
             logs,
+            store,
         })
     }
 
@@ -110,6 +117,7 @@ impl Engine {
     pub fn invoke(&mut self, code: &FunctionCode, event: Option<&serde_json::Value>) -> Result<Invocation, FunctionError> {
         let factory = self.factory(code)?;
         self.logs.borrow_mut().clear();
+        self.store.replace(code.store.clone());
         let started = Instant::now();
         self.deadline.set(Some(started + COMPUTE_BUDGET));
         let result = self.context.with(|ctx| -> Result<serde_json::Value, FunctionError> {
@@ -137,6 +145,7 @@ impl Engine {
                 .ok_or_else(|| FunctionError::InvalidOutput("the handler returned nothing".into()))
         });
         self.deadline.set(None);
+        self.store.take();
         let elapsed = started.elapsed();
         let result = match result {
             Err(FunctionError::Thrown(_)) if elapsed > COMPUTE_BUDGET => Err(FunctionError::OverBudget),
@@ -149,6 +158,27 @@ impl Engine {
             utilization,
         })
     }
+}
+
+/// The host side of `cloudfront.kvs()`, reading `store` (the running
+/// function's): `__kvs_id()` its id (or undefined), `__kvs_get(key)` a
+/// value (or undefined), `__kvs_meta()` its times and key count.
+fn install_store(ctx: &Ctx<'_>, store: &Rc<RefCell<Option<Arc<KeyValues>>>>) -> rquickjs::Result<()> {
+    let current = store.clone();
+    let id = Function::new(ctx.clone(), move || current.borrow().as_ref().map(|store| store.id.clone()))?;
+    let current = store.clone();
+    let get = Function::new(ctx.clone(), move |key: String| current.borrow().as_ref()?.items.get(&key).cloned())?;
+    let current = store.clone();
+    let meta = Function::new(ctx.clone(), move || {
+        current
+            .borrow()
+            .as_ref()
+            .map(|store| vec![store.created as f64, store.updated as f64, store.items.len() as f64])
+    })?;
+    let globals = ctx.globals();
+    globals.set("__kvs_id", id)?;
+    globals.set("__kvs_get", get)?;
+    globals.set("__kvs_meta", meta)
 }
 
 /// The deepest output a handler may return (CloudFront's objects are

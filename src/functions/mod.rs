@@ -7,7 +7,8 @@
 //! realm's built-ins and global object are frozen, and the code runs in
 //! strict mode, so nothing can be left there either. There is no file
 //! system, network, timer or module loader: `require` knows only the
-//! modules CloudFront provides (`querystring`, `crypto`). Every invocation
+//! modules CloudFront provides (`querystring`, `crypto`, `cloudfront` with
+//! the key value store of the function, read-only). Every invocation
 //! has a compute budget (an over-budget function is interrupted, and its
 //! request answered 503 as CloudFront answers it) and the realm a memory
 //! limit.
@@ -15,6 +16,7 @@
 mod engine;
 mod event;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +57,20 @@ pub struct FunctionCode {
     pub version: String,
     pub source: Arc<str>,
     pub runtime: JsRuntime,
+    /// The key value store associated with it (CloudFront allows one).
+    pub store: Option<Arc<KeyValues>>,
+}
+
+/// A key value store as a function reads it through `cloudfront.kvs()`:
+/// its keys when the behavior's table was made.
+#[derive(Debug, Default)]
+pub struct KeyValues {
+    /// The store's id, which `kvs(id)` names.
+    pub id: String,
+    pub items: BTreeMap<String, String>,
+    /// Unix seconds, as `meta()` answers them.
+    pub created: u64,
+    pub updated: u64,
 }
 
 /// Why a function gave no usable answer.

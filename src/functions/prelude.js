@@ -5,8 +5,14 @@
 (function () {
     const log = globalThis.__log;
     const hash = globalThis.__hash;
+    const kvsId = globalThis.__kvs_id;
+    const kvsGet = globalThis.__kvs_get;
+    const kvsMeta = globalThis.__kvs_meta;
     delete globalThis.__log;
     delete globalThis.__hash;
+    delete globalThis.__kvs_id;
+    delete globalThis.__kvs_get;
+    delete globalThis.__kvs_meta;
 
     globalThis.console = {
         log: function () {
@@ -65,9 +71,58 @@
         },
     };
 
+    // A value's UTF-8 bytes, for `get(key, {format: "bytes"})`.
+    function utf8(text) {
+        const escaped = encodeURIComponent(text);
+        const bytes = [];
+        for (let i = 0; i < escaped.length; i++) {
+            if (escaped[i] === "%") {
+                bytes.push(parseInt(escaped.slice(i + 1, i + 3), 16));
+                i += 2;
+            } else {
+                bytes.push(escaped.charCodeAt(i));
+            }
+        }
+        return new Uint8Array(bytes);
+    }
+
+    // The function's key value store, read-only, as CloudFront's
+    // `cloudfront.kvs()` gives it: `kvs()` or `kvs(id)` with the id of the
+    // store associated with the function.
     const cloudfront = {
-        kvs: function () {
-            throw new Error("no key value store is associated with this function (keyfront has no key value stores yet)");
+        kvs: function (id) {
+            const associated = kvsId();
+            if (associated === undefined || associated === null) {
+                throw new Error("no key value store is associated with this function");
+            }
+            if (id !== undefined && String(id) !== associated) {
+                throw new Error("the key value store " + id + " is not associated with this function");
+            }
+            return Object.freeze({
+                get: async function (key, options) {
+                    const value = kvsGet(String(key));
+                    if (value === undefined || value === null) {
+                        throw new Error("Key " + key + " not found");
+                    }
+                    const format = options === undefined ? "string" : options.format;
+                    if (format === undefined || format === "string") return value;
+                    if (format === "json") return JSON.parse(value);
+                    if (format === "bytes") return utf8(value);
+                    throw new Error("format must be string, json or bytes");
+                },
+                exists: async function (key) {
+                    const value = kvsGet(String(key));
+                    return value !== undefined && value !== null;
+                },
+                meta: async function () {
+                    const meta = kvsMeta();
+                    return {
+                        creationDateTime: new Date(meta[0] * 1000).toISOString(),
+                        lastUpdatedDateTime: new Date(meta[1] * 1000).toISOString(),
+                        keyCount: meta[2],
+                    };
+                },
+            });
         },
     };
 

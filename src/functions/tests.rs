@@ -10,6 +10,7 @@ fn code(name: &str, source: &str) -> FunctionCode {
         version: "E1".into(),
         source: Arc::from(source),
         runtime: JsRuntime::V2,
+        store: None,
     }
 }
 
@@ -243,4 +244,82 @@ async function handler(event) {
 fn sha1_hex(text: &str) -> String {
     use sha1::Digest;
     hex::encode(sha1::Sha1::digest(text.as_bytes()))
+}
+
+const KVS_READER: &str = r#"
+import cf from 'cloudfront';
+const kvs = cf.kvs();
+async function handler(event) {
+    const request = event.request;
+    const target = await kvs.get(request.uri, { format: "string" });
+    const settings = await kvs.get("settings", { format: "json" });
+    const bytes = await kvs.get("bytes", { format: "bytes" });
+    const meta = await kvs.meta();
+    request.uri = target;
+    request.headers['x-kvs'] = { value: [settings.mode, bytes.length, meta.keyCount, await kvs.exists("nope")].join(",") };
+    return request;
+}"#;
+
+/// `source` (compiled once per `name`) with a store of three keys.
+fn with_store(name: &str, source: &str, id: &str) -> FunctionCode {
+    let items = [("/old", "/new"), ("settings", r#"{"mode":"dark"}"#), ("bytes", "é€")];
+    FunctionCode {
+        store: Some(Arc::new(KeyValues {
+            id: id.into(),
+            items: items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            created: 1_800_000_000,
+            updated: 1_800_000_100,
+        })),
+        ..code(name, source)
+    }
+}
+
+#[test]
+fn a_function_reads_its_key_value_store_in_every_format() {
+    let event = request_event(&view("/old", None, vec![("host", "h")]));
+    let output = invoke(&with_store("reader", KVS_READER, "kvs-1"), &event).unwrap().output;
+    assert_eq!(output["uri"], "/new");
+    // "é€" is 2 + 3 bytes of UTF-8; three keys; "nope" is absent.
+    assert_eq!(output["headers"]["x-kvs"]["value"], "dark,5,3,false");
+
+    let missing = invoke(
+        &with_store("reader", KVS_READER, "kvs-1"),
+        &request_event(&view("/absent", None, vec![])),
+    );
+    assert!(
+        matches!(&missing, Err(FunctionError::Thrown(message)) if message.contains("not found")),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn a_function_reads_no_store_but_its_own_and_cannot_write_one() {
+    let other = "import cf from 'cloudfront';\nconst kvs = cf.kvs('another-store');\nfunction handler(event) { return event.request; }";
+    let refused = invoke(&with_store("other", other, "kvs-1"), &request_event(&view("/", None, vec![])));
+    assert!(
+        matches!(&refused, Err(FunctionError::Thrown(message)) if message.contains("not associated")),
+        "{refused:?}"
+    );
+    let none = "import cf from 'cloudfront';\nconst kvs = cf.kvs();\nfunction handler(event) { return event.request; }";
+    assert!(matches!(
+        invoke(&code("none", none), &request_event(&view("/", None, vec![]))),
+        Err(FunctionError::Thrown(_))
+    ));
+    let writer = r#"
+import cf from 'cloudfront';
+const kvs = cf.kvs();
+async function handler(event) {
+    try { kvs.put = function () {}; } catch (e) {}
+    try { kvs.get = async function () { return "/forged"; }; } catch (e) {}
+    event.request.uri = await kvs.get("/old");
+    return event.request;
+}"#;
+    let output = invoke(&with_store("writer", writer, "kvs-1"), &request_event(&view("/old", None, vec![])))
+        .unwrap()
+        .output;
+    assert_eq!(output["uri"], "/new", "the handle is frozen");
+    assert!(output.get("put").is_none());
+    // The store of one invocation is gone by the next.
+    let after = invoke(&code("none", none), &request_event(&view("/", None, vec![])));
+    assert!(after.is_err(), "no store is left over: {after:?}");
 }
