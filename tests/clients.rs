@@ -2,7 +2,7 @@
 //! users run it: boto3 with botocore's CloudFrontSigner and urllib
 //! (examples/boto3), moto's own CloudFront tests in its server mode
 //! (examples/moto), the AWS CLI with curl, and Terraform's AWS provider
-//! 5.100.0 (examples/terraform) applied, planned with `-detailed-exitcode`
+//! 5.100.0 (examples/terraform-modern) applied, planned with `-detailed-exitcode`
 //! and destroyed.
 
 mod common;
@@ -69,13 +69,12 @@ impl Emulate {
     }
 
     fn put(&self, key: &str, body: &[u8]) {
+        self.put_in(&self.env["KEYFRONT_BUCKET"], key, body);
+    }
+
+    fn put_in(&self, bucket: &str, key: &str, body: &[u8]) {
         let address = self.env["AWS_ENDPOINT_URL_S3"].trim_start_matches("http://").parse().unwrap();
-        let origin = Origin::embedded(
-            address,
-            &self.env["KEYFRONT_BUCKET"],
-            &self.env["AWS_ACCESS_KEY_ID"],
-            &self.env["AWS_SECRET_ACCESS_KEY"],
-        );
+        let origin = Origin::embedded(address, bucket, &self.env["AWS_ACCESS_KEY_ID"], &self.env["AWS_SECRET_ACCESS_KEY"]);
         assert_eq!(put_object(&origin, key, &[("content-type", "text/html")], body).unwrap(), 200);
     }
 }
@@ -239,7 +238,6 @@ fn terraform(emulate: &Emulate, dir: &Path, args: &[&str]) -> Output {
     if args[0] != "init" && args[0] != "output" {
         command
             .args(["-input=false", "-no-color"])
-            .arg(format!("-var=bucket={}", emulate.env["KEYFRONT_BUCKET"]))
             .arg(format!("-var=public_key_pem={pem}"));
     }
     command.output().expect("terraform")
@@ -263,7 +261,7 @@ fn terraform_applies_plans_no_change_and_destroys() {
     let emulate = Emulate::start();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    std::fs::copy(repository().join("examples/terraform/main.tf"), work.join("main.tf")).unwrap();
+    std::fs::copy(repository().join("examples/terraform-modern/main.tf"), work.join("main.tf")).unwrap();
     std::fs::write(
         work.join("cli.tfrc"),
         format!(
@@ -286,8 +284,8 @@ fn terraform_applies_plans_no_change_and_destroys() {
     let output = |name: &str| succeeded("terraform output", terraform(&emulate, work, &["output", "-raw", name]));
     let (domain, key_id) = (output("domain_name"), output("public_key_id"));
     assert!(output("legacy_identity_path").starts_with("origin-access-identity/cloudfront/E"));
-    emulate.put("/site/index.html", b"<h1>signed home</h1>");
-    emulate.put("/site/public/hello.txt", b"hello");
+    // The bucket and its pages are Terraform's too.
+    let put = |key: &str, body: &[u8]| emulate.put_in("keyfront-example-site", key, body);
     let expires = (common::now() + 600).to_string();
     let signed = Command::new(env!("CARGO_BIN_EXE_keyfront"))
         .current_dir(work)
@@ -303,41 +301,90 @@ fn terraform_applies_plans_no_change_and_destroys() {
     );
     assert_eq!(curl(&format!("http://{domain}/")).0, "403", "unsigned");
     assert_eq!(curl(&format!("http://{domain}/public/hello.txt")), ("200".into(), "hello".into()));
-    emulate.put("/site/public/docs/index.html", b"<h1>docs</h1>");
     assert_eq!(
         curl(&format!("http://{domain}/public/docs/")),
         ("200".into(), "<h1>docs</h1>".into()),
         "the viewer-request function's rewrite"
     );
-    let headers = Command::new("curl")
-        .args(["-s", "-D", "-", "-o", "/dev/null", &format!("http://{domain}/public/hello.txt")])
+    // The viewer-response function and the managed security headers policy
+    // on a miss, a hit and a 206.
+    let head = |target: &str, range: Option<&str>| {
+        let mut command = Command::new("curl");
+        command.args(["-s", "-D", "-", "-o", "/dev/null", &format!("http://{domain}{target}")]);
+        if let Some(range) = range {
+            command.args(["-H", &format!("Range: {range}")]);
+        }
+        String::from_utf8_lossy(&command.output().unwrap().stdout).to_ascii_lowercase()
+    };
+    put("/site/public/news.txt", b"news one");
+    for (what, headers) in [
+        ("a miss", head("/public/news.txt?v=1", None)),
+        ("a hit", head("/public/news.txt?v=1", None)),
+        ("a 206", head("/public/news.txt?v=1", Some("bytes=1-3"))),
+    ] {
+        assert!(
+            headers.contains("x-served-by: keyfront"),
+            "the viewer-response function on {what}:\n{headers}"
+        );
+        assert!(
+            headers.contains("strict-transport-security: max-age=31536000"),
+            "the managed security headers policy looked up by name, on {what}:\n{headers}"
+        );
+    }
+    assert!(head("/public/news.txt?v=1", Some("bytes=1-3")).starts_with("http/1.1 206"));
+
+    // The cache policy's query whitelist is the key: `v` is, others are not.
+    put("/site/public/news.txt", b"news two");
+    assert_eq!(
+        curl(&format!("http://{domain}/public/news.txt?v=1&utm=x")).1,
+        "news one",
+        "the same key"
+    );
+    assert_eq!(curl(&format!("http://{domain}/public/news.txt?v=2")).1, "news two", "another key");
+    // An invalidation through the AWS CLI removes the kept copy.
+    let invalidated = emulate
+        .command("aws")
+        .args([
+            "--endpoint-url",
+            &emulate.env["AWS_ENDPOINT_URL_CLOUDFRONT"],
+            "cloudfront",
+            "create-invalidation",
+        ])
+        .args(["--distribution-id", &output("distribution_id"), "--paths", "/public/*"])
         .output()
         .unwrap();
-    let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
-    assert!(
-        headers.contains("x-served-by: keyfront"),
-        "the viewer-response function:\n{headers}"
-    );
-    assert!(
-        headers.contains("strict-transport-security: max-age=31536000"),
-        "the managed security headers policy looked up by name:\n{headers}"
-    );
+    succeeded("aws cloudfront create-invalidation", invalidated);
+    assert_eq!(curl(&format!("http://{domain}/public/news.txt?v=1")).1, "news two");
 
     // The custom origin: its path under /site, its custom header, no signature.
-    assert_eq!(
-        curl(&format!("http://{domain}/api/page.html")),
-        ("200".into(), "<h1>a page of the application</h1>".into())
-    );
+    let api = Command::new("curl")
+        .args(["-s", &format!("http://{domain}/api/page.html?page=2")])
+        .args([
+            "-H",
+            "X-Tenant: t1",
+            "-H",
+            "Authorization: Bearer viewer",
+            "-H",
+            "Cookie: session=s1; other=o",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(succeeded("curl", api), "<h1>a page of the application</h1>");
     let asked = app
         .heads()
         .into_iter()
-        .find(|head| head.starts_with("GET /site/api/page.html "))
+        .find(|head| head.starts_with("GET /site/api/page.html"))
         .unwrap();
     let asked = asked.to_ascii_lowercase();
+    // Its origin request policy: the tenant, the session and the query; not
+    // the viewer's credentials or other cookies.
+    assert!(asked.starts_with("get /site/api/page.html?page=2 "), "{asked}");
     assert!(
-        asked.contains("x-origin-verify: from-terraform") && !asked.contains("authorization"),
+        asked.contains("x-origin-verify: from-terraform") && asked.contains("x-tenant: t1"),
         "{asked}"
     );
+    assert!(asked.contains("cookie: session=s1\r\n"), "{asked}");
+    assert!(!asked.contains("authorization") && !asked.contains("other=o"), "{asked}");
 
     let plan = terraform(&emulate, work, &["plan", "-detailed-exitcode"]);
     assert_eq!(
@@ -355,9 +402,18 @@ fn terraform_applies_plans_no_change_and_destroys() {
         "no change after an update:\n{}",
         String::from_utf8_lossy(&plan.stdout)
     );
+    // What the test put beside Terraform's objects goes first: the bucket is
+    // destroyed empty.
+    let removed = emulate
+        .command("aws")
+        .args(["--endpoint-url", &emulate.env["AWS_ENDPOINT_URL_S3"], "s3", "rm"])
+        .arg("s3://keyfront-example-site/site/public/news.txt")
+        .output()
+        .unwrap();
+    succeeded("aws s3 rm", removed);
     let destroyed = terraform(&emulate, work, &["destroy", "-auto-approve", "-var=comment=changed"]);
     let report = succeeded("terraform destroy", destroyed);
-    assert!(report.contains("Destroy complete! Resources: 9 destroyed."), "{report}");
+    assert!(report.contains("Destroy complete! Resources: 14 destroyed."), "{report}");
     assert_eq!(
         curl(&format!("http://{domain}/public/hello.txt")).0,
         "403",

@@ -69,7 +69,7 @@ fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &Atomi
                 .find(|(found, _)| found.eq_ignore_ascii_case(name))
                 .map_or("-", |(_, value)| value.trim())
         };
-        let answer = match path.as_str() {
+        let answer = match path.split('?').next().unwrap_or_default() {
             _ if path.starts_with("/site/echo/") => {
                 let echo = format!(
                     "{path} lang={} tenant={} cookie={} authorization={} n={}",
@@ -87,7 +87,7 @@ fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &Atomi
                 answer.extend(body_of(echo.as_bytes()));
                 answer
             }
-            _ if path.ends_with("/page.html") => {
+            route if route.ends_with("/page.html") => {
                 let page = b"<h1>a page of the application</h1>";
                 let mut answer = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n",
@@ -97,7 +97,7 @@ fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &Atomi
                 answer.extend(body_of(page));
                 answer
             }
-            _ if path.ends_with(".json") || path == "/site/big" => {
+            route if route.ends_with(".json") || route == "/site/big" => {
                 let text = match path.as_str() {
                     "/site/big" => "x".repeat(3 << 20),
                     _ if method == "GET" => format!("{{\"count\":{}}}", pages.fetch_add(1, Ordering::SeqCst) + 1),

@@ -1,9 +1,12 @@
-# A distribution with a signed default behavior and a public one, its key
-# group, public key, origin access control and policies (managed ones looked
-# up by name, and a cache policy of its own), a custom origin (an
-# application on loopback) and two CloudFront Functions: applied, planned
-# and destroyed against `keyfront emulate` by tests/clients.rs. The
-# provider finds the emulator through AWS_ENDPOINT_URL_CLOUDFRONT.
+# CloudFront as current guides and modules write it, against `keyfront
+# emulate`: a bucket and its objects, a distribution with a signed default
+# behavior and a public one, its key group, public key, origin access
+# control, policies (managed ones looked up by name; a cache policy keying a
+# query parameter and an origin request policy of its own), a custom origin
+# (an application on loopback) and two CloudFront Functions. Applied,
+# planned, updated and destroyed by tests/clients.rs, which checks their
+# effects over the wire. The provider finds the emulator through
+# AWS_ENDPOINT_URL_CLOUDFRONT and AWS_ENDPOINT_URL_S3.
 
 terraform {
   required_providers {
@@ -15,7 +18,8 @@ terraform {
 }
 
 variable "bucket" {
-  type = string
+  type    = string
+  default = "keyfront-example-site"
 }
 
 variable "public_key_pem" {
@@ -38,6 +42,25 @@ provider "aws" {
   skip_requesting_account_id  = true
   skip_metadata_api_check     = true
   skip_region_validation      = true
+  s3_use_path_style           = true
+}
+
+# Not `force_destroy`: the embedded store has no ListObjectVersions, which
+# emptying a bucket first asks for.
+resource "aws_s3_bucket" "site" {
+  bucket = var.bucket
+}
+
+resource "aws_s3_object" "pages" {
+  for_each = {
+    "site/index.html"             = "<h1>signed home</h1>"
+    "site/public/hello.txt"       = "hello"
+    "site/public/docs/index.html" = "<h1>docs</h1>"
+  }
+  bucket       = aws_s3_bucket.site.bucket
+  key          = each.key
+  content      = each.value
+  content_type = endswith(each.key, ".html") ? "text/html" : "text/plain"
 }
 
 data "aws_cloudfront_cache_policy" "optimized" {
@@ -54,7 +77,7 @@ data "aws_cloudfront_response_headers_policy" "security" {
 
 resource "aws_cloudfront_cache_policy" "public" {
   name        = "keyfront-example-public"
-  comment     = "public files, kept a minute"
+  comment     = "public files, kept a minute, one object per ?v="
   min_ttl     = 0
   default_ttl = 60
   max_ttl     = 300
@@ -67,8 +90,33 @@ resource "aws_cloudfront_cache_policy" "public" {
       header_behavior = "none"
     }
     query_strings_config {
-      query_string_behavior = "none"
+      query_string_behavior = "whitelist"
+      query_strings {
+        items = ["v"]
+      }
     }
+  }
+}
+
+# What the application behind /api/* is sent beyond the cache key.
+resource "aws_cloudfront_origin_request_policy" "tenant" {
+  name    = "keyfront-example-tenant"
+  comment = "the tenant header and the session cookie reach the application"
+
+  headers_config {
+    header_behavior = "whitelist"
+    headers {
+      items = ["X-Tenant"]
+    }
+  }
+  cookies_config {
+    cookie_behavior = "whitelist"
+    cookies {
+      items = ["session"]
+    }
+  }
+  query_strings_config {
+    query_string_behavior = "all"
   }
 }
 
@@ -135,7 +183,7 @@ resource "aws_cloudfront_distribution" "media" {
 
   origin {
     origin_id                = "bucket"
-    domain_name              = "${var.bucket}.s3.eu-west-1.amazonaws.com"
+    domain_name              = aws_s3_bucket.site.bucket_regional_domain_name
     origin_path              = "/site"
     origin_access_control_id = aws_cloudfront_origin_access_control.bucket.id
   }
@@ -190,12 +238,13 @@ resource "aws_cloudfront_distribution" "media" {
   }
 
   ordered_cache_behavior {
-    path_pattern           = "/api/*"
-    target_origin_id       = "app"
-    viewer_protocol_policy = "allow-all"
-    allowed_methods        = ["GET", "HEAD"]
-    cached_methods         = ["GET", "HEAD"]
-    cache_policy_id        = data.aws_cloudfront_cache_policy.optimized.id
+    path_pattern             = "/api/*"
+    target_origin_id         = "app"
+    viewer_protocol_policy   = "allow-all"
+    allowed_methods          = ["GET", "HEAD"]
+    cached_methods           = ["GET", "HEAD"]
+    cache_policy_id          = data.aws_cloudfront_cache_policy.optimized.id
+    origin_request_policy_id = aws_cloudfront_origin_request_policy.tenant.id
   }
 
   restrictions {
@@ -225,6 +274,10 @@ resource "aws_cloudfront_monitoring_subscription" "media" {
 
 output "domain_name" {
   value = aws_cloudfront_distribution.media.domain_name
+}
+
+output "distribution_id" {
+  value = aws_cloudfront_distribution.media.id
 }
 
 output "legacy_identity_path" {
