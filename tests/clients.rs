@@ -137,7 +137,7 @@ fn boto3_and_botocore_signer_pass_the_example_suite() {
         .expect("python3 (scripts/ensure-deps test installs it)");
     let report = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "examples/boto3 failed:\n{report}");
-    assert!(report.contains("Ran 9 tests") && report.contains("OK"), "{report}");
+    assert!(report.contains("Ran 10 tests") && report.contains("OK"), "{report}");
 }
 
 /// Key value stores from boto3: the store and key operations (the data

@@ -307,6 +307,51 @@ class CloudFrontInTests(unittest.TestCase):
                                     FunctionCode=b"function handler(e) { return e.request; }" + b" " * 10240),
                          "FunctionSizeLimitExceeded")
 
+    def test_hostile_functions_and_policies_get_cloudfronts_answers(self):
+        cloudfront = self.cloudfront
+        config = {"Comment": "hostile", "Runtime": "cloudfront-js-2.0"}
+        event = {"version": "1.0", "context": {"eventType": "viewer-request"}, "viewer": {"ip": "192.0.2.1"},
+                 "request": {"method": "GET", "uri": "/", "querystring": {}, "headers": {}, "cookies": {}}}
+        for name, code, error in [
+            ("loop", b"function handler(e) { while (true) {} }", "compute budget"),
+            ("throw", b"function handler(e) { throw new Error('boom'); }", "boom"),
+            ("fs", b"function handler(e) { require('fs'); return e.request; }", "Cannot find module 'fs'"),
+            ("garbage", b"function handler(e) { return 42; }", "invalid"),
+        ]:
+            created = cloudfront.create_function(Name=name + "-" + self.prefix, FunctionConfig=config, FunctionCode=code)
+            tested = cloudfront.test_function(Name=name + "-" + self.prefix, IfMatch=created["ETag"],
+                                              EventObject=json.dumps(event).encode())["TestResult"]
+            self.assertIn(error, tested["FunctionErrorMessage"], name)
+            self.assertNotIn("FunctionOutput", {k: v for k, v in tested.items() if v}, name)
+        self.assertEqual(
+            error_code(cloudfront.create_function, Name="syntax-" + self.prefix, FunctionConfig=config,
+                       FunctionCode=b"function handler(e) {"), "InvalidArgument")
+
+        def cache_policy(name, ttls=(0, 60, 300), headers=None):
+            return {"Name": name + self.prefix, "MinTTL": ttls[0], "DefaultTTL": ttls[1], "MaxTTL": ttls[2],
+                    "ParametersInCacheKeyAndForwardedToOrigin": {
+                        "EnableAcceptEncodingGzip": False,
+                        "HeadersConfig": headers or {"HeaderBehavior": "none"},
+                        "CookiesConfig": {"CookieBehavior": "none"},
+                        "QueryStringsConfig": {"QueryStringBehavior": "none"}}}
+        for hostile in [cache_policy("ttl", ttls=(600, 60, 300)),
+                        cache_policy("all-headers", headers={"HeaderBehavior": "allViewer"}),
+                        cache_policy("unnamed", headers={"HeaderBehavior": "whitelist"})]:
+            self.assertEqual(error_code(cloudfront.create_cache_policy, CachePolicyConfig=hostile),
+                             "InvalidArgument", hostile["Name"])
+        self.assertEqual(error_code(cloudfront.create_cache_policy, CachePolicyConfig=cache_policy("x") | {
+            "Name": "Managed-CachingOptimized"}), "CachePolicyAlreadyExists")
+        self.assertEqual(error_code(cloudfront.create_origin_request_policy, OriginRequestPolicyConfig={
+            "Name": "unnamed" + self.prefix,
+            "HeadersConfig": {"HeaderBehavior": "whitelist"},
+            "CookiesConfig": {"CookieBehavior": "none"},
+            "QueryStringsConfig": {"QueryStringBehavior": "none"}}), "InvalidArgument")
+        self.assertEqual(error_code(cloudfront.create_response_headers_policy, ResponseHeadersPolicyConfig={
+            "Name": "framing" + self.prefix,
+            "CustomHeadersConfig": {"Quantity": 1, "Items": [
+                {"Header": "Content-Length", "Value": "0", "Override": True}]}}), "InvalidArgument")
+        self.assertEqual(error_code(cloudfront.create_key_value_store, Name="no spaces"), "InvalidArgument")
+
     def key_group_etag(self):
         return self.cloudfront.get_key_group(Id=self.key_group["Id"])["ETag"]
 

@@ -365,7 +365,17 @@ fn test(api: &super::api::Api, request: &ApiRequest<'_>, name: &str) -> Result<A
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| ApiError::invalid("EventObject must be a base64-encoded JSON event object"))?;
     let mut result = Element::new("TestResult").with(summary_element);
-    match functions::invoke(&code, &event) {
+    // What the edge would refuse of the output is the test's error too.
+    let checked = |output: &serde_json::Value| match event.pointer("/context/eventType").and_then(|kind| kind.as_str()) {
+        Some("viewer-response") => functions::response_outcome(output).map(|_| ()),
+        _ => functions::request_outcome(output).map(|_| ()),
+    };
+    let invoked = functions::invoke(&code, &event).and_then(|invocation| {
+        checked(&invocation.output)
+            .map(|()| invocation)
+            .map_err(FunctionError::InvalidOutput)
+    });
+    match invoked {
         Ok(invocation) => {
             result = result
                 .with(Element::leaf("ComputeUtilization", invocation.utilization.to_string()))
