@@ -100,6 +100,26 @@ fn a_custom_origin_is_served_unsigned_with_its_headers_and_cached() {
     assert!(cold_head.body.is_empty());
     assert_eq!(get("/missing.html", &[]).status, 404, "the application's own 404");
 
+    // The application's own error answers reach the viewer as it sent
+    // them, kept for the error TTL like other origin errors; a 403 is its
+    // refusal of the viewer, not of keyfront; a body too long for an error
+    // page is not replayed.
+    for _ in 0..2 {
+        let missing = get("/missing.json", &[]);
+        assert_eq!(
+            (missing.status, missing.header("content-type"), missing.text().as_str()),
+            (404, Some("application/json"), "{\"error\":\"no such thing\"}")
+        );
+    }
+    let forbidden = get("/forbidden", &[]);
+    assert_eq!((forbidden.status, forbidden.text().as_str()), (403, "forbidden by the application"));
+    let huge = get("/huge-error", &[]);
+    assert_eq!(huge.status, 500);
+    assert!(huge.body.len() < 1024 && !huge.text().contains("eeee"), "{}", huge.text());
+    let head = request(emulator.edge, "HEAD", "/missing.json", &[("Host", domain.as_str())], b"");
+    assert_eq!((head.status, head.header("content-length")), (404, Some("25")));
+    assert!(head.body.is_empty());
+
     // Longer than a slice with no length: refused, never held whole.
     let big = get("/big", &[]);
     assert_eq!(big.status, 502);

@@ -8,16 +8,17 @@ use bytes::Bytes;
 use prometheus::IntGauge;
 use tokio::sync::Notify;
 
-use super::meta::ObjectMeta;
+use super::meta::{ErrorBody, ObjectMeta};
 use super::reserve::ReservedShare;
 use super::slice::Slice;
 
 /// Why a fill did not produce its slice.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FillError {
-    /// The origin answered with an error status (404, 5xx, ...).
+    /// The origin answered with an error status (404, 5xx, ...), and the
+    /// body to replay, if it is one (see `ErrorBody`).
     #[error("the origin answered {0}")]
-    OriginStatus(u16),
+    OriginStatus(u16, Option<Arc<ErrorBody>>),
     /// The range starts past the end of the object.
     #[error("the requested range is past the end of the object")]
     Unsatisfiable,

@@ -44,10 +44,25 @@ pub struct ObjectMeta {
     pub stale_if_error: u64,
     /// The slice size the object is cut into (bytes).
     pub slice_size: u64,
+    /// A cached error's own body, when its origin's answer is replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_body: Option<Arc<ErrorBody>>,
     /// What every answer from this version repeats, made once.
     #[serde(skip)]
     pub(crate) prepared: PreparedHeaders,
 }
+
+/// An origin's own answer to an error (a custom origin's 404 page, an
+/// API's JSON error), replayed to viewers with its status; at most
+/// `MAX_ERROR_BODY_BYTES`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// The longest error body replayed: an error page, not an object.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 /// Derived from the fields above on first use, so never stored and never
 /// compared: `Last-Modified` parsed, and the response header templates a
@@ -106,6 +121,7 @@ impl ObjectMeta {
             stale_while_revalidate: freshness.stale_while_revalidate.as_secs(),
             stale_if_error: freshness.stale_if_error.as_secs(),
             slice_size,
+            error_body: None,
             prepared: PreparedHeaders::default(),
         }
     }
@@ -123,6 +139,7 @@ impl ObjectMeta {
             stale_while_revalidate: 0,
             stale_if_error: 0,
             slice_size: 1,
+            error_body: None,
             prepared: PreparedHeaders::default(),
         }
     }

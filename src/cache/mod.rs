@@ -24,7 +24,7 @@ pub use bans::unix_millis;
 pub use disk::{DiskError, DiskTier, SliceFile};
 pub use fill::{Fill, FillError, FillReader};
 pub use freshness::{Freshness, freshness};
-pub use meta::{ObjectMeta, unix_now};
+pub use meta::{ErrorBody, ObjectMeta, unix_now};
 pub use reader::SliceReader;
 pub use slice::{PIECE_BYTES, Slice};
 pub use stats::CacheMetrics;
@@ -645,8 +645,9 @@ impl Cache {
                 return Err(FillError::Changed(format!("the origin answered {}", response.status())));
             }
             status => {
-                self.remember_error(object, status, now);
-                return Err(FillError::OriginStatus(status));
+                let body = error_body(object, &mut response).await;
+                self.remember_error(object, status, body.clone(), now);
+                return Err(FillError::OriginStatus(status, body));
             }
         };
         if let Some(expected) = &expected
@@ -805,8 +806,10 @@ impl Cache {
         ObjectMeta::from_origin(&response.header, size, fresh, slice_size, now)
     }
 
-    fn remember_error(&self, object: &ObjectRef, status: u16, now: u64) -> Arc<ObjectMeta> {
-        let meta = Arc::new(ObjectMeta::error(status, self.error_ttl, now));
+    fn remember_error(&self, object: &ObjectRef, status: u16, body: Option<Arc<ErrorBody>>, now: u64) -> Arc<ObjectMeta> {
+        let mut meta = ObjectMeta::error(status, self.error_ttl, now);
+        meta.error_body = body;
+        let meta = Arc::new(meta);
         if CACHED_ERRORS.contains(&status) {
             self.store_meta(object, meta.clone());
         }
@@ -828,7 +831,7 @@ impl Cache {
                 }
                 Ok(meta)
             }
-            status => Ok(self.remember_error(object, status, now)),
+            status => Ok(self.remember_error(object, status, None, now)),
         }
     }
 
@@ -887,8 +890,8 @@ impl Cache {
                     Revalidation::Replaced(meta)
                 })
             }
-            status if status >= 500 => Err(FillError::OriginStatus(status)),
-            status => Ok(Revalidation::Replaced(self.remember_error(object, status, now))),
+            status if status >= 500 => Err(FillError::OriginStatus(status, None)),
+            status => Ok(Revalidation::Replaced(self.remember_error(object, status, None, now))),
         }
     }
 
@@ -961,6 +964,25 @@ impl Cache {
             self.disk.as_ref().map(|d| d.usage()),
         )
     }
+}
+
+/// An error answer's body to replay to viewers: a custom origin's (an S3
+/// origin's error names its bucket and key, and viewers get keyfront's own
+/// page), whole within `MAX_ERROR_BODY_BYTES`; `None` past it or when the
+/// body breaks off.
+async fn error_body(object: &ObjectRef, response: &mut OriginResponse<'_>) -> Option<Arc<ErrorBody>> {
+    if object.origin.is_signed() {
+        return None;
+    }
+    let content_type = response.header_value("content-type").map(str::to_owned);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.next_chunk().await.ok()? {
+        if bytes.len() + chunk.len() > meta::MAX_ERROR_BODY_BYTES {
+            return None;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Some(Arc::new(ErrorBody { content_type, bytes }))
 }
 
 /// The response's body length from its `Content-Length`, if it has one.

@@ -305,11 +305,11 @@ async fn filled_meta<'a>(
     match reader.meta().await {
         Ok(meta) => Ok((meta, Some(EarlyBytes::Fill { index, reader }), CacheStatus::Miss)),
         Err(FillError::Unsatisfiable) => cache.fetch_meta(object).await.map(|meta| (meta, None, CacheStatus::Miss)),
-        Err(FillError::OriginStatus(status)) => Ok((
-            Arc::new(ObjectMeta::error(status, std::time::Duration::ZERO, cache.clock.unix_seconds())),
-            None,
-            CacheStatus::Miss,
-        )),
+        Err(FillError::OriginStatus(status, body)) => {
+            let mut meta = ObjectMeta::error(status, std::time::Duration::ZERO, cache.clock.unix_seconds());
+            meta.error_body = body;
+            Ok((Arc::new(meta), None, CacheStatus::Miss))
+        }
         Err(error) => Err(error),
     }
 }
@@ -340,8 +340,12 @@ async fn answer(
     }
     if meta.status != 200 {
         match meta.status {
+            _ if meta.error_body.is_some() => {
+                let body = meta.error_body.as_ref().expect("matched");
+                respond::write_origin_error(session, meta.status, body).await?;
+            }
             404 => respond::write_error(session, NOT_FOUND).await?,
-            403 => {
+            403 if behavior.origin.is_signed() => {
                 tracing::error!(origin = %behavior.origin_name, path = %ctx.path, "{CREDENTIALS_REFUSED}");
                 respond::write_error(session, BAD_GATEWAY).await?;
             }

@@ -88,9 +88,10 @@ async fn exchange(
         upload.write_body(part).await.map_err(from_origin)?;
     }
     let mut response = upload.response().await.map_err(from_origin)?;
-    if response.status() == 403 {
+    if response.status() == 403 && behavior.origin.is_signed() {
         // The viewer proved itself already; a 403 from S3 means the bucket
-        // refused keyfront's own signature or credentials.
+        // refused keyfront's own signature or credentials (a custom
+        // origin's 403 is its answer to the viewer, passed on).
         return Err(Failure::Origin(BAD_GATEWAY, CREDENTIALS_REFUSED.to_owned()));
     }
     let header =

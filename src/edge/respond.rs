@@ -6,6 +6,7 @@ use pingora::prelude::*;
 
 use super::Viewer;
 use crate::auth::error_xml;
+use crate::cache::ErrorBody;
 use crate::request::TargetRefusal;
 
 /// An error response for viewers: a status and CloudFront-style `<Error>` XML.
@@ -89,9 +90,15 @@ pub const CREDENTIALS_REFUSED: &str =
 
 /// Writes a whole XML response; for HEAD, the same headers and no body.
 pub async fn write_xml(viewer: &mut Viewer<'_>, status: u16, body: String) -> Result<()> {
-    let body = Bytes::from(body);
+    write_whole(viewer, status, Some("text/xml"), Bytes::from(body)).await
+}
+
+/// Writes a whole response of `body`; for HEAD, the same headers and no body.
+async fn write_whole(viewer: &mut Viewer<'_>, status: u16, content_type: Option<&str>, body: Bytes) -> Result<()> {
     let mut header = ResponseHeader::build(status, Some(3))?;
-    header.insert_header("content-type", "text/xml")?;
+    if let Some(content_type) = content_type {
+        header.insert_header("content-type", content_type)?;
+    }
     header.insert_header("content-length", body.len().to_string())?;
     let head = viewer.req_header().method == http::Method::HEAD;
     viewer.write_response_header(Box::new(header)).await?;
@@ -99,6 +106,13 @@ pub async fn write_xml(viewer: &mut Viewer<'_>, status: u16, body: String) -> Re
         viewer.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// Writes an origin's own error answer (a custom origin's page or JSON)
+/// under its status; for HEAD, the same headers and no body.
+pub async fn write_origin_error(viewer: &mut Viewer<'_>, status: u16, error: &ErrorBody) -> Result<()> {
+    let body = Bytes::copy_from_slice(&error.bytes);
+    write_whole(viewer, status, error.content_type.as_deref(), body).await
 }
 
 /// Writes `error` as the response.

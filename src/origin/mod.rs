@@ -232,12 +232,18 @@ impl Origin {
         self.key_prefix.len() + if self.path_style { self.bucket.len() + 1 } else { 0 }
     }
 
+    /// Whether requests to it are signed with the node's credentials (an S3
+    /// origin): its refusals are of keyfront, not of the viewer.
+    pub fn is_signed(&self) -> bool {
+        self.credentials.is_some()
+    }
+
     /// Whether a viewer's header `name` (lower case) that a behavior's
     /// policies send may reach this origin: an origin signed with the
     /// node's credentials never gets the viewer's `Authorization`, and an
     /// origin custom header is the origin's own.
     pub fn takes_viewer_header(&self, name: &str) -> bool {
-        let signed_by_the_node = self.credentials.is_some() && name == "authorization";
+        let signed_by_the_node = self.is_signed() && name == "authorization";
         let own = self.custom_headers.iter().any(|(custom, _)| custom.as_str() == name);
         !signed_by_the_node && !own
     }

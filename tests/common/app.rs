@@ -36,10 +36,17 @@ impl App {
     }
 }
 
+/// A request target's path, without its query.
+fn route_of(target: &str) -> &str {
+    target.split('?').next().unwrap_or_default()
+}
+
 /// Answers the requests of one connection until it closes: `/site/echo/*`
 /// with what it was sent (target, `Accept-Language`, `X-Tenant`, `Cookie`,
 /// `Authorization`) and a count of the echoes, cacheable; any `page.html`
-/// with a length and an ETag; any `.json` chunked, with no length and no
+/// with a length and an ETag; `/site/missing.json` a JSON 404,
+/// `/site/forbidden` a 403 with a text body, `/site/huge-error` a 500 of
+/// 100 KiB; any `.json` chunked, with no length and no
 /// validator, counting the GETs it answers; `/site/big` chunked and
 /// longer than a slice; anything else 404.
 fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &AtomicU64) {
@@ -69,7 +76,7 @@ fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &Atomi
                 .find(|(found, _)| found.eq_ignore_ascii_case(name))
                 .map_or("-", |(_, value)| value.trim())
         };
-        let answer = match path.split('?').next().unwrap_or_default() {
+        let answer = match route_of(&path) {
             _ if path.starts_with("/site/echo/") => {
                 let echo = format!(
                     "{path} lang={} tenant={} cookie={} authorization={} n={}",
@@ -85,6 +92,20 @@ fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &Atomi
                 )
                 .into_bytes();
                 answer.extend(body_of(echo.as_bytes()));
+                answer
+            }
+            "/site/missing.json" | "/site/forbidden" | "/site/huge-error" => {
+                let (status, kind, body) = match route_of(&path) {
+                    "/site/missing.json" => ("404 Not Found", "application/json", "{\"error\":\"no such thing\"}".to_owned()),
+                    "/site/forbidden" => ("403 Forbidden", "text/plain", "forbidden by the application".to_owned()),
+                    _ => ("500 Internal Server Error", "text/plain", "e".repeat(100 << 10)),
+                };
+                let mut answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                answer.extend(body_of(body.as_bytes()));
                 answer
             }
             route if route.ends_with("/page.html") => {
