@@ -176,7 +176,12 @@ fn functions_rewrite_answer_and_stamp_what_the_edge_serves() {
 
 #[test]
 fn hostile_functions_fail_closed_and_the_api_refuses_what_cloudfront_refuses() {
-    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let admin = common::free_address();
+    let emulator = Emulator::start(EmulatorOptions {
+        admin: Some(admin),
+        ..EmulatorOptions::default()
+    })
+    .unwrap();
     let (group, _) = key_group(&emulator);
     put(&emulator, "/secret.txt", b"bytes a failed function must not release");
     let create = |name: &str, runtime: &str, code: &str| {
@@ -249,6 +254,17 @@ fn hostile_functions_fail_closed_and_the_api_refuses_what_cloudfront_refuses() {
         let answer = request(emulator.edge, "GET", "/secret.txt", &[("Host", domain.as_str())], b"");
         assert_eq!(answer.status, 503, "{reference}: {}", answer.text());
         assert!(!answer.text().contains("bytes a failed function"), "{reference}: no object byte");
+    }
+    // Each failure is counted by function, event and reason.
+    let metrics = request(admin, "GET", "/metrics", &[], b"").text();
+    for series in [
+        r#"keyfront_function_failures_total{event="viewer-request",function="loop",reason="budget"} 1"#,
+        r#"keyfront_function_failures_total{event="viewer-request",function="throw",reason="thrown"} 1"#,
+        r#"keyfront_function_failures_total{event="viewer-request",function="fs",reason="thrown"} 1"#,
+        r#"keyfront_function_failures_total{event="viewer-request",function="split",reason="invalid_output"} 1"#,
+        r#"keyfront_function_failures_total{event="viewer-response",function="response-throw",reason="thrown"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
     }
 
     // A query a function writes is keyed and forwarded as the viewer's

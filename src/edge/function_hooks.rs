@@ -14,6 +14,7 @@ use pingora::prelude::*;
 use super::respond::{self, EdgeError};
 use super::{RequestContext, Viewer};
 use crate::functions::{self, FunctionCode, FunctionError, RequestView, ResponseView};
+use crate::metrics::FunctionFailures;
 use crate::request::canonical_path;
 use crate::routing::{Behavior, Distribution};
 
@@ -39,6 +40,7 @@ pub enum Next {
 pub struct ResponseHook {
     code: Arc<FunctionCode>,
     event: serde_json::Value,
+    failures: FunctionFailures,
 }
 
 /// Runs `behavior`'s viewer-request function, if any, and arms its
@@ -46,8 +48,8 @@ pub struct ResponseHook {
 pub async fn viewer_request(
     viewer: &mut Viewer<'_>,
     ctx: &mut RequestContext,
-    distribution: &Distribution,
-    behavior: &Behavior,
+    (distribution, behavior): (&Distribution, &Behavior),
+    failures: &FunctionFailures,
 ) -> Result<Next> {
     let hooks = &behavior.functions;
     let event = request_event(viewer, ctx, distribution);
@@ -55,6 +57,7 @@ pub async fn viewer_request(
         viewer.response_hook = Some(ResponseHook {
             code: code.clone(),
             event: event.clone(),
+            failures: failures.clone(),
         });
     }
     let Some(code) = &hooks.request else {
@@ -68,7 +71,7 @@ pub async fn viewer_request(
                 return refuse(
                     viewer,
                     ctx,
-                    code,
+                    (code, failures),
                     FunctionError::InvalidOutput(format!("uri {:?} has no canonical form", changes.uri)),
                 )
                 .await;
@@ -102,12 +105,18 @@ pub async fn viewer_request(
             viewer.write_response_body(body, true).await?;
             Ok(Next::Answered)
         }
-        Err(error) => refuse(viewer, ctx, code, error).await,
+        Err(error) => refuse(viewer, ctx, (code, failures), error).await,
     }
 }
 
-async fn refuse(viewer: &mut Viewer<'_>, ctx: &mut RequestContext, code: &FunctionCode, error: FunctionError) -> Result<Next> {
+async fn refuse(
+    viewer: &mut Viewer<'_>,
+    ctx: &mut RequestContext,
+    (code, failures): (&FunctionCode, &FunctionFailures),
+    error: FunctionError,
+) -> Result<Next> {
     tracing::warn!(function = %code.name, %error, path = %ctx.path, "a viewer-request function failed; answered 503");
+    failures.record(&code.name, "viewer-request", error.label());
     viewer.response_hook = None;
     ctx.decision = "function_failed";
     respond::write_error(viewer, FUNCTION_FAILED).await?;
@@ -154,6 +163,7 @@ impl ResponseHook {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(function = %self.code.name, %error, "a viewer-response function failed; answered 503");
+                self.failures.record(&self.code.name, "viewer-response", error.label());
                 *header = failed_header();
                 false
             }

@@ -73,7 +73,14 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
     // viewer ran them. Boxed: most behaviors have none, and their requests'
     // futures should not carry a function's state.
     if !ctx.from_node && !behavior.functions.is_empty() {
-        match Box::pin(super::function_hooks::viewer_request(viewer, ctx, &distribution, behavior)).await? {
+        match Box::pin(super::function_hooks::viewer_request(
+            viewer,
+            ctx,
+            (&distribution, behavior),
+            state.metrics.function_failures(),
+        ))
+        .await?
+        {
             Next::Answered => return Ok(()),
             // The behavior stays the one the viewer's path chose, as CloudFront's does.
             Next::Continue(true) if !resolve_origin(state, viewer, ctx, behavior).await? => return Ok(()),

@@ -88,6 +88,18 @@ pub enum FunctionError {
     InvalidOutput(String),
 }
 
+impl FunctionError {
+    /// The metric's `reason` label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FunctionError::Syntax(_) | FunctionError::NoHandler => "invalid_code",
+            FunctionError::Thrown(_) => "thrown",
+            FunctionError::OverBudget => "budget",
+            FunctionError::InvalidOutput(_) => "invalid_output",
+        }
+    }
+}
+
 /// What one invocation gave, beside its output.
 #[derive(Debug)]
 pub struct Invocation {

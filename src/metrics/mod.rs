@@ -30,6 +30,18 @@ pub struct Metrics {
     cache_budget: IntGaugeVec,
     cache_items: IntGaugeVec,
     config_reloads: IntCounterVec,
+    function_failures: FunctionFailures,
+}
+
+/// CloudFront Functions' failures (each answered 503), by function, event
+/// and reason: cheap to clone into what runs a function later.
+#[derive(Clone)]
+pub struct FunctionFailures(IntCounterVec);
+
+impl FunctionFailures {
+    pub fn record(&self, function: &str, event: &str, reason: &str) {
+        self.0.with_label_values(&[function, event, reason]).inc();
+    }
 }
 
 /// Figures kept outside the registry, read at each scrape.
@@ -161,6 +173,12 @@ impl Metrics {
                 "Config reloads, applied or refused.",
                 &["outcome"],
             ),
+            function_failures: FunctionFailures(counter_vec(
+                &registry,
+                "keyfront_function_failures_total",
+                "CloudFront Functions that failed (each answered 503), by function, event type and reason.",
+                &["function", "event", "reason"],
+            )),
             registry,
         }
     }
@@ -172,6 +190,10 @@ impl Metrics {
     }
 
     /// Counts a config reload, applied or refused.
+    pub fn function_failures(&self) -> &FunctionFailures {
+        &self.function_failures
+    }
+
     pub fn record_reload(&self, applied: bool) {
         self.config_reloads
             .with_label_values(&[if applied { "applied" } else { "refused" }])
