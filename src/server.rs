@@ -22,7 +22,7 @@ use crate::config::{AccessLogTarget, Config, ConfigError, ControlPlaneSettings, 
 use crate::control::{ApiCredentials, ApiSettings, ControlApp, ServingDefaults};
 use crate::edge::{Edge, EdgeParts, EdgeState};
 use crate::fleet::{ControlLog, Fleet, FleetSecret};
-use crate::metrics::ScrapeFigures;
+use crate::metrics::{MemberName, ScrapeFigures};
 use crate::origin::Origin;
 use crate::routing::{FileTable, KeyGroups, Routing};
 
@@ -209,6 +209,19 @@ impl EdgeHandle for EdgeState {
                 .as_ref()
                 .and_then(|fleet| fleet.control.as_ref())
                 .map(|control| (control.refused(), control.read_at_ms())),
+            member_names: self
+                .fleet
+                .as_ref()
+                .map(|fleet| fleet.member_names())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, state)| MemberName {
+                    name,
+                    members: state.members.len(),
+                    resolving: state.failing.is_none(),
+                    failures: state.failures,
+                })
+                .collect(),
         };
         self.metrics.render(&self.cache, &figures)
     }

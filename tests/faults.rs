@@ -178,7 +178,8 @@ fn a_damaged_piece_mid_slice_is_refetched_never_stitched() {
                 &state.cache,
                 &keyfront::metrics::ScrapeFigures {
                     access_log_dropped: 0,
-                    control_log: None
+                    control_log: None,
+                    member_names: Vec::new()
                 }
             )
             .contains("keyfront_disk_errors_total 1")

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use common::dns::Dns;
 use common::{Stack, dead_address, free_address, patterned, request, wait_until};
 use keyfront::auth::PolicySpec;
 use keyfront::edge::EdgeState;
@@ -79,12 +80,15 @@ impl Fleet {
 
     /// As `child`, with the node's admin listener.
     fn node(&self, node: &str, parents: &[SocketAddr], fill: u8, extra: &str) -> (SocketAddr, SocketAddr, Arc<EdgeState>) {
-        let secret = secret_file(self.secrets.path(), &format!("{node}.secret"), self.salt, fill);
         let parents: Vec<String> = parents.iter().map(|p| format!("\"{p}\"")).collect();
-        let settings = format!(
-            "fleet: {{node: {node}, secret_file: \"{secret}\", parents: [{}]{extra}}}",
-            parents.join(", ")
-        );
+        self.node_with(node, fill, &format!("parents: [{}]{extra}", parents.join(", ")))
+    }
+
+    /// A node named `node` whose fleet settings are `settings` (YAML flow
+    /// fields after its name and secret).
+    fn node_with(&self, node: &str, fill: u8, settings: &str) -> (SocketAddr, SocketAddr, Arc<EdgeState>) {
+        let secret = secret_file(self.secrets.path(), &format!("{node}.secret"), self.salt, fill);
+        let settings = format!("fleet: {{node: {node}, secret_file: \"{secret}\", {settings}}}");
         self.stack
             .start_edge_with(|template| template.replace(&self.shield_fleet, &settings))
     }
@@ -761,4 +765,113 @@ fn the_control_log_applies_only_signed_entries_and_never_stalls() {
     let metrics = request(stack.admin, "GET", "/metrics", &[], b"").text();
     let line = format!("keyfront_control_entries_refused_total {}", refused_before + 4);
     assert!(metrics.contains(&line), "{line} in the metrics");
+}
+
+/// The parents of a node as its admin API lists them.
+fn listed_parents(admin: SocketAddr) -> Vec<String> {
+    let state: serde_json::Value = serde_json::from_slice(&request(admin, "GET", "/fleet", &[], b"").body).unwrap();
+    let mut parents: Vec<String> = state["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|parent| parent["address"].as_str().unwrap().to_owned())
+        .collect();
+    parents.sort();
+    parents
+}
+
+/// Parents named by DNS (SRV targets, A records) join and leave a node's
+/// ring as their records change, without a restart; a name that stops
+/// resolving keeps its last members and says so in /fleet and the metrics;
+/// every viewer request meanwhile is answered whole.
+#[test]
+fn parents_named_by_dns_follow_their_records_and_no_viewer_request_fails() {
+    let fleet = Fleet::start();
+    let first = fleet.stack.edge;
+    let (second, _) = fleet.child("shield-2", &[], 7, "");
+    let dns = Dns::start("fleet.test.");
+    let ipv4 = |address: SocketAddr| match address.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        other => panic!("a loopback IPv4 address, not {other}"),
+    };
+    dns.set_a("one", &[ipv4(first)]);
+    dns.set_a("two", &[ipv4(second)]);
+    dns.set_srv("_keyfront._tcp", &[("one", first.port())]);
+    let resolver = format!("dns: {{server: \"{}\", interval: 1s}}", dns.address);
+    let (child, child_admin, _) = fleet.node_with("edge-srv", 7, &format!("parents: [{{srv: _keyfront._tcp.fleet.test}}], {resolver}"));
+    let as_string = |address: SocketAddr| address.to_string();
+    wait_until("the SRV target is the parent", || listed_parents(child_admin) == [as_string(first)]);
+
+    // Viewers keep asking while the records change.
+    let data = patterned(2 * SLICE + 7);
+    fleet.stack.put("/open/dns.bin", "application/octet-stream", &data);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let viewer = {
+        let (stop, data) = (stop.clone(), data.clone());
+        std::thread::spawn(move || {
+            let (mut answered, mut failed) = (0, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let start = (answered * 7919) % (data.len() - 100);
+                let range = format!("bytes={start}-{}", start + 99);
+                let answer = request(child, "GET", "/open/dns.bin", &[("Range", range.as_str())], b"");
+                if answer.status != 206 || answer.body != data[start..start + 100] {
+                    failed.push(format!("{range}: {} {}", answer.status, answer.text()));
+                }
+                answered += 1;
+            }
+            (answered, failed)
+        })
+    };
+
+    let mut both = vec![as_string(first), as_string(second)];
+    both.sort();
+    dns.set_srv("_keyfront._tcp", &[("one", first.port()), ("two", second.port())]);
+    wait_until("a second target joins", || listed_parents(child_admin) == both);
+    dns.set_srv("_keyfront._tcp", &[("two", second.port())]);
+    wait_until("the first target leaves", || listed_parents(child_admin) == [as_string(second)]);
+    // The name stops resolving: the last members stay, and it says so.
+    dns.set_srv("_keyfront._tcp", &[]);
+    wait_until("the failure is reported", || {
+        let state = request(child_admin, "GET", "/fleet", &[], b"").text();
+        state.contains("\"resolving\":false") && state.contains(&format!("\"members\":[\"{second}\"]"))
+    });
+    assert_eq!(listed_parents(child_admin), [as_string(second)], "the last good set is kept");
+    let metrics = request(
+        child_admin,
+        "GET",
+        "/metrics",
+        &[("Authorization", &format!("Bearer {}", common::ADMIN_TOKEN))],
+        b"",
+    )
+    .text();
+    assert!(
+        metrics.contains(r#"keyfront_fleet_member_name_resolving{name="_keyfront._tcp.fleet.test"} 0"#)
+            && metrics.contains(r#"keyfront_fleet_member_name_members{name="_keyfront._tcp.fleet.test"} 1"#),
+        "{metrics}"
+    );
+    dns.set_srv("_keyfront._tcp", &[("one", first.port())]);
+    wait_until("it resolves again", || listed_parents(child_admin) == [as_string(first)]);
+
+    // A records of a name: every address at the port named.
+    let (_, a_admin, _) = fleet.node_with(
+        "edge-a",
+        7,
+        &format!("parents: [{{dns: \"one.fleet.test:{}\"}}], {resolver}", first.port()),
+    );
+    wait_until("the A record is the parent", || listed_parents(a_admin) == [as_string(first)]);
+    let elsewhere = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    dns.set_a("one", &[ipv4(first), elsewhere]);
+    let moved = SocketAddr::from((elsewhere, first.port())).to_string();
+    let mut two = vec![as_string(first), moved.clone()];
+    two.sort();
+    wait_until("a second address joins", || listed_parents(a_admin) == two);
+
+    stop.store(true, Ordering::SeqCst);
+    let (answered, failed) = viewer.join().unwrap();
+    assert!(answered > 20, "the viewer kept asking: {answered}");
+    assert!(
+        failed.is_empty(),
+        "{} of {answered} viewer requests failed: {failed:?}",
+        failed.len()
+    );
 }

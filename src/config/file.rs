@@ -80,6 +80,40 @@ pub struct ConfigFile {
     pub cache: CacheFile,
 }
 
+/// A fleet member as the file names it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MemberFile {
+    /// `ip:port`.
+    Address(String),
+    Named(NamedMemberFile),
+}
+
+/// Members a DNS name gives: every A/AAAA record of `dns` (`name:port`),
+/// or every target of the SRV records of `srv`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedMemberFile {
+    #[serde(default)]
+    pub dns: Option<String>,
+    #[serde(default)]
+    pub srv: Option<String>,
+}
+
+/// The resolver of a fleet's member names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    /// `ip:port` of the DNS server asked (default: the system's, from
+    /// /etc/resolv.conf).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// How often names are resolved again (default 5s); a record's TTL
+    /// is kept within it.
+    #[serde(default)]
+    pub interval: Option<String>,
+}
+
 /// This node's place in a fleet of keyfronts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,12 +122,16 @@ pub struct FleetFile {
     pub node: String,
     /// A file holding the fleet's shared secret (32 bytes or more).
     pub secret_file: String,
-    /// The tier above, `ip:port` each; empty: misses go to the origin.
+    /// The tier above: `ip:port`, `{dns: name:port}` or `{srv: name}`
+    /// each; empty: misses go to the origin.
     #[serde(default)]
-    pub parents: Vec<String>,
-    /// The other nodes of this site (`ip:port` of their listeners).
+    pub parents: Vec<MemberFile>,
+    /// The other nodes of this site (their listeners), as `parents`.
     #[serde(default)]
-    pub site_peers: Vec<String>,
+    pub site_peers: Vec<MemberFile>,
+    /// How names among `parents` and `site_peers` are resolved.
+    #[serde(default)]
+    pub dns: Option<DnsFile>,
     /// This node's address as its site peers list it (default: the first
     /// `listen` address).
     #[serde(default)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, FleetFile, OneOrMany, OriginFile};
+use file::{BehaviorFile, CacheFile, ConfigFile, CorsFile, FleetFile, MemberFile, OneOrMany, OriginFile};
 
 /// A viewer's kernel send buffer unless configured: with the kernel's
 /// doubling, 1 MiB in flight, enough for 80 Mbit/s at 100 ms of round trip,
@@ -51,9 +51,55 @@ pub struct FleetSettings {
 #[derive(Clone, Debug, Default)]
 pub struct Tiers {
     /// The tier above.
-    pub parents: Vec<SocketAddr>,
+    pub parents: Vec<Member>,
     /// This node's address as its site peers know it, and theirs.
-    pub site: Option<(SocketAddr, Vec<SocketAddr>)>,
+    pub site: Option<(SocketAddr, Vec<Member>)>,
+    /// How member names are resolved, when any is a name.
+    pub dns: DnsSettings,
+}
+
+/// One entry of a fleet's member list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    Address(SocketAddr),
+    /// Every A and AAAA record of `name`, at `port`.
+    Dns {
+        name: String,
+        port: u16,
+    },
+    /// Every target (and port) of the SRV records of this name.
+    Srv(String),
+}
+
+/// The resolver of member names.
+#[derive(Clone, Debug)]
+pub struct DnsSettings {
+    /// The DNS server asked; `None`: the system's.
+    pub server: Option<SocketAddr>,
+    /// How often names are resolved again.
+    pub interval: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            server: None,
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Whether `name` is a DNS name a member list may hold: labels of letters,
+/// digits, `-` and `_` (SRV's `_service._proto`), dots between.
+fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Sizes and limits of the cache.
@@ -497,6 +543,35 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         Err(self.invalid(field, text.unwrap_or_default(), reason))
     }
 
+    /// A fleet member: an address, or a DNS or SRV name checked for form
+    /// (it is resolved while serving).
+    fn member(&self, field: &str, member: &MemberFile) -> Result<Member, ConfigError> {
+        match member {
+            MemberFile::Address(text) => self.address(field, text).map(Member::Address),
+            MemberFile::Named(named) => match (&named.dns, &named.srv) {
+                (Some(text), None) => {
+                    let field = format!("{field}.dns");
+                    let expected = "expected name:port, e.g. keyfront-shields.default.svc.cluster.local:8080";
+                    let (name, port) = text.rsplit_once(':').ok_or_else(|| self.invalid(&field, text, expected))?;
+                    match (valid_dns_name(name), port.parse::<u16>()) {
+                        (true, Ok(port)) if port > 0 => Ok(Member::Dns {
+                            name: name.to_owned(),
+                            port,
+                        }),
+                        _ => Err(self.invalid(&field, text, expected)),
+                    }
+                }
+                (None, Some(name)) if valid_dns_name(name) && name.starts_with('_') => Ok(Member::Srv(name.clone())),
+                (None, Some(name)) => Err(self.invalid(
+                    format!("{field}.srv"),
+                    name,
+                    "expected an SRV name, e.g. _http._tcp.keyfront-shields.default.svc.cluster.local",
+                )),
+                _ => Err(self.invalid(field, "", "expected an address, or exactly one of dns: and srv:")),
+            },
+        }
+    }
+
     fn address(&self, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
         text.parse()
             .map_err(|_| self.invalid(field, text, "expected host:port with an IP address, e.g. 127.0.0.1:8080"))
@@ -686,14 +761,25 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             return Err(self.invalid("fleet.secret_file", &fleet.secret_file, reason));
         }
         let secret = Secret(secret.to_owned());
-        let addresses = |field: &str, list: &[String]| {
+        let members = |field: &str, list: &[MemberFile]| {
             list.iter()
                 .enumerate()
-                .map(|(i, address)| self.address(&format!("fleet.{field}[{i}]"), address))
+                .map(|(i, member)| self.member(&format!("fleet.{field}[{i}]"), member))
                 .collect::<Result<Vec<_>, _>>()
         };
-        let parents = addresses("parents", &fleet.parents)?;
-        let site_peers = addresses("site_peers", &fleet.site_peers)?;
+        let parents = members("parents", &fleet.parents)?;
+        let site_peers = members("site_peers", &fleet.site_peers)?;
+        let dns = match &fleet.dns {
+            None => DnsSettings::default(),
+            Some(dns) => DnsSettings {
+                server: dns
+                    .server
+                    .as_deref()
+                    .map(|server| self.address("fleet.dns.server", server))
+                    .transpose()?,
+                interval: self.bounded_duration("fleet.dns.interval", dns.interval.as_deref(), 5, 1..=3600)?,
+            },
+        };
         let site = match (&fleet.site_address, site_peers.is_empty()) {
             (_, true) => None,
             (Some(text), false) => Some((self.address("fleet.site_address", text)?, site_peers)),
@@ -709,7 +795,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         Ok(FleetSettings {
             node: fleet.node.clone(),
             secret,
-            tiers: Tiers { parents, site },
+            tiers: Tiers { parents, site, dns },
             go_direct: fleet.go_direct.unwrap_or(true),
             control: fleet.control.as_ref().map(|control| self.control(control, origins)).transpose()?,
         })

@@ -310,6 +310,63 @@ behaviors:
     assert!((origin.bucket.as_str(), origin.path_style) == ("media", false));
 }
 
+/// The fleet's members by name: each form checked for its shape, refused
+/// with the field and value named, never read as an address or a default.
+#[test]
+fn fleet_members_may_be_dns_and_srv_names_of_the_right_shape() {
+    let fleet = |members: &str| {
+        GOOD.replace(
+            "listen: 127.0.0.1:8080\n",
+            &format!("listen: 127.0.0.1:8080\nfleet: {{node: fra-1, secret_file: public.pem, {members}}}\n"),
+        )
+    };
+    let config = parse(&fleet(
+        "parents: [\"10.0.0.1:8080\", {dns: \"shields.default.svc.cluster.local:8080\"}, {srv: _http._tcp.shields}], dns: {server: \"10.96.0.10:53\", interval: 2s}",
+    ))
+    .unwrap();
+    let tiers = &config.fleet.as_ref().unwrap().tiers;
+    assert_eq!(
+        tiers.parents,
+        [
+            Member::Address("10.0.0.1:8080".parse().unwrap()),
+            Member::Dns {
+                name: "shields.default.svc.cluster.local".into(),
+                port: 8080
+            },
+            Member::Srv("_http._tcp.shields".into()),
+        ]
+    );
+    assert_eq!(tiers.dns.server, Some("10.96.0.10:53".parse().unwrap()));
+    assert_eq!(tiers.dns.interval, Duration::from_secs(2));
+    let defaults = parse(&fleet("parents: [{dns: \"shields:8080\"}]")).unwrap();
+    assert_eq!(defaults.fleet.unwrap().tiers.dns.interval, Duration::from_secs(5));
+    for (members, expected) in [
+        ("parents: [{dns: shields}]", "fleet.parents[0].dns: \"shields\": expected name:port"),
+        ("parents: [{dns: \"shields:0\"}]", "fleet.parents[0].dns: \"shields:0\""),
+        ("parents: [{dns: \"shields:http\"}]", "fleet.parents[0].dns: \"shields:http\""),
+        ("parents: [{dns: \"bad name:80\"}]", "fleet.parents[0].dns: \"bad name:80\""),
+        ("parents: [{dns: \"-bad.example:80\"}]", "fleet.parents[0].dns: \"-bad.example:80\""),
+        (
+            "site_peers: [{srv: shields}]",
+            "fleet.site_peers[0].srv: \"shields\": expected an SRV name",
+        ),
+        (
+            "parents: [{dns: \"a:80\", srv: _b._tcp}]",
+            "fleet.parents[0]: \"\": expected an address, or exactly one of",
+        ),
+        ("parents: [{}]", "fleet.parents[0]: \"\": expected an address, or exactly one of"),
+        ("parents: [{dsn: \"a:80\"}]", "fleet.parents"),
+        (
+            "parents: [{dns: \"a:80\"}], dns: {server: resolver}",
+            "fleet.dns.server: \"resolver\"",
+        ),
+        ("parents: [{dns: \"a:80\"}], dns: {interval: 0s}", "fleet.dns.interval: \"0s\""),
+    ] {
+        let message = error_text(&fleet(members));
+        assert!(message.contains(expected), "{members}: expected {expected:?} in {message:?}");
+    }
+}
+
 #[test]
 fn durations() {
     assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));

@@ -4,6 +4,9 @@
 
 mod auth;
 mod control;
+mod discovery;
+
+pub use discovery::NameState;
 mod parents;
 
 use std::net::SocketAddr;
@@ -18,7 +21,7 @@ pub use control::{ControlEntry, ControlGuard, ControlLog, PublishError, signed_e
 pub use parents::Parents;
 
 use crate::cache::{ObjectRef, ParentTier, unix_now};
-use crate::config::Tiers;
+use crate::config::{Member, Tiers};
 
 /// This node in its fleet.
 pub struct Fleet {
@@ -40,15 +43,30 @@ impl Fleet {
     /// The node `node`, signing and checking with `secret`, asking
     /// `parents` (if any) before the origin, and the origin itself when none
     /// answers only if `go_direct`; reading and writing `control`, if any.
+    /// Member names are resolved with the system's resolver unless
+    /// `tiers.dns` names a server; a resolver that cannot be made (no
+    /// /etc/resolv.conf) leaves the names unresolved, and says so.
     pub fn new(node: String, secret: FleetSecret, tiers: &Tiers, go_direct: bool, control: Option<ControlLog>) -> Arc<Fleet> {
+        let named = tiers
+            .parents
+            .iter()
+            .chain(tiers.site.iter().flat_map(|(_, peers)| peers))
+            .any(|member| !matches!(member, Member::Address(_)));
+        let resolver = named
+            .then(|| discovery::resolver(&tiers.dns))
+            .transpose()
+            .inspect_err(|error| tracing::error!(%error, "fleet member names cannot be resolved"))
+            .ok()
+            .flatten();
+        let ring = |members: &[Member]| Parents::new(members, &tiers.dns, resolver.clone());
         let site = tiers.site.as_ref().map(|(me, peers)| {
-            let members: Vec<SocketAddr> = peers.iter().copied().chain([*me]).collect();
-            (Parents::new(&members), *me)
+            let members: Vec<Member> = peers.iter().cloned().chain([Member::Address(*me)]).collect();
+            (ring(&members), *me)
         });
         Arc::new(Fleet {
             node,
             secret,
-            parents: (!tiers.parents.is_empty()).then(|| Parents::new(&tiers.parents)),
+            parents: (!tiers.parents.is_empty()).then(|| ring(&tiers.parents)),
             site,
             go_direct,
             control: control.map(Arc::new),
@@ -85,13 +103,35 @@ impl Fleet {
             .into_iter()
             .map(|(address, healthy)| serde_json::json!({ "address": address.to_string(), "healthy": healthy }))
             .collect();
+        let names: serde_json::Map<String, serde_json::Value> = self
+            .member_names()
+            .into_iter()
+            .map(|(name, state)| {
+                let members: Vec<String> = state.members.iter().map(ToString::to_string).collect();
+                let status = serde_json::json!({
+                    "members": members,
+                    "resolving": state.failing.is_none(),
+                    "error": state.failing,
+                    "failures": state.failures,
+                });
+                (name, status)
+            })
+            .collect();
         serde_json::json!({
             "node": self.node,
             "parents": parents,
             "site": site,
+            "member_names": names,
             "go_direct": self.go_direct,
             "control_last_applied": self.control.as_ref().map(|control| control.last_applied()),
         })
+    }
+
+    /// What each member name (of the parents and of the site) last resolved
+    /// to, and whether it still resolves.
+    pub fn member_names(&self) -> std::collections::BTreeMap<String, discovery::NameState> {
+        let site = self.site.as_ref().map(|(ring, _)| ring);
+        self.parents.iter().chain(site).flat_map(Parents::names).collect()
     }
 
     /// The health checks of this node's parents and site peers, for the

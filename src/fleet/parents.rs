@@ -1,7 +1,8 @@
 //! The tier above: parent keyfronts chosen per slice by consistent hashing
 //! (pingora's Ketama ring, compatible with nginx's `hash ... consistent`),
 //! so each slice lives on one parent; parents that fail a TCP health check
-//! are skipped until they pass again.
+//! are skipped until they pass again. Members named by DNS join and leave
+//! the ring as their names resolve (`discovery`).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -10,8 +11,11 @@ use std::time::Duration;
 
 use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::selection::consistent::KetamaHashing;
-use pingora::lb::{Backend, LoadBalancer};
+use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::services::background::GenBackgroundService;
+
+use super::discovery::{Discovered, MemberDiscovery, NameState};
+use crate::config::{DnsSettings, Member};
 
 /// How often each parent's health is checked.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -19,14 +23,29 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The ring of parents, with their health.
 pub struct Parents {
     ring: Arc<LoadBalancer<KetamaHashing>>,
-    count: usize,
+    discovery: Arc<MemberDiscovery>,
 }
 
 impl Parents {
-    /// The ring of `addresses`; every parent counts as healthy until the
-    /// first round of `health_checks` has run.
-    pub fn new(addresses: &[SocketAddr]) -> Self {
-        let mut ring = LoadBalancer::<KetamaHashing>::try_from_iter(addresses.iter().copied()).expect("socket addresses need no lookup");
+    /// The ring of `members`, names resolved by `resolver` every
+    /// `dns.interval`; every parent counts as healthy until the first
+    /// round of `health_checks` has run. Addresses are on the ring at
+    /// once, names from the first resolution on.
+    pub fn new(members: &[Member], dns: &DnsSettings, resolver: Option<Arc<hickory_resolver::TokioResolver>>) -> Self {
+        let discovery = MemberDiscovery::new(members, resolver);
+        let mut ring = LoadBalancer::<KetamaHashing>::from_backends(Backends::new(Box::new(Discovered(discovery.clone()))));
+        if discovery.has_names() {
+            ring.update_frequency = Some(dns.interval);
+        } else {
+            // Addresses need no lookup: discovered without waiting.
+            let update = std::pin::pin!(ring.update());
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            let outcome = std::future::Future::poll(update, &mut context);
+            assert!(
+                matches!(outcome, std::task::Poll::Ready(Ok(()))),
+                "addresses are discovered at once"
+            );
+        }
         let mut check = TcpHealthCheck::default();
         check.peer_template.options.connection_timeout = Some(Duration::from_millis(500));
         ring.set_health_check(Box::new(check));
@@ -34,8 +53,13 @@ impl Parents {
         ring.parallel_health_check = true;
         Parents {
             ring: Arc::new(ring),
-            count: addresses.len(),
+            discovery,
         }
+    }
+
+    /// What each member name last resolved to, and whether it fails.
+    pub fn names(&self) -> std::collections::BTreeMap<String, NameState> {
+        self.discovery.names()
     }
 
     /// The service that checks the parents' health every second, for the
@@ -59,9 +83,10 @@ impl Parents {
     /// The healthy parents in the order to ask them for `key`: its owner on
     /// the ring first, then the next ones.
     pub fn in_order(&self, key: &[u8]) -> Vec<SocketAddr> {
+        let count = self.ring.backends().get_backend().len();
         let mut chosen: BTreeSet<Backend> = BTreeSet::new();
-        let mut order = Vec::with_capacity(self.count);
-        while order.len() < self.count {
+        let mut order = Vec::with_capacity(count);
+        while order.len() < count {
             let next = self
                 .ring
                 .select_with(key, 256, |backend, healthy| healthy && !chosen.contains(backend));
@@ -77,13 +102,19 @@ impl Parents {
 mod tests {
     use super::*;
 
-    fn addresses(count: u8) -> Vec<SocketAddr> {
-        (1..=count).map(|i| SocketAddr::from(([127, 0, 0, i], 8080))).collect()
+    fn addresses(count: u8) -> Vec<Member> {
+        (1..=count)
+            .map(|i| Member::Address(SocketAddr::from(([127, 0, 0, i], 8080))))
+            .collect()
+    }
+
+    fn ring(members: &[Member]) -> Parents {
+        Parents::new(members, &DnsSettings::default(), None)
     }
 
     #[test]
     fn each_key_has_one_owner_and_keys_spread() {
-        let parents = Parents::new(&addresses(3));
+        let parents = ring(&addresses(3));
         let mut owners = std::collections::HashMap::new();
         for slice in 0..300 {
             let key = format!("media\n/bucket/film.mp4\nbytes={}-", slice << 20);
@@ -102,9 +133,9 @@ mod tests {
 
     #[test]
     fn removing_a_parent_moves_only_its_keys() {
-        let three = Parents::new(&addresses(3));
-        let two = Parents::new(&addresses(2));
-        let gone = addresses(3)[2];
+        let three = ring(&addresses(3));
+        let two = ring(&addresses(2));
+        let Member::Address(gone) = addresses(3)[2] else { unreachable!() };
         for slice in 0..300 {
             let key = format!("k{slice}");
             let before = three.in_order(key.as_bytes())[0];

@@ -31,6 +31,9 @@ pub struct Metrics {
     cache_items: IntGaugeVec,
     config_reloads: IntCounterVec,
     function_failures: FunctionFailures,
+    name_members: IntGaugeVec,
+    name_resolving: IntGaugeVec,
+    name_failures: IntCounterVec,
 }
 
 /// CloudFront Functions' failures (each answered 503), by function, event
@@ -50,6 +53,17 @@ pub struct ScrapeFigures {
     /// Entries of the fleet's control log refused, and when it was last
     /// read whole (Unix milliseconds), for a node that reads one.
     pub control_log: Option<(u64, u64)>,
+    /// Each fleet member name: its members now, whether it resolves, and
+    /// its failed resolutions in all.
+    pub member_names: Vec<MemberName>,
+}
+
+/// What a fleet member name gives, for its metrics.
+pub struct MemberName {
+    pub name: String,
+    pub members: usize,
+    pub resolving: bool,
+    pub failures: u64,
 }
 
 /// What the logging phase knows of a finished request.
@@ -173,6 +187,24 @@ impl Metrics {
                 "Config reloads, applied or refused.",
                 &["outcome"],
             ),
+            name_members: gauge_vec(
+                &registry,
+                "keyfront_fleet_member_name_members",
+                "The fleet members a DNS or SRV name gives now (the last good set while it fails).",
+                &["name"],
+            ),
+            name_resolving: gauge_vec(
+                &registry,
+                "keyfront_fleet_member_name_resolving",
+                "1 while a fleet member name resolves, 0 while it fails (its last members kept).",
+                &["name"],
+            ),
+            name_failures: counter_vec(
+                &registry,
+                "keyfront_fleet_member_name_failures_total",
+                "Failed resolutions of a fleet member name.",
+                &["name"],
+            ),
             function_failures: FunctionFailures(counter_vec(
                 &registry,
                 "keyfront_function_failures_total",
@@ -221,6 +253,14 @@ impl Metrics {
         if let Some((refused, read_at_ms)) = figures.control_log {
             sync(&self.control_entries_refused, refused);
             self.control_log_read.set(i64::try_from(read_at_ms / 1000).unwrap_or(i64::MAX));
+        }
+        for name in &figures.member_names {
+            let labels = [name.name.as_str()];
+            self.name_members
+                .with_label_values(&labels)
+                .set(i64::try_from(name.members).unwrap_or(i64::MAX));
+            self.name_resolving.with_label_values(&labels).set(i64::from(name.resolving));
+            sync(&self.name_failures.with_label_values(&labels), name.failures);
         }
         if let Some(resident) = resident_bytes() {
             self.process_resident.set(i64::try_from(resident).unwrap_or(i64::MAX));

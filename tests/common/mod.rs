@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod dns;
 pub mod fleet;
 pub mod served;
 

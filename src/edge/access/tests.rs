@@ -171,11 +171,13 @@ fn a_public_behavior_grants_anyone_and_a_signature_changes_nothing() {
 }
 
 fn fleet(secret: u8) -> Arc<Fleet> {
-    let tiers = Tiers {
-        parents: Vec::new(),
-        site: None,
-    };
-    Fleet::new("node-a".to_owned(), FleetSecret::new(&[secret; 32]).unwrap(), &tiers, true, None)
+    Fleet::new(
+        "node-a".to_owned(),
+        FleetSecret::new(&[secret; 32]).unwrap(),
+        &Tiers::default(),
+        true,
+        None,
+    )
 }
 
 /// The headers the asking node sends for `path` on `behavior`.
