@@ -36,7 +36,7 @@ fn promtool(args: &[&str]) -> String {
 
 #[test]
 fn the_alert_rules_pass_promtools_checks_and_unit_tests() {
-    assert!(promtool(&["check", "rules", "keyfront-rules.yml"]).contains("SUCCESS: 9 rules found"));
+    assert!(promtool(&["check", "rules", "keyfront-rules.yml"]).contains("SUCCESS: 10 rules found"));
     assert!(promtool(&["test", "rules", "keyfront-rules.test.yml"]).contains("SUCCESS"));
 }
 

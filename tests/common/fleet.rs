@@ -46,6 +46,8 @@ impl Node {
 
 pub struct Fleet {
     _dir: tempfile::TempDir,
+    /// Names the shield for the second site, whose nodes find it by DNS.
+    _dns: super::dns::Dns,
     pub origin: Origin,
     pub shield: Node,
     pub sites: [Vec<Node>; 2],
@@ -94,6 +96,17 @@ impl Fleet {
         };
         let shield_address = free_address_on([127, 0, 0, 31]);
         let shield = start("shield", [127, 0, 0, 31], "", shield_address);
+        // The first site lists its parent's address, the second names it.
+        let dns = super::dns::Dns::start("fleet.test.");
+        dns.set_a("shield", &[std::net::Ipv4Addr::new(127, 0, 0, 31)]);
+        let parents = [
+            format!("parents: [\"{shield_address}\"]"),
+            format!(
+                "parents: [{{dns: \"shield.fleet.test:{}\"}}], dns: {{server: \"{}\", interval: 1s}}",
+                shield_address.port(),
+                dns.address
+            ),
+        ];
         let sites = [1u8, 2].map(|site| {
             let ips: Vec<[u8; 4]> = (1..=3).map(|n| [127, 0, 0, site * 10 + n]).collect();
             let edges: Vec<SocketAddr> = ips.iter().map(|ip| free_address_on(*ip)).collect();
@@ -102,13 +115,14 @@ impl Fleet {
                 .enumerate()
                 .map(|(i, (ip, edge))| {
                     let peers: Vec<SocketAddr> = edges.iter().copied().filter(|peer| peer != edge).collect();
-                    let fleet = format!(", site_peers: [{}], parents: [\"{shield_address}\"]", quoted(&peers));
+                    let fleet = format!(", site_peers: [{}], {}", quoted(&peers), parents[usize::from(site) - 1]);
                     start(&format!("site{site}-{i}"), *ip, &fleet, *edge)
                 })
                 .collect()
         });
         let fleet = Fleet {
             _dir: dir,
+            _dns: dns,
             origin,
             shield,
             sites,
