@@ -135,7 +135,7 @@ pub struct FleetFile {
     /// This node's address as its site peers list it (default: the first
     /// `listen` address).
     #[serde(default)]
-    pub site_address: Option<String>,
+    pub site_address: Option<MemberFile>,
     /// Whether misses go to the origin when no parent answers (default true).
     #[serde(default)]
     pub go_direct: Option<bool>,

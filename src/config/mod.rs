@@ -52,8 +52,9 @@ pub struct FleetSettings {
 pub struct Tiers {
     /// The tier above.
     pub parents: Vec<Member>,
-    /// This node's address as its site peers know it, and theirs.
-    pub site: Option<(SocketAddr, Vec<Member>)>,
+    /// This node's address as its site peers know it (an address, or a
+    /// name of it alone), and theirs.
+    pub site: Option<(Member, Vec<Member>)>,
     /// How member names are resolved, when any is a name.
     pub dns: DnsSettings,
 }
@@ -782,9 +783,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         };
         let site = match (&fleet.site_address, site_peers.is_empty()) {
             (_, true) => None,
-            (Some(text), false) => Some((self.address("fleet.site_address", text)?, site_peers)),
+            (Some(member), false) => match self.member("fleet.site_address", member)? {
+                Member::Srv(name) => {
+                    let reason = "expected this node's address, or {dns: name:port} naming it alone";
+                    return Err(self.invalid("fleet.site_address.srv", &name, reason));
+                }
+                own => Some((own, site_peers)),
+            },
             (None, false) => match listen.first() {
-                Some(address) if !address.ip().is_unspecified() => Some((*address, site_peers)),
+                Some(address) if !address.ip().is_unspecified() => Some((Member::Address(*address), site_peers)),
                 _ => {
                     let first = listen.first().map(ToString::to_string).unwrap_or_default();
                     let reason = "site peers need this node's own address: set fleet.site_address";

@@ -338,6 +338,14 @@ fn fleet_members_may_be_dns_and_srv_names_of_the_right_shape() {
     );
     assert_eq!(tiers.dns.server, Some("10.96.0.10:53".parse().unwrap()));
     assert_eq!(tiers.dns.interval, Duration::from_secs(2));
+    let named_self = parse(&fleet("site_peers: [\"10.0.0.2:80\"], site_address: {dns: \"me.peers:80\"}")).unwrap();
+    assert_eq!(
+        named_self.fleet.unwrap().tiers.site.unwrap().0,
+        Member::Dns {
+            name: "me.peers".into(),
+            port: 80
+        }
+    );
     let defaults = parse(&fleet("parents: [{dns: \"shields:8080\"}]")).unwrap();
     assert_eq!(defaults.fleet.unwrap().tiers.dns.interval, Duration::from_secs(5));
     for (members, expected) in [

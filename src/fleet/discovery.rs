@@ -82,6 +82,11 @@ impl MemberDiscovery {
         self.names.lock().expect("names lock").clone()
     }
 
+    /// The first member the name `key` last resolved to.
+    pub fn first_member(&self, key: &str) -> Option<SocketAddr> {
+        self.names.lock().expect("names lock").get(key)?.members.first().copied()
+    }
+
     /// The members now: the addresses, and for each name what it resolves
     /// to, or what it last resolved to when it fails (empty or an error).
     pub async fn members(&self) -> BTreeSet<SocketAddr> {

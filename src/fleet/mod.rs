@@ -28,9 +28,10 @@ pub struct Fleet {
     node: String,
     secret: FleetSecret,
     parents: Option<Parents>,
-    /// The nodes of this site, this one included, and this one's address
-    /// among them: each slice is kept by its owner on this ring only.
-    site: Option<(Parents, SocketAddr)>,
+    /// The nodes of this site, this one included, and this one among them
+    /// (an address, or a name of it): each slice is kept by its owner on
+    /// this ring only.
+    site: Option<(Parents, Member)>,
     go_direct: bool,
     /// The control log every node reads, if the fleet keeps one.
     pub control: Option<Arc<ControlLog>>,
@@ -60,8 +61,8 @@ impl Fleet {
             .flatten();
         let ring = |members: &[Member]| Parents::new(members, &tiers.dns, resolver.clone());
         let site = tiers.site.as_ref().map(|(me, peers)| {
-            let members: Vec<Member> = peers.iter().cloned().chain([Member::Address(*me)]).collect();
-            (ring(&members), *me)
+            let members: Vec<Member> = peers.iter().cloned().chain([me.clone()]).collect();
+            (ring(&members), me.clone())
         });
         Arc::new(Fleet {
             node,
@@ -163,9 +164,12 @@ impl ParentTier for Fleet {
         self.parents.as_ref().map_or_else(Vec::new, |parents| parents.in_order(key))
     }
 
+    /// `None` too while this node's own name has not resolved: it then
+    /// cannot tell itself from a peer, and asks upstream itself.
     fn site_owner(&self, key: &[u8]) -> Option<SocketAddr> {
         let (ring, me) = self.site.as_ref()?;
-        ring.in_order(key).first().copied().filter(|owner| owner != me)
+        let me = ring.address_of(me)?;
+        ring.in_order(key).first().copied().filter(|owner| *owner != me)
     }
 
     fn authenticate(&self, method: &str, object: &ObjectRef, range: &str, not_before: u64, site_hop: bool) -> Vec<(&'static str, String)> {

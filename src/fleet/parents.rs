@@ -57,6 +57,16 @@ impl Parents {
         }
     }
 
+    /// The address of `member`: itself, or what its name last resolved to
+    /// (a name of one node: its first address).
+    pub fn address_of(&self, member: &Member) -> Option<SocketAddr> {
+        match member {
+            Member::Address(address) => Some(*address),
+            Member::Dns { name, port } => self.discovery.first_member(&format!("{name}:{port}")),
+            Member::Srv(_) => None,
+        }
+    }
+
     /// What each member name last resolved to, and whether it fails.
     pub fn names(&self) -> std::collections::BTreeMap<String, NameState> {
         self.discovery.names()

@@ -96,7 +96,8 @@ impl Fleet {
         };
         let shield_address = free_address_on([127, 0, 0, 31]);
         let shield = start("shield", [127, 0, 0, 31], "", shield_address);
-        // The first site lists its parent's address, the second names it.
+        // The first site lists its parent's address and each node's own; the
+        // second names its parent, and each node names itself.
         let dns = super::dns::Dns::start("fleet.test.");
         dns.set_a("shield", &[std::net::Ipv4Addr::new(127, 0, 0, 31)]);
         let parents = [
@@ -115,7 +116,11 @@ impl Fleet {
                 .enumerate()
                 .map(|(i, (ip, edge))| {
                     let peers: Vec<SocketAddr> = edges.iter().copied().filter(|peer| peer != edge).collect();
-                    let fleet = format!(", site_peers: [{}], {}", quoted(&peers), parents[usize::from(site) - 1]);
+                    let mut fleet = format!(", site_peers: [{}], {}", quoted(&peers), parents[usize::from(site) - 1]);
+                    if site == 2 {
+                        dns.set_a(&format!("site2-{i}"), &[std::net::Ipv4Addr::from(*ip)]);
+                        fleet.push_str(&format!(", site_address: {{dns: \"site2-{i}.fleet.test:{}\"}}", edge.port()));
+                    }
                     start(&format!("site{site}-{i}"), *ip, &fleet, *edge)
                 })
                 .collect()
