@@ -1823,3 +1823,60 @@ fn a_reset_deletes_every_resource_for_an_authenticated_caller_only() {
         "the same CallerReference makes a new distribution over the bucket, untouched"
     );
 }
+
+/// Every viewer header an origin request policy can send (Managed-AllViewer)
+/// on a public behavior over an S3 origin, hostile ones included: a forged
+/// SigV4 `Authorization` with its date and token, the signing cookies,
+/// `Expect`, a `Range`. The bucket still gets keyfront's own signature and
+/// none of the viewer's: the bytes served are the object's, whole or the
+/// range asked, and nothing of the viewer's credentials is echoed.
+#[test]
+fn an_s3_origin_behind_all_viewer_gets_none_of_the_viewers_credentials() {
+    let setup = start(EmulatorOptions::default());
+    let emulator = &setup.emulator;
+    const ALL_VIEWER: &str = "216adef6-5c7f-47e4-b989-5492eafa07d3";
+    const CACHING_DISABLED: &str = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad";
+    let plain = distribution_config("all-viewer", &emulator.bucket, &setup.group_id, "");
+    let config = plain.replacen(
+        "<PathPattern>public/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy><MinTTL>0</MinTTL>",
+        &format!(
+            "<PathPattern>public/*</PathPattern><TargetOriginId>o</TargetOriginId><ViewerProtocolPolicy>allow-all</ViewerProtocolPolicy>\
+             <CachePolicyId>{CACHING_DISABLED}</CachePolicyId><OriginRequestPolicyId>{ALL_VIEWER}</OriginRequestPolicyId>"
+        ),
+        1,
+    );
+    let (status, created, _) = api(emulator, "POST", "distribution", &config, None);
+    assert_eq!(status, 201, "{created}");
+    let domain = field(&created, "DomainName");
+    let body = common::patterned(4096);
+    put(emulator, "/prefix/public/data.bin", &body);
+    let hostile = [
+        ("Host", domain.as_str()),
+        (
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIAEVIL/20000101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+        ),
+        ("X-Amz-Date", "20000101T000000Z"),
+        ("X-Amz-Security-Token", "forged-token"),
+        ("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD"),
+        ("Cookie", "CloudFront-Signature=forged; CloudFront-Key-Pair-Id=KEVIL; session=s1"),
+        ("Accept-Encoding", "gzip"),
+        ("X-Tenant", "t1"),
+    ];
+    for _ in 0..2 {
+        let whole = request(emulator.edge, "GET", "/public/data.bin", &hostile, b"");
+        assert_eq!(whole.status, 200, "{}", whole.text());
+        assert!(whole.body == body, "the object's bytes, whole");
+        assert!(whole.header("content-encoding").is_none(), "identity bytes");
+        let mut ranged = hostile.to_vec();
+        ranged.push(("Range", "bytes=100-199"));
+        let part = request(emulator.edge, "GET", "/public/data.bin", &ranged, b"");
+        assert_eq!(part.status, 206, "{}", part.text());
+        assert!(part.body == body[100..200], "the range asked");
+    }
+    // The same on a HEAD, and nothing of the viewer's credentials comes back.
+    let head = request(emulator.edge, "HEAD", "/public/data.bin", &hostile, b"");
+    assert_eq!((head.status, head.header("content-length")), (200, Some("4096")));
+    let all = format!("{}{}", head.text(), String::from_utf8_lossy(&head.body));
+    assert!(!all.contains("forged") && !all.contains("AKIAEVIL"));
+}

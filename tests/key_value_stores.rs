@@ -12,6 +12,17 @@ use keyfront::emulator::{Emulator, EmulatorOptions};
 use keyfront::origin::{Origin, put_object};
 use serde_json::Value;
 
+/// An emulator that takes the data plane's requests unsigned (any
+/// credentials): the tests here are of the operations, signatures are
+/// `the_data_plane_refuses_what_is_not_signed_for_it`'s and boto3's.
+fn unsigned_emulator() -> Emulator {
+    Emulator::start(EmulatorOptions {
+        accept_any_credentials: true,
+        ..EmulatorOptions::default()
+    })
+    .unwrap()
+}
+
 /// A store named `name` through the CloudFront API; its ARN and id.
 fn create_store(emulator: &Emulator, name: &str) -> (String, String) {
     let body = format!("<CreateKeyValueStoreRequest {NS}><Name>{name}</Name><Comment>routes</Comment></CreateKeyValueStoreRequest>");
@@ -69,11 +80,7 @@ fn refused(answer: &Response, status: u16, code: &str) {
 
 #[test]
 fn the_data_plane_changes_keys_under_the_stores_etag_within_cloudfronts_limits() {
-    let emulator = Emulator::start(EmulatorOptions {
-        accept_any_credentials: true,
-        ..EmulatorOptions::default()
-    })
-    .unwrap();
+    let emulator = unsigned_emulator();
     let (kvs_arn, _) = create_store(&emulator, "routes");
     let again = format!("<CreateKeyValueStoreRequest {NS}><Name>routes</Name></CreateKeyValueStoreRequest>");
     let duplicate = emulator
@@ -220,11 +227,7 @@ fn router(emulator: &Emulator, kvs_arn: &str) -> String {
 
 #[test]
 fn a_function_reads_its_store_at_request_time() {
-    let emulator = Emulator::start(EmulatorOptions {
-        accept_any_credentials: true,
-        ..EmulatorOptions::default()
-    })
-    .unwrap();
+    let emulator = unsigned_emulator();
     let (kvs_arn, _) = create_store(&emulator, "routes");
     // A function naming a store that does not exist is refused.
     let missing = kvs_arn.replace("key-value-store/", "key-value-store/0");

@@ -58,7 +58,8 @@ pub struct ObjectMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub content_type: Option<String>,
-    pub bytes: Vec<u8>,
+    /// Shared with every answer that replays it.
+    pub bytes: bytes::Bytes,
 }
 
 /// The longest error body replayed: an error page, not an object.

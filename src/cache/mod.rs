@@ -982,7 +982,10 @@ async fn error_body(object: &ObjectRef, response: &mut OriginResponse<'_>) -> Op
         }
         bytes.extend_from_slice(&chunk);
     }
-    Some(Arc::new(ErrorBody { content_type, bytes }))
+    Some(Arc::new(ErrorBody {
+        content_type,
+        bytes: bytes.into(),
+    }))
 }
 
 /// The response's body length from its `Content-Length`, if it has one.

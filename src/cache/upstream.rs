@@ -2,6 +2,7 @@
 //! any (`crate::fleet` names them), then the object's origin. A parent is a
 //! keyfront answering as an origin would, from its own cache.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -177,14 +178,15 @@ impl Cache {
 }
 
 /// `headers` and the viewer's headers `object`'s behavior sends that
-/// `origin` takes.
-fn with_sent<'h>(object: &'h ObjectRef, origin: &Origin, headers: &[(&'h str, &'h str)]) -> Vec<(&'h str, &'h str)> {
+/// `origin` takes (no copy when it sends none).
+fn with_sent<'h>(object: &'h ObjectRef, origin: &Origin, headers: &'h [(&'h str, &'h str)]) -> Cow<'h, [(&'h str, &'h str)]> {
+    let Some(sent) = &object.sent else {
+        return Cow::Borrowed(headers);
+    };
+    let taken = sent.headers.iter().filter(|(name, _)| origin.takes_viewer_header(name));
     let mut all = headers.to_vec();
-    if let Some(sent) = &object.sent {
-        let taken = sent.headers.iter().filter(|(name, _)| origin.takes_viewer_header(name));
-        all.extend(taken.map(|(name, value)| (name.as_str(), value.as_str())));
-    }
-    all
+    all.extend(taken.map(|(name, value)| (name.as_str(), value.as_str())));
+    Cow::Owned(all)
 }
 
 /// Where on the parents' ring a request falls: its object and slice, so a

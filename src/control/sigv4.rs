@@ -230,24 +230,12 @@ pub fn verify(request: &SignedRequest<'_>, service: &str, secret_for: impl Fn(&s
     Ok(parsed.access_key.to_owned())
 }
 
-/// The order of P-256, less 2: a derived key candidate must not exceed it.
-const P256_ORDER_MINUS_TWO: [u8; 32] = hex_literal(*b"ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc63254f");
-
-const fn hex_literal(text: [u8; 64]) -> [u8; 32] {
-    const fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            _ => c - b'a' + 10,
-        }
-    }
-    let mut bytes = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        bytes[i] = (nibble(text[2 * i]) << 4) | nibble(text[2 * i + 1]);
-        i += 1;
-    }
-    bytes
-}
+/// The order of P-256, less 2 (FIPS 186-5): a derived key candidate must
+/// not exceed it.
+const P256_ORDER_MINUS_TWO: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, //
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x4f,
+];
 
 /// SigV4A's private key for `access_key` and `secret`: NIST SP 800-108's
 /// counter-mode KDF over HMAC-SHA256, the first candidate that is at most
@@ -350,6 +338,14 @@ mod tests {
     /// A request aws-sigv4's own SigV4A signer (its `sigv4a` feature) signed
     /// at Unix time 1,800,000,000, as boto3 signs the key value stores' data
     /// plane: the derived key, then the signature, verify; nothing else does.
+    #[test]
+    fn the_bound_is_the_curves_order_less_two() {
+        use p256::elliptic_curve::Curve as _;
+        use p256::elliptic_curve::bigint::{ArrayEncoding as _, U256};
+        let bound = U256::from_be_slice(&P256_ORDER_MINUS_TWO).wrapping_add(&U256::from_u8(2));
+        assert_eq!(bound.to_be_byte_array(), p256::NistP256::ORDER.to_be_byte_array());
+    }
+
     #[test]
     fn what_the_sdk_signs_with_sigv4a_verifies_and_nothing_else_does() {
         const ACCESS_KEY: &str = "AKIDEXAMPLE";

@@ -111,8 +111,7 @@ async fn write_whole(viewer: &mut Viewer<'_>, status: u16, content_type: Option<
 /// Writes an origin's own error answer (a custom origin's page or JSON)
 /// under its status; for HEAD, the same headers and no body.
 pub async fn write_origin_error(viewer: &mut Viewer<'_>, status: u16, error: &ErrorBody) -> Result<()> {
-    let body = Bytes::copy_from_slice(&error.bytes);
-    write_whole(viewer, status, error.content_type.as_deref(), body).await
+    write_whole(viewer, status, error.content_type.as_deref(), error.bytes.clone()).await
 }
 
 /// Writes `error` as the response.

@@ -372,6 +372,25 @@ mod tests {
     }
 
     #[test]
+    fn an_origin_signed_by_the_node_never_takes_the_viewers_authorization() {
+        let s3 = origin("https://s3.eu-west-1.amazonaws.com", false);
+        assert!(s3.is_signed());
+        assert!(!s3.takes_viewer_header("authorization"));
+        assert!(s3.takes_viewer_header("accept-language"));
+        let mut api = Origin::custom("127.0.0.1", 8080, false, "", Arc::from(Vec::new()));
+        api.custom_headers.push(("x-origin-verify".into(), "secret".into()));
+        assert!(!api.is_signed());
+        assert!(
+            api.takes_viewer_header("authorization"),
+            "a custom origin gets it when a policy sends it"
+        );
+        assert!(
+            !api.takes_viewer_header("x-origin-verify"),
+            "the origin's own header is never the viewer's"
+        );
+    }
+
+    #[test]
     fn addressing() {
         let path = origin("http://127.0.0.1:9000", true);
         assert_eq!(

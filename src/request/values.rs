@@ -86,6 +86,9 @@ impl RequestValues {
     /// alone), then each keyed cookie as `name=value`, sorted, `\n` between.
     /// Empty when the behavior keys neither.
     pub fn variant(&self, headers: &HeaderMap) -> String {
+        if !self.varies() {
+            return String::new();
+        }
         let mut parts = Vec::new();
         for name in &self.key_headers {
             let values: Vec<String> = headers.get_all(name.as_str()).iter().map(|v| escaped(v.as_bytes())).collect();
