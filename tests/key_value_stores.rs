@@ -197,6 +197,16 @@ fn the_data_plane_changes_keys_under_the_stores_etag_within_cloudfronts_limits()
     );
     let unknown = kvs_arn.replace("key-value-store/", "key-value-store/0");
     refused(&data(&emulator, "GET", &unknown, "", None, ""), 404, "ResourceNotFoundException");
+    // The same store id under another account, or another service's ARN, is no store here.
+    for foreign in [
+        kvs_arn.replace("123456789012", "999999999999"),
+        kvs_arn.replace(":cloudfront:", ":s3:"),
+        kvs_arn.replace("key-value-store/", "function/"),
+    ] {
+        let answer = data(&emulator, "GET", &foreign, "/keys/%2Fold", None, "");
+        refused(&answer, 404, "ResourceNotFoundException");
+        assert!(!answer.text().contains("/new.txt"), "{foreign}: no value of the store");
+    }
 }
 
 fn put(emulator: &Emulator, key: &str, body: &[u8]) {
