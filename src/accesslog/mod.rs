@@ -13,8 +13,8 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -27,25 +27,49 @@ const FIELDS: &str = "date time x-edge-location sc-bytes c-ip cs-method cs(Host)
 /// separators of the log itself.
 const LOG_ESCAPE: &AsciiSet = &CONTROLS.add(b' ').add(b'\t').add(b'"').add(b'\\');
 
-/// Lines waiting for the writer thread at most: about 20 MiB of lines, a
-/// fifth of a second at 300,000 requests/s. Past it lines are dropped and
-/// counted, never waited for.
-const QUEUE_LINES: usize = 65_536;
+/// Buffers the serving threads append lines to. A thread keeps to one
+/// (see `SHARD`), so two threads seldom share one and its lock is
+/// uncontended but for the writer's swap every `BATCH_PAUSE`.
+const SHARDS: usize = 16;
 
-/// How long the writer waits after a batch before it sleeps on the queue
-/// again: lines queued meanwhile wake nobody (no system call on the
+/// Bytes a buffer holds at most before its lines are dropped and counted,
+/// never waited for: 16 MiB in all, about a fifth of a second at 300,000
+/// requests/s.
+const SHARD_BYTES: usize = 1 << 20;
+
+/// How long the writer waits after a batch before it takes the buffers
+/// again: lines appended meanwhile wake nobody (no system call on the
 /// request path), and are written and flushed in one batch.
 const BATCH_PAUSE: Duration = Duration::from_millis(20);
 
-/// Where access-log lines go: a queue that a thread of its own writes out,
-/// so that a request never waits for the disk or for another request's
-/// line. A line is on disk within about `BATCH_PAUSE`.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The buffer this thread appends to, in every log.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+/// Where access-log lines go: a buffer per serving thread, each written out
+/// whole by a thread of the log's own, so that a request never waits for
+/// the disk, allocates its line, or waits for another request's line. A
+/// line is on disk within about `BATCH_PAUSE`; lines of different threads
+/// may be out of time order by as much (so are CloudFront's log files).
 pub struct AccessLog {
-    queue: SyncSender<String>,
+    pending: Arc<Pending>,
+    writer: std::thread::Thread,
     dropped: AtomicU64,
     format: LogFormat,
     /// `x-edge-location`: the node's name in its fleet, else `keyfront`.
     location: String,
+}
+
+/// The lines not yet written, shared with the writer thread.
+struct Pending {
+    shards: [Mutex<String>; SHARDS],
+    /// The writer found every buffer empty and waits to be woken.
+    writer_asleep: AtomicBool,
+    /// The log is dropped: the writer writes what is left and ends.
+    closed: AtomicBool,
 }
 
 /// One finished request, as the log needs it.
@@ -197,13 +221,19 @@ impl AccessLog {
     }
 
     fn writing_to(sink: Box<dyn Write + Send>, format: LogFormat, location: &str) -> Self {
-        let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE_LINES);
-        std::thread::Builder::new()
+        let pending = Arc::new(Pending {
+            shards: std::array::from_fn(|_| Mutex::new(String::new())),
+            writer_asleep: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let lines = pending.clone();
+        let writer = std::thread::Builder::new()
             .name("access-log".to_owned())
             .spawn(move || write_out(&lines, sink))
             .expect("the access-log thread starts");
         Self {
-            queue,
+            pending,
+            writer: writer.thread().clone(),
             dropped: AtomicU64::new(0),
             format,
             location: location.to_owned(),
@@ -219,97 +249,110 @@ impl AccessLog {
     /// `fmt`: the line is made on every request's path.
     pub fn line(record: &AccessRecord<'_>, location: &str) -> String {
         let mut line = String::with_capacity(320);
-        push_date_time(&mut line, record.unix_seconds);
+        Self::push_line(&mut line, record, location);
+        line
+    }
+
+    /// Appends the standard line for `record` to `line`.
+    fn push_line(line: &mut String, record: &AccessRecord<'_>, location: &str) {
+        push_date_time(line, record.unix_seconds);
         line.push('\t');
-        push_field(&mut line, Some(location));
+        push_field(line, Some(location));
         line.push('\t');
-        push_number(&mut line, record.body_bytes);
+        push_number(line, record.body_bytes);
         line.push('\t');
         match record.client {
-            Some(client) => push_ip(&mut line, client.ip()),
+            Some(client) => push_ip(line, client.ip()),
             None => line.push('-'),
         }
         line.push('\t');
         line.push_str(record.method);
         line.push('\t');
-        push_field(&mut line, record.host);
+        push_field(line, record.host);
         line.push('\t');
-        push_field(&mut line, Some(record.path));
+        push_field(line, Some(record.path));
         line.push('\t');
-        push_number(&mut line, u64::from(record.status));
+        push_number(line, u64::from(record.status));
         line.push('\t');
-        push_field(&mut line, record.referer);
+        push_field(line, record.referer);
         line.push('\t');
-        push_field(&mut line, record.user_agent);
+        push_field(line, record.user_agent);
         line.push('\t');
-        push_field(&mut line, record.query);
+        push_field(line, record.query);
         line.push_str("\t-\t");
         line.push_str(record.result);
         line.push('\t');
-        push_hex16(&mut line, record.request_id);
+        push_hex16(line, record.request_id);
         line.push('\t');
-        push_field(&mut line, record.host);
+        push_field(line, record.host);
         line.push_str(if record.tls.is_some() { "\thttps\t" } else { "\thttp\t" });
         match record.request_bytes {
-            Some(bytes) => push_number(&mut line, bytes),
+            Some(bytes) => push_number(line, bytes),
             None => line.push('-'),
         }
         line.push('\t');
         // Milliseconds, cut as CloudFront's time-taken is.
-        push_seconds(&mut line, u64::try_from(record.time_taken.as_millis()).unwrap_or(u64::MAX));
+        push_seconds(line, u64::try_from(record.time_taken.as_millis()).unwrap_or(u64::MAX));
         line.push('\t');
-        push_field(&mut line, record.forwarded_for);
+        push_field(line, record.forwarded_for);
         line.push('\t');
-        push_field(&mut line, record.tls.map(|(version, _)| version));
+        push_field(line, record.tls.map(|(version, _)| version));
         line.push('\t');
-        push_field(&mut line, record.tls.map(|(_, cipher)| cipher));
+        push_field(line, record.tls.map(|(_, cipher)| cipher));
         line.push('\t');
         line.push_str(record.result);
         line.push('\t');
         line.push_str(record.protocol_version);
         line.push_str("\t-\t-\t");
         match record.client {
-            Some(client) => push_number(&mut line, u64::from(client.port())),
+            Some(client) => push_number(line, u64::from(client.port())),
             None => line.push('-'),
         }
         line.push('\t');
         match record.time_to_first_byte {
             // Rounded to the millisecond.
-            Some(first_byte) => push_seconds(&mut line, u64::try_from((first_byte.as_micros() + 500) / 1000).unwrap_or(u64::MAX)),
+            Some(first_byte) => push_seconds(line, u64::try_from((first_byte.as_micros() + 500) / 1000).unwrap_or(u64::MAX)),
             None => line.push('-'),
         }
         line.push('\t');
         line.push_str(record.detailed_result);
         line.push('\t');
-        push_field(&mut line, record.content_type);
+        push_field(line, record.content_type);
         line.push('\t');
-        push_field(&mut line, record.content_length);
+        push_field(line, record.content_length);
         match record.range {
             Some((start, end)) => {
                 line.push('\t');
-                push_number(&mut line, start);
+                push_number(line, start);
                 line.push('\t');
-                push_number(&mut line, end);
+                push_number(line, end);
                 line.push('\n');
             }
             None => line.push_str("\t-\t-\n"),
         }
-        line
     }
 
-    /// Queues one line. Never waits: a full queue (the disk far slower than
-    /// the requests) drops the line and counts it.
+    /// Appends one line to this thread's buffer. Never waits for the
+    /// disk: a full buffer (the disk far slower than the requests) drops
+    /// the line and counts it.
     pub fn write(&self, record: &AccessRecord<'_>) {
-        let line = Self::line(record, &self.location);
-        let line = match self.format {
-            LogFormat::Standard => line,
-            LogFormat::Json => json_line(&line),
-        };
-        match self.queue.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let shard = &self.pending.shards[SHARD.with(|shard| *shard)];
+        let mut lines = shard.lock().expect("access-log buffer lock");
+        let was_empty = lines.is_empty();
+        if lines.len() >= SHARD_BYTES {
+            drop(lines);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.format {
+            LogFormat::Standard => Self::push_line(&mut lines, record, &self.location),
+            LogFormat::Json => lines.push_str(&json_line(&Self::line(record, &self.location))),
+        }
+        drop(lines);
+        // The writer sleeps only once it has seen every buffer empty after
+        // saying so; the lock orders that look and this append.
+        if was_empty && self.pending.writer_asleep.swap(false, Ordering::AcqRel) {
+            self.writer.unpark();
         }
     }
 
@@ -329,19 +372,52 @@ pub fn json_line(line: &str) -> String {
     json
 }
 
-/// The writer thread: waits for a line, writes every line queued, flushes,
-/// pauses; ends (flushed) when the log is dropped.
-fn write_out(lines: &Receiver<String>, sink: Box<dyn Write + Send>) {
-    let mut sink = std::io::BufWriter::with_capacity(64 * 1024, sink);
-    while let Ok(first) = lines.recv() {
-        let mut result = sink.write_all(first.as_bytes());
-        for line in lines.try_iter() {
-            result = result.and_then(|()| sink.write_all(line.as_bytes()));
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.pending.closed.store(true, Ordering::Release);
+        self.writer.unpark();
+    }
+}
+
+/// The writer thread: takes every buffer's lines, writes and flushes them,
+/// pauses; sleeps while there are none; ends (flushed) when the log is
+/// dropped.
+fn write_out(pending: &Pending, mut sink: Box<dyn Write + Send>) {
+    // Swapped with a full buffer each time: the two allocations are reused.
+    let mut batch = String::new();
+    loop {
+        let closed = pending.closed.load(Ordering::Acquire);
+        let mut wrote = false;
+        for shard in &pending.shards {
+            std::mem::swap(&mut *shard.lock().expect("access-log buffer lock"), &mut batch);
+            if !batch.is_empty() {
+                if let Err(error) = sink.write_all(batch.as_bytes()) {
+                    tracing::warn!(%error, "access log: write failed");
+                }
+                batch.clear();
+                wrote = true;
+            }
         }
-        if let Err(error) = result.and_then(|()| sink.flush()) {
-            tracing::warn!(%error, "access log: write failed");
+        if closed {
+            let _ = sink.flush();
+            return;
         }
-        std::thread::sleep(BATCH_PAUSE);
+        if wrote {
+            if let Err(error) = sink.flush() {
+                tracing::warn!(%error, "access log: write failed");
+            }
+            std::thread::park_timeout(BATCH_PAUSE);
+            continue;
+        }
+        pending.writer_asleep.store(true, Ordering::Release);
+        let idle = pending
+            .shards
+            .iter()
+            .all(|shard| shard.lock().expect("access-log buffer lock").is_empty());
+        if idle && !pending.closed.load(Ordering::Acquire) {
+            std::thread::park();
+        }
+        pending.writer_asleep.store(false, Ordering::Release);
     }
 }
 
@@ -419,5 +495,138 @@ mod tests {
         for (name, value) in FIELDS.split(' ').zip(&fields) {
             assert_eq!(object[name], *value, "{name}");
         }
+    }
+
+    fn record(path: &str) -> AccessRecord<'_> {
+        AccessRecord {
+            unix_seconds: 1_795_000_000,
+            client: None,
+            method: "GET",
+            host: None,
+            path,
+            query: None,
+            status: 200,
+            referer: None,
+            user_agent: None,
+            forwarded_for: None,
+            result: "Hit",
+            detailed_result: "hit",
+            request_id: 1,
+            protocol_version: "HTTP/1.1",
+            body_bytes: 1,
+            time_taken: Duration::ZERO,
+            content_type: None,
+            content_length: None,
+            range: None,
+            tls: None,
+            time_to_first_byte: None,
+            request_bytes: None,
+        }
+    }
+
+    /// A sink that hands what it is given to the test, and blocks while
+    /// the test holds `gate`.
+    struct Sink {
+        written: Arc<Mutex<Vec<u8>>>,
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let _open = self.gate.lock().unwrap();
+            self.written.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_of(written: &Mutex<Vec<u8>>) -> Vec<String> {
+        String::from_utf8(written.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| line.split('\t').nth(7).unwrap().to_owned())
+            .collect()
+    }
+
+    fn wait_for(written: &Mutex<Vec<u8>>, count: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let lines = lines_of(written);
+            if lines.len() >= count {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        lines_of(written)
+    }
+
+    #[test]
+    fn every_threads_lines_arrive_whole_and_once_and_a_quiet_log_still_writes_its_next_line() {
+        let (written, gate) = (Arc::default(), Arc::default());
+        let log = Arc::new(AccessLog::writing_to(
+            Box::new(Sink {
+                written: Arc::clone(&written),
+                gate,
+            }),
+            LogFormat::Standard,
+            "fra-1",
+        ));
+        let threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for line in 0..2_000 {
+                        log.write(&record(&format!("/t{thread}/{line}")));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|thread| thread.join().unwrap());
+        let mut paths = wait_for(&written, 8_000);
+        assert_eq!(paths.len(), 8_000);
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 8_000, "each line once");
+        // The writer has gone to sleep on empty buffers: a new line wakes it.
+        std::thread::sleep(BATCH_PAUSE * 3);
+        log.write(&record("/after-a-pause"));
+        assert_eq!(wait_for(&written, 8_001).last().unwrap(), "/after-a-pause");
+        assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn a_stalled_disk_drops_lines_past_the_buffer_and_counts_them_without_waiting() {
+        let (written, gate) = (Arc::default(), Arc::new(Mutex::new(())));
+        let stall = gate.lock().unwrap();
+        let log = AccessLog::writing_to(
+            Box::new(Sink {
+                written: Arc::clone(&written),
+                gate: Arc::clone(&gate),
+            }),
+            LogFormat::Standard,
+            "fra-1",
+        );
+        // The first line is taken by the writer, which then blocks on the sink.
+        log.write(&record("/first"));
+        std::thread::sleep(BATCH_PAUSE * 3);
+        let line_bytes = AccessLog::line(&record("/x"), "fra-1").len();
+        let lines = 2 * SHARD_BYTES / line_bytes;
+        let started = std::time::Instant::now();
+        for _ in 0..lines {
+            log.write(&record("/x"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never waits for the disk");
+        let dropped = log.dropped();
+        assert!(dropped > 0 && dropped < lines as u64, "dropped {dropped} of {lines}");
+        drop(stall);
+        let kept = wait_for(&written, 1 + lines - dropped as usize);
+        assert_eq!(kept.len() as u64, 1 + lines as u64 - dropped, "every line kept is written");
+        assert!(
+            (kept.len() - 1) * line_bytes <= SHARD_BYTES + line_bytes,
+            "at most a buffer's worth waits: {} lines",
+            kept.len()
+        );
     }
 }

@@ -240,19 +240,22 @@ async fn current_meta<'a>(
             cache.revalidate_in_background(object, stale.clone());
             Ok((stale, None, CacheStatus::Hit))
         }
-        Some(stale) => match cache.revalidate(object, &stale).await {
+        // The paths that ask upstream are boxed: each is far larger than a
+        // hit's, and every hit's future (allocated and moved per request)
+        // would otherwise carry them.
+        Some(stale) => match Box::pin(cache.revalidate(object, &stale)).await {
             Ok(Revalidation::Unchanged(meta)) => Ok((meta, None, CacheStatus::RefreshHit)),
             Ok(Revalidation::Replaced(meta)) => Ok((meta, None, CacheStatus::Miss)),
             // A HEAD that gives no size (a custom origin's chunked page) says
             // nothing of the version: the object is fetched again.
-            Err(FillError::LengthUnknown) => first_meta(state, session, object).await,
+            Err(FillError::LengthUnknown) => Box::pin(first_meta(state, session, object)).await,
             Err(error) if stale.status == 200 && stale.usable_on_error(now) => {
                 tracing::warn!(path = %ctx.path, %error, "origin failed; serving a stale copy (stale-if-error)");
                 Ok((stale, None, CacheStatus::Hit))
             }
             Err(error) => Err(error),
         },
-        None => first_meta(state, session, object).await,
+        None => Box::pin(first_meta(state, session, object)).await,
     }
 }
 
@@ -379,7 +382,7 @@ async fn answer(
     let first_index = body[0].start / meta.slice_size;
     let (early_fill, early_direct) = match first_slice.take() {
         Some(EarlyBytes::Fill { index, reader }) if index == first_index => (Some(reader), None),
-        Some(EarlyBytes::Direct { start, response }) if start == body[0].start => (None, Some(*response)),
+        Some(EarlyBytes::Direct { start, response }) if start == body[0].start => (None, Some(response)),
         _ => (None, None),
     };
     let cache = &state.cache;
@@ -393,13 +396,13 @@ async fn answer(
     let direct = match (&cached, early_direct) {
         (Some(_), _) => None,
         (_, Some(response)) => Some(response),
-        _ if deep_seek => direct_fetch(state, object, &meta, body[0]).await,
+        _ if deep_seek => Box::pin(direct_fetch(state, object, &meta, body[0])).await.map(Box::new),
         _ => None,
     };
     let first = match direct {
         Some(response) => {
             cache.prefetch(object, &meta, first_index);
-            FirstBytes::Direct(Box::new(response))
+            FirstBytes::Direct(response)
         }
         None => {
             let found = early_fill.map(SliceSource::Filling).or(cached);
@@ -469,7 +472,7 @@ async fn stream_range(
         let (from, last) = slice_offsets(meta, range, index);
         let reader = match first.take() {
             Some(FirstBytes::Direct(mut response)) if index == first_index => {
-                let written = stream_direct(session, &mut response, last - from + 1).await?;
+                let written = Box::pin(stream_direct(session, &mut response, last - from + 1)).await?;
                 if from + written > last {
                     continue;
                 }

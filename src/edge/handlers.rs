@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderName;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
@@ -386,14 +387,21 @@ fn client_ip(viewer: &Viewer<'_>) -> Option<IpAddr> {
     viewer.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
+/// Parsed once, as `http`'s own header names are.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Writes the request's access-log line (CloudFront's standard format),
 /// dated `unix_seconds`.
 pub fn write_access_log(log: &AccessLog, viewer: &Viewer<'_>, ctx: &RequestContext, status: u16, unix_seconds: u64) {
+    use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HOST, REFERER, USER_AGENT};
+    // Named by `http`'s constants: a name given as text is parsed per lookup.
     let request = viewer.req_header();
-    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: HeaderName| request.headers.get(name).and_then(|v| v.to_str().ok());
     let response = viewer.response_written();
-    let response_header = |name: &str| response.and_then(|r| r.headers.get(name)).and_then(|v| v.to_str().ok());
-    let range = response_header("content-range")
+    let response_header = |name: HeaderName| response.and_then(|r| r.headers.get(name)).and_then(|v| v.to_str().ok());
+    let range = Some(status)
+        .filter(|status| *status == 206)
+        .and_then(|_| response_header(CONTENT_RANGE))
         .and_then(|v| v.strip_prefix("bytes "))
         .and_then(|v| v.split('/').next())
         .and_then(|v| v.split_once('-'))
@@ -419,21 +427,21 @@ pub fn write_access_log(log: &AccessLog, viewer: &Viewer<'_>, ctx: &RequestConte
         unix_seconds,
         client: viewer.client_addr().and_then(|a| a.as_inet()).copied(),
         method: request.method.as_str(),
-        host: header("host"),
+        host: header(HOST),
         path: &ctx.path,
         query: ctx.query.as_deref(),
         status,
-        referer: header("referer"),
-        user_agent: header("user-agent"),
-        forwarded_for: header("x-forwarded-for"),
+        referer: header(REFERER),
+        user_agent: header(USER_AGENT),
+        forwarded_for: header(X_FORWARDED_FOR),
         result,
         detailed_result: if detailed.is_empty() { "-" } else { detailed },
         request_id: rand::random(),
         protocol_version: version,
         body_bytes: viewer.body_bytes_sent() as u64,
         time_taken: ctx.started.map_or(std::time::Duration::ZERO, |t| t.elapsed()),
-        content_type: response_header("content-type"),
-        content_length: response_header("content-length"),
+        content_type: response_header(CONTENT_TYPE),
+        content_length: response_header(CONTENT_LENGTH),
         range,
         tls: viewer
             .digest()
