@@ -500,3 +500,93 @@ fn uploads_cannot_borrow_keyfronts_credentials_or_leave_their_behavior() {
         "the public object is untouched"
     );
 }
+
+/// Reads one response from a kept-alive connection: its header block
+/// (lower-cased) and its `Content-Length` body.
+fn read_kept_alive(reader: &mut std::io::BufReader<std::net::TcpStream>) -> (String, Vec<u8>) {
+    use std::io::{BufRead, Read};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the connection closed before a response: {head}"
+        );
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (head, body)
+}
+
+#[test]
+fn one_connection_serves_pipelined_requests_in_order_and_closes_after_its_thousandth() {
+    use std::io::{Read, Write};
+    let stack = stack();
+    let mut connection = std::net::TcpStream::connect(stack.edge).unwrap();
+    connection.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut reader = std::io::BufReader::new(connection.try_clone().unwrap());
+    let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", stack.edge);
+    // Three requests in one write: answered in order, none lost or mixed.
+    let pipelined = [
+        ask(&stack.signed("/videos/clip.mp4")),
+        ask("/public/readme.txt"),
+        ask("/public/missing.txt"),
+    ]
+    .concat();
+    connection.write_all(pipelined.as_bytes()).unwrap();
+    let (head, body) = read_kept_alive(&mut reader);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, patterned(VIDEO_BYTES));
+    let (head, body) = read_kept_alive(&mut reader);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"public text\n");
+    let (head, _) = read_kept_alive(&mut reader);
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    // A request hidden in another's body is body, never a request of its own.
+    let hidden = ask(&stack.signed("/videos/clip.mp4"));
+    let carrier = format!(
+        "GET /public/readme.txt HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{hidden}",
+        stack.edge,
+        hidden.len()
+    );
+    connection
+        .write_all([carrier, ask("/public/missing.txt")].concat().as_bytes())
+        .unwrap();
+    let (head, body) = read_kept_alive(&mut reader);
+    assert!(head.starts_with("http/1.1 200") && body == b"public text\n", "{head}");
+    // The body is not read for a GET, so the connection is not reused.
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "the hidden request is not answered: {}",
+        String::from_utf8_lossy(&rest)
+    );
+
+    let mut connection = std::net::TcpStream::connect(stack.edge).unwrap();
+    connection.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut reader = std::io::BufReader::new(connection.try_clone().unwrap());
+    // nginx's `keepalive_requests`: the 1,000th answer is the connection's last.
+    for served in 1..=1000 {
+        connection.write_all(ask("/public/readme.txt").as_bytes()).unwrap();
+        let (head, body) = read_kept_alive(&mut reader);
+        assert!(
+            head.starts_with("http/1.1 200") && body == b"public text\n",
+            "request {served}: {head}"
+        );
+        assert_eq!(head.contains("connection: close"), served == 1000, "request {served}: {head}");
+    }
+    let _ = connection.write_all(ask("/public/readme.txt").as_bytes());
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after the last answer: {}", String::from_utf8_lossy(&rest));
+}

@@ -36,6 +36,9 @@ use crate::metrics::RequestRecord;
 /// first request from a later one, which pingora does not say otherwise.
 const KEEPALIVE_REQUESTS: u32 = 1000;
 
+/// pingora counts the reuses of a connection, after its first request.
+const KEEPALIVE_REUSES: u32 = KEEPALIVE_REQUESTS - 1;
+
 /// The edge's HTTP app: one per viewer listener service.
 pub struct Edge {
     state: Arc<EdgeState>,
@@ -51,7 +54,7 @@ pub struct Edge {
 impl Edge {
     pub fn new(state: Arc<EdgeState>, header_timeout: Duration) -> Self {
         let mut options = HttpServerOptions::default();
-        options.keepalive_request_limit = Some(KEEPALIVE_REQUESTS);
+        options.keepalive_request_limit = Some(KEEPALIVE_REUSES);
         Self {
             state,
             header_timeout,
@@ -64,9 +67,7 @@ impl Edge {
     /// is shutting down); the connection is to be closed without a
     /// response, as nginx does, except for a malformed header (400).
     async fn read_request(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
-        let reused = session
-            .get_keepalive_reuses_remaining()
-            .is_some_and(|left| left < KEEPALIVE_REQUESTS);
+        let reused = session.get_keepalive_reuses_remaining().is_some_and(|left| left < KEEPALIVE_REUSES);
         // A kept-alive connection first waits up to its idle timeout for
         // the next request to begin; the header's own time starts after that.
         let idle = if reused { session.get_keepalive().unwrap_or(0) } else { 0 };
@@ -88,6 +89,32 @@ impl Edge {
                 false
             }
         }
+    }
+
+    /// Reads and answers one request. `false`: there was none, or the
+    /// connection broke, and it is closed; `true`: it may serve another.
+    async fn serve_one(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+        if !self.read_request(session, shutdown).await {
+            return false;
+        }
+        let started = std::time::Instant::now();
+        let mut viewer = Viewer::new(session, started);
+        let mut ctx = RequestContext {
+            started: Some(started),
+            ..RequestContext::default()
+        };
+        let outcome = handlers::handle_request(&self.state, &mut viewer, &mut ctx).await;
+        if *shutdown.borrow() {
+            // Draining: this answer is the connection's last.
+            viewer.set_keepalive(None);
+        }
+        self.log(&viewer, &ctx, outcome.as_ref().err().map(|e| e.as_ref()));
+        drop(viewer);
+        if outcome.is_err() {
+            session.shutdown().await;
+            return false;
+        }
+        true
     }
 
     /// Metrics and the access-log line, errors included. The application
@@ -121,32 +148,30 @@ impl Edge {
 
 #[async_trait]
 impl HttpServerApp for Edge {
-    /// Serves one request and hands the connection back for the next one
-    /// when it is still good: `None` closes it.
+    /// Serves the connection's requests one after another, for as long as
+    /// it stays good, and then closes it (`None`). The keep-alive loop is
+    /// this app's, not pingora's: pingora's would allocate and move this
+    /// whole future again for every request on the connection.
     async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
-        if !self.read_request(&mut session, shutdown).await {
-            return None;
+        // A request sent before the last answer was read (RFC 9112's
+        // pipelining) is answered after it, in order, as nginx does; off, the
+        // connection would close with it unanswered. The settings carry it on.
+        session.set_pipelining_enabled(true);
+        loop {
+            if !self.serve_one(&mut session, shutdown).await {
+                return None;
+            }
+            let persistent = HttpPersistentSettings::for_session(&session);
+            let stream = session.finish().await.ok().flatten()?;
+            // As pingora's own loop does: the next request on the same
+            // stream, with what the last one left (the requests left, the
+            // idle timeout, bytes already read of a pipelined request).
+            let (stream, persistent) = ReusedHttpStream::from_reusable_stream(stream, persistent).consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(persistent) = persistent {
+                persistent.apply_to_session(&mut session);
+            }
         }
-        let started = std::time::Instant::now();
-        let mut viewer = Viewer::new(&mut session, started);
-        let mut ctx = RequestContext {
-            started: Some(started),
-            ..RequestContext::default()
-        };
-        let outcome = handlers::handle_request(&self.state, &mut viewer, &mut ctx).await;
-        if *shutdown.borrow() {
-            // Draining: this answer is the connection's last.
-            viewer.set_keepalive(None);
-        }
-        self.log(&viewer, &ctx, outcome.as_ref().err().map(|e| e.as_ref()));
-        drop(viewer);
-        if outcome.is_err() {
-            session.shutdown().await;
-            return None;
-        }
-        let persistent = HttpPersistentSettings::for_session(&session);
-        let stream = session.finish().await.ok().flatten()?;
-        Some(ReusedHttpStream::from_reusable_stream(stream, persistent))
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
