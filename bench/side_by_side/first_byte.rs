@@ -44,7 +44,9 @@ pub fn first_bytes(settings: &Settings, keyfront: &Server, samples: &mut Samples
             let start = (request as u64 + 2) * MIB + 700 * KIB;
             let range = format!("bytes={start}-{}", start + SEEK_LENGTH - 1);
             let key = seek_key(round);
+            std::thread::sleep(settings.settle);
             origin_seek.push(origin_first_byte(relay, &key, &range, SEEK_LENGTH)?);
+            std::thread::sleep(settings.settle);
             edge_seek.push(first_byte(
                 keyfront.address,
                 &keyfront.target(&key),
@@ -54,7 +56,9 @@ pub fn first_bytes(settings: &Settings, keyfront: &Server, samples: &mut Samples
             )?);
             // keyfront asks for the whole first slice; a 4 KiB object answers with its 4 KiB.
             let key = small_key(round, request);
+            std::thread::sleep(settings.settle);
             origin_small.push(origin_first_byte(relay, &key, &format!("bytes=0-{}", MIB - 1), HOT_SIZE)?);
+            std::thread::sleep(settings.settle);
             edge_small.push(first_byte(keyfront.address, &keyfront.target(&key), &[], 200, HOT_SIZE)?);
         }
         let millis = |mut times: Vec<Duration>| {

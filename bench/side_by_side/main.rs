@@ -12,7 +12,9 @@
 //! COMPARE_ROUNDS (default 7, at least 3) and COMPARE_SECONDS (default 5)
 //! set the rounds and each wrk run's length; COMPARE_ONLY picks scenarios
 //! (while profiling one, say): hits, ranges, cold, memory, threads,
-//! refusals, h2, firstbyte.
+//! refusals, h2, firstbyte. COMPARE_SETTLE_MS (default 0) makes row 8
+//! wait that long before each timed request, so that no earlier request's
+//! fill or disk write still runs beside it.
 
 mod ceiling;
 #[path = "../../tests/common/mod.rs"]
@@ -57,6 +59,8 @@ pub struct Settings {
     pub seconds: u64,
     /// Scenarios to run, by name (all when empty): see the module's doc.
     pub only: Vec<String>,
+    /// Row 8's pause before each timed request.
+    pub settle: std::time::Duration,
 }
 
 impl Settings {
@@ -72,6 +76,7 @@ impl Settings {
         Ok(Settings {
             rounds: number("COMPARE_ROUNDS", 7)?.max(3) as usize,
             seconds: number("COMPARE_SECONDS", 5)?.max(1),
+            settle: std::time::Duration::from_millis(number("COMPARE_SETTLE_MS", 0)?),
             only: std::env::var("COMPARE_ONLY")
                 .unwrap_or_default()
                 .split(',')
