@@ -389,7 +389,11 @@ impl Cache {
         if let Some(data) = self.resident_slice(&key) {
             return Some(SliceSource::Memory(data));
         }
-        let (disk, disk_key) = (self.disk.clone()?, key.clone());
+        // The index says what the disk holds without a trip to the blocking
+        // pool: a cold seek no longer waits for two thread wake-ups to learn
+        // that the slice is nowhere.
+        let disk = self.disk.clone().filter(|disk| disk.contains(&key))?;
+        let disk_key = key.clone();
         let length = meta.slice_length(index);
         let one_piece = length <= PIECE_BYTES as u64;
         // A slice of one piece is read in the same trip to the blocking pool.
