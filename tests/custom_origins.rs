@@ -423,3 +423,34 @@ fn a_policys_headers_and_cookies_key_the_cache_and_reach_the_origin() {
         "{echoed}"
     );
 }
+
+#[test]
+fn a_miss_sends_each_part_as_the_origin_gives_it() {
+    use std::io::{BufRead, Read, Write};
+    let app = App::start();
+    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let (group, _) = key_group(&emulator);
+    let domain = create(&emulator, &distribution("trickle", "127.0.0.1", app.address.port(), &group));
+    let mut connection = std::net::TcpStream::connect(emulator.edge).unwrap();
+    connection.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let asked = std::time::Instant::now();
+    write!(connection, "GET /trickle HTTP/1.1\r\nHost: {domain}\r\n\r\n").unwrap();
+    let mut reader = std::io::BufReader::new(connection);
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    let mut first = vec![0; 1000];
+    reader.read_exact(&mut first).unwrap();
+    let first_bytes = asked.elapsed();
+    assert!(first == vec![b't'; 1000]);
+    // Held until 16 KiB had gathered, they would come with the rest, 1.5 s on.
+    assert!(
+        first_bytes < std::time::Duration::from_millis(1000),
+        "the first bytes came after {first_bytes:?}"
+    );
+    let mut rest = vec![0; (64 << 10) - 1000];
+    reader.read_exact(&mut rest).unwrap();
+    assert!(rest.iter().all(|byte| *byte == b't'));
+}

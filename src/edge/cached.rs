@@ -484,8 +484,14 @@ async fn stream_range(
             _ => SliceReader::start(cache, object, meta, index, (from, last), None).await,
         };
         let mut reader = reader.map_err(|error| broken(index, error))?;
+        // A part that came from upstream goes out before the next is waited
+        // for; a cached slice's parts are all there, and leave together.
+        let arriving = !reader.is_hit();
         while let Some(part) = reader.next_part().await.map_err(|error| broken(index, error))? {
             session.write_response_body(Some(part), false).await?;
+            if arriving {
+                session.send_now().await?;
+            }
         }
     }
     Ok(())
@@ -541,6 +547,7 @@ async fn stream_direct(session: &mut Viewer<'_>, response: &mut OriginResponse<'
         let part = chunk.slice(..chunk.len().min((length - written) as usize));
         written += part.len() as u64;
         session.write_response_body(Some(part), false).await?;
+        session.send_now().await?;
     }
     // Reading the end of the body hands the connection back to the pool.
     let _ = response.next_chunk().await;

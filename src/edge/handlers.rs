@@ -37,7 +37,7 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
     }
     // A viewer that stops reading would otherwise hold its connection (and
     // the slice it is being sent) for as long as it likes.
-    viewer.set_write_timeout(Some(state.viewer_send_timeout));
+    viewer.set_send_timeout(state.viewer_send_timeout);
     let header = viewer.req_header();
     let Ok(raw_target) = std::str::from_utf8(header.raw_path()) else {
         return respond::write_error(viewer, BAD_REQUEST).await;

@@ -99,6 +99,9 @@ async fn exchange(
     viewer.write_response_header(Box::new(header)).await.map_err(Failure::Viewer)?;
     while let Some(part) = response.next_chunk().await.map_err(from_origin)? {
         viewer.write_response_body(Some(part), false).await.map_err(Failure::Viewer)?;
+        // The origin's bytes go on as they come (an answer streamed over
+        // minutes, say), not when 16 KiB of them have gathered.
+        viewer.send_now().await.map_err(Failure::Viewer)?;
     }
     viewer.write_response_body(None, true).await.map_err(Failure::Viewer)
 }

@@ -4,13 +4,13 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::{HttpTask, ServerSession};
 
 use super::function_hooks::ResponseHook;
 use crate::routing::HeaderRules;
@@ -34,6 +34,8 @@ pub struct Viewer<'s> {
     pub answered_at: Option<Instant>,
     /// When the request's header was read.
     started: Instant,
+    /// How long one write may wait for a viewer that reads nothing.
+    send_timeout: Option<Duration>,
 }
 
 impl<'s> Viewer<'s> {
@@ -47,7 +49,15 @@ impl<'s> Viewer<'s> {
             discard_body: false,
             answered_at: None,
             started,
+            send_timeout: None,
         }
+    }
+
+    /// Bounds each write, and each `send_now`, by `timeout`: a viewer that
+    /// stops reading is let go instead of holding its connection.
+    pub fn set_send_timeout(&mut self, timeout: Duration) {
+        self.send_timeout = Some(timeout);
+        self.session.set_write_timeout(Some(timeout));
     }
 
     /// Writes the response header with `response_headers` laid over it. An
@@ -93,7 +103,37 @@ impl<'s> Viewer<'s> {
         };
         self.session.write_response_body(body, end_of_stream).await
     }
+
+    /// Sends what the HTTP/1 writer holds now. Its buffer (the listener's
+    /// 16 KiB, which lets a hit's header and body leave in one send) is
+    /// otherwise sent only when full or at the body's end, so a streamed
+    /// answer's first bytes would wait for 16 KiB more from the origin.
+    /// pingora has no flush call for a body of known length: a `Failed`
+    /// task after another one flushes the stream and hands its error back,
+    /// and nothing else. HTTP/2 sends as it writes.
+    pub async fn send_now(&mut self) -> Result<()> {
+        let ServerSession::H1(http1) = &mut *self.session else {
+            return Ok(());
+        };
+        let marker = Error::new(ErrorType::Custom(SEND_NOW));
+        let flush = http1.response_duplex_vec(vec![HttpTask::Body(None, false), HttpTask::Failed(marker)]);
+        // pingora times its writes, not this flush.
+        let flushed = match self.send_timeout {
+            Some(limit) => tokio::time::timeout(limit, flush)
+                .await
+                .or_else(|_| Error::e_explain(ErrorType::WriteTimedout, format!("sending the body, timeout: {limit:?}")))?,
+            None => flush.await,
+        };
+        match flushed {
+            Err(error) if error.etype() == &ErrorType::Custom(SEND_NOW) => Ok(()),
+            Err(error) => Err(error),
+            Ok(_) => Ok(()),
+        }
+    }
 }
+
+/// The error `send_now` hands pingora to have it flush.
+const SEND_NOW: &str = "keyfront: send what is written";
 
 const SERVER_TIMING: &str = "server-timing";
 

@@ -48,7 +48,8 @@ fn route_of(target: &str) -> &str {
 /// `/site/forbidden` a 403 with a text body, `/site/huge-error` a 500 of
 /// 100 KiB; any `.json` chunked, with no length and no
 /// validator, counting the GETs it answers; `/site/big` chunked and
-/// longer than a slice; anything else 404.
+/// longer than a slice; `/site/trickle` 64 KiB of `t` whose first 1,000
+/// bytes come at once and the rest 1.5 s later; anything else 404.
 fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &AtomicU64) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
@@ -76,6 +77,17 @@ fn serve_connection(stream: TcpStream, heads: &Mutex<Vec<String>>, pages: &Atomi
                 .find(|(found, _)| found.eq_ignore_ascii_case(name))
                 .map_or("-", |(_, value)| value.trim())
         };
+        if route_of(&path) == "/site/trickle" {
+            let body = vec![b't'; 64 << 10];
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: \"t1\"\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&[head.as_bytes(), &body[..1000]].concat());
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let _ = stream.write_all(&body[1000..]);
+            continue;
+        }
         let answer = match route_of(&path) {
             _ if path.starts_with("/site/echo/") => {
                 let echo = format!(
