@@ -572,6 +572,21 @@ fn one_connection_serves_pipelined_requests_in_order_and_closes_after_its_thousa
         String::from_utf8_lossy(&rest)
     );
 
+    // Nor in a chunked body that also claims a length (a smuggler's spelling).
+    let mut connection = std::net::TcpStream::connect(stack.edge).unwrap();
+    connection.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let smuggled = format!(
+        "GET /public/readme.txt HTTP/1.1\r\nHost: {}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n",
+        stack.edge,
+        hidden.len()
+    );
+    connection.write_all(smuggled.as_bytes()).unwrap();
+    let mut answers = Vec::new();
+    let _ = connection.read_to_end(&mut answers);
+    let answers = String::from_utf8_lossy(&answers);
+    assert!(answers.matches("HTTP/1.1 ").count() <= 1, "one answer at most: {answers}");
+    assert!(!answers.contains("video/mp4"), "the hidden request is not answered: {answers}");
+
     let mut connection = std::net::TcpStream::connect(stack.edge).unwrap();
     connection.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     let mut reader = std::io::BufReader::new(connection.try_clone().unwrap());
