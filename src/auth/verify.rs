@@ -103,6 +103,9 @@ thread_local! {
     /// Each thread's buffer for memo keys: a hit looks its key up by borrowed
     /// bytes; only a miss copies it into the memo.
     static MEMO_KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+    /// Each thread's buffer for the canonical URL a request is judged on:
+    /// no allocation per request.
+    static CANONICAL_URL: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 impl Verifier {
@@ -124,6 +127,16 @@ impl Verifier {
 
     /// Verifies `request` against the keys the behavior trusts.
     pub fn verify(&self, request: &ViewerRequest<'_>, trusted: &TrustedKeys) -> Result<Grant, Rejection> {
+        CANONICAL_URL.with_borrow_mut(|url| {
+            url.clear();
+            url.push_str(request.base_url);
+            url.push_str(&request.target.canonical);
+            self.verify_at(request, url, trusted)
+        })
+    }
+
+    /// `verify`, for the request's canonical URL `url`.
+    fn verify_at(&self, request: &ViewerRequest<'_>, url: &str, trusted: &TrustedKeys) -> Result<Grant, Rejection> {
         let cookie_bytes: usize = request.cookie_headers.iter().map(|h| h.len()).sum();
         if cookie_bytes > MAX_COOKIE_BYTES {
             return Err(DenyReason::CookiesTooLarge { bytes: cookie_bytes }.into());
@@ -131,9 +144,7 @@ impl Verifier {
         let (source, credentials) = choose_credentials(request.target.url_credentials.clone(), request.cookie_headers);
         // A Resource is judged on the canonical URL; a canned signature covers
         // the URL as the viewer sent it (which canonicalises to the same).
-        let joined = |path: &str| [request.base_url, path].concat();
-        let url = joined(&request.target.canonical);
-        let sent_url = (request.target.stripped != request.target.canonical).then(|| joined(&request.target.stripped));
+        let sent_url = (request.target.stripped != request.target.canonical).then(|| [request.base_url, &request.target.stripped].concat());
 
         let key_pair_id = credentials
             .key_pair_id
@@ -161,7 +172,7 @@ impl Verifier {
                 })
             })?,
         };
-        let material = policy_material(&credentials, sent_url.as_deref().unwrap_or(&url)).map_err(with_key)?;
+        let material = policy_material(&credentials, sent_url.as_deref().unwrap_or(url)).map_err(with_key)?;
         let signature = credentials
             .signature
             .as_deref()
@@ -173,13 +184,13 @@ impl Verifier {
             match self.memo.get(memo_key.as_slice()) {
                 Some(policy) => Ok::<_, Rejection>((policy, true)),
                 None => {
-                    let policy = Arc::new(check_signature(key, key_pair_id, hash_algorithm, &material, signature, &url).map_err(with_key)?);
+                    let policy = Arc::new(check_signature(key, key_pair_id, hash_algorithm, &material, signature, url).map_err(with_key)?);
                     self.memo.insert(memo_key.as_slice().into(), policy.clone());
                     Ok((policy, false))
                 }
             }
         })?;
-        if let Err(failure) = policy.check(&url, request.now, request.client_ip) {
+        if let Err(failure) = policy.check(url, request.now, request.client_ip) {
             return Err(Rejection {
                 reason: DenyReason::Condition(failure),
                 key_pair_id: Some(key_pair_id.to_owned()),

@@ -99,15 +99,23 @@ impl ObjectRef {
     /// The cache key of an object: its origin's name, its origin path (and
     /// keyed query), and its variant if any (see [`variant_prefix`]).
     pub fn cache_key(origin_name: &str, origin_path: &str, variant: &str) -> Arc<str> {
-        let mut key = String::with_capacity(origin_name.len() + 2 + origin_path.len() + variant.len());
-        key.push_str(origin_name);
-        key.push('\n');
-        key.push_str(origin_path);
-        if !variant.is_empty() {
-            key.push('\n');
-            key.push_str(variant);
+        thread_local! {
+            /// Each thread's buffer the key is assembled in: one allocation
+            /// per key (the `Arc`'s), where a `String` turned into an `Arc`
+            /// would be two.
+            static KEY_TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        key.into()
+        KEY_TEXT.with_borrow_mut(|key| {
+            key.clear();
+            key.push_str(origin_name);
+            key.push('\n');
+            key.push_str(origin_path);
+            if !variant.is_empty() {
+                key.push('\n');
+                key.push_str(variant);
+            }
+            Arc::from(key.as_str())
+        })
     }
 }
 
@@ -999,6 +1007,13 @@ fn content_length(response: &OriginResponse<'_>) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_holds_its_parts_and_nothing_of_the_last_key_built() {
+        let long = super::ObjectRef::cache_key("origin-with-a-long-name", "/a/long/path?k=v", "h:x-variant=1");
+        assert_eq!(&*long, "origin-with-a-long-name\n/a/long/path?k=v\nh:x-variant=1");
+        assert_eq!(&*super::ObjectRef::cache_key("o", "/p", ""), "o\n/p");
+    }
+
     use super::*;
 
     /// A fill task that panics still ends its fill (readers get an error,

@@ -69,7 +69,7 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
             // Likewise a restriction that does not compile serves no country.
             let geo = geo_restriction(config);
             Distribution {
-                id: id.clone(),
+                id: id.as_str().into(),
                 error_pages: error_pages(config),
                 public_base_url: None,
                 hosts,

@@ -4,6 +4,7 @@
 //! Pure (the caller passes the clock and what the connection showed), and
 //! tested without sockets.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 use pingora::http::RequestHeader;
@@ -102,34 +103,46 @@ pub fn decide(
     if behavior.trusted_key_groups.is_empty() {
         return Access::Public;
     }
-    let base_url = viewer_base_url(public_base_url, header, presented.over_tls);
     let cookies: Vec<&str> = header
         .headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let request = ViewerRequest {
-        base_url: &base_url,
-        target,
-        cookie_headers: &cookies,
-        client_ip: presented.client_ip,
-        now: presented.now,
-    };
-    match verifier.verify(&request, &behavior.trusted_keys) {
-        Ok(grant) => Access::Signed(grant.source),
-        Err(rejection) => Access::Refused(rejection),
-    }
+    with_viewer_base_url(public_base_url, header, presented.over_tls, |base_url| {
+        let request = ViewerRequest {
+            base_url,
+            target,
+            cookie_headers: &cookies,
+            client_ip: presented.client_ip,
+            now: presented.now,
+        };
+        match verifier.verify(&request, &behavior.trusted_keys) {
+            Ok(grant) => Access::Signed(grant.source),
+            Err(rejection) => Access::Refused(rejection),
+        }
+    })
 }
 
-/// `public_base_url` if configured, else the scheme the viewer used (`https`
-/// on a TLS listener) and its `Host` (the `:authority` on HTTP/2).
-fn viewer_base_url(public_base_url: Option<&str>, header: &RequestHeader, over_tls: bool) -> String {
+thread_local! {
+    /// Each thread's buffer for a viewer's base URL: no allocation per request.
+    static VIEWER_BASE_URL: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Calls `then` with `public_base_url` if configured, else the scheme the
+/// viewer used (`https` on a TLS listener) and its `Host` (the `:authority`
+/// on HTTP/2).
+fn with_viewer_base_url<T>(public_base_url: Option<&str>, header: &RequestHeader, over_tls: bool, then: impl FnOnce(&str) -> T) -> T {
     if let Some(base) = public_base_url {
-        return base.to_owned();
+        return then(base);
     }
     let scheme = if over_tls { "https://" } else { "http://" };
-    [scheme, request_host(header).unwrap_or_default()].concat()
+    VIEWER_BASE_URL.with_borrow_mut(|base| {
+        base.clear();
+        base.push_str(scheme);
+        base.push_str(request_host(header).unwrap_or_default());
+        then(base)
+    })
 }
 
 /// The host the viewer asked for: `Host`, or the authority of an absolute

@@ -106,6 +106,21 @@ fn hit_template(meta: &ObjectMeta, forward_metadata: bool) -> ResponseHeader {
     response
 }
 
+/// The `Age` header's value for `age` seconds. Every hit within a second
+/// of another's answers with the same age: a thread's last value is kept
+/// and shared, where a new one costs two allocations.
+fn age_value(age: u64) -> HeaderValue {
+    thread_local! {
+        static LAST_AGE: std::cell::RefCell<(u64, HeaderValue)> = const { std::cell::RefCell::new((0, HeaderValue::from_static("0"))) };
+    }
+    LAST_AGE.with_borrow_mut(|(last, value)| {
+        if *last != age {
+            (*last, *value) = (age, HeaderValue::from(age));
+        }
+        value.clone()
+    })
+}
+
 /// Answers a GET or HEAD for `object`; the response is always written.
 pub async fn serve(
     state: &EdgeState,
@@ -134,7 +149,7 @@ pub async fn serve(
 /// routing table `table` (see `ObjectRef::table`), whose origin path is
 /// `origin_path`, asked for by `viewer` (`None`: another node).
 pub fn object_ref(
-    table: &str,
+    table: &Arc<str>,
     behavior: &Behavior,
     (path, origin_path, variant): (String, String, &str),
     site_hop: bool,
@@ -144,7 +159,7 @@ pub fn object_ref(
         failover: behavior.failover.clone(),
         sent: None,
         key: ObjectRef::cache_key(&behavior.origin_name, &origin_path, variant),
-        table: table.into(),
+        table: table.clone(),
         path,
         site_hop,
         origin_name: behavior.origin_name.clone(),
@@ -366,7 +381,7 @@ async fn answer(
     }
     let age = meta.age(state.cache.clock.unix_seconds());
     if age > 0 {
-        response.insert_header(AGE, HeaderValue::from(age))?;
+        response.insert_header(AGE, age_value(age))?;
     }
     let Plan {
         header: mut response,
@@ -556,7 +571,17 @@ async fn stream_direct(session: &mut Viewer<'_>, response: &mut OriginResponse<'
 
 #[cfg(test)]
 mod tests {
-    use super::first_offset;
+    use super::{age_value, first_offset};
+
+    #[test]
+    fn the_age_a_thread_keeps_is_the_age_asked_for() {
+        for age in [7, 7, 8, 7, 1_000_000_007, 1] {
+            assert_eq!(age_value(age), age.to_string().as_str());
+        }
+        // Another thread keeps its own.
+        std::thread::spawn(|| assert_eq!(age_value(9), "9")).join().unwrap();
+        assert_eq!(age_value(1), "1");
+    }
 
     #[test]
     fn where_a_miss_starts() {

@@ -122,7 +122,9 @@ pub struct Routing {
 /// A distribution of the control plane, compiled for serving.
 #[derive(Debug)]
 pub struct Distribution {
-    pub id: String,
+    /// Shared with every object served from it (`ObjectRef::table`): a hit
+    /// clones it rather than copying the text.
+    pub id: Arc<str>,
     /// Host names it answers to, lower case: its DomainName (which may
     /// carry a port) and its Aliases.
     pub hosts: Vec<String>,
@@ -227,7 +229,7 @@ impl Routing {
             for host in &distribution.hosts {
                 by_host.insert(host.clone(), distribution.clone());
             }
-            by_id.insert(distribution.id.clone(), distribution);
+            by_id.insert(distribution.id.to_string(), distribution);
         }
         Routing {
             default: self.default.clone(),
@@ -263,7 +265,7 @@ impl Routing {
 /// enabled, no root object or error pages.
 fn default_distribution(behaviors: Vec<Behavior>, public_base_url: Option<String>) -> Distribution {
     Distribution {
-        id: FILE_TABLE.to_owned(),
+        id: FILE_TABLE.into(),
         hosts: Vec::new(),
         enabled: true,
         behaviors,

@@ -183,7 +183,7 @@ fn fleet(secret: u8) -> Arc<Fleet> {
 /// The headers the asking node sends for `path` on `behavior`.
 fn node_headers(fleet: &Fleet, behavior: &Behavior, path: &str, site_hop: bool) -> Vec<(&'static str, String)> {
     let origin_path = behavior.origin.object_path(path).unwrap();
-    let object = crate::edge::cached::object_ref("default", behavior, (path.to_owned(), origin_path, ""), site_hop, None);
+    let object = crate::edge::cached::object_ref(&"default".into(), behavior, (path.to_owned(), origin_path, ""), site_hop, None);
     fleet.authenticate("GET", &object, "", 0, site_hop)
 }
 
