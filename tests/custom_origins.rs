@@ -424,6 +424,59 @@ fn a_policys_headers_and_cookies_key_the_cache_and_reach_the_origin() {
     );
 }
 
+/// `Managed-AllViewer` sends a custom origin the viewer's `Host` (an
+/// application serving several sites by name needs it), on a miss and on a
+/// request passed through; `Managed-AllViewerExceptHostHeader` sends the
+/// origin's own, as CloudFront's do. (An S3 origin never takes the viewer's:
+/// `Origin::takes_viewer_header`.)
+#[test]
+fn a_custom_origin_gets_the_viewers_host_only_when_a_policy_sends_it() {
+    const ALL_VIEWER: &str = "216adef6-5c7f-47e4-b989-5492eafa07d3";
+    const ALL_VIEWER_EXCEPT_HOST: &str = "b689b0a8-53d0-40ab-baf2-68738e2966ac";
+    const CACHING_DISABLED: &str = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad";
+    let app = App::start();
+    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let (group, _) = key_group(&emulator);
+    let origin_host = format!("127.0.0.1:{}", app.address.port());
+    let host_asked_for = |path: &str| {
+        let heads = app.heads();
+        let head = heads
+            .iter()
+            .rev()
+            .find(|head| head.split_whitespace().nth(1) == Some(path))
+            .cloned();
+        let head = head.unwrap_or_else(|| panic!("the application was asked for {path}: {heads:?}"));
+        let host = head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.eq_ignore_ascii_case("host"));
+        host.map(|(_, value)| value.trim().to_owned()).unwrap_or_default()
+    };
+    for (policy, expected) in [(ALL_VIEWER, None), (ALL_VIEWER_EXCEPT_HOST, Some(origin_host.as_str()))] {
+        let config = distribution(policy, "127.0.0.1", app.address.port(), &group).replacen(
+            "<MinTTL>0</MinTTL></DefaultCacheBehavior>",
+            &format!(
+                "<AllowedMethods><Quantity>7</Quantity><Items><Method>GET</Method><Method>HEAD</Method><Method>OPTIONS</Method><Method>PUT</Method><Method>POST</Method><Method>PATCH</Method><Method>DELETE</Method></Items></AllowedMethods>\
+                 <CachePolicyId>{CACHING_DISABLED}</CachePolicyId><OriginRequestPolicyId>{policy}</OriginRequestPolicyId></DefaultCacheBehavior>"
+            ),
+            1,
+        );
+        let domain = create(&emulator, &config);
+        let expected = expected.unwrap_or(&domain);
+        let path = format!("/echo/{policy}");
+        let got = request(emulator.edge, "GET", &path, &[("Host", &domain)], b"");
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert_eq!(host_asked_for(&format!("/site{path}")), expected, "a miss under {policy}");
+        let deleted = request(emulator.edge, "DELETE", &format!("{path}/gone"), &[("Host", &domain)], b"");
+        assert_eq!(deleted.status, 200, "{}", deleted.text());
+        assert_eq!(
+            host_asked_for(&format!("/site{path}/gone")),
+            expected,
+            "a passthrough under {policy}"
+        );
+    }
+}
+
 #[test]
 fn a_miss_sends_each_part_as_the_origin_gives_it() {
     use std::io::{BufRead, Read, Write};

@@ -136,7 +136,9 @@ fn send_values(object: &mut ObjectRef, behavior: &Behavior, ctx: &RequestContext
     }
     object.sent = Some(Arc::new(Sent {
         target: with_query(ctx.path.clone(), &sent_query),
-        headers: behavior.values.sent(&viewer.req_header().headers),
+        headers: behavior
+            .values
+            .sent(&viewer.req_header().headers, request_host(viewer.req_header())),
     }));
 }
 

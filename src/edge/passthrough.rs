@@ -108,7 +108,8 @@ async fn exchange(
 
 /// The viewer's request as the origin takes it: the origin path (S3 calls
 /// such as `?uploads`, `?uploadId=` and `?partNumber=` live in the query),
-/// the origin's `Host`, only `FORWARDED_HEADERS`, the origin's custom
+/// the origin's `Host` (a custom origin's policies may send the viewer's),
+/// only `FORWARDED_HEADERS`, the origin's custom
 /// headers, and for an S3 origin a fresh SigV4 signature.
 fn origin_request(behavior: &Behavior, viewer: &RequestHeader, origin_path: &str, query: Option<&str>) -> Result<RequestHeader> {
     let origin = &behavior.origin;
@@ -125,13 +126,15 @@ fn origin_request(behavior: &Behavior, viewer: &RequestHeader, origin_path: &str
     // What the behavior's policies send (an API behind an origin request
     // policy gets its `Authorization`, cookies, `Accept`, ...), beside the
     // headers every upload needs.
-    let sent = behavior.values.sent(&viewer.headers);
+    request.insert_header("host", &origin.host)?;
+    let sent = behavior.values.sent(&viewer.headers, super::access::request_host(viewer));
     for (name, value) in sent.iter().filter(|(name, _)| !FORWARDED_HEADERS.contains(&name.as_str())) {
-        if origin.takes_viewer_header(name) {
+        if name == "host" && origin.takes_viewer_header(name) {
+            request.insert_header(http::header::HOST, value.as_str())?;
+        } else if origin.takes_viewer_header(name) {
             request.append_header(name.clone(), value.as_str())?;
         }
     }
-    request.insert_header("host", &origin.host)?;
     for (name, value) in &origin.custom_headers {
         request.insert_header(name.clone(), value.as_str())?;
     }

@@ -240,10 +240,12 @@ impl Origin {
 
     /// Whether a viewer's header `name` (lower case) that a behavior's
     /// policies send may reach this origin: an origin signed with the
-    /// node's credentials never gets the viewer's `Authorization`, and an
-    /// origin custom header is the origin's own.
+    /// node's credentials (an S3 bucket) never gets the viewer's
+    /// `Authorization` or `Host` (its requests are signed for its own host,
+    /// and S3 finds the bucket by it), and an origin custom header is the
+    /// origin's own.
     pub fn takes_viewer_header(&self, name: &str) -> bool {
-        let signed_by_the_node = self.is_signed() && name == "authorization";
+        let signed_by_the_node = self.is_signed() && matches!(name, "authorization" | "host");
         let own = self.custom_headers.iter().any(|(custom, _)| custom.as_str() == name);
         !signed_by_the_node && !own
     }
@@ -372,17 +374,21 @@ mod tests {
     }
 
     #[test]
-    fn an_origin_signed_by_the_node_never_takes_the_viewers_authorization() {
+    fn an_origin_signed_by_the_node_never_takes_the_viewers_authorization_or_host() {
         let s3 = origin("https://s3.eu-west-1.amazonaws.com", false);
         assert!(s3.is_signed());
         assert!(!s3.takes_viewer_header("authorization"));
+        assert!(
+            !s3.takes_viewer_header("host"),
+            "S3 finds the bucket, and checks the signature, by its own host"
+        );
         assert!(s3.takes_viewer_header("accept-language"));
         let mut api = Origin::custom("127.0.0.1", 8080, false, "", Arc::from(Vec::new()));
         api.custom_headers.push(("x-origin-verify".into(), "secret".into()));
         assert!(!api.is_signed());
         assert!(
-            api.takes_viewer_header("authorization"),
-            "a custom origin gets it when a policy sends it"
+            api.takes_viewer_header("authorization") && api.takes_viewer_header("host"),
+            "a custom origin gets them when a policy sends them"
         );
         assert!(
             !api.takes_viewer_header("x-origin-verify"),

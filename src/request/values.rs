@@ -10,17 +10,17 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use super::NameChoice;
 
 /// Headers no policy sends on: hop-by-hop ones, those the cache sets
-/// itself for each slice (`Range`, the conditions), the origin's own
-/// (`Host`), S3's signing headers, the fleet's, and `Accept-Encoding` (an
-/// origin must answer identity bytes, which every viewer and range can be
-/// cut from). Cookies are sent as the policies choose them, in one header.
+/// itself for each slice (`Range`, the conditions), S3's signing headers,
+/// the fleet's, and `Accept-Encoding` (an origin must answer identity
+/// bytes, which every viewer and range can be cut from). Cookies are sent as
+/// the policies choose them, in one header; `Host` as the viewer named its
+/// host (see `RequestValues::sent`).
 const NEVER_SENT: &[&str] = &[
     "accept-encoding",
     "connection",
     "content-length",
     "cookie",
     "expect",
-    "host",
     "if-match",
     "if-modified-since",
     "if-none-match",
@@ -105,12 +105,24 @@ impl RequestValues {
     }
 
     /// The viewer's headers the origin is sent, in order, and a `Cookie`
-    /// header of the cookies it is sent, if any.
-    pub fn sent(&self, headers: &HeaderMap) -> Vec<(String, String)> {
-        let mut sent: Vec<(String, String)> = headers
-            .iter()
-            .filter(|(name, _)| !never_sent(name.as_str()) && self.sends_header(name.as_str()))
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+    /// header of the cookies it is sent, if any. `host` is the host the
+    /// viewer asked for (its `Host`, or HTTP/2's `:authority`): sent as
+    /// `Host` when the policies send all headers or name it, as CloudFront's
+    /// `Managed-AllViewer` does and `Managed-AllViewerExceptHostHeader`
+    /// does not. Whether an origin takes it is the origin's to say
+    /// (`Origin::takes_viewer_header`: an S3 origin never does).
+    pub fn sent(&self, headers: &HeaderMap, host: Option<&str>) -> Vec<(String, String)> {
+        let sent_host = host
+            .filter(|_| self.sends_header("host"))
+            .map(|host| ("host".to_owned(), host.to_owned()));
+        let mut sent: Vec<(String, String)> = sent_host
+            .into_iter()
+            .chain(
+                headers
+                    .iter()
+                    .filter(|(name, _)| *name != http::header::HOST && !never_sent(name.as_str()) && self.sends_header(name.as_str()))
+                    .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))),
+            )
             .collect();
         let chosen = cookies(headers, &self.sent_cookies);
         if !chosen.is_empty() {

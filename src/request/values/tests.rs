@@ -70,7 +70,7 @@ fn signing_cookies_are_never_keyed_or_sent() {
         "CloudFront-Policy=p; CloudFront-Signature=s; CloudFront-Key-Pair-Id=K; CloudFront-Expires=1; theme=dark",
     )]);
     assert_eq!(all.variant(&request), "theme=dark");
-    assert_eq!(all.sent(&request), vec![("cookie".to_owned(), "theme=dark".to_owned())]);
+    assert_eq!(all.sent(&request, None), vec![("cookie".to_owned(), "theme=dark".to_owned())]);
 }
 
 #[test]
@@ -93,19 +93,35 @@ fn what_is_sent_is_the_policies_headers_and_never_the_caches_own() {
         ("authorization", "Bearer t"),
     ]);
     assert_eq!(
-        all_viewer.sent(&request),
+        all_viewer.sent(&request, Some("viewer.example")),
         vec![
+            ("host".to_owned(), "viewer.example".to_owned()),
             ("accept".to_owned(), "application/json".to_owned()),
             ("authorization".to_owned(), "Bearer t".to_owned())
         ],
-        "the origin decides on authorization (an S3 origin never takes it)"
+        "the origin decides on authorization and host (an S3 origin takes neither)"
     );
+    // HTTP/2's `:authority` is the host when no `Host` came; a policy that
+    // sends all but `Host` (`Managed-AllViewerExceptHostHeader`) sends neither.
+    assert_eq!(
+        all_viewer.sent(&HeaderMap::new(), Some("h2.example")),
+        vec![("host".to_owned(), "h2.example".to_owned())]
+    );
+    let all_but_host = RequestValues {
+        sent_headers: NameChoice::AllExcept(names(&["host"])),
+        ..RequestValues::default()
+    };
+    let sent = all_but_host.sent(&request, Some("viewer.example"));
+    assert!(!sent.iter().any(|(name, _)| name == "host"), "{sent:?}");
     let only = RequestValues {
         key_headers: names(&["x-tenant"]),
         sent_headers: NameChoice::Only(names(&["accept"])),
         ..RequestValues::default()
     };
-    let sent = only.sent(&headers(&[("x-tenant", "t1"), ("accept", "a"), ("user-agent", "u")]));
+    let sent = only.sent(
+        &headers(&[("x-tenant", "t1"), ("accept", "a"), ("user-agent", "u")]),
+        Some("viewer.example"),
+    );
     assert_eq!(
         sent,
         vec![("x-tenant".to_owned(), "t1".to_owned()), ("accept".to_owned(), "a".to_owned())]
