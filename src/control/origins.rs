@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use super::api::ApiError;
 use super::distributions::s3_bucket;
 use super::xml::Element;
-use crate::origin::Origin;
+use crate::origin::{CUSTOM_KEEPALIVE, Origin};
 
 /// CloudFront's limits on `CustomHeaders`: headers per origin, and the
 /// length of a name, of a value, and of all names and values together.
@@ -141,6 +141,7 @@ struct CustomOrigin<'a> {
     tls: bool,
     read_timeout: Duration,
     connect_timeout: Duration,
+    keepalive_timeout: Duration,
 }
 
 /// Refuses an origin keyfront could not ask as CloudFront would; a custom
@@ -171,6 +172,7 @@ pub fn compile(origin: &Element, key_prefix: &str, s3: &Origin, networks: &Arc<[
             let mut compiled = Origin::custom(custom.host, custom.port, custom.tls, key_prefix, networks.clone());
             compiled.first_byte_timeout = custom.read_timeout;
             compiled.connect_timeout = custom.connect_timeout;
+            compiled.keepalive_timeout = custom.keepalive_timeout;
             compiled
         }
         None => s3.for_bucket(s3_bucket(origin.text_of("DomainName")?)?, key_prefix),
@@ -215,13 +217,13 @@ fn custom(origin: &Element) -> Result<CustomOrigin<'_>, ApiError> {
             _ => Err(invalid(format!("{name} {text:?} must be 1 to {most} seconds"))),
         },
     };
-    seconds(config, "OriginKeepaliveTimeout", 5, 180)?;
     Ok(CustomOrigin {
         host,
         port,
         tls,
         read_timeout: seconds(config, "OriginReadTimeout", 30, 180)?,
         connect_timeout: seconds(origin, "ConnectionTimeout", 10, 10)?,
+        keepalive_timeout: seconds(config, "OriginKeepaliveTimeout", CUSTOM_KEEPALIVE.as_secs(), 180)?,
     })
 }
 
@@ -308,6 +310,13 @@ mod tests {
         assert!(refused(custom_origin("app.internal", policy)).contains("OriginProtocolPolicy"));
         let slow = format!("{HTTP}<OriginReadTimeout>0</OriginReadTimeout>");
         assert!(refused(custom_origin("app.internal", &slow)).contains("OriginReadTimeout"));
+        for keepalive in ["0", "181", "-1", "5s", ""] {
+            let config = format!("{HTTP}<OriginKeepaliveTimeout>{keepalive}</OriginKeepaliveTimeout>");
+            assert!(
+                refused(custom_origin("app.internal", &config)).contains("OriginKeepaliveTimeout"),
+                "{keepalive:?}"
+            );
+        }
         let disabled = check(&custom_origin("127.0.0.1", HTTP), &[]).unwrap_err();
         assert!(disabled.message.contains("custom_origin_networks"), "{}", disabled.message);
         assert!(compile(&custom_origin("127.0.0.1", HTTP), "", &s3(), &Arc::from(Vec::new())).is_none());
@@ -363,7 +372,7 @@ mod tests {
     fn a_custom_origin_is_asked_unsigned_with_its_host_its_port_and_its_headers() {
         let xml = custom_origin(
             "app.internal",
-            "<HTTPPort>8080</HTTPPort><HTTPSPort>8443</HTTPSPort><OriginProtocolPolicy>https-only</OriginProtocolPolicy><OriginReadTimeout>7</OriginReadTimeout>",
+            "<HTTPPort>8080</HTTPPort><HTTPSPort>8443</HTTPSPort><OriginProtocolPolicy>https-only</OriginProtocolPolicy><OriginReadTimeout>7</OriginReadTimeout><OriginKeepaliveTimeout>2</OriginKeepaliveTimeout>",
         );
         let mut with_header = xml.clone();
         with_header.children.push(
@@ -379,6 +388,9 @@ mod tests {
             ("app.internal:8443", "app.internal:8443", true)
         );
         assert_eq!(compiled.first_byte_timeout, Duration::from_secs(7));
+        assert_eq!(compiled.keepalive_timeout, Duration::from_secs(2));
+        let default = compile(&custom_origin("app.internal", HTTP), "", &s3(), &loopback()).unwrap();
+        assert_eq!(default.keepalive_timeout, Duration::from_secs(5), "CloudFront's default");
         assert_eq!(compiled.object_path("/a%20b.html").unwrap(), "/site/a%20b.html");
         assert_eq!(compiled.custom_headers, [("x-origin-verify".to_owned(), "s3cr3t".to_owned())]);
         assert!(

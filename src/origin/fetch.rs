@@ -18,8 +18,14 @@ use super::{Origin, pool};
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// How long an idle pooled connection to the origin is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle connection to another node of the fleet is kept.
+const NODE_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// How long an idle connection to `peer` is kept: its origin's keep-alive
+/// (`super::peer` sets it), or a node's.
+fn idle_timeout(peer: &HttpPeer) -> Duration {
+    peer.options.idle_timeout.unwrap_or(NODE_KEEPALIVE)
+}
 
 /// Why an origin request failed before or while its body streamed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -113,13 +119,13 @@ impl OriginResponse<'_> {
                     HttpSession::H1(mut session) => {
                         session.respect_keepalive();
                         if let Some(stream) = session.reuse().await {
-                            pool::keep(self.peer.reuse_hash(), stream, IDLE_TIMEOUT);
+                            pool::keep(self.peer.reuse_hash(), stream, idle_timeout(&self.peer));
                         }
                     }
                     session => {
                         self.client
                             .connector
-                            .release_http_session(session, &self.peer, Some(IDLE_TIMEOUT))
+                            .release_http_session(session, &self.peer, Some(idle_timeout(&self.peer)))
                             .await
                     }
                 }
@@ -191,6 +197,7 @@ impl OriginClient {
         let mut peer = HttpPeer::new(parent, false, String::new());
         peer.options.connection_timeout = Some(origin.connect_timeout);
         peer.options.read_timeout = Some(origin.first_byte_timeout);
+        peer.options.idle_timeout = Some(NODE_KEEPALIVE);
         let request = request_header(method, path, &parent.to_string(), headers)?;
         let mut response = self.exchange(peer, request, None).await?;
         response.fleet_node = Some(parent);
@@ -241,7 +248,7 @@ impl OriginClient {
     ) -> Result<OriginResponse<'_>, FetchError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut answered = None;
-        if let Some(stream) = pool::take(peer.reuse_hash(), IDLE_TIMEOUT) {
+        if let Some(stream) = pool::take(peer.reuse_hash()) {
             let kept = HttpSession::H1(Http1Session::new_with_options(stream, &peer));
             match ask(kept, &peer, request.clone(), body.clone()).await {
                 Err(FetchError::Failed(error)) => {

@@ -67,7 +67,18 @@ pub struct Origin {
     pub connect_timeout: Duration,
     /// Limit on waiting for the response to start (and between reads).
     pub first_byte_timeout: Duration,
+    /// How long an idle connection to it is kept for the next request: a
+    /// custom origin's `OriginKeepaliveTimeout` (CloudFront's 5 s unless
+    /// set); a bucket's connections, `S3_KEEPALIVE`.
+    pub keepalive_timeout: Duration,
 }
+
+/// How long an idle connection to a bucket is kept: S3 closes its own after
+/// about 20 s of quiet, and a closed one is found so when taken (`pool`).
+pub const S3_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// A custom origin's keep-alive when its config names none (CloudFront's).
+pub const CUSTOM_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// An origin group's second member: asked for a GET or HEAD when the first
 /// cannot be reached or answers one of `statuses` (`FailoverCriteria`).
@@ -134,6 +145,7 @@ impl Origin {
             reachable: None,
             connect_timeout: settings.connect_timeout,
             first_byte_timeout: settings.first_byte_timeout,
+            keepalive_timeout: S3_KEEPALIVE,
         }
     }
 
@@ -166,6 +178,7 @@ impl Origin {
             reachable: Some(reachable),
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(30),
+            keepalive_timeout: CUSTOM_KEEPALIVE,
         }
     }
 
@@ -351,6 +364,7 @@ pub async fn peer(origin: &Origin) -> pingora::Result<Box<pingora::upstreams::pe
     let mut peer = HttpPeer::new(address, origin.tls, origin.server_name().to_owned());
     peer.options.connection_timeout = Some(origin.connect_timeout);
     peer.options.read_timeout = Some(origin.first_byte_timeout);
+    peer.options.idle_timeout = Some(origin.keepalive_timeout);
     Ok(Box::new(peer))
 }
 
