@@ -49,6 +49,7 @@ fn fills_at_two_slice_sizes_never_share_bytes() {
         viewer: None,
         failover: None,
         sent: None,
+        error_caching: std::sync::Arc::from([]),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (small, large) = runtime.block_on(async {

@@ -477,6 +477,53 @@ fn a_custom_origin_gets_the_viewers_host_only_when_a_policy_sends_it() {
     }
 }
 
+/// A distribution's `ErrorCachingMinTTL` is how long an origin's error is
+/// remembered: at 0 every request asks the origin again, as a test suite
+/// that creates an object after a 404 needs; without one, the 404 is
+/// remembered (the cache's `error_ttl`). A value that is not a number of
+/// seconds is refused, naming the field.
+#[test]
+fn error_caching_min_ttl_is_how_long_an_origin_error_is_remembered() {
+    let app = App::start();
+    let emulator = Emulator::start(EmulatorOptions::default()).unwrap();
+    let (group, _) = key_group(&emulator);
+    let with_errors = |reference: &str, ttl: &str| {
+        distribution(reference, "127.0.0.1", app.address.port(), &group).replacen(
+            "</DistributionConfig>",
+            &format!(
+                "<CustomErrorResponses><Quantity>1</Quantity><Items><CustomErrorResponse><ErrorCode>404</ErrorCode><ErrorCachingMinTTL>{ttl}</ErrorCachingMinTTL></CustomErrorResponse></Items></CustomErrorResponses></DistributionConfig>"
+            ),
+            1,
+        )
+    };
+    let refused = emulator
+        .call("POST", "/2020-05-31/distribution", with_errors("bad", "ten").as_bytes(), None)
+        .unwrap();
+    assert_eq!(refused.status, 400, "{}", text(&refused));
+    assert!(text(&refused).contains("ErrorCachingMinTTL"), "{}", text(&refused));
+    let asked = || {
+        app.heads()
+            .iter()
+            .filter(|head| head.starts_with("GET /site/missing.json "))
+            .count()
+    };
+    for (domain, asks) in [
+        (create(&emulator, &with_errors("never", "0")), 2),
+        (
+            create(&emulator, &distribution("default", "127.0.0.1", app.address.port(), &group)),
+            1,
+        ),
+    ] {
+        let before = asked();
+        for _ in 0..2 {
+            let answer = request(emulator.edge, "GET", "/missing.json", &[("Host", &domain)], b"");
+            assert_eq!(answer.status, 404, "{}", answer.text());
+            assert!(answer.text().contains("no such thing"), "{}", answer.text());
+        }
+        assert_eq!(asked() - before, asks, "{domain}");
+    }
+}
+
 #[test]
 fn a_miss_sends_each_part_as_the_origin_gives_it() {
     use std::io::{BufRead, Read, Write};

@@ -83,6 +83,9 @@ pub struct ObjectRef {
     pub failover: Option<Arc<Failover>>,
     /// What the behavior's policies send upstream beyond the key, if anything.
     pub sent: Option<Arc<Sent>>,
+    /// How long an error status of the origin is remembered, by status
+    /// (`Behavior::error_caching`); any other: the cache's `error_ttl`.
+    pub error_caching: Arc<[(u16, Duration)]>,
 }
 
 /// What a behavior's policies send upstream beyond the cache key.
@@ -819,10 +822,16 @@ impl Cache {
     }
 
     fn remember_error(&self, object: &ObjectRef, status: u16, body: Option<Arc<ErrorBody>>, now: u64) -> Arc<ObjectMeta> {
-        let mut meta = ObjectMeta::error(status, self.error_ttl, now);
+        let ttl = object
+            .error_caching
+            .iter()
+            .find(|(code, _)| *code == status)
+            .map_or(self.error_ttl, |(_, ttl)| *ttl);
+        let mut meta = ObjectMeta::error(status, ttl, now);
         meta.error_body = body;
         let meta = Arc::new(meta);
-        if CACHED_ERRORS.contains(&status) {
+        // A zero `ErrorCachingMinTTL` asks the origin again every time.
+        if CACHED_ERRORS.contains(&status) && !ttl.is_zero() {
             self.store_meta(object, meta.clone());
         }
         meta

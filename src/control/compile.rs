@@ -111,6 +111,21 @@ fn error_pages(config: &Element) -> Vec<ErrorPage> {
         .collect()
 }
 
+/// How long each error status is remembered (`ErrorCachingMinTTL`), by
+/// the distribution's `CustomErrorResponses` (the API checked them).
+fn error_caching(config: &Element) -> Arc<[(u16, Duration)]> {
+    config
+        .child("CustomErrorResponses")
+        .into_iter()
+        .flat_map(Element::items)
+        .filter_map(|response| {
+            let code = response.text_of("ErrorCode")?.parse().ok()?;
+            let seconds = response.text_of("ErrorCachingMinTTL")?.parse().ok()?;
+            Some((code, Duration::from_secs(seconds)))
+        })
+        .collect()
+}
+
 fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &State, defaults: &ServingDefaults) -> Option<Behavior> {
     let target = behavior.text_of("TargetOriginId")?;
     let origin_named = |name: &str| {
@@ -211,6 +226,7 @@ fn compile_behavior(id: &str, config: &Element, behavior: &Element, state: &Stat
         response_headers,
         functions,
         failover,
+        error_caching: error_caching(config),
     })
 }
 

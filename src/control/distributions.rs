@@ -330,6 +330,13 @@ fn check_config(config: &Element, state: &State, own_id: Option<&str>, settings:
                 format!("CustomErrorResponses: ErrorCode {code:?}"),
             ));
         }
+        if let Some(ttl) = response.text_of("ErrorCachingMinTTL")
+            && ttl.parse::<u32>().is_err()
+        {
+            return Err(ApiError::invalid(format!(
+                "CustomErrorResponses: ErrorCachingMinTTL {ttl:?} is not a number of seconds"
+            )));
+        }
         let page = response.text_of("ResponsePagePath").unwrap_or("");
         let answer = response.text_of("ResponseCode").unwrap_or("");
         if !page.is_empty() && !page.starts_with('/') {

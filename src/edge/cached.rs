@@ -168,6 +168,7 @@ pub fn object_ref(
         ttl: behavior.ttl,
         slice_size: behavior.slice_size,
         viewer,
+        error_caching: behavior.error_caching.clone(),
     }
 }
 

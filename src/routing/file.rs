@@ -95,6 +95,7 @@ fn behavior(settings: &BehaviorSettings, origins: &BTreeMap<String, Arc<Origin>>
         response_headers: None,
         functions: ViewerFunctions::default(),
         failover: None,
+        error_caching: Arc::from([]),
     }
 }
 

@@ -53,6 +53,10 @@ pub struct Behavior {
     pub functions: ViewerFunctions,
     /// The second origin of an origin group, asked when `origin` fails.
     pub failover: Option<Arc<Failover>>,
+    /// How long an origin's error status is remembered, by status (its
+    /// distribution's `ErrorCachingMinTTL`s); any other: the cache's
+    /// `error_ttl`.
+    pub error_caching: Arc<[(u16, std::time::Duration)]>,
 }
 
 /// A behavior's CloudFront Functions (their LIVE stage).
