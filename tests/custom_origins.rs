@@ -479,9 +479,11 @@ fn a_custom_origin_gets_the_viewers_host_only_when_a_policy_sends_it() {
 
 /// A distribution's `ErrorCachingMinTTL` is how long an origin's error is
 /// remembered: at 0 every request asks the origin again, as a test suite
-/// that creates an object after a 404 needs; without one, the 404 is
-/// remembered (the cache's `error_ttl`). A value that is not a number of
-/// seconds is refused, naming the field.
+/// that creates an object after a 404 needs; at 1, the origin is asked
+/// again once the second has passed, and its own error body is served
+/// again (not the edge's page); without one, the 404 is remembered (the
+/// cache's `error_ttl`). A value that is not a number of seconds is
+/// refused, naming the field.
 #[test]
 fn error_caching_min_ttl_is_how_long_an_origin_error_is_remembered() {
     let app = App::start();
@@ -522,6 +524,19 @@ fn error_caching_min_ttl_is_how_long_an_origin_error_is_remembered() {
         }
         assert_eq!(asked() - before, asks, "{domain}");
     }
+    let domain = create(&emulator, &with_errors("second", "1"));
+    let missing = || {
+        let answer = request(emulator.edge, "GET", "/missing.json", &[("Host", &domain)], b"");
+        assert_eq!((answer.status, answer.text()), (404, "{\"error\":\"no such thing\"}".to_owned()));
+    };
+    let before = asked();
+    missing();
+    missing();
+    assert_eq!(asked() - before, 1, "remembered within its second");
+    // Freshness counts whole seconds: two make sure one has passed.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    missing();
+    assert_eq!(asked() - before, 2, "asked again, whole, once its second has passed");
 }
 
 #[test]

@@ -90,11 +90,13 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
 
 /// The `CustomErrorResponses` that name a page (those that only set an
 /// error caching time have nothing to serve).
+/// The distribution's `CustomErrorResponses` items.
+fn custom_error_responses(config: &Element) -> impl Iterator<Item = &Element> {
+    config.child("CustomErrorResponses").into_iter().flat_map(Element::items)
+}
+
 fn error_pages(config: &Element) -> Vec<ErrorPage> {
-    config
-        .child("CustomErrorResponses")
-        .into_iter()
-        .flat_map(Element::items)
+    custom_error_responses(config)
         .filter_map(|response| {
             let error_code = response.text_of("ErrorCode")?.parse().ok()?;
             let page = canonical_path(response.text_of("ResponsePagePath").filter(|p| p.starts_with('/'))?).ok()?;
@@ -114,10 +116,7 @@ fn error_pages(config: &Element) -> Vec<ErrorPage> {
 /// How long each error status is remembered (`ErrorCachingMinTTL`), by
 /// the distribution's `CustomErrorResponses` (the API checked them).
 fn error_caching(config: &Element) -> Arc<[(u16, Duration)]> {
-    config
-        .child("CustomErrorResponses")
-        .into_iter()
-        .flat_map(Element::items)
+    custom_error_responses(config)
         .filter_map(|response| {
             let code = response.text_of("ErrorCode")?.parse().ok()?;
             let seconds = response.text_of("ErrorCachingMinTTL")?.parse().ok()?;

@@ -252,6 +252,10 @@ async fn current_meta<'a>(
     let now = cache.clock.unix_seconds();
     match cache.meta(object).await {
         Some(meta) if meta.is_fresh(now) => Ok((meta, None, CacheStatus::Hit)),
+        // A remembered error past its time is asked for again whole, as the
+        // first time: a HEAD would come back without the origin's body, and
+        // the viewer would get the edge's page in place of the origin's.
+        Some(stale) if stale.status != 200 => Box::pin(first_meta(state, session, object)).await,
         Some(stale) if stale.usable_while_revalidating(now) => {
             cache.revalidate_in_background(object, stale.clone());
             Ok((stale, None, CacheStatus::Hit))
