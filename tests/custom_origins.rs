@@ -475,6 +475,19 @@ fn a_custom_origin_gets_the_viewers_host_only_when_a_policy_sends_it() {
             "a passthrough under {policy}"
         );
     }
+    // Hostile: the Host a viewer may send on is one the distribution
+    // answers to. Another name routes elsewhere, never to this origin.
+    let before = app.heads().len();
+    let foreign = request(
+        emulator.edge,
+        "GET",
+        &format!("/echo/{ALL_VIEWER}"),
+        &[("Host", "evil.example")],
+        b"",
+    );
+    assert!(!foreign.text().contains("/site/echo"), "{}", foreign.text());
+    assert_eq!(app.heads().len(), before, "the origin was never asked");
+    assert!(!app.heads().iter().any(|head| head.to_ascii_lowercase().contains("evil.example")));
 }
 
 /// A distribution's `ErrorCachingMinTTL` is how long an origin's error is

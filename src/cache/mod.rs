@@ -1016,14 +1016,14 @@ fn content_length(response: &OriginResponse<'_>) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_key_holds_its_parts_and_nothing_of_the_last_key_built() {
-        let long = super::ObjectRef::cache_key("origin-with-a-long-name", "/a/long/path?k=v", "h:x-variant=1");
+        let long = ObjectRef::cache_key("origin-with-a-long-name", "/a/long/path?k=v", "h:x-variant=1");
         assert_eq!(&*long, "origin-with-a-long-name\n/a/long/path?k=v\nh:x-variant=1");
-        assert_eq!(&*super::ObjectRef::cache_key("o", "/p", ""), "o\n/p");
+        assert_eq!(&*ObjectRef::cache_key("o", "/p", ""), "o\n/p");
     }
-
-    use super::*;
 
     /// A fill task that panics still ends its fill (readers get an error,
     /// never wait forever) and frees its slot for the next request.

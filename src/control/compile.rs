@@ -88,13 +88,13 @@ pub fn compile(state: &State, defaults: &ServingDefaults) -> Vec<Distribution> {
         .collect()
 }
 
-/// The `CustomErrorResponses` that name a page (those that only set an
-/// error caching time have nothing to serve).
 /// The distribution's `CustomErrorResponses` items.
 fn custom_error_responses(config: &Element) -> impl Iterator<Item = &Element> {
     config.child("CustomErrorResponses").into_iter().flat_map(Element::items)
 }
 
+/// The `CustomErrorResponses` that name a page (those that only set an
+/// error caching time have nothing to serve).
 fn error_pages(config: &Element) -> Vec<ErrorPage> {
     custom_error_responses(config)
         .filter_map(|response| {

@@ -128,10 +128,14 @@ fn origin_request(behavior: &Behavior, viewer: &RequestHeader, origin_path: &str
     // headers every upload needs.
     request.insert_header("host", &origin.host)?;
     let sent = behavior.values.sent(&viewer.headers, super::access::request_host(viewer));
-    for (name, value) in sent.iter().filter(|(name, _)| !FORWARDED_HEADERS.contains(&name.as_str())) {
-        if name == "host" && origin.takes_viewer_header(name) {
+    let taken = sent
+        .iter()
+        .filter(|(name, _)| !FORWARDED_HEADERS.contains(&name.as_str()) && origin.takes_viewer_header(name));
+    for (name, value) in taken {
+        // The viewer's `Host` replaces the origin's; other headers add to it.
+        if name == "host" {
             request.insert_header(http::header::HOST, value.as_str())?;
-        } else if origin.takes_viewer_header(name) {
+        } else {
             request.append_header(name.clone(), value.as_str())?;
         }
     }

@@ -9,18 +9,19 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::NameChoice;
 
-/// Headers no policy sends on: hop-by-hop ones, those the cache sets
-/// itself for each slice (`Range`, the conditions), S3's signing headers,
-/// the fleet's, and `Accept-Encoding` (an origin must answer identity
-/// bytes, which every viewer and range can be cut from). Cookies are sent as
-/// the policies choose them, in one header; `Host` as the viewer named its
-/// host (see `RequestValues::sent`).
+/// Headers no policy sends on as the viewer spelled them: hop-by-hop ones,
+/// those the cache sets itself for each slice (`Range`, the conditions),
+/// S3's signing headers, the fleet's, and `Accept-Encoding` (an origin must
+/// answer identity bytes, which every viewer and range can be cut from).
+/// Cookies are sent as the policies choose them, in one header; `Host` as
+/// the host the viewer asked for (see `RequestValues::sent`).
 const NEVER_SENT: &[&str] = &[
     "accept-encoding",
     "connection",
     "content-length",
     "cookie",
     "expect",
+    "host",
     "if-match",
     "if-modified-since",
     "if-none-match",
@@ -120,7 +121,7 @@ impl RequestValues {
             .chain(
                 headers
                     .iter()
-                    .filter(|(name, _)| *name != http::header::HOST && !never_sent(name.as_str()) && self.sends_header(name.as_str()))
+                    .filter(|(name, _)| !never_sent(name.as_str()) && self.sends_header(name.as_str()))
                     .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))),
             )
             .collect();
