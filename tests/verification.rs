@@ -332,6 +332,30 @@ fn memo_skips_only_the_signature_check() {
     );
 }
 
+/// Each thread keeps its last proofs in front of the shared memo: another
+/// thread finds a proof in the memo, another memo (a verifier built anew)
+/// proves its first request itself, and a key one byte off is no hit.
+#[test]
+fn a_threads_recent_proofs_stand_in_front_of_their_own_memo_only() {
+    let verifier = Verifier::default();
+    let url = canned("/recent.mp4");
+    assert!(!Check::url(path_of(&url)).run(&verifier).unwrap().memo_hit);
+    assert!(Check::url(path_of(&url)).run(&verifier).unwrap().memo_hit);
+    let elsewhere = verifier.clone();
+    let path = path_of(&url).to_owned();
+    let shared = std::thread::spawn(move || Check::url(&path).run(&elsewhere).unwrap().memo_hit);
+    assert!(shared.join().unwrap(), "another thread finds the proof in the shared memo");
+    assert!(!Check::url(path_of(&url)).run(&Verifier::default()).unwrap().memo_hit);
+    let mut forged = url.clone().into_bytes();
+    let at = url.find("Signature=").unwrap() + "Signature=".len() + 5;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert!(matches!(
+        Check::url(path_of(&forged)).run(&verifier).unwrap_err().reason,
+        DenyReason::BadSignature { .. }
+    ));
+}
+
 #[test]
 fn oversized_input_is_refused_without_work() {
     let long = format!("/{}", "a".repeat(9000));

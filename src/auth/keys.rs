@@ -326,7 +326,8 @@ impl PrivateKey {
 /// The keys one behavior trusts: the union of its trusted key groups, by key id.
 #[derive(Clone, Debug, Default)]
 pub struct TrustedKeys {
-    by_id: HashMap<String, PublicKey>,
+    /// Ids shared: a request's grant names its key without copying the id.
+    by_id: HashMap<Arc<str>, PublicKey>,
 }
 
 impl TrustedKeys {
@@ -334,13 +335,13 @@ impl TrustedKeys {
     /// already present replaces it; config validation refuses such conflicts.
     pub fn new(keys: impl IntoIterator<Item = (String, PublicKey)>) -> Self {
         Self {
-            by_id: keys.into_iter().collect(),
+            by_id: keys.into_iter().map(|(id, key)| (Arc::from(id), key)).collect(),
         }
     }
 
-    /// The key with this id, if trusted.
-    pub fn get(&self, key_id: &str) -> Option<&PublicKey> {
-        self.by_id.get(key_id)
+    /// The key with this id, if trusted, with the id as kept.
+    pub fn get(&self, key_id: &str) -> Option<(&Arc<str>, &PublicKey)> {
+        self.by_id.get_key_value(key_id)
     }
 
     /// Whether no key is trusted (a public behavior).

@@ -35,7 +35,7 @@ pub struct Grant {
     /// Whether a signed URL or signed cookies proved it.
     pub source: CredentialSource,
     /// The key that signed it.
-    pub key_pair_id: String,
+    pub key_pair_id: Arc<str>,
     /// The digest the signature covers.
     pub hash_algorithm: HashAlgorithm,
     /// The policy it satisfies.
@@ -75,6 +75,9 @@ impl From<DenyReason> for Rejection {
 #[derive(Clone)]
 pub struct Verifier {
     memo: Cache<Box<[u8]>, Arc<Policy>, foldhash::quality::RandomState>,
+    /// This memo's name in each thread's `RECENT_PROOFS`; clones share it,
+    /// as they share the memo.
+    memo_id: u64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -106,7 +109,69 @@ thread_local! {
     /// Each thread's buffer for the canonical URL a request is judged on:
     /// no allocation per request.
     static CANONICAL_URL: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Each thread's last proofs, in front of the shared memo.
+    static RECENT_PROOFS: RefCell<RecentProofs> = RefCell::new(RecentProofs::default());
 }
+
+/// How many proofs a thread keeps in front of the shared memo.
+const RECENT_PROOF_SLOTS: usize = 64;
+
+/// A thread's last proven signatures, each in the slot its memo key hashes
+/// to: a URL repeated on a thread is found with one hash and one comparison
+/// of its key, without the shared memo's bookkeeping (its map's epoch, its
+/// clock read and its access queue), which cost more than the rest of a
+/// memo hit. What a key proves holds for as long as the key exists: the
+/// key's fingerprint, what the signature covers and the signature are all
+/// in it, and time, IP and Resource are checked on every request after it.
+/// Bounded: at most `RECENT_PROOF_SLOTS` keys of about 600 bytes per thread.
+struct RecentProofs {
+    hasher: foldhash::quality::RandomState,
+    slots: Vec<RecentProof>,
+}
+
+#[derive(Default)]
+struct RecentProof {
+    memo_id: u64,
+    hash: u64,
+    /// Reused from one proof to the next: keeping a proof allocates only
+    /// when a longer key arrives.
+    memo_key: Vec<u8>,
+    policy: Option<Arc<Policy>>,
+}
+
+impl Default for RecentProofs {
+    fn default() -> Self {
+        Self {
+            hasher: foldhash::quality::RandomState::default(),
+            slots: std::iter::repeat_with(RecentProof::default).take(RECENT_PROOF_SLOTS).collect(),
+        }
+    }
+}
+
+impl RecentProofs {
+    fn slot(&mut self, memo_id: u64, memo_key: &[u8]) -> (u64, &mut RecentProof) {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, (memo_id, memo_key));
+        (hash, &mut self.slots[(hash % RECENT_PROOF_SLOTS as u64) as usize])
+    }
+
+    /// The policy `memo_key` proved in `memo_id`'s memo, if this thread keeps it.
+    fn get(&mut self, memo_id: u64, memo_key: &[u8]) -> Option<Arc<Policy>> {
+        let (hash, slot) = self.slot(memo_id, memo_key);
+        let found = slot.hash == hash && slot.memo_id == memo_id && slot.memo_key == memo_key;
+        found.then(|| slot.policy.clone()).flatten()
+    }
+
+    /// Keeps `policy` as what `memo_key` proves, in place of its slot's last.
+    fn keep(&mut self, memo_id: u64, memo_key: &[u8], policy: &Arc<Policy>) {
+        let (hash, slot) = self.slot(memo_id, memo_key);
+        (slot.memo_id, slot.hash, slot.policy) = (memo_id, hash, Some(policy.clone()));
+        slot.memo_key.clear();
+        slot.memo_key.extend_from_slice(memo_key);
+    }
+}
+
+/// Names each memo, for `RecentProofs`.
+static NEXT_MEMO_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Verifier {
     /// A verifier whose memo holds at most `memo_bytes` of keys and policies.
@@ -122,6 +187,7 @@ impl Verifier {
                 // Keys are ~400 bytes of signature and policy: SipHash took
                 // longer over them than the rest of a memo hit.
                 .build_with_hasher(foldhash::quality::RandomState::default()),
+            memo_id: NEXT_MEMO_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -156,7 +222,7 @@ impl Verifier {
             key_pair_id: Some(key_pair_id.to_owned()),
             policy: None,
         };
-        let key = trusted.get(key_pair_id).ok_or_else(|| {
+        let (key_id, key) = trusted.get(key_pair_id).ok_or_else(|| {
             with_key(DenyReason::UnknownKey {
                 key_pair_id: key_pair_id.to_owned(),
             })
@@ -181,14 +247,19 @@ impl Verifier {
 
         let (policy, memo_hit) = MEMO_KEY.with_borrow_mut(|memo_key| {
             write_memo_key(memo_key, hash_algorithm, key, &material, signature);
-            match self.memo.get(memo_key.as_slice()) {
-                Some(policy) => Ok::<_, Rejection>((policy, true)),
+            if let Some(policy) = RECENT_PROOFS.with_borrow_mut(|recent| recent.get(self.memo_id, memo_key)) {
+                return Ok::<_, Rejection>((policy, true));
+            }
+            let found = match self.memo.get(memo_key.as_slice()) {
+                Some(policy) => (policy, true),
                 None => {
                     let policy = Arc::new(check_signature(key, key_pair_id, hash_algorithm, &material, signature, url).map_err(with_key)?);
                     self.memo.insert(memo_key.as_slice().into(), policy.clone());
-                    Ok((policy, false))
+                    (policy, false)
                 }
-            }
+            };
+            RECENT_PROOFS.with_borrow_mut(|recent| recent.keep(self.memo_id, memo_key, &found.0));
+            Ok(found)
         })?;
         if let Err(failure) = policy.check(url, request.now, request.client_ip) {
             return Err(Rejection {
@@ -199,7 +270,7 @@ impl Verifier {
         }
         Ok(Grant {
             source,
-            key_pair_id: key_pair_id.to_owned(),
+            key_pair_id: key_id.clone(),
             hash_algorithm,
             policy,
             memo_hit,

@@ -289,7 +289,7 @@ fn viewer_country<'v>(state: &EdgeState, viewer: &'v Viewer<'_>) -> Option<&'v s
 }
 
 fn is_from_node(viewer: &Viewer<'_>) -> bool {
-    viewer.req_header().headers.contains_key(SIGNATURE_HEADER)
+    viewer.req_header().headers.contains_key(FLEET_SIGNATURE)
 }
 
 /// Checks that the request may have what it asks for (`access::decide`)
@@ -389,8 +389,10 @@ fn client_ip(viewer: &Viewer<'_>) -> Option<IpAddr> {
     viewer.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
-/// Parsed once, as `http`'s own header names are.
+/// Parsed once, as `http`'s own header names are: a name given as text is
+/// parsed again on every lookup, and every request asks for these.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FLEET_SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
 
 /// Writes the request's access-log line (CloudFront's standard format),
 /// dated `unix_seconds`.
