@@ -8,6 +8,7 @@ mod fill;
 mod freshness;
 mod meta;
 mod reader;
+mod recent;
 mod reserve;
 mod slice;
 mod stats;
@@ -15,6 +16,7 @@ mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -190,7 +192,16 @@ pub struct Cache {
     pub clock: Clock,
     /// `cache.memory`: what the tiers' parts above add up to.
     memory_budget: u64,
+    /// This cache's name in each thread's `recent` objects.
+    id: u64,
+    /// Moved after every change of the metadata (a version stored, an
+    /// object forgotten or invalidated): what a thread keeps in `recent`
+    /// holds only while it stands where it was when the thread read it.
+    meta_changes: AtomicU64,
 }
+
+/// Names each cache, for `recent`.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How long a slice borrowed from its site's owner is kept: a hot object's
 /// slices serve this node's viewers without a hop each, and the site still
@@ -329,12 +340,30 @@ impl Cache {
             fill_reserve: FillReserve::new(fill_budget),
             memory_budget: settings.memory_bytes,
             disk_reads: tokio::sync::Semaphore::new(DISK_READS_AT_ONCE),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            meta_changes: AtomicU64::new(0),
         })
+    }
+
+    /// Where `meta_changes` stands, read before the tiers are.
+    fn meta_changes(&self) -> u64 {
+        self.meta_changes.load(Ordering::Acquire)
+    }
+
+    /// Marks every version a thread keeps in `recent` as possibly changed;
+    /// called after the change.
+    fn metas_changed(&self) {
+        self.meta_changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The cached metadata of `object`: memory, then disk.
     pub async fn meta(&self, object: &ObjectRef) -> Option<Arc<ObjectMeta>> {
+        let changes = self.meta_changes();
+        if let Some(meta) = recent::meta(self.id, changes, &object.key) {
+            return Some(meta);
+        }
         if let Some(meta) = self.metas.get(&object.key) {
+            recent::keep_meta(self.id, changes, &object.key, &meta);
             return Some(meta);
         }
         let disk = self.disk.clone().filter(|disk| disk.may_hold_meta(&object.key))?;
@@ -349,6 +378,7 @@ impl Cache {
     /// file per missing key would let viewers fill the disk).
     pub fn store_meta(&self, object: &ObjectRef, meta: Arc<ObjectMeta>) {
         self.metas.insert(object.key.clone(), meta.clone());
+        self.metas_changed();
         if meta.status != 200 {
             return;
         }
@@ -396,8 +426,13 @@ impl Cache {
     /// is read and kept in memory at once; a larger one is read by pieces
     /// and promoted in the background.
     pub async fn cached_slice(self: &Arc<Self>, object: &ObjectRef, meta: &ObjectMeta, index: u64) -> Option<SliceSource> {
+        let changes = self.meta_changes();
+        if let Some(data) = recent::slice(self.id, changes, &object.key, meta, index) {
+            return Some(SliceSource::Memory(data));
+        }
         let key = slice_key(object, meta, index);
         if let Some(data) = self.resident_slice(&key) {
+            recent::keep_slice(self.id, changes, &object.key, meta, index, &data);
             return Some(SliceSource::Memory(data));
         }
         // The index says what the disk holds without a trip to the blocking
@@ -590,6 +625,7 @@ impl Cache {
     /// fill finds that the origin's object is no longer the cached version.
     async fn forget_object(self: &Arc<Self>, key: &Arc<str>) {
         self.metas.invalidate(key);
+        self.metas_changed();
         let (cache, key) = (self.clone(), key.clone());
         if tokio::task::spawn_blocking(move || cache.invalidate(&key, false)).await.is_err() {
             tracing::warn!("forgetting a changed object's slices failed");
@@ -932,6 +968,7 @@ impl Cache {
             .expect("unwritten lock")
             .retain(|slice, _| !for_slices(&slice.object));
         let _ = self.slices.invalidate_entries_if(move |slice, _| for_slices(&slice.object));
+        self.metas_changed();
         if let Some(disk) = &self.disk {
             if prefix {
                 disk.remove_objects_with_prefix(key);
@@ -1025,16 +1062,64 @@ mod tests {
         assert_eq!(&*ObjectRef::cache_key("o", "/p", ""), "o\n/p");
     }
 
-    /// A fill task that panics still ends its fill (readers get an error,
-    /// never wait forever) and frees its slot for the next request.
-    #[tokio::test]
-    async fn a_fill_task_that_panics_ends_its_fill_and_frees_its_slot() {
+    /// A cache of 1 MiB in memory alone.
+    fn memory_cache() -> Arc<Cache> {
         let settings = CacheSettings {
             memory_bytes: 1 << 20,
             disk: None,
             error_ttl: Duration::from_secs(1),
         };
-        let cache = Arc::new(Cache::new(&settings, None, Clock::default()).unwrap());
+        Arc::new(Cache::new(&settings, None, Clock::default()).unwrap())
+    }
+
+    /// What a thread keeps in front of the memory tier (`recent`) never
+    /// outlives the version: a version stored in its place, and an
+    /// invalidation, are seen by the next lookup on the same thread.
+    #[tokio::test]
+    async fn a_thread_never_answers_with_a_version_the_cache_replaced_or_forgot() {
+        let cache = memory_cache();
+        let object = ObjectRef {
+            key: ObjectRef::cache_key("o", "/kept", ""),
+            table: "-".into(),
+            path: "/kept".into(),
+            site_hop: false,
+            origin_name: "o".into(),
+            origin: Arc::new(Origin::custom("127.0.0.1", 9, false, "", Arc::from([]))),
+            origin_path: "/kept".into(),
+            ttl: Ttl {
+                min: Duration::ZERO,
+                default: Duration::from_secs(60),
+                max: Duration::from_secs(60),
+            },
+            slice_size: 1 << 16,
+            viewer: None,
+            failover: None,
+            sent: None,
+            error_caching: Arc::from([]),
+        };
+        let version = |status| Arc::new(ObjectMeta::error(status, Duration::from_secs(60), 1));
+        let is = |found: Option<Arc<ObjectMeta>>, expected: &Arc<ObjectMeta>| found.is_some_and(|f| Arc::ptr_eq(&f, expected));
+        let first = version(404);
+        cache.store_meta(&object, first.clone());
+        assert!(is(cache.meta(&object).await, &first), "read from the tier, kept by this thread");
+        assert!(is(cache.meta(&object).await, &first), "read again, from this thread's");
+        let second = version(403);
+        cache.store_meta(&object, second.clone());
+        assert!(is(cache.meta(&object).await, &second), "a version stored in its place");
+        assert!(is(cache.meta(&object).await, &second));
+        cache.invalidate(&object.key, false);
+        assert!(cache.meta(&object).await.is_none(), "invalidated");
+        cache.store_meta(&object, first.clone());
+        assert!(is(cache.meta(&object).await, &first));
+        cache.forget_object(&object.key).await;
+        assert!(cache.meta(&object).await.is_none(), "forgotten");
+    }
+
+    /// A fill task that panics still ends its fill (readers get an error,
+    /// never wait forever) and frees its slot for the next request.
+    #[tokio::test]
+    async fn a_fill_task_that_panics_ends_its_fill_and_frees_its_slot() {
+        let cache = memory_cache();
         let slot = FillSlot {
             object: "origin\n/bucket/key".into(),
             slice_size: 1 << 16,
