@@ -248,8 +248,7 @@ async fn current_meta<'a>(
     ctx: &mut RequestContext,
     object: &ObjectRef,
 ) -> Result<(Arc<ObjectMeta>, Option<EarlyBytes<'a>>, CacheStatus), FillError> {
-    let cache = &state.cache;
-    let now = cache.clock.unix_seconds();
+    let (cache, now) = (&state.cache, ctx.now);
     match cache.meta(object).await {
         Some(meta) if meta.is_fresh(now) => Ok((meta, None, CacheStatus::Hit)),
         // A remembered error past its time is asked for again whole, as the
@@ -269,7 +268,8 @@ async fn current_meta<'a>(
             // A HEAD that gives no size (a custom origin's chunked page) says
             // nothing of the version: the object is fetched again.
             Err(FillError::LengthUnknown) => Box::pin(first_meta(state, session, object)).await,
-            Err(error) if stale.status == 200 && stale.usable_on_error(now) => {
+            // Judged when the origin failed, which may be a timeout later.
+            Err(error) if stale.status == 200 && stale.usable_on_error(cache.clock.unix_seconds()) => {
                 tracing::warn!(path = %ctx.path, %error, "origin failed; serving a stale copy (stale-if-error)");
                 Ok((stale, None, CacheStatus::Hit))
             }
@@ -384,7 +384,7 @@ async fn answer(
     if status != CacheStatus::Hit {
         response.insert_header(X_CACHE, HeaderValue::from_static(status.header()))?;
     }
-    let age = meta.age(state.cache.clock.unix_seconds());
+    let age = meta.age(ctx.now);
     if age > 0 {
         response.insert_header(AGE, age_value(age))?;
     }

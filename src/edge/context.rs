@@ -24,6 +24,10 @@ pub struct RequestContext {
     pub decision: &'static str,
     /// When the request's header was read, for the access log's time-taken.
     pub started: Option<std::time::Instant>,
+    /// The node's clock then, in whole Unix seconds: what the signature's
+    /// times and the cached copy's freshness and age are judged by (read
+    /// once: each reading is a clock call, and a hit made three).
+    pub now: u64,
     /// The viewer's own query string (signing parameters removed), if any.
     pub query: Option<String>,
     /// The part of it in the cache key and sent on (the behavior's cache

@@ -19,7 +19,7 @@ use super::respond::{
 use super::{CacheStatus, EdgeState, RequestContext, Viewer};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::auth::{SignedTarget, split_target};
-use crate::cache::{ObjectRef, Sent};
+use crate::cache::Sent;
 use crate::config::CorsPolicy;
 use crate::fleet::{FleetAuthError, SIGNATURE_HEADER, table_named};
 use crate::request::{MAX_REQUEST_BYTES, with_query};
@@ -95,10 +95,15 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
         ctx.decision = "folder_path";
         return respond::write_error(viewer, FOLDER_PATH).await;
     }
-    let Some(origin_path) = ctx.origin_path.clone() else {
+    // Taken: nothing after this reads it from the context.
+    let Some(origin_path) = ctx.origin_path.take() else {
         return respond::write_error(viewer, NOT_FOUND).await;
     };
     if matches!(viewer.req_header().method, http::Method::GET | http::Method::HEAD) {
+        let sent = behavior
+            .values
+            .sends_more_than_the_key()
+            .then(|| sent_values(behavior, ctx, viewer, &origin_path));
         let (path, origin_path) = (
             with_query(ctx.path.clone(), &ctx.key_query),
             with_query(origin_path, &ctx.key_query),
@@ -112,8 +117,8 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
             ctx.fleet_site_hop,
             asker,
         );
-        if behavior.values.sends_more_than_the_key() {
-            send_values(&mut object, behavior, ctx, viewer);
+        if let Some((origin_path, sent)) = sent {
+            (object.origin_path, object.sent) = (origin_path, Some(Arc::new(sent)));
         }
         if ctx.fleet_not_before > 0 {
             let (cache, key, not_before) = (state.cache.clone(), object.key.clone(), ctx.fleet_not_before);
@@ -126,20 +131,18 @@ pub async fn handle_request(state: &EdgeState, viewer: &mut Viewer<'_>, ctx: &mu
     Box::pin(super::passthrough::forward(&state.passthrough, viewer, ctx, behavior, &origin_path)).await
 }
 
-/// Makes `object` send upstream what `behavior`'s policies send beyond its
-/// key: the query they name in place of the keyed one, and the viewer's
-/// headers and cookies they name.
-fn send_values(object: &mut ObjectRef, behavior: &Behavior, ctx: &RequestContext, viewer: &Viewer<'_>) {
+/// What `behavior`'s policies send upstream beyond its key, for a request
+/// whose origin path is `origin_path`: that path with the query they name
+/// in place of the keyed one, and the viewer's headers and cookies they name.
+fn sent_values(behavior: &Behavior, ctx: &RequestContext, viewer: &Viewer<'_>, origin_path: &str) -> (String, Sent) {
     let sent_query = behavior.values.sent_query.select_query(ctx.query.as_deref());
-    if let Some(origin_path) = &ctx.origin_path {
-        object.origin_path = with_query(origin_path.clone(), &sent_query);
-    }
-    object.sent = Some(Arc::new(Sent {
+    let sent = Sent {
         target: with_query(ctx.path.clone(), &sent_query),
         headers: behavior
             .values
             .sent(&viewer.req_header().headers, request_host(viewer.req_header())),
-    }));
+    };
+    (with_query(origin_path.to_owned(), &sent_query), sent)
 }
 
 /// Finds the request's distribution (by Host, or the table a node's request
@@ -308,7 +311,7 @@ async fn authenticate(
         from_node: ctx.from_node,
         over_tls: over_tls(viewer),
         client_ip: client_ip(viewer),
-        now: state.cache.clock.unix_seconds(),
+        now: ctx.now,
     };
     let access = access::decide(
         state.fleet.as_deref(),

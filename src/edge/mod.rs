@@ -101,6 +101,7 @@ impl Edge {
         let mut viewer = Viewer::new(session, started);
         let mut ctx = RequestContext {
             started: Some(started),
+            now: self.state.cache.clock.unix_seconds(),
             ..RequestContext::default()
         };
         let outcome = handlers::handle_request(&self.state, &mut viewer, &mut ctx).await;
