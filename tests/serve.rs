@@ -279,11 +279,31 @@ impl Download {
 }
 
 /// SIGTERM (by the child's own pid) while a viewer downloads 24 MiB: the
-/// listener closes, the download runs on to its last byte, right bytes only.
+/// listener closes, the download runs on to its last byte, right bytes only,
+/// and a kept-alive connection waiting for its next request is closed at
+/// once, not at its idle timeout or the drain's end.
 #[test]
 fn sigterm_drains_in_flight_downloads() {
     let mut download = Download::start("drain_timeout: 5s");
+    let mut idle = std::net::TcpStream::connect(download.serve.edge).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!("HEAD /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", download.serve.edge);
+    std::io::Write::write_all(&mut idle, head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(idle.read(&mut byte).unwrap(), 1, "the HEAD is answered");
+        answer.push(byte[0]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
     download.serve.served.signal("TERM");
+    let signalled = Instant::now();
+    assert_eq!(idle.read(&mut [0u8; 1]).unwrap(), 0, "the idle connection is closed");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "closed at once: {:?}",
+        signalled.elapsed()
+    );
     common::wait_until("the listener closed", || std::net::TcpStream::connect(download.serve.edge).is_err());
     download.finish();
     let status = download.serve.served.child.wait().unwrap();

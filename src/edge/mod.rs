@@ -15,6 +15,8 @@ mod respond;
 mod state;
 mod viewer;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,22 +68,24 @@ impl Edge {
     /// request (the viewer left, was too slow, sent no HTTP, or the server
     /// is shutting down); the connection is to be closed without a
     /// response, as nginx does, except for a malformed header (400).
-    async fn read_request(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+    async fn read_request(&self, session: &mut ServerSession, waits: &mut ConnectionWaits<'_>) -> bool {
         let reused = session.get_keepalive_reuses_remaining().is_some_and(|left| left < KEEPALIVE_REUSES);
         // A kept-alive connection first waits up to its idle timeout for
         // the next request to begin; the header's own time starts after that.
         let idle = if reused { session.get_keepalive().unwrap_or(0) } else { 0 };
-        let deadline = Duration::from_secs(idle) + self.header_timeout;
-        let mut shutdown = shutdown.clone();
+        waits
+            .deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + Duration::from_secs(idle) + self.header_timeout);
         let read = tokio::select! {
             biased;
-            read = tokio::time::timeout(deadline, session.read_request()) => read,
-            _ = shutdown.wait_for(|stopping| *stopping) => return false,
+            read = session.read_request() => read,
+            () = waits.deadline.as_mut() => return false,
+            () = waits.shutdown.as_mut() => return false,
         };
         match read {
-            Ok(Ok(read)) => read,
-            Err(_) => false,
-            Ok(Err(error)) => {
+            Ok(read) => read,
+            Err(error) => {
                 if matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
                     let _ = session.respond_error(400).await;
                 }
@@ -93,8 +97,8 @@ impl Edge {
 
     /// Reads and answers one request. `false`: there was none, or the
     /// connection broke, and it is closed; `true`: it may serve another.
-    async fn serve_one(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
-        if !self.read_request(session, shutdown).await {
+    async fn serve_one(&self, session: &mut ServerSession, waits: &mut ConnectionWaits<'_>, shutdown: &ShutdownWatch) -> bool {
+        if !self.read_request(session, waits).await {
             return false;
         }
         let started = std::time::Instant::now();
@@ -147,6 +151,18 @@ impl Edge {
     }
 }
 
+/// What a connection's reads of request headers wait on besides the
+/// viewer, made once per connection: a timer moved forward for each request
+/// and one registration for the shutdown, where a timer and a registration
+/// made and dropped per request cost a lock of the runtime's timer wheel
+/// and of the shutdown's waiters each.
+struct ConnectionWaits<'w> {
+    /// When the header being read is late.
+    deadline: Pin<&'w mut tokio::time::Sleep>,
+    /// The server shutting down.
+    shutdown: Pin<&'w mut (dyn Future<Output = ()> + Send)>,
+}
+
 #[async_trait]
 impl HttpServerApp for Edge {
     /// Serves the connection's requests one after another, for as long as
@@ -158,8 +174,15 @@ impl HttpServerApp for Edge {
         // pipelining) is answered after it, in order, as nginx does; off, the
         // connection would close with it unanswered. The settings carry it on.
         session.set_pipelining_enabled(true);
+        let mut stopping = shutdown.clone();
+        let mut waits = ConnectionWaits {
+            deadline: std::pin::pin!(tokio::time::sleep(self.header_timeout)),
+            shutdown: std::pin::pin!(async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            }),
+        };
         loop {
-            if !self.serve_one(&mut session, shutdown).await {
+            if !self.serve_one(&mut session, &mut waits, shutdown).await {
                 return None;
             }
             let persistent = HttpPersistentSettings::for_session(&session);
