@@ -356,6 +356,36 @@ fn a_threads_recent_proofs_stand_in_front_of_their_own_memo_only() {
     ));
 }
 
+/// A proof kept by the memo or a thread never outlives its key: once the
+/// key id is no longer trusted the URL is refused as an unknown key, and an
+/// id given other key material (a rotation under the same id) checks the
+/// signature again, which fails.
+#[test]
+fn a_kept_proof_never_outlives_its_key() {
+    let verifier = Verifier::default();
+    let url = canned("/rotated.mp4");
+    let target = split_target(path_of(&url)).unwrap();
+    let request = ViewerRequest {
+        base_url: BASE,
+        target: &target,
+        cookie_headers: &[],
+        client_ip: None,
+        now: NOW,
+    };
+    assert!(verifier.verify(&request, &trusted()).is_ok());
+    assert!(verifier.verify(&request, &trusted()).unwrap().memo_hit);
+    let revoked = TrustedKeys::new([("KEC".to_owned(), key("ec_sec1.pem").public_key())]);
+    assert!(matches!(
+        verifier.verify(&request, &revoked).unwrap_err().reason,
+        DenyReason::UnknownKey { .. }
+    ));
+    let rotated = TrustedKeys::new([("KRSA".to_owned(), key("ec_sec1.pem").public_key())]);
+    assert!(matches!(
+        verifier.verify(&request, &rotated).unwrap_err().reason,
+        DenyReason::BadSignature { .. }
+    ));
+}
+
 #[test]
 fn oversized_input_is_refused_without_work() {
     let long = format!("/{}", "a".repeat(9000));
