@@ -47,6 +47,10 @@ impl<'a> Check<'a> {
     }
 
     fn run(&self, verifier: &Verifier) -> Result<Grant, Rejection> {
+        self.run_trusting(verifier, &trusted())
+    }
+
+    fn run_trusting(&self, verifier: &Verifier, trusted: &TrustedKeys) -> Result<Grant, Rejection> {
         let target = split_target(self.target).expect("a target with a canonical path");
         let request = ViewerRequest {
             base_url: BASE,
@@ -55,7 +59,7 @@ impl<'a> Check<'a> {
             client_ip: self.client_ip,
             now: self.now,
         };
-        verifier.verify(&request, &trusted())
+        verifier.verify(&request, trusted)
     }
 
     fn reason(&self) -> DenyReason {
@@ -364,24 +368,17 @@ fn a_threads_recent_proofs_stand_in_front_of_their_own_memo_only() {
 fn a_kept_proof_never_outlives_its_key() {
     let verifier = Verifier::default();
     let url = canned("/rotated.mp4");
-    let target = split_target(path_of(&url)).unwrap();
-    let request = ViewerRequest {
-        base_url: BASE,
-        target: &target,
-        cookie_headers: &[],
-        client_ip: None,
-        now: NOW,
-    };
-    assert!(verifier.verify(&request, &trusted()).is_ok());
-    assert!(verifier.verify(&request, &trusted()).unwrap().memo_hit);
+    let check = Check::url(path_of(&url));
+    assert!(check.run(&verifier).is_ok());
+    assert!(check.run(&verifier).unwrap().memo_hit);
     let revoked = TrustedKeys::new([("KEC".to_owned(), key("ec_sec1.pem").public_key())]);
     assert!(matches!(
-        verifier.verify(&request, &revoked).unwrap_err().reason,
+        check.run_trusting(&verifier, &revoked).unwrap_err().reason,
         DenyReason::UnknownKey { .. }
     ));
     let rotated = TrustedKeys::new([("KRSA".to_owned(), key("ec_sec1.pem").public_key())]);
     assert!(matches!(
-        verifier.verify(&request, &rotated).unwrap_err().reason,
+        check.run_trusting(&verifier, &rotated).unwrap_err().reason,
         DenyReason::BadSignature { .. }
     ));
 }
