@@ -69,17 +69,12 @@ pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathRefusal> {
     if !raw.starts_with('/') {
         return Err(PathRefusal::NotAbsolute);
     }
-    let already_canonical = raw.bytes().all(|b| is_unreserved(b) || b == b'/');
-    let decoded: Cow<'_, [u8]> = if already_canonical {
-        Cow::Borrowed(raw.as_bytes())
-    } else {
-        Cow::Owned(decode(raw.as_bytes())?)
-    };
-    let text = std::str::from_utf8(&decoded).map_err(|_| PathRefusal::NotUtf8)?;
-    check_segments(text)?;
-    if already_canonical {
+    if raw.bytes().all(|b| is_unreserved(b) || b == b'/') {
+        check_segments(raw)?;
         return Ok(Cow::Borrowed(raw));
     }
+    let decoded = decode(raw.as_bytes())?;
+    check_segments(std::str::from_utf8(&decoded).map_err(|_| PathRefusal::NotUtf8)?)?;
     let mut canonical = String::with_capacity(decoded.len() + decoded.len() / 2);
     push_canonical(&mut canonical, &decoded);
     Ok(Cow::Owned(canonical))
