@@ -123,7 +123,9 @@ const RECENT_PROOF_SLOTS: usize = 64;
 /// memo hit. What a key proves holds for as long as the key exists: the
 /// key's fingerprint, what the signature covers and the signature are all
 /// in it, and time, IP and Resource are checked on every request after it.
-/// Bounded: at most `RECENT_PROOF_SLOTS` keys of about 600 bytes per thread.
+/// Bounded: `RECENT_PROOF_SLOTS` keys per thread, each at most a URL's and
+/// its cookies' length (about 600 bytes for a canned URL), and only keys
+/// whose signature verified, so only a key holder can make one large.
 struct RecentProofs {
     hasher: foldhash::quality::RandomState,
     slots: Vec<RecentProof>,
