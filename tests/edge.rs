@@ -605,3 +605,89 @@ fn one_connection_serves_pipelined_requests_in_order_and_closes_after_its_thousa
     let _ = reader.read_to_end(&mut rest);
     assert!(rest.is_empty(), "nothing after the last answer: {}", String::from_utf8_lossy(&rest));
 }
+
+/// One request on a kept-alive `connection`; the status and body.
+fn exchange(connection: &mut std::net::TcpStream, target: &str) -> (u16, Vec<u8>) {
+    use std::io::Write;
+    write!(connection, "GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", stack().edge).unwrap();
+    let head = read_until(connection, |seen| seen.windows(4).any(|w| w == b"\r\n\r\n"));
+    let split = head.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole header") + 4;
+    let header = String::from_utf8_lossy(&head[..split]).to_ascii_lowercase();
+    let length: usize = header
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .expect("a length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = head[split..].to_vec();
+    if body.len() < length {
+        body.extend(read_until(connection, |seen| body.len() + seen.len() >= length));
+    }
+    (header[9..12].parse().unwrap(), body)
+}
+
+/// What a serving thread keeps of the signatures it proved opens nothing
+/// else: on one kept-alive connection (one thread), after a signed URL was
+/// proven twice, the same URL with one signature byte changed, its
+/// signature on another path, under an unknown key id, or past its expiry
+/// each get CloudFront's refusal and no byte of the object, and the signed
+/// URL still gets its bytes.
+#[test]
+fn a_threads_kept_proofs_open_nothing_but_their_own_url() {
+    let video = patterned(VIDEO_BYTES);
+    let signed = stack().signed("/videos/clip.mp4");
+    let mut connection = std::net::TcpStream::connect(stack().edge).unwrap();
+    for _ in 0..2 {
+        assert!(exchange(&mut connection, &signed) == (200, video.clone()), "the signed URL");
+    }
+    let at = signed.find("Signature=").unwrap() + "Signature=".len() + 7;
+    let mut flipped = signed.clone().into_bytes();
+    flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
+    let hostile = [
+        (String::from_utf8(flipped).unwrap(), "AccessDenied"),
+        (signed.replace("/videos/clip.mp4", "/videos/clap.mp4"), "AccessDenied"),
+        (signed.replace("Key-Pair-Id=KTESTKEY", "Key-Pair-Id=KOTHER"), "InvalidKey"),
+        (stack().signed_until("/videos/clip.mp4", now() - 1), "AccessDenied"),
+    ];
+    for (target, code) in hostile {
+        let (status, body) = exchange(&mut connection, &target);
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 403, "{target}: {text}");
+        assert!(text.contains(&format!("<Code>{code}</Code>")), "{target}: {text}");
+        assert!(
+            !body.windows(64).any(|w| w == &video[1000..1064]),
+            "{target}: object bytes in a refusal"
+        );
+    }
+    assert!(
+        exchange(&mut connection, &signed) == (200, video),
+        "the signed URL, after the refusals"
+    );
+}
+
+/// What a serving thread keeps of a hot object never outlives an
+/// invalidation: on one kept-alive connection, the object is served from
+/// the cache after the origin's copy changed, and the new bytes right after
+/// `POST /invalidations`.
+#[test]
+fn an_invalidation_reaches_what_a_thread_keeps() {
+    let (old, new) = (b"the first version".to_vec(), b"the second version, longer".to_vec());
+    stack().put("/videos/kept-by-thread.txt", "text/plain", &old);
+    let signed = stack().signed("/videos/kept-by-thread.txt");
+    let mut connection = std::net::TcpStream::connect(stack().edge).unwrap();
+    for _ in 0..2 {
+        assert_eq!(exchange(&mut connection, &signed), (200, old.clone()));
+    }
+    stack().put("/videos/kept-by-thread.txt", "text/plain", &new);
+    assert_eq!(exchange(&mut connection, &signed), (200, old), "cached, and fresh");
+    let invalidated = request(
+        stack().admin,
+        "POST",
+        "/invalidations",
+        &[("Authorization", &format!("Bearer {}", common::ADMIN_TOKEN))],
+        br#"{"paths": ["/videos/kept-by-thread.txt"]}"#,
+    );
+    assert_eq!(invalidated.status, 200, "{}", invalidated.text());
+    assert_eq!(exchange(&mut connection, &signed), (200, new));
+}
