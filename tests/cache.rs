@@ -435,20 +435,6 @@ fn the_disk_tier_survives_a_restart_and_damaged_files_are_refetched() {
     let (edge, state) = stack.start_another_edge();
     let repaired = request(edge, "GET", path, &[], b"");
     assert!(repaired.body == data, "damaged slices are misses, refetched");
-    let counted = |node: &keyfront::edge::EdgeState| {
-        node.metrics
-            .render(
-                &node.cache,
-                &keyfront::metrics::ScrapeFigures {
-                    access_log_dropped: 0,
-                    control_log: None,
-                    member_names: Vec::new(),
-                },
-            )
-            .lines()
-            .find_map(|line| line.strip_prefix("keyfront_disk_errors_total ")?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     // Each damaged file is counted at least once, by the node that found
     // it: a prefetch and the answer may both open one before its refetch
     // replaces it, and it is counted as that read ends, which may be just
@@ -457,7 +443,9 @@ fn the_disk_tier_survives_a_restart_and_damaged_files_are_refetched() {
     // served (promotions into memory) may come after the damage: then it
     // finds a file damaged and removes it, and the last edge has a plain
     // miss for that slice.
-    wait_until("each damaged file is counted", || counted(&restarted) + counted(&state) >= 4);
+    wait_until("each damaged file is counted", || {
+        common::disk_errors(&restarted) + common::disk_errors(&state) >= 4
+    });
     assert_eq!(state.cache.client.stats.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
 

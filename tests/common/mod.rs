@@ -508,6 +508,20 @@ fn silent_origin() -> SocketAddr {
     address
 }
 
+/// `keyfront_disk_errors_total` as `node` reports it on its metrics page.
+pub fn disk_errors(node: &keyfront::edge::EdgeState) -> u64 {
+    let figures = keyfront::metrics::ScrapeFigures {
+        access_log_dropped: 0,
+        control_log: None,
+        member_names: Vec::new(),
+    };
+    node.metrics
+        .render(&node.cache, &figures)
+        .lines()
+        .find_map(|line| line.strip_prefix("keyfront_disk_errors_total ")?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Polls `done` every 20 ms for up to 10 s.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
